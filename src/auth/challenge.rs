@@ -1,0 +1,68 @@
+//! The `from:` challenge: `_<session uuid>@alice:<nonce uuid>`.
+//!
+//! Kept in the connection, not in the keystore: it is single-use and valid
+//! for [`crate::limits::CHALLENGE_TTL_MS`] (reference 3.16.4), so persisting
+//! it would only cost a durable write per login.
+
+use std::time::{Duration, Instant};
+
+use crate::limits::CHALLENGE_TTL_MS;
+
+/// A random version-4 UUID, lower-case and hyphenated, from the system CSPRNG.
+pub fn uuid_v4(rng: &dyn ring::rand::SecureRandom) -> String {
+    let mut bytes = [0u8; 16];
+    if rng.fill(&mut bytes).is_err() {
+        // The kernel CSPRNG does not fail once the process is running; if it
+        // ever did, a time-derived value keeps the session id unique, and the
+        // nonce's secrecy does not rest on it (the signature does).
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes = nanos.to_le_bytes();
+    }
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+/// An issued challenge, waiting for one `cram`/`pkam` attempt.
+#[derive(Debug, Clone)]
+pub struct Challenge {
+    /// The text signed by the client: the `from:` reply without `data:`.
+    pub text: String,
+    pub issued: Instant,
+}
+
+impl Challenge {
+    pub fn new(session_id: &str, atsign: &str, nonce: &str) -> Challenge {
+        Challenge { text: format!("{session_id}{atsign}:{nonce}"), issued: Instant::now() }
+    }
+
+    pub fn is_fresh(&self) -> bool {
+        self.issued.elapsed() <= Duration::from_millis(CHALLENGE_TTL_MS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_have_the_v4_shape() {
+        let rng = ring::rand::SystemRandom::new();
+        let id = uuid_v4(&rng);
+        assert_eq!(id.len(), 36);
+        assert_eq!(id.as_bytes()[14], b'4');
+        assert!(matches!(id.as_bytes()[19], b'8' | b'9' | b'a' | b'b'));
+        assert!(id.chars().all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_ne!(id, uuid_v4(&rng));
+    }
+
+    #[test]
+    fn the_challenge_text_is_session_atsign_colon_nonce() {
+        let c = Challenge::new("_abc", "@alice", "n1");
+        assert_eq!(c.text, "_abc@alice:n1");
+        assert!(c.is_fresh());
+    }
+}

@@ -1,0 +1,107 @@
+//! What every connection of an atServer process shares, read-only after
+//! start-up: the hosted atSigns and their stores, TLS, counters.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use crate::storage::TenantStore;
+
+/// The protocol version this server answers `info` with: the reference
+/// release whose owner-side behaviour it implements.
+pub const PROTOCOL_VERSION: &str = "3.16.6";
+
+/// One hosted atSign.
+pub struct Tenant {
+    /// Normalised, with the `@` (`@alice`).
+    pub atsign: String,
+    pub store: TenantStore,
+}
+
+/// Bounds and switches that connections read.
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    /// Inbound connections per process; beyond it new ones get AT0012.
+    pub inbound_connections_max: usize,
+    /// Idle time before an unauthenticated connection is closed.
+    pub idle_unauth_ms: u64,
+    /// Idle time before an authenticated connection is closed.
+    pub idle_auth_ms: u64,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            inbound_connections_max: crate::limits::INBOUND_CONNECTIONS_MAX,
+            idle_unauth_ms: crate::limits::IDLE_UNAUTH_MS,
+            idle_auth_ms: crate::limits::IDLE_AUTH_MS,
+        }
+    }
+}
+
+pub struct ServerContext {
+    pub tenants: HashMap<String, Arc<Tenant>>,
+    pub tls: Arc<rustls::ServerConfig>,
+    pub started: Instant,
+    pub rng: ring::rand::SystemRandom,
+    pub limits: SessionLimits,
+    /// Open inbound connections across all shards (an atomic, not a lock).
+    active_connections: AtomicUsize,
+    pub data_dir: std::path::PathBuf,
+}
+
+impl ServerContext {
+    pub fn new(
+        tenants: Vec<Tenant>,
+        tls: Arc<rustls::ServerConfig>,
+        limits: SessionLimits,
+        data_dir: std::path::PathBuf,
+    ) -> ServerContext {
+        ServerContext {
+            tenants: tenants.into_iter().map(|t| (t.atsign.clone(), Arc::new(t))).collect(),
+            tls,
+            started: Instant::now(),
+            rng: ring::rand::SystemRandom::new(),
+            limits,
+            active_connections: AtomicUsize::new(0),
+            data_dir,
+        }
+    }
+
+    pub fn tenant(&self, atsign: &str) -> Option<&Arc<Tenant>> {
+        self.tenants.get(atsign)
+    }
+
+    /// The tenant a connection talks to before it names one, when there is
+    /// no doubt: the process hosts exactly one atSign.
+    pub fn sole_tenant(&self) -> Option<&Arc<Tenant>> {
+        if self.tenants.len() == 1 { self.tenants.values().next() } else { None }
+    }
+
+    pub fn active_connections(&self) -> usize {
+        self.active_connections.load(Ordering::Relaxed)
+    }
+
+    /// Counts a new connection; `None` when the limit is reached.
+    pub fn admit(self: &Arc<Self>) -> Option<ConnectionSlot> {
+        let previous = self.active_connections.fetch_add(1, Ordering::AcqRel);
+        let slot = ConnectionSlot { ctx: self.clone() };
+        if previous >= self.limits.inbound_connections_max {
+            drop(slot);
+            return None;
+        }
+        Some(slot)
+    }
+}
+
+/// Releases its connection count when dropped, however the task ends.
+pub struct ConnectionSlot {
+    ctx: Arc<ServerContext>,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.ctx.active_connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}

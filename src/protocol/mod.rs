@@ -1,0 +1,31 @@
+//! The wire protocol, without I/O.
+//!
+//! Everything here is pure and allocation-conscious so it can be fuzzed and
+//! benchmarked without the `runtime` feature:
+//! - [`frame`]: splits the inbound byte stream into request lines;
+//! - [`parse`]: normalises a line, picks the verb in the reference's dispatch
+//!   order and parses it into a borrowed [`command::Command`];
+//! - [`encode`]: writes a `Command` back as canonical wire text (used by
+//!   outbound connections and by the round-trip fuzzers);
+//! - [`reply`]: the only place that turns results and [`crate::error::AtError`]s
+//!   into response bytes;
+//! - [`atsign`], [`atkey`], [`metadata`], [`json`], [`time`]: the shared rules
+//!   the verbs build on.
+
+pub mod atkey;
+pub mod atsign;
+pub mod command;
+pub mod encode;
+pub mod frame;
+pub mod json;
+pub mod metadata;
+pub mod parse;
+pub mod reply;
+pub mod time;
+
+#[cfg(test)]
+mod proptests;
+
+pub use command::{Command, VerbId};
+pub use frame::{Frame, next_line, trim_line};
+pub use parse::{ParseError, identify, normalize, parse};

@@ -1,0 +1,118 @@
+//! One client connection: TLS, framing, the request loop, replies.
+//!
+//! The loop reads whatever the socket has, answers every complete line in
+//! order (pipelined requests are fine), and writes all the replies of one read
+//! in one write. Every network await has a deadline.
+
+pub mod state;
+pub mod tls;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+
+use crate::context::ServerContext;
+use crate::error::{AtCode, AtError};
+use crate::limits::{LINE_BYTES_MAX, READ_CHUNK_BYTES, TLS_HANDSHAKE_MS, WRITE_MS};
+use crate::protocol::frame::{self, Frame};
+use crate::protocol::reply;
+use crate::shard::{self, ConnectionFuture, ConnectionHandler, Socket};
+pub use state::{Auth, Flow, Session};
+
+/// The connection factory handed to every shard.
+#[derive(Clone)]
+pub struct AtServerConnections {
+    pub ctx: Arc<ServerContext>,
+}
+
+impl ConnectionHandler for AtServerConnections {
+    fn handle(&self, _shard: usize, stream: Socket) -> ConnectionFuture {
+        Box::pin(run(self.ctx.clone(), stream))
+    }
+}
+
+async fn run(ctx: Arc<ServerContext>, stream: Socket) {
+    let peer = stream.peer_addr().ok();
+    let acceptor = futures_rustls::TlsAcceptor::from(ctx.tls.clone());
+    let handshake = shard::deadline(Duration::from_millis(TLS_HANDSHAKE_MS), acceptor.accept(stream));
+    let mut tls = match handshake.await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
+            tracing::debug!(?peer, %error, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(?peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let Some(_slot) = ctx.admit() else {
+        let mut out = Vec::new();
+        reply::inbound_limit(&mut out);
+        let _ = write_all(&mut tls, &out).await;
+        let _ = shard::deadline(Duration::from_millis(WRITE_MS), tls.close()).await;
+        return;
+    };
+    let mut session = Session::new(ctx.clone());
+    if write_all(&mut tls, b"@").await.is_err() {
+        return;
+    }
+    let mut inbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
+    let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
+    let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+    'connection: loop {
+        let idle = Duration::from_millis(session.idle_limit_ms());
+        let read = match shard::deadline(idle, tls.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => n,
+            Err(_) => {
+                tracing::debug!(?peer, "idle connection closed");
+                break;
+            }
+        };
+        inbuf.extend_from_slice(chunk.get(..read).unwrap_or_default());
+        let mut consumed = 0;
+        let mut flow = Flow::Continue;
+        while flow == Flow::Continue {
+            let rest = inbuf.get(consumed..).unwrap_or_default();
+            match frame::next_line(rest, LINE_BYTES_MAX) {
+                (Frame::Line(line), used) => {
+                    consumed += used;
+                    flow = session.handle_line(line, &mut out).await;
+                }
+                (Frame::Incomplete, _) => break,
+                (Frame::TooLong, _) => {
+                    let error = AtError::new(
+                        AtCode::BufferLimit,
+                        format!("request exceeds the limit of {LINE_BYTES_MAX} bytes"),
+                    );
+                    session.write_error(&error, &mut out);
+                    flow = Flow::Close;
+                }
+            }
+        }
+        inbuf.drain(..consumed.min(inbuf.len()));
+        if !out.is_empty() {
+            if write_all(&mut tls, &out).await.is_err() {
+                break 'connection;
+            }
+            out.clear();
+        }
+        if flow == Flow::Close {
+            break;
+        }
+    }
+    let _ = shard::deadline(Duration::from_millis(WRITE_MS), tls.close()).await;
+}
+
+async fn write_all<S: AsyncWriteExt + Unpin>(stream: &mut S, bytes: &[u8]) -> Result<(), ()> {
+    let write = async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    };
+    match shard::deadline(Duration::from_millis(WRITE_MS), write).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}

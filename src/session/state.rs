@@ -1,0 +1,142 @@
+//! The state of one connection and the per-line driver.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::auth::challenge::{Challenge, uuid_v4};
+use crate::context::{ServerContext, Tenant};
+use crate::error::{AtCode, AtError};
+use crate::limits::{AUTH_FAILURES_MAX, UNAUTH_COMMANDS_PER_SEC_MAX};
+use crate::protocol::frame::trim_line;
+use crate::protocol::reply::{self, ErrorStyle, Prompt};
+use crate::verbs;
+
+/// Whether the connection goes on after a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Close,
+}
+
+/// Who the connection has proven to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    None,
+    /// The owner of the tenant, by cram.
+    Cram,
+    /// The owner of the tenant, by pkam with the legacy key.
+    Pkam,
+}
+
+pub struct Session {
+    pub ctx: Arc<ServerContext>,
+    /// `_<uuid>`, fixed for the connection's life.
+    pub session_id: String,
+    /// The hosted atSign this connection talks to, once known.
+    pub tenant: Option<Arc<Tenant>>,
+    pub auth: Auth,
+    /// The outstanding `from:` challenge (single use).
+    pub challenge: Option<Challenge>,
+    pub error_style: ErrorStyle,
+    pub auth_failures: u32,
+    /// Reused buffer for reply payloads: no allocation per request.
+    pub payload: String,
+    rate_window_start: Instant,
+    rate_window_count: u32,
+}
+
+impl Session {
+    pub fn new(ctx: Arc<ServerContext>) -> Session {
+        let session_id = format!("_{}", uuid_v4(&ctx.rng));
+        let tenant = ctx.sole_tenant().cloned();
+        Session {
+            ctx,
+            session_id,
+            tenant,
+            auth: Auth::None,
+            challenge: None,
+            error_style: ErrorStyle::Legacy,
+            auth_failures: 0,
+            payload: String::new(),
+            rate_window_start: Instant::now(),
+            rate_window_count: 0,
+        }
+    }
+
+    pub fn is_owner(&self) -> bool {
+        self.auth != Auth::None
+    }
+
+    /// The tenant of an owner-authenticated connection.
+    pub fn owner(&self) -> Option<&Arc<Tenant>> {
+        if self.is_owner() { self.tenant.as_ref() } else { None }
+    }
+
+    pub fn idle_limit_ms(&self) -> u64 {
+        if self.is_owner() { self.ctx.limits.idle_auth_ms } else { self.ctx.limits.idle_unauth_ms }
+    }
+
+    pub fn prompt(&self) -> Prompt<'_> {
+        match self.owner() {
+            Some(tenant) => Prompt::Owner(&tenant.atsign),
+            None => Prompt::Anonymous,
+        }
+    }
+
+    /// Counts an unauthenticated command; false when over the rate limit.
+    fn within_rate_limit(&mut self) -> bool {
+        if self.is_owner() {
+            return true;
+        }
+        if self.rate_window_start.elapsed().as_secs() >= 1 {
+            self.rate_window_start = Instant::now();
+            self.rate_window_count = 0;
+        }
+        self.rate_window_count += 1;
+        self.rate_window_count <= UNAUTH_COMMANDS_PER_SEC_MAX
+    }
+
+    /// Records a failed cram/pkam; the connection closes after too many.
+    pub fn auth_failure(&mut self, message: &str) -> AtError {
+        self.auth_failures += 1;
+        self.auth = Auth::None;
+        let error = AtError::new(AtCode::AuthFailed, message);
+        if self.auth_failures >= AUTH_FAILURES_MAX { error.closing() } else { error }
+    }
+
+    pub fn write_error(&self, error: &AtError, out: &mut Vec<u8>) {
+        if error.response_object {
+            reply::response_error(out, error.code.code(), &error.message, self.prompt());
+            return;
+        }
+        match self.owner() {
+            Some(tenant) => reply::error(out, error, self.error_style, true, &tenant.atsign),
+            None => reply::error(out, error, self.error_style, false, ""),
+        }
+    }
+
+    /// Handles one request line and appends its reply (if any) to `out`.
+    pub async fn handle_line(&mut self, raw: &[u8], out: &mut Vec<u8>) -> Flow {
+        let line = trim_line(raw);
+        if line.is_empty() {
+            return Flow::Continue;
+        }
+        if line == b"@exit" {
+            return Flow::Close;
+        }
+        if !self.within_rate_limit() {
+            let error = AtError::new(
+                AtCode::InternalServerException,
+                format!("too many requests: at most {UNAUTH_COMMANDS_PER_SEC_MAX} per second before authentication"),
+            );
+            self.write_error(&error, out);
+            return Flow::Continue;
+        }
+        let Ok(text) = std::str::from_utf8(line) else {
+            let error = AtError::new(AtCode::InvalidSyntax, "request is not valid UTF-8");
+            self.write_error(&error, out);
+            return Flow::Continue;
+        };
+        verbs::execute(self, text, out).await
+    }
+}

@@ -1,0 +1,205 @@
+//! Thread-per-core shards: the only module that names the runtime (glommio).
+//!
+//! Each shard is one glommio `LocalExecutor` pinned to a core, with its own
+//! `SO_REUSEPORT` listener on the same address: the kernel spreads new
+//! connections over the shards, and a connection lives and dies on the shard
+//! that accepted it. Nothing mutable is shared between shards.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use futures_lite::FutureExt;
+use glommio::net::{TcpListener, TcpStream};
+use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
+
+/// Below this locked-memory limit glommio refuses to start (measured: it
+/// needs 512 KiB even as root).
+pub const MEMLOCK_BYTES_MIN: u64 = 512 * 1024;
+
+/// Preempt timer: a task that keeps yielding cannot starve sockets and timers
+/// for longer than this (glommio's default is 100 ms).
+pub const PREEMPT_TIMER_MS: u64 = 2;
+
+/// io_uring registered-buffer memory per shard. Sockets do not use it; small
+/// keeps the 8 MiB default memlock limit enough for several shards.
+pub const IO_MEMORY_BYTES: usize = 512 * 1024;
+
+/// What a shard runs for each accepted connection.
+pub type ConnectionFuture = Pin<Box<dyn Future<Output = ()>>>;
+
+/// A factory, cloned into every shard, that turns an accepted socket into the
+/// connection's task. The `usize` is the shard id.
+pub trait ConnectionHandler: Clone + Send + 'static {
+    fn handle(&self, shard: usize, stream: TcpStream) -> ConnectionFuture;
+}
+
+/// Raises the soft RLIMIT_MEMLOCK to the hard limit and checks it is enough.
+pub fn ensure_memlock() -> Result<u64, String> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we own; the resource id is valid.
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) };
+    if got != 0 {
+        return Err("cannot read the locked-memory limit (RLIMIT_MEMLOCK)".into());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+        // SAFETY: setrlimit reads the struct we own; raising soft to hard is allowed.
+        if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    if limit.rlim_cur != libc::RLIM_INFINITY && limit.rlim_cur < MEMLOCK_BYTES_MIN {
+        return Err(format!(
+            "locked-memory limit is {} KiB; glommio needs at least {} KiB: run `ulimit -l 65536` (or set LimitMEMLOCK in systemd)",
+            limit.rlim_cur / 1024,
+            MEMLOCK_BYTES_MIN / 1024
+        ));
+    }
+    Ok(limit.rlim_cur)
+}
+
+/// Runs `shards` executors, each accepting on `listen` with SO_REUSEPORT,
+/// until the process ends. `on_bound` gets the bound address once (useful
+/// with port 0). Returns only on a start-up failure.
+pub fn serve<H: ConnectionHandler>(
+    name: &str,
+    listen: SocketAddr,
+    shards: usize,
+    handler: H,
+    on_bound: impl FnOnce(SocketAddr) + Send + 'static,
+) -> Result<ServeHandle, String> {
+    let shards = shards.max(1);
+    // Shard 0 binds first (resolving port 0); the others then bind the same
+    // address. This start-up rendezvous is the only lock, and it is never
+    // touched again.
+    let rendezvous: Arc<Rendezvous> = Arc::new((Mutex::new(BindState::Pending), Condvar::new()));
+    let on_bound = Arc::new(Mutex::new(Some(on_bound)));
+    let online = glommio::CpuSet::online().map(|set| set.len()).unwrap_or(1);
+    let placement = if shards <= online {
+        PoolPlacement::MaxSpread(shards, None)
+    } else {
+        PoolPlacement::Unbound(shards)
+    };
+    let label = name.to_string();
+    let handles = LocalExecutorPoolBuilder::new(placement)
+        .name(name)
+        .preempt_timer(Duration::from_millis(PREEMPT_TIMER_MS))
+        .io_memory(IO_MEMORY_BYTES)
+        .on_all_shards(move || async move {
+            let shard = glommio::executor().id();
+            let listener = match bind_in_order(listen, &rendezvous) {
+                Ok(listener) => listener,
+                Err(error) => {
+                    tracing::error!(%error, shard, "{label}: cannot listen");
+                    return Err(error);
+                }
+            };
+            if let Ok(addr) = listener.local_addr()
+                && let Some(callback) = on_bound.lock().ok().and_then(|mut c| c.take())
+            {
+                callback(addr);
+            }
+            tracing::debug!(shard, "{label}: accepting");
+            loop {
+                match listener.accept().await {
+                    Ok(stream) => {
+                        let _ = stream.set_nodelay(true);
+                        glommio::spawn_local(handler.handle(shard, stream)).detach();
+                    }
+                    Err(error) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(%error, shard, "{label}: accept failed");
+                        sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start {name} executors: {e}"))?;
+    Ok(ServeHandle { handles })
+}
+
+/// Start-up rendezvous: where shard 0 bound, once it has.
+enum BindState {
+    Pending,
+    Binding,
+    Bound(Result<SocketAddr, String>),
+}
+
+type Rendezvous = (Mutex<BindState>, Condvar);
+
+fn bind_in_order(listen: SocketAddr, rendezvous: &Rendezvous) -> Result<TcpListener, String> {
+    let (slot, ready) = rendezvous;
+    let poisoned = |_| "start-up lock poisoned".to_string();
+    let mut state = slot.lock().map_err(poisoned)?;
+    if matches!(*state, BindState::Pending) {
+        *state = BindState::Binding;
+        drop(state);
+        let result = TcpListener::bind(listen).map_err(|e| format!("cannot bind {listen}: {e}"));
+        let addr = result
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|l| l.local_addr().map_err(|e| e.to_string()));
+        *slot.lock().map_err(poisoned)? = BindState::Bound(addr);
+        ready.notify_all();
+        return result;
+    }
+    loop {
+        match &*state {
+            BindState::Bound(Ok(addr)) => {
+                let addr = *addr;
+                drop(state);
+                return TcpListener::bind(addr).map_err(|e| format!("cannot bind {addr}: {e}"));
+            }
+            BindState::Bound(Err(error)) => return Err(error.clone()),
+            BindState::Pending | BindState::Binding => {
+                state = ready.wait(state).map_err(poisoned)?;
+            }
+        }
+    }
+}
+
+/// The running executors of one `serve` call.
+pub struct ServeHandle {
+    handles: glommio::PoolThreadHandles<Result<(), String>>,
+}
+
+impl ServeHandle {
+    /// Blocks until every shard has stopped; reports the first failure.
+    pub fn join(self) -> Result<(), String> {
+        for result in self.handles.join_all() {
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => return Err(error),
+                Err(error) => return Err(format!("executor failed: {error}")),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sleeps on the current shard's timer wheel.
+pub async fn sleep(duration: Duration) {
+    glommio::timer::sleep(duration).await;
+}
+
+/// Why an operation under a deadline did not complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadlineExceeded;
+
+/// Runs `future` but gives up after `limit`.
+pub async fn deadline<T>(
+    limit: Duration,
+    future: impl Future<Output = T>,
+) -> Result<T, DeadlineExceeded> {
+    async { Ok(future.await) }
+        .or(async {
+            glommio::timer::Timer::new(limit).await;
+            Err(DeadlineExceeded)
+        })
+        .await
+}
+
+pub use glommio::net::TcpStream as Socket;

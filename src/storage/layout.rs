@@ -1,0 +1,99 @@
+//! Names of the keyspaces and the byte layout of their keys.
+//!
+//! - `keys`:    `atsign \0 canonical-key` -> record
+//! - `commits`: `atsign \0 commit-id (u64 BE)` -> commit entry
+//! - `expiry`:  `expires-at-ms (i64 BE, sign-flipped) atsign \0 key` -> empty:
+//!   a time-ordered index so purging never scans the whole store
+//! - `meta`:    `lastcommit \0 atsign` -> last issued commit id (u64 BE)
+
+pub const KEYS: &str = "keys";
+pub const COMMITS: &str = "commits";
+pub const EXPIRY: &str = "expiry";
+pub const META: &str = "meta";
+
+const SEPARATOR: u8 = 0;
+
+pub fn tenant_prefix(atsign: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(atsign.len() + 1);
+    out.extend_from_slice(atsign.as_bytes());
+    out.push(SEPARATOR);
+    out
+}
+
+pub fn record_key(atsign: &str, key: &str) -> Vec<u8> {
+    let mut out = tenant_prefix(atsign);
+    out.extend_from_slice(key.as_bytes());
+    out
+}
+
+pub fn commit_key(atsign: &str, id: u64) -> Vec<u8> {
+    let mut out = tenant_prefix(atsign);
+    out.extend_from_slice(&id.to_be_bytes());
+    out
+}
+
+pub fn last_commit_key(atsign: &str) -> Vec<u8> {
+    let mut out = b"lastcommit\0".to_vec();
+    out.extend_from_slice(atsign.as_bytes());
+    out
+}
+
+/// Big-endian with the sign bit flipped, so byte order is numeric order.
+pub fn encode_time(ms: i64) -> [u8; 8] {
+    ((ms as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+pub fn decode_time(bytes: &[u8]) -> Option<i64> {
+    decode_u64(bytes).map(|v| (v ^ (1 << 63)) as i64)
+}
+
+pub fn decode_u64(bytes: &[u8]) -> Option<u64> {
+    let array: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    Some(u64::from_be_bytes(array))
+}
+
+pub fn expiry_key(expires_at: i64, atsign: &str, key: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + atsign.len() + 1 + key.len());
+    out.extend_from_slice(&encode_time(expires_at));
+    out.extend_from_slice(atsign.as_bytes());
+    out.push(SEPARATOR);
+    out.extend_from_slice(key.as_bytes());
+    out
+}
+
+/// Splits an expiry index key back into (expires_at, atsign, key).
+pub fn parse_expiry_key(bytes: &[u8]) -> Option<(i64, &str, &str)> {
+    let at = decode_time(bytes)?;
+    let rest = bytes.get(8..)?;
+    let split = rest.iter().position(|&b| b == SEPARATOR)?;
+    let atsign = std::str::from_utf8(rest.get(..split)?).ok()?;
+    let key = std::str::from_utf8(rest.get(split + 1..)?).ok()?;
+    Some((at, atsign, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_keys_sort_numerically_across_the_sign() {
+        let mut times = [-5i64, 0, 7, i64::MIN, i64::MAX, 1_700_000_000_000];
+        let mut encoded: Vec<_> = times.iter().map(|&t| encode_time(t)).collect();
+        encoded.sort();
+        times.sort();
+        let decoded: Vec<_> = encoded.iter().filter_map(|b| decode_time(b)).collect();
+        assert_eq!(decoded, times);
+    }
+
+    #[test]
+    fn expiry_keys_parse_back() {
+        let key = expiry_key(42, "@alice", "phone@alice");
+        assert_eq!(parse_expiry_key(&key), Some((42, "@alice", "phone@alice")));
+    }
+
+    #[test]
+    fn one_tenant_prefix_is_not_a_prefix_of_another() {
+        let alice = tenant_prefix("@al");
+        assert!(!record_key("@alice", "x@alice").starts_with(&alice));
+    }
+}

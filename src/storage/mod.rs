@@ -1,0 +1,240 @@
+//! Storage: fjall keyspaces, rkyv records, the commit log and expiry.
+//!
+//! One [`Store`] per storage shard (`data/shard-K`). Reads run inline on the
+//! caller's thread (fjall reads are thread-safe and a cache hit costs a few
+//! microseconds). Writes never do: fjall can block a thread for tens of
+//! milliseconds (journal rotation, write stalls, fsync), so every write is a
+//! message to the shard's [`actor`], which applies a batch of them in one
+//! `WriteBatch`, persists it once (group commit) and then completes each
+//! caller's future. The actor is the single writer of its keyspaces, which
+//! makes read-modify-write merges atomic and commit ids gap-free without locks.
+
+pub mod actor;
+pub mod layout;
+pub mod record;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::error::{AtCode, AtError};
+pub use actor::{Mutation, WriteOutcome};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+pub use record::{ArchivedStoredRecord, CommitEntry, CommitOp, StoredMeta, StoredRecord};
+
+/// When an acknowledged write is safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Acknowledge after the batch is fsynced: survives `kill -9` and power loss.
+    Durable,
+    /// Acknowledge after the journal append reached the OS: survives `kill -9`
+    /// of the process, not a power loss.
+    Fast,
+}
+
+/// The keyspaces of one storage shard.
+#[derive(Clone)]
+pub(crate) struct Keyspaces {
+    pub keys: Keyspace,
+    pub commits: Keyspace,
+    pub expiry: Keyspace,
+    pub meta: Keyspace,
+}
+
+struct StoreInner {
+    keyspaces: Keyspaces,
+    writer: crossbeam_channel::Sender<actor::WriteRequest>,
+    /// Set by the actor after a failed commit: the store refuses writes from
+    /// then on and reports not-ready (poison, don't limp).
+    poisoned: Arc<AtomicBool>,
+}
+
+/// A handle to one storage shard; cheap to clone and `Send + Sync`.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<StoreInner>,
+}
+
+/// A storage failure, reported to clients as AT0002 (which closes the
+/// connection, as the reference does for DataStoreException).
+pub fn store_error(detail: impl std::fmt::Display) -> AtError {
+    AtError::new(AtCode::DataStore, format!("{detail}"))
+}
+
+impl Store {
+    /// Opens (or creates) the shard's database under `dir` and starts its
+    /// write actor on a dedicated thread.
+    pub fn open(dir: &Path, durability: Durability) -> Result<Store, AtError> {
+        std::fs::create_dir_all(dir).map_err(store_error)?;
+        let db = Database::builder(dir)
+            .manual_journal_persist(true)
+            .open()
+            .map_err(store_error)?;
+        let open = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+        let keyspaces = Keyspaces {
+            keys: open(layout::KEYS).map_err(store_error)?,
+            commits: open(layout::COMMITS).map_err(store_error)?,
+            expiry: open(layout::EXPIRY).map_err(store_error)?,
+            meta: open(layout::META).map_err(store_error)?,
+        };
+        let poisoned = Arc::new(AtomicBool::new(false));
+        let writer = actor::spawn(db, keyspaces.clone(), durability, poisoned.clone())?;
+        Ok(Store { inner: Arc::new(StoreInner { keyspaces, writer, poisoned }) })
+    }
+
+    /// The view of one atSign's data in this store.
+    pub fn tenant(&self, atsign: &str) -> TenantStore {
+        TenantStore { store: self.clone(), atsign: atsign.to_string() }
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.inner.poisoned.load(Ordering::Acquire)
+    }
+}
+
+/// One atSign's keys inside a [`Store`]. `atsign` includes the `@`.
+#[derive(Clone)]
+pub struct TenantStore {
+    store: Store,
+    atsign: String,
+}
+
+impl TenantStore {
+    pub fn atsign(&self) -> &str {
+        &self.atsign
+    }
+
+    fn keyspaces(&self) -> &Keyspaces {
+        &self.store.inner.keyspaces
+    }
+
+    /// Runs `f` on the validated archived record of `key` without copying it.
+    /// Does not block on the write path; may do a cold `pread`.
+    pub fn read<R>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&ArchivedStoredRecord) -> R,
+    ) -> Result<Option<R>, AtError> {
+        let full = layout::record_key(&self.atsign, key);
+        match self.keyspaces().keys.get(&full).map_err(store_error)? {
+            None => Ok(None),
+            Some(bytes) => record::with_archived(&bytes, f).map(Some).map_err(store_error),
+        }
+    }
+
+    /// The whole record of `key`, deserialised.
+    pub fn get(&self, key: &str) -> Result<Option<StoredRecord>, AtError> {
+        let full = layout::record_key(&self.atsign, key);
+        match self.keyspaces().keys.get(&full).map_err(store_error)? {
+            None => Ok(None),
+            Some(bytes) => StoredRecord::decode(&bytes).map(Some).map_err(store_error),
+        }
+    }
+
+    /// Calls `visit` for every key of this atSign, in key order, with its
+    /// archived record. Stops early when `visit` returns false.
+    pub fn for_each(
+        &self,
+        mut visit: impl FnMut(&str, &ArchivedStoredRecord) -> bool,
+    ) -> Result<(), AtError> {
+        let prefix = layout::tenant_prefix(&self.atsign);
+        for item in self.keyspaces().keys.prefix(&prefix) {
+            let (k, v) = item.into_inner().map_err(store_error)?;
+            let Some(name) = k.get(prefix.len()..).and_then(|b| std::str::from_utf8(b).ok())
+            else {
+                continue;
+            };
+            let keep_going = record::with_archived(&v, |archived| visit(name, archived))
+                .map_err(store_error)?;
+            if !keep_going {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The last commit id issued for this atSign, or `None` on an empty log.
+    /// Never goes down, even when the newest entry is purged.
+    pub fn last_commit_id(&self) -> Result<Option<u64>, AtError> {
+        let key = layout::last_commit_key(&self.atsign);
+        match self.keyspaces().meta.get(&key).map_err(store_error)? {
+            None => Ok(None),
+            Some(bytes) => Ok(layout::decode_u64(&bytes)),
+        }
+    }
+
+    /// Commit-log entries with id ≥ `from`, oldest first, at most `limit`.
+    pub fn commits_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, CommitEntry)>, AtError> {
+        let start = layout::commit_key(&self.atsign, from);
+        let end = layout::commit_key(&self.atsign, u64::MAX);
+        let mut out = Vec::new();
+        for item in self.keyspaces().commits.range(start..=end).take(limit) {
+            let (k, v) = item.into_inner().map_err(store_error)?;
+            let id = k.get(k.len().saturating_sub(8)..).and_then(layout::decode_u64);
+            let entry = CommitEntry::decode(&v).map_err(store_error)?;
+            if let Some(id) = id {
+                out.push((id, entry));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The newest commit id whose key satisfies `pred` (`stats:3:<regex>`).
+    pub fn latest_commit_where(&self, mut pred: impl FnMut(&str) -> bool) -> Result<Option<u64>, AtError> {
+        let start = layout::commit_key(&self.atsign, 0);
+        let end = layout::commit_key(&self.atsign, u64::MAX);
+        for item in self.keyspaces().commits.range(start..=end).rev() {
+            let (k, v) = item.into_inner().map_err(store_error)?;
+            let entry = CommitEntry::decode(&v).map_err(store_error)?;
+            if pred(&entry.key) {
+                return Ok(k.get(k.len().saturating_sub(8)..).and_then(layout::decode_u64));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Bytes on disk of the storage shard holding this atSign.
+    pub fn disk_bytes(&self) -> u64 {
+        let ks = self.keyspaces();
+        ks.keys.disk_space() + ks.commits.disk_space() + ks.expiry.disk_space() + ks.meta.disk_space()
+    }
+
+    /// Applies `mutate` to the current record of `key` on the write actor and
+    /// resolves once the result is durable (per the store's [`Durability`]).
+    /// `commit` asks for a commit-log entry (and thus a commit id).
+    pub async fn write(
+        &self,
+        key: String,
+        commit: bool,
+        mutate: impl FnOnce(Option<StoredRecord>) -> Result<Mutation, AtError> + Send + 'static,
+    ) -> Result<WriteOutcome, AtError> {
+        if self.store.is_poisoned() {
+            return Err(store_error("the data store refused writes after an I/O failure"));
+        }
+        let (reply, done) = futures_channel::oneshot::channel();
+        let request = actor::WriteRequest {
+            atsign: self.atsign.clone(),
+            key,
+            commit,
+            mutate: Box::new(mutate),
+            reply,
+        };
+        let mut pending = request;
+        loop {
+            match self.store.inner.writer.try_send(pending) {
+                Ok(()) => break,
+                Err(crossbeam_channel::TrySendError::Full(back)) => {
+                    pending = back;
+                    futures_lite::future::yield_now().await;
+                }
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
+                    return Err(store_error("the data store writer has stopped"));
+                }
+            }
+        }
+        done.await.map_err(|_| store_error("the data store writer has stopped"))?
+    }
+}
+
+#[cfg(test)]
+mod tests;

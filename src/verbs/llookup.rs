@@ -1,0 +1,47 @@
+//! `llookup[:meta|:all][:cached][:public|:@for]:<key>@<owner>`: the owner
+//! reads its own store. Missing ⇒ AT0015; present but not born or expired ⇒
+//! `data:null`; a null value ⇒ `data:null`.
+
+use super::metadata::{write_all_json, write_meta_json};
+use super::{Reply, now_ms, owner_tenant};
+use crate::error::AtError;
+use crate::protocol::command::{LLookup, LookupOp};
+use crate::session::Session;
+use crate::storage::TenantStore;
+
+pub fn apply(session: &mut Session, cmd: LLookup<'_>, payload: &mut String) -> Result<Reply, AtError> {
+    let tenant = owner_tenant(session)?;
+    let key = cmd.key.assemble();
+    read_local(&tenant.store, &key, cmd.op, &key, payload)?;
+    Ok(Reply::Data)
+}
+
+/// Writes `key`'s value, metadata JSON or `all` JSON (showing `shown_key`)
+/// into `payload`; inactive records and null values read as `null`.
+pub(super) fn read_local(
+    store: &TenantStore,
+    key: &str,
+    op: LookupOp,
+    shown_key: &str,
+    payload: &mut String,
+) -> Result<(), AtError> {
+    let now = now_ms();
+    let found = match op {
+        LookupOp::Value => store.read(key, |record| {
+            match record.value_str().filter(|_| record.is_active(now)) {
+                Some(value) => payload.push_str(value),
+                None => payload.push_str("null"),
+            }
+        })?,
+        LookupOp::Meta | LookupOp::All => store.get(key)?.map(|record| {
+            if !record.is_active(now) {
+                payload.push_str("null");
+            } else if op == LookupOp::Meta {
+                write_meta_json(payload, &record.meta);
+            } else {
+                write_all_json(payload, shown_key, &record);
+            }
+        }),
+    };
+    found.ok_or_else(|| AtError::key_not_found(key))
+}

@@ -1,0 +1,120 @@
+//! `scan[:showhidden:true|false][:@atsign][:page:<n>][ <regex>]`.
+//!
+//! Owner: every live key except `private:`/`privatekey:` keys, `public:_x`
+//! keys, keys without an owner, and (unless `showhidden:true`) keys whose name
+//! starts with `_`. Unauthenticated: live `public:` keys not starting with
+//! `public:_`, shown without `public:`. The regex is tested with search
+//! semantics against the full stored key name.
+
+use super::lookup::remote_not_supported;
+use super::{Reply, now_ms};
+use crate::error::{AtCode, AtError};
+use crate::protocol::command::Scan;
+use crate::protocol::json;
+use crate::session::Session;
+
+/// Longest regex accepted; the compiled-size bound below guards the rest.
+const SCAN_REGEX_CHARS_MAX: usize = 1_024;
+
+/// Compiled size bound for a client-supplied regex.
+const SCAN_REGEX_BYTES_MAX: usize = 1 << 20;
+
+pub fn apply(session: &mut Session, cmd: Scan<'_>, payload: &mut String) -> Result<Reply, AtError> {
+    if cmd.commit_log {
+        return Err(AtError::new(AtCode::InternalServerException, "scan:cl is not supported by this server yet"));
+    }
+    let regex = match cmd.regex {
+        Some(text) => Some(compile(text)?),
+        None => None,
+    };
+    let matches = |key: &str| regex.as_ref().is_none_or(|r| r.is_match(key));
+    let now = now_ms();
+    payload.push('[');
+    let mut first = true;
+    let mut emit = |payload: &mut String, shown: &str| {
+        if !first {
+            payload.push(',');
+        }
+        first = false;
+        json::write_str(payload, shown);
+    };
+    if let Some(me) = session.owner().cloned() {
+        if let Some(other) = cmd.for_atsign {
+            return Err(remote_not_supported(other));
+        }
+        let show_hidden = cmd.show_hidden.unwrap_or(false);
+        me.store.for_each(|key, record| {
+            if record.is_active(now) && owner_sees(key, show_hidden) && matches(key) {
+                emit(payload, key);
+            }
+            true
+        })?;
+    } else {
+        if cmd.for_atsign.is_some() {
+            return Err(AtError::needs_auth());
+        }
+        let tenants: Vec<_> = match &session.tenant {
+            Some(tenant) => vec![tenant.clone()],
+            None => session.ctx.tenants.values().cloned().collect(),
+        };
+        for tenant in tenants {
+            tenant.store.for_each(|key, record| {
+                if key.starts_with("public:") && !key.starts_with("public:_") && record.is_active(now) && matches(key) {
+                    emit(payload, &key.replace("public:", ""));
+                }
+                true
+            })?;
+        }
+    }
+    payload.push(']');
+    Ok(Reply::Data)
+}
+
+fn owner_sees(key: &str, show_hidden: bool) -> bool {
+    if key.starts_with("private:") || key.starts_with("privatekey:") || !key.contains('@') {
+        return false;
+    }
+    if key.starts_with("public:__") || key.starts_with('_') {
+        return show_hidden;
+    }
+    !key.starts_with("public:_")
+}
+
+fn compile(text: &str) -> Result<regex::Regex, AtError> {
+    if text.len() > SCAN_REGEX_CHARS_MAX {
+        return Err(AtError::new(
+            AtCode::InvalidSyntax,
+            format!("scan regex longer than {SCAN_REGEX_CHARS_MAX} characters"),
+        ));
+    }
+    regex::RegexBuilder::new(text)
+        .size_limit(SCAN_REGEX_BYTES_MAX)
+        .build()
+        .map_err(|e| AtError::new(AtCode::InvalidSyntax, format!("Invalid regex: {e}").replace('\n', " ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_see_hidden_keys_only_when_asked() {
+        assert!(owner_sees("phone@alice", false));
+        assert!(owner_sees("public:x@alice", false));
+        assert!(owner_sees("@bob:x@alice", false));
+        assert!(owner_sees("cached:public:publickey@bob", false));
+        assert!(!owner_sees("_hidden@alice", false));
+        assert!(owner_sees("_hidden@alice", true));
+        assert!(!owner_sees("public:__x@alice", false));
+        assert!(owner_sees("public:__x@alice", true));
+        assert!(!owner_sees("public:_x@alice", true));
+        assert!(!owner_sees("privatekey:at_pkam_publickey", true));
+        assert!(!owner_sees("private:blocklist@alice", true));
+    }
+
+    #[test]
+    fn bad_regexes_are_syntax_errors() {
+        assert_eq!(compile("(").map(|_| ()).map_err(|e| e.code), Err(AtCode::InvalidSyntax));
+        assert!(compile(".*\\.wavi").is_ok());
+    }
+}

@@ -1,0 +1,179 @@
+//! Tests that run the `atserver` binary itself: the commands an operator
+//! types, `kill -9` durability, the directory and the one-command dev setup.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Client, TestServer, cram_digest};
+
+const BIN: &str = env!("CARGO_BIN_EXE_atserver");
+
+/// Kills the child when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits for a tracing line containing `marker` on stderr and returns the
+/// `addr=` it reports.
+fn wait_for_addr(child: &mut Child, marker: &str) -> SocketAddr {
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let marker = marker.to_string();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(&marker)
+                && let Some(addr) = line.split("addr=").nth(1).and_then(|r| r.split_whitespace().next())
+            {
+                let _ = tx.send(addr.to_string());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("server reported its address");
+    addr.parse().expect("socket address")
+}
+
+fn serve(data: &Path, certs: &atserver::devcerts::DevCerts, secret: &str) -> (Running, SocketAddr) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "-a", "@durable", "-s", secret, "-p", "0", "--host", "127.0.0.1", "--shards", "1"])
+        .arg("--tls-cert")
+        .arg(&certs.cert)
+        .arg("--tls-key")
+        .arg(&certs.key)
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--durability", "durable"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn atserver");
+    let addr = wait_for_addr(&mut child, "atServer ready");
+    (Running(child), addr)
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = atserver::devcerts::ensure(&dir.path().join("certs")).expect("certs");
+    let data = dir.path().join("data");
+    let secret = "kill-nine-secret";
+    let (mut first, addr) = serve(&data, &certs, secret);
+    let target = TestServer::external(addr, certs.ca.clone());
+    let mut c = Client::connect(&target);
+    c.cram("@durable", secret);
+    for i in 0..200 {
+        assert_eq!(c.send(&format!("update:k{i}.app@durable value-{i}")), format!("data:{i}\n@durable@"));
+    }
+    // SIGKILL: no chance to flush anything that was not already durable.
+    first.0.kill().expect("kill -9");
+    let _ = first.0.wait();
+    drop(first);
+
+    let (_second, addr) = serve(&data, &certs, secret);
+    let target = TestServer::external(addr, certs.ca.clone());
+    let mut c = Client::connect(&target);
+    c.cram("@durable", secret);
+    for i in [0, 99, 199] {
+        assert_eq!(c.send(&format!("llookup:k{i}.app@durable")), format!("data:value-{i}\n@durable@"));
+    }
+    assert_eq!(c.send("stats:3"), "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"199\"}]\n@durable@");
+    assert_eq!(c.send("update:after.app@durable x"), "data:200\n@durable@");
+}
+
+fn directory_exchange(client: &mut Client, query: &str) -> String {
+    client.write(format!("{query}\n").as_bytes());
+    let mut out = Vec::new();
+    loop {
+        let byte = client.read_exactly(1);
+        out.extend_from_slice(&byte);
+        if out.ends_with(b"\r\n@") {
+            return String::from_utf8(out).expect("utf-8");
+        }
+    }
+}
+
+#[test]
+fn the_directory_answers_lookups_and_throttles_misses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = atserver::devcerts::ensure(dir.path()).expect("certs");
+    let mut child = Command::new(BIN)
+        .args(["directory", "--listen", "127.0.0.1:0", "--record", "alice=127.0.0.1:6464", "--record", "@Bob=localhost:7000"])
+        .arg("--tls-cert")
+        .arg(&certs.cert)
+        .arg("--tls-key")
+        .arg(&certs.key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn directory");
+    let addr = wait_for_addr(&mut child, "atDirectory ready");
+    let _running = Running(child);
+    let mut c = Client::connect_raw(addr, &certs.ca);
+    assert_eq!(c.read_exactly(1), b"@");
+    assert_eq!(directory_exchange(&mut c, "alice"), "127.0.0.1:6464\r\n@");
+    assert_eq!(directory_exchange(&mut c, "BOB"), "localhost:7000\r\n@");
+    assert_eq!(directory_exchange(&mut c, "nobody"), "null\r\n@");
+    let started = Instant::now();
+    assert_eq!(directory_exchange(&mut c, "nobody2"), "null\r\n@");
+    assert!(started.elapsed() >= Duration::from_millis(2_500), "second miss is delayed");
+    c.write(b"nobody3\n");
+    assert!(c.is_closed(), "third miss closes");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+#[test]
+fn dev_starts_a_directory_and_a_server_in_one_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (directory_port, port) = (free_port(), free_port());
+    let mut child = Command::new(BIN)
+        .arg("dev")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--directory-port", &directory_port.to_string(), "--port", &port.to_string(), "--shards", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn dev");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let running = Running(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let mut byte = [0u8; 1];
+        while stdout.read(&mut byte).is_ok_and(|n| n == 1) {
+            text.push(byte[0] as char);
+            if text.ends_with("ready\n") {
+                let _ = tx.send(text.clone());
+            }
+        }
+    });
+    let printed = rx.recv_timeout(Duration::from_secs(30)).expect("dev printed ready");
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines[0], format!("directory 127.0.0.1:{directory_port}"));
+    let ca = lines[1].strip_prefix("ca ").expect("ca line");
+    let alice: Vec<&str> = lines[2].split(' ').collect();
+    assert_eq!(&alice[..3], ["@alice", &format!("127.0.0.1:{port}"), "cram-secret"]);
+    assert!(lines[3].starts_with("@bob "));
+
+    let mut root = Client::connect_raw(format!("127.0.0.1:{directory_port}").parse().expect("addr"), Path::new(ca));
+    assert_eq!(root.read_exactly(1), b"@");
+    assert_eq!(directory_exchange(&mut root, "alice"), format!("127.0.0.1:{port}\r\n@"));
+
+    let target = TestServer::external(format!("127.0.0.1:{port}").parse().expect("addr"), ca.into());
+    let mut c = Client::connect(&target);
+    let challenge = c.challenge("@alice");
+    assert_eq!(c.send(&format!("cram:{}", cram_digest(alice[3], &challenge))), "data:success\n@alice@");
+    drop(running);
+}

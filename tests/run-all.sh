@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The project's one test command (README: "Run the tests"). CI runs exactly this.
+# Bounded: every step has its own time limit; the whole run takes minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# glommio needs locked memory for its io_uring rings (see docs/OPERATIONS.md).
+ulimit -l unlimited 2>/dev/null || ulimit -l 65536 2>/dev/null || true
+echo "locked-memory limit: $(ulimit -l)"
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "build (the binary the process and interop tests run)"
+cargo build --workspace --bins
+
+step "unit, property and integration tests"
+timeout 1200 cargo test --workspace -- --test-threads=4
+
+step "protocol crate alone (no runtime feature)"
+timeout 600 cargo test --no-default-features --lib
+
+step "benches compile and run once (criterion test mode)"
+timeout 600 cargo test --benches
+
+step "interop with the official Python SDK (atsdk)"
+timeout 900 bash tests/interop/run.sh
+
+step "fuzz the parser briefly"
+timeout 1200 bash fuzz/run.sh 30
+
+echo
+echo "all test steps passed"
