@@ -150,7 +150,7 @@ fn provision_secret(tenant: &Tenant, secret: Option<&str>) -> Result<(), String>
             updated_at: now,
             ..StoredMeta::default()
         };
-        Ok(Mutation::Put(StoredRecord { value: Some(value), meta }, CommitOp::Update))
+        Ok(Mutation::Put(Box::new(StoredRecord { value: Some(value), meta }), CommitOp::Update))
     });
     futures_lite::future::block_on(write).map(|_| ()).map_err(|e| e.message)
 }

@@ -339,3 +339,34 @@ fn garbage_and_abandoned_connections_do_not_hurt_others() {
     let mut c = Client::connect(server());
     assert_eq!(c.send("noop:0"), "data:ok\n@");
 }
+
+#[test]
+fn an_invalid_atsign_is_at0011_and_closes() {
+    let mut c = Client::connect(server());
+    let reply = c.send("from:@bad!name");
+    assert!(reply.starts_with("error:AT0011-Exception: "), "{reply}");
+    assert!(c.is_closed());
+}
+
+#[test]
+fn new_clients_get_json_errors() {
+    let mut c = Client::connect(server());
+    let reply = c.send(r#"from:@alice:clientConfig:{"version":"3.2.1","clientId":"x"}"#);
+    assert!(reply.starts_with("data:_"), "{reply}");
+    assert_eq!(
+        c.send("bogus"),
+        "error:{\"errorCode\":\"AT0003\",\"errorDescription\":\"Exception: invalid command\"}\n@"
+    );
+}
+
+#[test]
+fn connections_beyond_the_inbound_limit_get_at0012() {
+    let limits = atserver::context::SessionLimits { inbound_connections_max: 2, ..Default::default() };
+    let small = common::start_with_limits(&[("@limited", SECRET)], limits);
+    let _first = Client::connect(&small);
+    let _second = Client::connect(&small);
+    let mut third = Client::connect_raw(small.addr, &small.ca);
+    let refused = third.read_exactly("error:AT0012-Inbound connection limit exceeded\n".len());
+    assert_eq!(refused, b"error:AT0012-Inbound connection limit exceeded\n");
+    assert!(third.is_closed());
+}

@@ -6,10 +6,17 @@
 /// case-insensitive on the wire.
 pub fn canonical_key(raw: &str) -> String {
     let trimmed = raw.trim();
-    if !trimmed.chars().any(|c| c.is_uppercase() || c.is_whitespace()) {
+    if !trimmed
+        .chars()
+        .any(|c| c.is_uppercase() || c.is_whitespace())
+    {
         return trimmed.to_owned();
     }
-    trimmed.chars().filter(|c| !c.is_whitespace()).flat_map(char::to_lowercase).collect()
+    trimmed
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 /// The reference's `KeyType`, decided from the key text alone.
@@ -52,7 +59,8 @@ fn is_owner(s: &str) -> bool {
 /// `entity owner` over the whole of `s`; returns the owner's name.
 fn entity_owner(s: &str) -> Option<&str> {
     let (entity, owner) = s.split_once('@')?;
-    (!entity.is_empty() && entity.chars().all(is_entity_char) && is_atsign_name(owner)).then_some(owner)
+    (!entity.is_empty() && entity.chars().all(is_entity_char) && is_atsign_name(owner))
+        .then_some(owner)
 }
 
 /// `@<x>:` at the start of `s`: returns (x, rest).
@@ -63,7 +71,8 @@ fn shared_with(s: &str) -> Option<(&str, &str)> {
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 const RESERVED_PRIVATEKEYS: [&str; 10] = [
@@ -88,7 +97,10 @@ pub fn is_reserved(key: &str) -> bool {
     let mut from = 0;
     while let Some(i) = k[from..].find("privatekey:") {
         let tail = &k[from + i + "privatekey:".len()..];
-        if RESERVED_PRIVATEKEYS.iter().any(|r| tail.eq_ignore_ascii_case(r)) {
+        if RESERVED_PRIVATEKEYS
+            .iter()
+            .any(|r| tail.eq_ignore_ascii_case(r))
+        {
             return true;
         }
         from += i + 1;
@@ -107,7 +119,14 @@ pub fn is_reserved(key: &str) -> bool {
         return false;
     }
     let head = &k[..at];
-    if ["private:blocklist", "public:signing_publickey", "public:publickey"].iter().any(|p| head.ends_with(p)) {
+    if [
+        "private:blocklist",
+        "public:signing_publickey",
+        "public:publickey",
+    ]
+    .iter()
+    .any(|p| head.ends_with(p))
+    {
         return true;
     }
     if let Some(i) = head.rfind("shared_key.") {
@@ -124,7 +143,10 @@ pub fn is_reserved(key: &str) -> bool {
         }
     }
     if let Some((_, rest)) = shared_with(k) {
-        if rest.strip_prefix("shared_key").is_some_and(|r| r == &k[at..]) {
+        if rest
+            .strip_prefix("shared_key")
+            .is_some_and(|r| r == &k[at..])
+        {
             return true;
         }
     }
@@ -148,7 +170,11 @@ pub fn key_type(key: &str, owner_hint: Option<&str>) -> KeyType {
             })
     };
     if let Some(rest) = strip_prefix_ci(key, "public:") {
-        return if entity_owner(rest).is_some() { KeyType::Public } else { KeyType::Invalid };
+        return if entity_owner(rest).is_some() {
+            KeyType::Public
+        } else {
+            KeyType::Invalid
+        };
     }
     if let Some(rest) = strip_prefix_ci(key, "private:") {
         let rest = shared_with(rest).map_or(rest, |(_, r)| r);
@@ -159,7 +185,11 @@ pub fn key_type(key: &str, owner_hint: Option<&str>) -> KeyType {
     // self / shared: [sharedWith] entity owner
     if let Some((with, rest)) = shared_with(key) {
         if let Some(owner) = entity_owner(rest) {
-            return if same(with, owner) { KeyType::SelfKey } else { KeyType::Shared };
+            return if same(with, owner) {
+                KeyType::SelfKey
+            } else {
+                KeyType::Shared
+            };
         }
     } else if entity_owner(key).is_some() {
         return KeyType::SelfKey;
@@ -249,9 +279,13 @@ pub fn is_protected(name_with_owner: &str, owner: &str) -> bool {
     if name_with_owner.eq_ignore_ascii_case("at_pkam_publickey") {
         return true;
     }
-    let Some((name, o)) = name_with_owner.rsplit_once('@') else { return false };
+    let Some((name, o)) = name_with_owner.rsplit_once('@') else {
+        return false;
+    };
     o.eq_ignore_ascii_case(owner)
-        && ["signing_publickey", "signing_privatekey", "publickey"].iter().any(|p| name.eq_ignore_ascii_case(p))
+        && ["signing_publickey", "signing_privatekey", "publickey"]
+            .iter()
+            .any(|p| name.eq_ignore_ascii_case(p))
 }
 
 #[cfg(test)]

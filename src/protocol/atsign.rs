@@ -24,15 +24,19 @@ impl From<InvalidAtSign> for AtError {
 }
 
 fn invalid(message: impl Into<String>) -> InvalidAtSign {
-    InvalidAtSign { message: message.into() }
+    InvalidAtSign {
+        message: message.into(),
+    }
 }
 
 const RESERVED: &str = "!*'`();:&=+$,/?#[]{}";
 
 fn is_atsign_whitespace(c: char) -> bool {
-    matches!(c,
-        ' ' | '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | '\u{85}' | '\u{a0}' | '\u{1680}'
-        | '\u{2000}'..='\u{200a}' | '\u{2028}' | '\u{2029}' | '\u{202f}' | '\u{205f}' | '\u{3000}')
+    matches!(
+        c,
+        ' ' | '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | '\u{85}' | '\u{a0}' | '\u{1680}' | '\u{2000}'
+            ..='\u{200a}' | '\u{2028}' | '\u{2029}' | '\u{202f}' | '\u{205f}' | '\u{3000}'
+    )
 }
 
 fn is_atsign_control(c: char) -> bool {
@@ -49,20 +53,28 @@ pub fn normalize_atsign(raw: &str) -> Result<String, InvalidAtSign> {
     let lower = raw.to_lowercase();
     let name = lower.strip_prefix('@').unwrap_or(&lower);
     if name.contains('@') {
-        return Err(invalid(format!("invalid @sign: {raw} Cannot contain more than one @ character")));
+        return Err(invalid(format!(
+            "invalid @sign: {raw} Cannot contain more than one @ character"
+        )));
     }
     let name: String = name.chars().filter(|&c| c != '.').collect();
     if name.is_empty() {
         return Err(invalid("invalid @sign: Cannot be null or empty"));
     }
     if name.chars().any(|c| RESERVED.contains(c)) {
-        return Err(invalid(format!("invalid @sign: {raw} Cannot contain !*'`();:&=+$,/?#[]{{}} characters")));
+        return Err(invalid(format!(
+            "invalid @sign: {raw} Cannot contain !*'`();:&=+$,/?#[]{{}} characters"
+        )));
     }
     if name.chars().any(is_atsign_whitespace) {
-        return Err(invalid(format!("invalid @sign: {raw} Cannot contain whitespace characters")));
+        return Err(invalid(format!(
+            "invalid @sign: {raw} Cannot contain whitespace characters"
+        )));
     }
     if name.chars().any(is_atsign_control) {
-        return Err(invalid(format!("invalid @sign: {raw} Cannot contain control characters")));
+        return Err(invalid(format!(
+            "invalid @sign: {raw} Cannot contain control characters"
+        )));
     }
     let mut out = String::with_capacity(name.len() + 1);
     out.push('@');
@@ -82,13 +94,29 @@ mod tests {
     #[test]
     fn normalises_case_prefix_and_dots() {
         assert_eq!(normalize_atsign("Alice").unwrap(), "@alice");
-        assert_eq!(normalize_atsign("@Colin.Constable").unwrap(), "@colinconstable");
+        assert_eq!(
+            normalize_atsign("@Colin.Constable").unwrap(),
+            "@colinconstable"
+        );
         assert_eq!(normalize_atsign("@🦄").unwrap(), "@🦄");
     }
 
     #[test]
     fn refuses_what_fix_atsign_refuses() {
-        for bad in ["", "@", "@.", "a@b", "@@a", "@a b", "@a:b", "@a,b", "@a\u{3000}", "@a\u{1}", "@a\u{2424}", "@a{"] {
+        for bad in [
+            "",
+            "@",
+            "@.",
+            "a@b",
+            "@@a",
+            "@a b",
+            "@a:b",
+            "@a,b",
+            "@a\u{3000}",
+            "@a\u{1}",
+            "@a\u{2424}",
+            "@a{",
+        ] {
             assert!(normalize_atsign(bad).is_err(), "{bad:?}");
         }
     }

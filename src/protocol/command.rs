@@ -312,7 +312,10 @@ impl EnrollOp {
     ];
 
     pub fn name(self) -> &'static str {
-        EnrollOp::ALL.iter().find(|(_, op)| *op == self).map_or("request", |(n, _)| n)
+        EnrollOp::ALL
+            .iter()
+            .find(|(_, op)| *op == self)
+            .map_or("request", |(n, _)| n)
     }
 }
 
@@ -706,12 +709,27 @@ mod tests {
 
     #[test]
     fn assembles_keys_like_the_reference() {
-        let k = KeyRef { cached: false, scope: Scope::SharedWith("Bob"), name: "Phone.Wavi", owner: Some("Alice") };
+        let k = KeyRef {
+            cached: false,
+            scope: Scope::SharedWith("Bob"),
+            name: "Phone.Wavi",
+            owner: Some("Alice"),
+        };
         assert_eq!(k.assemble(), "@bob:phone.wavi@alice");
         assert_eq!(k.name_with_owner(), "Phone.Wavi@Alice");
-        let k = KeyRef { cached: true, scope: Scope::Public, name: "publickey", owner: Some("@bob") };
+        let k = KeyRef {
+            cached: true,
+            scope: Scope::Public,
+            name: "publickey",
+            owner: Some("@bob"),
+        };
         assert_eq!(k.assemble(), "cached:public:publickey@bob");
-        let k = KeyRef { cached: false, scope: Scope::None, name: "privatekey:at_pkam_publickey", owner: None };
+        let k = KeyRef {
+            cached: false,
+            scope: Scope::None,
+            name: "privatekey:at_pkam_publickey",
+            owner: None,
+        };
         assert_eq!(k.assemble(), "privatekey:at_pkam_publickey");
     }
 

@@ -22,7 +22,12 @@ fn opt<T: Display>(f: &mut Formatter<'_>, prefix: &str, v: Option<T>) -> fmt::Re
 }
 
 /// `<prefix><v><suffix>` when present.
-fn opt_sfx<T: Display>(f: &mut Formatter<'_>, prefix: &str, v: Option<T>, suffix: &str) -> fmt::Result {
+fn opt_sfx<T: Display>(
+    f: &mut Formatter<'_>,
+    prefix: &str,
+    v: Option<T>,
+    suffix: &str,
+) -> fmt::Result {
     match v {
         Some(v) => write!(f, "{prefix}{v}{suffix}"),
         None => Ok(()),
@@ -289,7 +294,10 @@ impl Display for Command<'_> {
                     // Without `:force`, a params text that itself starts with
                     // `force` must not be separated by a colon, or it would be
                     // read back as the flag.
-                    Some(p) if !c.force && p.get(..5).is_some_and(|h| h.eq_ignore_ascii_case("force")) => {
+                    Some(p)
+                        if !c.force
+                            && p.get(..5).is_some_and(|h| h.eq_ignore_ascii_case("force")) =>
+                    {
                         f.write_str(p)
                     }
                     Some(p) => write!(f, ":{p}"),

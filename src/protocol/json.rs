@@ -195,7 +195,10 @@ impl std::error::Error for JsonError {}
 
 /// Parses one JSON document; trailing non-whitespace is an error.
 pub fn parse(text: &str) -> Result<JsonValue, JsonError> {
-    let mut p = Parser { s: text.as_bytes(), pos: 0 };
+    let mut p = Parser {
+        s: text.as_bytes(),
+        pos: 0,
+    };
     let v = p.value(0)?;
     p.ws();
     if p.pos != p.s.len() {
@@ -211,7 +214,10 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn err(&self, reason: &'static str) -> JsonError {
-        JsonError { offset: self.pos, reason }
+        JsonError {
+            offset: self.pos,
+            reason,
+        }
     }
 
     fn ws(&mut self) {
@@ -326,20 +332,28 @@ impl Parser<'_> {
             }
         }
         // The slice is ASCII digits and signs, so it is valid UTF-8.
-        let text = std::str::from_utf8(&self.s[start..self.pos]).map_err(|_| self.err("bad number"))?;
+        let text =
+            std::str::from_utf8(&self.s[start..self.pos]).map_err(|_| self.err("bad number"))?;
         if integral {
             if let Ok(i) = text.parse::<i64>() {
                 return Ok(JsonValue::Int(i));
             }
         }
-        text.parse::<f64>().map(JsonValue::Float).map_err(|_| self.err("bad number"))
+        text.parse::<f64>()
+            .map(JsonValue::Float)
+            .map_err(|_| self.err("bad number"))
     }
 
     fn hex4(&mut self) -> Result<u32, JsonError> {
-        let h = self.s.get(self.pos..self.pos + 4).ok_or_else(|| self.err("short \\u escape"))?;
+        let h = self
+            .s
+            .get(self.pos..self.pos + 4)
+            .ok_or_else(|| self.err("short \\u escape"))?;
         let mut v = 0u32;
         for &c in h {
-            let d = (c as char).to_digit(16).ok_or_else(|| self.err("bad \\u escape"))?;
+            let d = (c as char)
+                .to_digit(16)
+                .ok_or_else(|| self.err("bad \\u escape"))?;
             v = v * 16 + d;
         }
         self.pos += 4;
@@ -359,7 +373,9 @@ impl Parser<'_> {
             }
             // Input is a &str and we only stop on ASCII bytes, so this slice
             // is on char boundaries.
-            out.push_str(std::str::from_utf8(&self.s[start..self.pos]).map_err(|_| self.err("bad UTF-8"))?);
+            out.push_str(
+                std::str::from_utf8(&self.s[start..self.pos]).map_err(|_| self.err("bad UTF-8"))?,
+            );
             match self.s.get(self.pos) {
                 None => return Err(self.err("unterminated string")),
                 Some(b'"') => {
@@ -368,7 +384,10 @@ impl Parser<'_> {
                 }
                 Some(b'\\') => {
                     self.pos += 1;
-                    let e = *self.s.get(self.pos).ok_or_else(|| self.err("unterminated escape"))?;
+                    let e = *self
+                        .s
+                        .get(self.pos)
+                        .ok_or_else(|| self.err("unterminated escape"))?;
                     self.pos += 1;
                     match e {
                         b'"' => out.push('"'),
@@ -427,7 +446,9 @@ mod tests {
     fn object_writer_keeps_insertion_order_and_is_compact() {
         let mut o = String::new();
         let mut w = ObjectWriter::new(&mut o);
-        w.field_str("key", "x").field_i64("version", 0).field_bool("isEncrypted", true);
+        w.field_str("key", "x")
+            .field_i64("version", 0)
+            .field_bool("isEncrypted", true);
         w.field_raw("m", "null");
         w.finish();
         assert_eq!(o, r#"{"key":"x","version":0,"isEncrypted":true,"m":null}"#);
@@ -435,16 +456,24 @@ mod tests {
 
     #[test]
     fn parses_client_config_and_keeps_member_order() {
-        let v = parse(r#" {"version":"3.2.1","b":[1,-2.5e1,true,null],"a":{"x":"\u00e9\ud83d\ude00"}} "#).unwrap();
+        let v = parse(
+            r#" {"version":"3.2.1","b":[1,-2.5e1,true,null],"a":{"x":"\u00e9\ud83d\ude00"}} "#,
+        )
+        .unwrap();
         assert_eq!(v.get("version").and_then(JsonValue::as_str), Some("3.2.1"));
         let mut o = String::new();
         v.write(&mut o);
-        assert_eq!(o, r#"{"version":"3.2.1","b":[1,-25.0,true,null],"a":{"x":"é😀"}}"#);
+        assert_eq!(
+            o,
+            r#"{"version":"3.2.1","b":[1,-25.0,true,null],"a":{"x":"é😀"}}"#
+        );
     }
 
     #[test]
     fn rejects_malformed_and_too_deep() {
-        for bad in ["", "{", "{\"a\"}", "[1,]", "01", "\"\n\"", "{} x", "tru", "1.", "\"\\x\""] {
+        for bad in [
+            "", "{", "{\"a\"}", "[1,]", "01", "\"\n\"", "{} x", "tru", "1.", "\"\\x\"",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
         let deep = "[".repeat(JSON_DEPTH_MAX + 2) + &"]".repeat(JSON_DEPTH_MAX + 2);

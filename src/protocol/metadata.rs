@@ -13,6 +13,22 @@ use super::parse::{eat_ci, is_js_space};
 use super::time::iso_prefix_len;
 use crate::error::{AtCode, AtError};
 
+/// The fragment names a field whose value does not fit its type; no reading
+/// of the reference regex matches such a command (AT0003).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetaSyntax {
+    /// The wire name of the offending field.
+    pub field: &'static str,
+}
+
+impl fmt::Display for MetaSyntax {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bad value for metadata field {}", self.field)
+    }
+}
+
+impl std::error::Error for MetaSyntax {}
+
 /// The fragment as sent, borrowed from the command line. String fields keep
 /// their case; the literal `null` is kept as text (it clears a field in
 /// `update`, and travels as `null` in `notify`).
@@ -61,9 +77,30 @@ enum Val<'a> {
 
 /// Wire names in the one order the grammar accepts.
 pub const FIELD_NAMES: [&str; 24] = [
-    "ttl", "ttb", "ttr", "ccd", "cAt", "uAt", "eAt", "aAt", "dataSignature", "sharedKeyStatus",
-    "isBinary", "isEncrypted", "sharedKeyEnc", "pubKeyCS", "pubKeyHash", "hashingAlgo", "encoding",
-    "encKeyName", "encAlgo", "ivNonce", "skeEncKeyName", "skeEncAlgo", "immutable", "appMetadata",
+    "ttl",
+    "ttb",
+    "ttr",
+    "ccd",
+    "cAt",
+    "uAt",
+    "eAt",
+    "aAt",
+    "dataSignature",
+    "sharedKeyStatus",
+    "isBinary",
+    "isEncrypted",
+    "sharedKeyEnc",
+    "pubKeyCS",
+    "pubKeyHash",
+    "hashingAlgo",
+    "encoding",
+    "encKeyName",
+    "encAlgo",
+    "ivNonce",
+    "skeEncKeyName",
+    "skeEncAlgo",
+    "immutable",
+    "appMetadata",
 ];
 
 const KINDS: [Kind; 24] = {
@@ -88,13 +125,19 @@ pub(crate) fn take_int(s: &str) -> Option<(i64, &str)> {
         return None;
     }
     let digits = &body[..n];
-    let v: i64 = if neg { format_neg(digits)? } else { digits.parse().ok()? };
+    let v: i64 = if neg {
+        format_neg(digits)?
+    } else {
+        digits.parse().ok()?
+    };
     Some((v, &body[n..]))
 }
 
 fn format_neg(digits: &str) -> Option<i64> {
     // i64::MIN has no positive counterpart, so accumulate negatively.
-    digits.bytes().try_fold(0i64, |acc, d| acc.checked_mul(10)?.checked_sub(i64::from(d - b'0')))
+    digits.bytes().try_fold(0i64, |acc, d| {
+        acc.checked_mul(10)?.checked_sub(i64::from(d - b'0'))
+    })
 }
 
 /// Takes `true|false` in any case from the front of `s`.
@@ -176,25 +219,31 @@ impl<'a> MetaFragment<'a> {
     /// and returns the fragment and the unconsumed text. A field whose name
     /// is present but whose value does not fit is an error: no reading of the
     /// reference regex can match such a command.
-    pub fn parse(s: &'a str) -> Result<(MetaFragment<'a>, &'a str), ()> {
+    pub fn parse(s: &'a str) -> Result<(MetaFragment<'a>, &'a str), MetaSyntax> {
         let mut m = MetaFragment::default();
         let mut rest = s;
         for (i, (name, kind)) in FIELD_NAMES.iter().zip(KINDS).enumerate() {
-            let Some(after) = rest.strip_prefix(':').and_then(|r| eat_ci(r, name)).and_then(|r| r.strip_prefix(':'))
+            let Some(after) = rest
+                .strip_prefix(':')
+                .and_then(|r| eat_ci(r, name))
+                .and_then(|r| r.strip_prefix(':'))
             else {
                 continue;
             };
+            let bad = MetaSyntax { field: name };
             let (val, r) = match kind {
-                Kind::Int => take_int(after).map(|(v, r)| (Val::Int(v), r)).ok_or(())?,
-                Kind::Bool => take_bool(after).map(|(v, r)| (Val::Bool(v), r)).ok_or(())?,
+                Kind::Int => take_int(after).map(|(v, r)| (Val::Int(v), r)).ok_or(bad)?,
+                Kind::Bool => take_bool(after)
+                    .map(|(v, r)| (Val::Bool(v), r))
+                    .ok_or(bad)?,
                 Kind::Time => {
-                    let n = iso_prefix_len(after).ok_or(())?;
+                    let n = iso_prefix_len(after).ok_or(bad)?;
                     (Val::Str(&after[..n]), &after[n..])
                 }
                 Kind::Tok => {
                     let n = after.find(|c| !is_tok_char(c)).unwrap_or(after.len());
                     if n == 0 {
-                        return Err(());
+                        return Err(bad);
                     }
                     (Val::Str(&after[..n]), &after[n..])
                 }
@@ -211,17 +260,27 @@ impl<'a> MetaFragment<'a> {
 
     /// Wire names of the fields that are set, in order.
     pub fn present_fields(&self) -> impl Iterator<Item = &'static str> + '_ {
-        FIELD_NAMES.iter().enumerate().filter(|(i, _)| self.get(*i).is_some()).map(|(_, n)| *n)
+        FIELD_NAMES
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.get(*i).is_some())
+            .map(|(_, n)| *n)
     }
 
     /// The reference's value checks (`AU/atmetadata_utils.dart`), run after
     /// the syntax matched.
     pub fn validate(&self) -> Result<(), AtError> {
         if self.ttl.is_some_and(|v| v < 0) {
-            return Err(AtError::new(AtCode::InvalidSyntax, "Valid value for TTL should be greater than or equal to 0"));
+            return Err(AtError::new(
+                AtCode::InvalidSyntax,
+                "Valid value for TTL should be greater than or equal to 0",
+            ));
         }
         if self.ttb.is_some_and(|v| v < 0) {
-            return Err(AtError::new(AtCode::InvalidSyntax, "Valid value for TTB should be greater than or equal to 0"));
+            return Err(AtError::new(
+                AtCode::InvalidSyntax,
+                "Valid value for TTB should be greater than or equal to 0",
+            ));
         }
         if self.ttr.is_some_and(|v| v <= -2) {
             return Err(AtError::new(
@@ -288,13 +347,32 @@ mod tests {
 
     #[test]
     fn validation_messages_match_the_reference() {
-        let m = MetaFragment { ttl: Some(-1), ..Default::default() };
-        assert_eq!(m.validate().unwrap_err().message, "Valid value for TTL should be greater than or equal to 0");
-        let m = MetaFragment { ttb: Some(-1), ..Default::default() };
-        assert_eq!(m.validate().unwrap_err().message, "Valid value for TTB should be greater than or equal to 0");
-        let m = MetaFragment { ttr: Some(-2), ..Default::default() };
+        let m = MetaFragment {
+            ttl: Some(-1),
+            ..Default::default()
+        };
+        assert_eq!(
+            m.validate().unwrap_err().message,
+            "Valid value for TTL should be greater than or equal to 0"
+        );
+        let m = MetaFragment {
+            ttb: Some(-1),
+            ..Default::default()
+        };
+        assert_eq!(
+            m.validate().unwrap_err().message,
+            "Valid value for TTB should be greater than or equal to 0"
+        );
+        let m = MetaFragment {
+            ttr: Some(-2),
+            ..Default::default()
+        };
         assert_eq!(m.validate().unwrap_err().code, AtCode::InvalidSyntax);
-        let m = MetaFragment { ttr: Some(-1), ttl: Some(0), ..Default::default() };
+        let m = MetaFragment {
+            ttr: Some(-1),
+            ttl: Some(0),
+            ..Default::default()
+        };
         assert!(m.validate().is_ok());
     }
 

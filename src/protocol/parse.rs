@@ -33,7 +33,10 @@ impl std::convert::From<ParseError> for AtError {
     fn from(e: ParseError) -> Self {
         match e {
             ParseError::InvalidCommand => AtError::invalid_command(),
-            ParseError::Syntax(v) => AtError::new(AtCode::InvalidSyntax, format!("Invalid syntax. {}", v.usage())),
+            ParseError::Syntax(v) => AtError::new(
+                AtCode::InvalidSyntax,
+                format!("Invalid syntax. {}", v.usage()),
+            ),
             ParseError::Meta(e) => e,
         }
     }
@@ -56,9 +59,17 @@ impl std::error::Error for ParseError {}
 
 /// `\s` in a Dart `RegExp`: the ECMAScript white space and line terminators.
 pub(crate) fn is_js_space(c: char) -> bool {
-    matches!(c,
-        '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | ' ' | '\u{a0}' | '\u{1680}' | '\u{2000}'..='\u{200a}'
-        | '\u{2028}' | '\u{2029}' | '\u{202f}' | '\u{205f}' | '\u{3000}' | '\u{feff}')
+    matches!(
+        c,
+        '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | ' ' | '\u{a0}' | '\u{1680}' | '\u{2000}'
+            ..='\u{200a}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202f}'
+                | '\u{205f}'
+                | '\u{3000}'
+                | '\u{feff}'
+    )
 }
 
 /// The characters `.` does not match in a Dart `RegExp`.
@@ -85,7 +96,8 @@ fn is_tok(c: char) -> bool {
 pub(crate) fn eat_ci<'a>(s: &'a str, lit: &str) -> Option<&'a str> {
     let head = s.as_bytes().get(..lit.len())?;
     // An ASCII literal matched bytewise ends on a char boundary.
-    head.eq_ignore_ascii_case(lit.as_bytes()).then(|| &s[lit.len()..])
+    head.eq_ignore_ascii_case(lit.as_bytes())
+        .then(|| &s[lit.len()..])
 }
 
 /// The maximal prefix of `s` whose chars satisfy `f`, and the rest.
@@ -109,11 +121,17 @@ fn digits<T: std::str::FromStr>(s: &str) -> Option<(T, &str)> {
 
 /// An optional literal flag: the present reading first, then the absent one.
 fn flag<'a>(s: &'a str, lit: &str) -> impl Iterator<Item = (bool, &'a str)> {
-    eat_ci(s, lit).map(|r| (true, r)).into_iter().chain(std::iter::once((false, s)))
+    eat_ci(s, lit)
+        .map(|r| (true, r))
+        .into_iter()
+        .chain(std::iter::once((false, s)))
 }
 
 /// An optional choice among literals, present readings first in order.
-fn choice<'a, 'b, T: Copy + 'b>(s: &'a str, alts: &'b [(&'b str, T)]) -> impl Iterator<Item = (Option<T>, &'a str)> + 'b
+fn choice<'a, 'b, T: Copy + 'b>(
+    s: &'a str,
+    alts: &'b [(&'b str, T)],
+) -> impl Iterator<Item = (Option<T>, &'a str)> + 'b
 where
     'a: 'b,
 {
@@ -123,8 +141,16 @@ where
 }
 
 /// An optional `<lit><value>` group whose value is taken by `take`.
-fn group<'a, T>(s: &'a str, lit: &str, take: impl Fn(&'a str) -> Option<(T, &'a str)>) -> impl Iterator<Item = (Option<T>, &'a str)> {
-    eat_ci(s, lit).and_then(take).map(|(v, r)| (Some(v), r)).into_iter().chain(std::iter::once((None, s)))
+fn group<'a, T>(
+    s: &'a str,
+    lit: &str,
+    take: impl Fn(&'a str) -> Option<(T, &'a str)>,
+) -> impl Iterator<Item = (Option<T>, &'a str)> {
+    eat_ci(s, lit)
+        .and_then(take)
+        .map(|(v, r)| (Some(v), r))
+        .into_iter()
+        .chain(std::iter::once((None, s)))
 }
 
 fn take_ts(s: &str) -> Option<(&str, &str)> {
@@ -163,14 +189,15 @@ fn opt_owner(s: &str) -> Option<(Option<&str>, &str)> {
 /// char (`next` is the char after the key, which the lookahead also sees).
 fn is_double_key(key: &str, next: Option<char>) -> bool {
     let mut chars = key.chars();
-    let Some(first) = chars.next() else { return false };
+    let Some(first) = chars.next() else {
+        return false;
+    };
     let rest = chars.as_str();
-    first != ':'
-        && first != '@'
-        && !rest.is_empty()
-        && !rest.contains('@')
-        && !rest.contains("::")
-        && !(rest.ends_with(':') && next == Some(':'))
+    if first == ':' || first == '@' || rest.is_empty() || rest.contains('@') || rest.contains("::")
+    {
+        return false;
+    }
+    !(rest.ends_with(':') && next == Some(':'))
 }
 
 // ---------------------------------------------------------------------------
@@ -240,7 +267,15 @@ pub fn identify(n: &str) -> Option<VerbId> {
         // Checked before `notify` so that handler never sees it (changes §6.2).
         VerbId::NotifyMulti
     } else if s("notify:")
-        && !["notify:list", "notify:status", "notify:all", "notify:remove", "notify:fetch"].iter().any(|p| s(p))
+        && ![
+            "notify:list",
+            "notify:status",
+            "notify:all",
+            "notify:remove",
+            "notify:fetch",
+        ]
+        .iter()
+        .any(|p| s(p))
     {
         VerbId::Notify
     } else if s("notify:list") {
@@ -280,7 +315,9 @@ pub fn parse(verb: VerbId, s: &str) -> Result<Command<'_>, ParseError> {
     let syntax = ParseError::Syntax(verb);
     let cmd = match verb {
         VerbId::From => p_from(s),
-        VerbId::Cram => eat_ci(s, "cram:").filter(|d| !d.is_empty() && dot_all(d)).map(|digest| Command::Cram(Cram { digest })),
+        VerbId::Cram => eat_ci(s, "cram:")
+            .filter(|d| !d.is_empty() && dot_all(d))
+            .map(|digest| Command::Cram(Cram { digest })),
         VerbId::Pkam => p_pkam(s),
         VerbId::Update => return p_update(s).ok_or(syntax)?,
         VerbId::UpdateMeta => return p_update_meta(s).ok_or(syntax)?,
@@ -288,7 +325,9 @@ pub fn parse(verb: VerbId, s: &str) -> Result<Command<'_>, ParseError> {
         VerbId::PLookup => p_lookup(s, "plookup:", true).map(Command::PLookup),
         VerbId::Lookup => p_lookup(s, "lookup:", false).map(Command::Lookup),
         VerbId::Scan => p_scan(s),
-        VerbId::Pol => eat_ci(s, "pol").filter(|r| r.is_empty()).map(|_| Command::Pol),
+        VerbId::Pol => eat_ci(s, "pol")
+            .filter(|r| r.is_empty())
+            .map(|_| Command::Pol),
         VerbId::Delete => p_delete(s),
         VerbId::Stats => p_stats(s),
         VerbId::Config => p_config(s),
@@ -296,7 +335,9 @@ pub fn parse(verb: VerbId, s: &str) -> Result<Command<'_>, ParseError> {
         VerbId::Stream => p_stream(s),
         VerbId::Notify => return p_notify(s).ok_or(syntax)?,
         VerbId::NotifyList => p_notify_list(s),
-        VerbId::Batch => eat_ci(s, "batch:").filter(|j| !j.is_empty() && dot_all(j)).map(|json| Command::Batch(Batch { json })),
+        VerbId::Batch => eat_ci(s, "batch:")
+            .filter(|j| !j.is_empty() && dot_all(j))
+            .map(|json| Command::Batch(Batch { json })),
         VerbId::NotifyStatus => p_non_space_id(s, "notify:status:").map(Command::NotifyStatus),
         VerbId::NotifyAll => p_notify_all(s),
         VerbId::SyncFrom => p_sync_from(s),
@@ -345,7 +386,10 @@ fn p_from(s: &str) -> Option<Command<'_>> {
         }
         Some(cfg)
     };
-    Some(Command::From(From { atsign, client_config }))
+    Some(Command::From(From {
+        atsign,
+        client_config,
+    }))
 }
 
 /// `^pkam:(signingAlgo:<a>:)?(hashingAlgo:<h>:)?(enrollmentId:(.+):)?(.+$)`.
@@ -360,27 +404,42 @@ fn p_pkam(s: &str) -> Option<Command<'_>> {
         ("signingAlgo:rsa2048:", SigningAlgo::Rsa2048),
         ("signingAlgo:mldsa65:", SigningAlgo::MlDsa65),
     ];
-    const HASH: [(&str, HashingAlgo); 2] =
-        [("hashingAlgo:sha256:", HashingAlgo::Sha256), ("hashingAlgo:sha512:", HashingAlgo::Sha512)];
-    let signing_algo = choice(r, &SIGN).find(|(_, rest)| !rest.is_empty()).and_then(|(a, rest)| {
-        r = rest;
-        a
-    });
-    let hashing_algo = choice(r, &HASH).find(|(_, rest)| !rest.is_empty()).and_then(|(a, rest)| {
-        r = rest;
-        a
-    });
+    const HASH: [(&str, HashingAlgo); 2] = [
+        ("hashingAlgo:sha256:", HashingAlgo::Sha256),
+        ("hashingAlgo:sha512:", HashingAlgo::Sha512),
+    ];
+    let signing_algo = choice(r, &SIGN)
+        .find(|(_, rest)| !rest.is_empty())
+        .and_then(|(a, rest)| {
+            r = rest;
+            a
+        });
+    let hashing_algo = choice(r, &HASH)
+        .find(|(_, rest)| !rest.is_empty())
+        .and_then(|(a, rest)| {
+            r = rest;
+            a
+        });
     let mut enrollment_id = None;
     if let Some(e) = eat_ci(r, "enrollmentId:") {
         // Greedy `.+` then `:` then a non-empty signature: the last colon
         // that leaves at least one character after it.
-        let cut = e.char_indices().filter(|&(i, c)| c == ':' && i >= 1 && i + 1 < e.len()).map(|(i, _)| i).last();
+        let cut = e
+            .char_indices()
+            .rev()
+            .find(|&(i, c)| c == ':' && i >= 1 && i + 1 < e.len())
+            .map(|(i, _)| i);
         if let Some(i) = cut {
             enrollment_id = Some(&e[..i]);
             r = &e[i + 1..];
         }
     }
-    Some(Command::Pkam(Pkam { signing_algo, hashing_algo, enrollment_id, signature: r }))
+    Some(Command::Pkam(Pkam {
+        signing_algo,
+        hashing_algo,
+        enrollment_id,
+        signature: r,
+    }))
 }
 
 /// `^update(:nc)?(:json:(?<json>.+)|<meta>(:public|:@for)?:(?<atKey>[^:@\s]+|privatekey:at_pkam_publickey)(@owner)? (?<value>.+))$`
@@ -397,9 +456,24 @@ fn p_update(s: &str) -> Option<Result<Command<'_>, ParseError>> {
             let k = rest.strip_prefix(':')?;
             let tail = |name, after| {
                 let (owner, after) = opt_owner(after)?;
-                let value = after.strip_prefix(' ').filter(|v| !v.is_empty() && dot_all(v))?;
-                let key = KeyRef { cached: false, scope, name, owner };
-                Some(validated(&meta, Command::Update(Update { no_commit, meta, key, value })))
+                let value = after
+                    .strip_prefix(' ')
+                    .filter(|v| !v.is_empty() && dot_all(v))?;
+                let key = KeyRef {
+                    cached: false,
+                    scope,
+                    name,
+                    owner,
+                };
+                Some(validated(
+                    &meta,
+                    Command::Update(Update {
+                        no_commit,
+                        meta,
+                        key,
+                        value,
+                    }),
+                ))
             };
             if let Some(c) = run1(k, is_tok).and_then(|(name, after)| tail(name, after)) {
                 return Some(c);
@@ -417,16 +491,27 @@ fn p_update_meta(s: &str) -> Option<Result<Command<'_>, ParseError>> {
         with_scope(r, |scope, rest| {
             let k = rest.strip_prefix(':')?;
             let (name, after) = run(k, |c| c != ':' && c != '@');
-            if name.chars().nth(1).is_none() {
-                return None;
-            }
+            // At least two characters.
+            name.chars().nth(1)?;
             let (owner, after) = run1(after.strip_prefix('@')?, is_tok)?;
             let (meta, tail) = MetaFragment::parse(after).ok()?;
             if !tail.is_empty() {
                 return None;
             }
-            let key = KeyRef { cached: false, scope, name, owner: Some(owner) };
-            Some(validated(&meta, Command::UpdateMeta(UpdateMeta { no_commit, key, meta })))
+            let key = KeyRef {
+                cached: false,
+                scope,
+                name,
+                owner: Some(owner),
+            };
+            Some(validated(
+                &meta,
+                Command::UpdateMeta(UpdateMeta {
+                    no_commit,
+                    key,
+                    meta,
+                }),
+            ))
         })
     })
 }
@@ -445,12 +530,21 @@ fn p_llookup(s: &str) -> Option<Command<'_>> {
                 let mut chars = name.chars();
                 chars.next();
                 let tail = chars.as_str();
-                let ok = first_ok && !tail.is_empty() && !tail.contains('@') && !tail.contains("::");
+                let ok =
+                    first_ok && !tail.is_empty() && !tail.contains('@') && !tail.contains("::");
                 if !ok || owner.is_empty() || !owner.chars().all(is_tok) {
                     return None;
                 }
-                let key = KeyRef { cached, scope, name, owner: Some(owner) };
-                Some(Command::LLookup(LLookup { op: op.unwrap_or_default(), key }))
+                let key = KeyRef {
+                    cached,
+                    scope,
+                    name,
+                    owner: Some(owner),
+                };
+                Some(Command::LLookup(LLookup {
+                    op: op.unwrap_or_default(),
+                    key,
+                }))
             })
         })
     })
@@ -472,9 +566,16 @@ fn p_lookup<'a>(s: &'a str, prefix: &str, proxy: bool) -> Option<Lookup<'a>> {
                 !name.is_empty() && !name.contains(|c| c == '@' || is_js_space(c))
             } else {
                 let mut chars = name.chars();
-                chars.next().is_some_and(|c| c != ':') && !chars.as_str().is_empty() && dot_all(chars.as_str())
+                chars.next().is_some_and(|c| c != ':')
+                    && !chars.as_str().is_empty()
+                    && dot_all(chars.as_str())
             };
-            ok.then_some(Lookup { bypass_cache, op: op.unwrap_or_default(), name, owner })
+            ok.then_some(Lookup {
+                bypass_cache,
+                op: op.unwrap_or_default(),
+                name,
+                owner,
+            })
         })
     })
 }
@@ -500,11 +601,20 @@ fn p_scan(s: &str) -> Option<Command<'_>> {
             Some((p, x)) => (Some(p), x),
             None => (None, r),
         };
-        let (regex, r) = match r.strip_prefix(' ').and_then(|x| run1(x, |c| !is_js_space(c))) {
+        let (regex, r) = match r
+            .strip_prefix(' ')
+            .and_then(|x| run1(x, |c| !is_js_space(c)))
+        {
             Some((re, x)) => (Some(re), x),
             None => (None, r),
         };
-        r.is_empty().then_some(Scan { commit_log, show_hidden, for_atsign, page, regex })
+        r.is_empty().then_some(Scan {
+            commit_log,
+            show_hidden,
+            for_atsign,
+            page,
+            regex,
+        })
     }
     let bytes = s.as_bytes();
     (0..bytes.len().saturating_sub(3))
@@ -515,8 +625,11 @@ fn p_scan(s: &str) -> Option<Command<'_>> {
 
 /// `^delete(:dAt:<ts>)?(:nc)?(:force)?(:priority:<p>)?(:cached)?(:public|:@for)?:(?<atKey>[^:@\s]+|privatekey:at_secret)(@owner)?$`
 fn p_delete(s: &str) -> Option<Command<'_>> {
-    const PRIO: [(&str, Priority); 3] =
-        [(":priority:low", Priority::Low), (":priority:medium", Priority::Medium), (":priority:high", Priority::High)];
+    const PRIO: [(&str, Priority); 3] = [
+        (":priority:low", Priority::Low),
+        (":priority:medium", Priority::Medium),
+        (":priority:high", Priority::High),
+    ];
     let r = eat_ci(s, "delete")?;
     group(r, ":dAt:", take_ts).find_map(|(d_at, r)| {
         flag(r, ":nc").find_map(|(no_commit, r)| {
@@ -527,13 +640,25 @@ fn p_delete(s: &str) -> Option<Command<'_>> {
                             let k = rest.strip_prefix(':')?;
                             let tail = |name, after| {
                                 let (owner, after) = opt_owner(after)?;
-                                after.is_empty().then_some(KeyRef { cached, scope, name, owner })
+                                after.is_empty().then_some(KeyRef {
+                                    cached,
+                                    scope,
+                                    name,
+                                    owner,
+                                })
                             };
-                            let key = run1(k, is_tok).and_then(|(n, a)| tail(n, a)).or_else(|| {
-                                let after = eat_ci(k, "privatekey:at_secret")?;
-                                tail(&k[..k.len() - after.len()], after)
-                            })?;
-                            Some(Command::Delete(Delete { d_at, no_commit, force, priority, key }))
+                            let key =
+                                run1(k, is_tok).and_then(|(n, a)| tail(n, a)).or_else(|| {
+                                    let after = eat_ci(k, "privatekey:at_secret")?;
+                                    tail(&k[..k.len() - after.len()], after)
+                                })?;
+                            Some(Command::Delete(Delete {
+                                d_at,
+                                no_commit,
+                                force,
+                                priority,
+                                key,
+                            }))
                         })
                     })
                 })
@@ -568,7 +693,9 @@ fn p_stats(s: &str) -> Option<Command<'_>> {
     } else {
         // The lookbehind only holds when the id list is exactly `:3` or `:15`.
         let id_text = &s[eat_ci(s, "stats:").map_or(0, |x| s.len() - x.len())..s.len() - r.len()];
-        let re = r.strip_prefix(':').filter(|re| !re.is_empty() && dot_all(re))?;
+        let re = r
+            .strip_prefix(':')
+            .filter(|re| !re.is_empty() && dot_all(re))?;
         if id_text != "3" && id_text != "15" {
             return None;
         }
@@ -590,7 +717,11 @@ fn p_config(s: &str) -> Option<Command<'_>> {
         for (lit, add) in [("add:", true), ("remove:", false)] {
             if let Some(list) = eat_ci(b, lit) {
                 if is_block_list(list) {
-                    return Some(Command::Config(if add { Config::BlockAdd(list) } else { Config::BlockRemove(list) }));
+                    return Some(Command::Config(if add {
+                        Config::BlockAdd(list)
+                    } else {
+                        Config::BlockRemove(list)
+                    }));
                 }
             }
         }
@@ -616,11 +747,19 @@ fn p_config(s: &str) -> Option<Command<'_>> {
 
 /// `@[^:@\s]+( @[^\s@]+)*` over the whole of `s`.
 fn is_block_list(s: &str) -> bool {
-    let Some(first) = s.strip_prefix('@') else { return false };
-    let Some((_, mut r)) = run1(first, is_tok) else { return false };
+    let Some(first) = s.strip_prefix('@') else {
+        return false;
+    };
+    let Some((_, mut r)) = run1(first, is_tok) else {
+        return false;
+    };
     while !r.is_empty() {
-        let Some(next) = r.strip_prefix(" @") else { return false };
-        let Some((_, rest)) = run1(next, |c| c != '@' && !is_js_space(c)) else { return false };
+        let Some(next) = r.strip_prefix(" @") else {
+            return false;
+        };
+        let Some((_, rest)) = run1(next, |c| c != '@' && !is_js_space(c)) else {
+            return false;
+        };
         r = rest;
     }
     true
@@ -651,7 +790,13 @@ fn p_monitor(s: &str) -> Option<Command<'_>> {
         None if r.is_empty() => None,
         _ => return None,
     };
-    Some(Command::Monitor(Monitor { strict, self_notifications, multiplexed, epoch_ms, regex }))
+    Some(Command::Monitor(Monitor {
+        strict,
+        self_notifications,
+        multiplexed,
+        epoch_ms,
+        regex,
+    }))
 }
 
 /// `^stream:(init|send|receive|done|resume)?(@(?<receiver>[^@:\s]+))?( ?namespace:(?<namespace>[\w-]+))?( ?startByte:(\d+))?( (?<streamId>[\w-]*))?( (?<fileName>.* ))?(?<length>\d*)$`
@@ -674,21 +819,31 @@ fn p_stream(s: &str) -> Option<Command<'_>> {
             let give_back = n
                 .checked_sub(9)
                 .filter(|&e| e > 0 && name.is_char_boundary(e))
-                .filter(|&e| name[e..].eq_ignore_ascii_case("namespace") || name[e..].eq_ignore_ascii_case("startbyte"));
-            std::iter::once(n).chain(give_back).filter(|&e| e > 0).map(move |e| (Some(&name[..e]), &x[e..]))
+                .filter(|&e| {
+                    name[e..].eq_ignore_ascii_case("namespace")
+                        || name[e..].eq_ignore_ascii_case("startbyte")
+                });
+            std::iter::once(n)
+                .chain(give_back)
+                .filter(|&e| e > 0)
+                .map(move |e| (Some(&name[..e]), &x[e..]))
         });
-        receivers.chain(std::iter::once((None, r))).find_map(|(receiver, r)| {
-            let mut st = stream_tail(r)?;
-            st.op = op;
-            st.receiver = receiver;
-            Some(Command::Stream(st))
-        })
+        receivers
+            .chain(std::iter::once((None, r)))
+            .find_map(|(receiver, r)| {
+                let mut st = stream_tail(r)?;
+                st.op = op;
+                st.receiver = receiver;
+                Some(Command::Stream(st))
+            })
     })
 }
 
 /// `( ?<lit>` with the optional leading space.
 fn eat_spaced<'a>(r: &'a str, lit: &str) -> Option<&'a str> {
-    r.strip_prefix(' ').and_then(|x| eat_ci(x, lit)).or_else(|| eat_ci(r, lit))
+    r.strip_prefix(' ')
+        .and_then(|x| eat_ci(x, lit))
+        .or_else(|| eat_ci(r, lit))
 }
 
 fn is_word_dash(c: char) -> bool {
@@ -705,29 +860,49 @@ fn stream_tail(r: &str) -> Option<Stream<'_>> {
         Some((b, x)) => (Some(b), x),
         None => (None, r),
     };
-    let base = Stream { namespace, start_byte, ..Stream::default() };
+    let base = Stream {
+        namespace,
+        start_byte,
+        ..Stream::default()
+    };
     if let Some(x) = r.strip_prefix(' ') {
         let (id, rest) = run(x, is_word_dash);
         if let Some((file_name, length)) = stream_file_length(rest) {
-            return Some(Stream { stream_id: Some(id), file_name, length, ..base });
+            return Some(Stream {
+                stream_id: Some(id),
+                file_name,
+                length,
+                ..base
+            });
         }
     }
     let (file_name, length) = stream_file_length(r)?;
-    Some(Stream { file_name, length, ..base })
+    Some(Stream {
+        file_name,
+        length,
+        ..base
+    })
 }
 
 /// `( (?<fileName>.* ))?(?<length>\d*)$`: the file name runs to the last
 /// space, since only digits may follow it.
 #[allow(clippy::type_complexity)] // a private helper's pair of captures
 fn stream_file_length(r: &str) -> Option<(Option<&str>, Option<u64>)> {
-    let (file_name, len_text) = match r.strip_prefix(' ').and_then(|x| x.rfind(' ').map(|j| (x, j))) {
+    let (file_name, len_text) = match r
+        .strip_prefix(' ')
+        .and_then(|x| x.rfind(' ').map(|j| (x, j)))
+    {
         Some((x, j)) if dot_all(&x[..j]) => (Some(&x[..j]), &x[j + 1..]),
         _ => (None, r),
     };
     if !len_text.chars().all(|c| c.is_ascii_digit()) {
         return None;
     }
-    let length = if len_text.is_empty() { None } else { Some(len_text.parse().ok()?) };
+    let length = if len_text.is_empty() {
+        None
+    } else {
+        Some(len_text.parse().ok()?)
+    };
     Some((file_name, length))
 }
 
@@ -790,7 +965,11 @@ fn e_atn_eph(r: &str) -> (Option<&str>, bool, &str) {
 /// The full `notify` grammar (notifications.md §2 plus changes §6.1).
 fn p_notify(s: &str) -> Option<Result<Command<'_>, ParseError>> {
     let mut r = eat_ci(s, "notify")?;
-    fn opt<'a, T>(r: &mut &'a str, lit: &str, take: impl Fn(&'a str) -> Option<(T, &'a str)>) -> Option<Option<T>> {
+    fn opt<'a, T>(
+        r: &mut &'a str,
+        lit: &str,
+        take: impl Fn(&'a str) -> Option<(T, &'a str)>,
+    ) -> Option<Option<T>> {
         match eat_ci(r, lit) {
             None => Some(None),
             Some(x) => {
@@ -800,8 +979,13 @@ fn p_notify(s: &str) -> Option<Result<Command<'_>, ParseError>> {
             }
         }
     }
-    fn pick<'a, 'b, T: Copy>(alts: &'b [(&'b str, T)]) -> impl Fn(&'a str) -> Option<(T, &'a str)> + 'b {
-        move |x| alts.iter().find_map(|(lit, v)| eat_ci(x, lit).map(|r| (*v, r)))
+    fn pick<'a, 'b, T: Copy>(
+        alts: &'b [(&'b str, T)],
+    ) -> impl Fn(&'a str) -> Option<(T, &'a str)> + 'b {
+        move |x| {
+            alts.iter()
+                .find_map(|(lit, v)| eat_ci(x, lit).map(|r| (*v, r)))
+        }
     }
     let id = opt(&mut r, ":id:", |x| run1(x, |c| is_word(c) || c == '-'))?;
     let operation = [(":update", NotifyOp::Update), (":delete", NotifyOp::Delete)]
@@ -811,15 +995,32 @@ fn p_notify(s: &str) -> Option<Result<Command<'_>, ParseError>> {
             r = x;
             op
         });
-    let message_type = opt(&mut r, ":messageType:", pick(&[("key", MessageType::Key), ("text", MessageType::Text)]))?;
+    let message_type = opt(
+        &mut r,
+        ":messageType:",
+        pick(&[("key", MessageType::Key), ("text", MessageType::Text)]),
+    )?;
     let priority = opt(
         &mut r,
         ":priority:",
-        pick(&[("low", Priority::Low), ("medium", Priority::Medium), ("high", Priority::High)]),
+        pick(&[
+            ("low", Priority::Low),
+            ("medium", Priority::Medium),
+            ("high", Priority::High),
+        ]),
     )?;
-    let strategy = opt(&mut r, ":strategy:", pick(&[("all", NotifyStrategy::All), ("latest", NotifyStrategy::Latest)]))?;
+    let strategy = opt(
+        &mut r,
+        ":strategy:",
+        pick(&[
+            ("all", NotifyStrategy::All),
+            ("latest", NotifyStrategy::Latest),
+        ]),
+    )?;
     let latest_n = opt(&mut r, ":latestN:", digits::<u64>)?;
-    let notifier = opt(&mut r, ":notifier:", |x| run1(x, |c| c != ':' && !is_js_space(c)))?;
+    let notifier = opt(&mut r, ":notifier:", |x| {
+        run1(x, |c| c != ':' && !is_js_space(c))
+    })?;
     let ttln = opt(&mut r, ":ttln:", digits::<u64>)?;
     let (e_atn, eph, r) = e_atn_eph(r);
     let (meta, r) = MetaFragment::parse(r).ok()?;
@@ -898,8 +1099,15 @@ fn p_notify_list(s: &str) -> Option<Command<'_>> {
     }
     let from_date = date(&mut r);
     let to_date = date(&mut r);
-    let regex = r.strip_prefix(':').and_then(|x| run1(x, |c| c != ':')).map(|(re, _)| re);
-    Some(Command::NotifyList(NotifyList { from_date, to_date, regex }))
+    let regex = r
+        .strip_prefix(':')
+        .and_then(|x| run1(x, |c| c != ':'))
+        .map(|(re, _)| re);
+    Some(Command::NotifyList(NotifyList {
+        from_date,
+        to_date,
+        regex,
+    }))
 }
 
 /// `^<prefix>(\S+)$`
@@ -920,8 +1128,12 @@ fn p_notify_remove(s: &str) -> Option<Command<'_>> {
 
 /// `^notify:all:((update|delete):)?(messageType:(key|text):)?(ttl:(\d+):)?(ttb:(\d+):)?(ttr:(-?\d+):)?(ccd:(true|false+):)?(?<forAtSign>[^:\s]*)(:(?<atKey>[^@:\s]+))(@(?<atSign>[^@:\s]+))?(:(?<value>.+))?$`
 fn p_notify_all(s: &str) -> Option<Command<'_>> {
-    const OPS: [(&str, NotifyOp); 2] = [("update:", NotifyOp::Update), ("delete:", NotifyOp::Delete)];
-    const MT: [(&str, MessageType); 2] = [("messageType:key:", MessageType::Key), ("messageType:text:", MessageType::Text)];
+    const OPS: [(&str, NotifyOp); 2] =
+        [("update:", NotifyOp::Update), ("delete:", NotifyOp::Delete)];
+    const MT: [(&str, MessageType); 2] = [
+        ("messageType:key:", MessageType::Key),
+        ("messageType:text:", MessageType::Text),
+    ];
     let r = eat_ci(s, "notify:all:")?;
     let last_lt = s.rfind(is_line_terminator);
     let base = s.len();
@@ -996,8 +1208,20 @@ fn p_sync_from(s: &str) -> Option<Command<'_>> {
     };
     group(r, ":limit:", digits::<u32>).find_map(|(limit, r)| {
         group(r, ":skipDeletesUntil:", digits::<i64>).find_map(|(skip_deletes_until, r)| {
-            let regex = if r.is_empty() { None } else { Some(r.strip_prefix(':').filter(|x| !x.is_empty() && dot_all(x))?) };
-            Some(Command::SyncFrom(SyncFrom { from, limit, skip_deletes_until, regex }))
+            let regex = if r.is_empty() {
+                None
+            } else {
+                Some(
+                    r.strip_prefix(':')
+                        .filter(|x| !x.is_empty() && dot_all(x))?,
+                )
+            };
+            Some(Command::SyncFrom(SyncFrom {
+                from,
+                limit,
+                skip_deletes_until,
+                regex,
+            }))
         })
     })
 }
@@ -1022,7 +1246,9 @@ fn p_info(s: &str) -> Option<Command<'_>> {
 /// `^enroll:(?<operation>…)(:(?<force>force))?(?::)?(?<enrollParams>.+)?$`
 fn p_enroll(s: &str) -> Option<Command<'_>> {
     let r = eat_ci(s, "enroll:")?;
-    let (op, r) = EnrollOp::ALL.iter().find_map(|(lit, op)| eat_ci(r, lit).map(|x| (*op, x)))?;
+    let (op, r) = EnrollOp::ALL
+        .iter()
+        .find_map(|(lit, op)| eat_ci(r, lit).map(|x| (*op, x)))?;
     let (force, r) = match eat_ci(r, ":force") {
         Some(x) => (true, x),
         None => (false, r),
@@ -1038,40 +1264,58 @@ fn p_enroll(s: &str) -> Option<Command<'_>> {
 /// `^otp:(get|put)(:(?<otp>(?<=put:)\w{6,}))?(:ttl:(\d+))?$`
 fn p_otp(s: &str) -> Option<Command<'_>> {
     let r = eat_ci(s, "otp:")?;
-    let (op, r) = if let Some(x) = eat_ci(r, "get") { (OtpOp::Get, x) } else { (OtpOp::Put, eat_ci(r, "put")?) };
+    let (op, r) = if let Some(x) = eat_ci(r, "get") {
+        (OtpOp::Get, x)
+    } else {
+        (OtpOp::Put, eat_ci(r, "put")?)
+    };
     let finish = |passcode, r| {
         let (ttl, r) = match eat_ci(r, ":ttl:").and_then(digits::<u64>) {
             Some((t, x)) => (Some(t), x),
             None => (None, r),
         };
-        r.is_empty().then_some(Command::Otp(Otp { op, passcode, ttl }))
+        r.is_empty()
+            .then_some(Command::Otp(Otp { op, passcode, ttl }))
     };
     // `\w{6,}` only right after `put:` (the lookbehind).
     let with_code = match op {
-        OtpOp::Put => r.strip_prefix(':').and_then(|x| run1(x, is_word)).filter(|(c, _)| c.len() >= 6),
+        OtpOp::Put => r
+            .strip_prefix(':')
+            .and_then(|x| run1(x, is_word))
+            .filter(|(c, _)| c.len() >= 6),
         OtpOp::Get => None,
     };
-    with_code.and_then(|(code, x)| finish(Some(code), x)).or_else(|| finish(None, r))
+    with_code
+        .and_then(|(code, x)| finish(Some(code), x))
+        .or_else(|| finish(None, r))
 }
 
 /// `^keys:(put|get|delete):?(public|private|self)?:?(namespace:…:?)?…(keyName:(\S+) ?)?(?<keyValue>.*)$`.
 /// The trailing `.*` absorbs anything, so the greedy reading always wins.
 fn p_keys(s: &str) -> Option<Command<'_>> {
     let r = eat_ci(s, "keys:")?;
-    let (op, r) = [("put", KeysOp::Put), ("get", KeysOp::Get), ("delete", KeysOp::Delete)]
-        .iter()
-        .find_map(|(lit, op)| eat_ci(r, lit).map(|x| (*op, x)))?;
+    let (op, r) = [
+        ("put", KeysOp::Put),
+        ("get", KeysOp::Get),
+        ("delete", KeysOp::Delete),
+    ]
+    .iter()
+    .find_map(|(lit, op)| eat_ci(r, lit).map(|x| (*op, x)))?;
     fn colon(r: &str) -> &str {
         r.strip_prefix(':').unwrap_or(r)
     }
     let mut r = colon(r);
-    let visibility = [("public", KeyVisibility::Public), ("private", KeyVisibility::Private), ("self", KeyVisibility::SelfKey)]
-        .iter()
-        .find_map(|(lit, v)| eat_ci(r, lit).map(|x| (*v, x)))
-        .map(|(v, x)| {
-            r = colon(x);
-            v
-        });
+    let visibility = [
+        ("public", KeyVisibility::Public),
+        ("private", KeyVisibility::Private),
+        ("self", KeyVisibility::SelfKey),
+    ]
+    .iter()
+    .find_map(|(lit, v)| eat_ci(r, lit).map(|x| (*v, x)))
+    .map(|(v, x)| {
+        r = colon(x);
+        v
+    });
     let alnum = |c: char| is_word(c);
     let alnum_dash = |c: char| is_word(c) || c == '-';
     let mut field = |lit: &str, f: &dyn Fn(char) -> bool| -> Option<&'_ str> {
@@ -1110,8 +1354,18 @@ fn p_keys(s: &str) -> Option<Command<'_>> {
 
 /// Metadata `notify:multi` refuses by name (changes §6.2).
 const MULTI_REFUSED: [&str; 12] = [
-    "ttr", "ccd", "sharedKeyEnc", "pubKeyCS", "pubKeyHash", "hashingAlgo", "skeEncKeyName", "skeEncAlgo", "isBinary",
-    "encoding", "sharedKeyStatus", "dataSignature",
+    "ttr",
+    "ccd",
+    "sharedKeyEnc",
+    "pubKeyCS",
+    "pubKeyHash",
+    "hashingAlgo",
+    "skeEncKeyName",
+    "skeEncAlgo",
+    "isBinary",
+    "encoding",
+    "sharedKeyStatus",
+    "dataSignature",
 ];
 
 /// `notify:multi[:update][:ttln:<ms>][:eAtn:<ts>][:eph]<meta>:@r1[,@r2…]:<key>@<sender>[:<value>]`
@@ -1149,21 +1403,39 @@ fn p_notify_multi(s: &str) -> Option<Result<Command<'_>, ParseError>> {
         return None;
     }
     let (owner, r) = run1(&k[at + 1..], is_tok)?;
-    let value = if r.is_empty() { None } else { Some(r.strip_prefix(':').filter(|v| !v.is_empty() && dot_all(v))?) };
+    let value = if r.is_empty() {
+        None
+    } else {
+        Some(
+            r.strip_prefix(':')
+                .filter(|v| !v.is_empty() && dot_all(v))?,
+        )
+    };
     if let Some(bad) = meta.present_fields().find(|f| MULTI_REFUSED.contains(f)) {
         return Some(Err(ParseError::Meta(AtError::new(
             AtCode::InvalidSyntax,
             format!("notify:multi does not take {bad}"),
         ))));
     }
-    let cmd = Command::NotifyMulti(NotifyMulti { explicit_update, ttln, e_atn, eph, meta, recipients, key, owner, value });
+    let cmd = Command::NotifyMulti(NotifyMulti {
+        explicit_update,
+        ttln,
+        e_atn,
+        eph,
+        meta,
+        recipients,
+        key,
+        owner,
+        value,
+    });
     Some(validated(&meta, cmd))
 }
 
 /// `^to:(?<atSign>@?[^\s:]+)$`
 fn p_to(s: &str) -> Option<Command<'_>> {
     let atsign = eat_ci(s, "to:")?;
-    (!atsign.is_empty() && !atsign.contains(|c| c == ':' || is_js_space(c))).then_some(Command::To(To { atsign }))
+    (!atsign.is_empty() && !atsign.contains(|c| c == ':' || is_js_space(c)))
+        .then_some(Command::To(To { atsign }))
 }
 
 #[cfg(test)]
@@ -1176,8 +1448,18 @@ mod tests {
         parse_normalized(n)
     }
 
-    fn key<'a>(cached: bool, scope: Scope<'a>, name: &'a str, owner: Option<&'a str>) -> KeyRef<'a> {
-        KeyRef { cached, scope, name, owner }
+    fn key<'a>(
+        cached: bool,
+        scope: Scope<'a>,
+        name: &'a str,
+        owner: Option<&'a str>,
+    ) -> KeyRef<'a> {
+        KeyRef {
+            cached,
+            scope,
+            name,
+            owner,
+        }
     }
 
     #[test]
@@ -1216,36 +1498,58 @@ mod tests {
 
     #[test]
     fn errors_map_to_at0003_texts() {
-        assert_eq!(AtError::from(p("exit").unwrap_err()).message, "invalid command");
+        assert_eq!(
+            AtError::from(p("exit").unwrap_err()).message,
+            "invalid command"
+        );
         let e = AtError::from(p("lookup:x").unwrap_err());
         assert_eq!(e.message, "Invalid syntax. e.g lookup:location@bob");
         assert_eq!(e.code, AtCode::InvalidSyntax);
         let e = AtError::from(p("update:ttl:-5:x@alice v").unwrap_err());
-        assert_eq!(e.message, "Valid value for TTL should be greater than or equal to 0");
+        assert_eq!(
+            e.message,
+            "Valid value for TTL should be greater than or equal to 0"
+        );
     }
 
     #[test]
     fn update_shapes() {
-        let Command::Update(u) = p("update:public:Location.wavi@alice San Francisco").unwrap() else { panic!() };
-        assert_eq!(u.key, key(false, Scope::Public, "Location.wavi", Some("alice")));
+        let Command::Update(u) = p("update:public:Location.wavi@alice San Francisco").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            u.key,
+            key(false, Scope::Public, "Location.wavi", Some("alice"))
+        );
         assert_eq!(u.value, "San Francisco");
         assert_eq!(u.key.assemble(), "public:location.wavi@alice");
         // A key called `public` (the scope reading fails, so it backtracks).
-        let Command::Update(u) = p("update:public@alice v").unwrap() else { panic!() };
+        let Command::Update(u) = p("update:public@alice v").unwrap() else {
+            panic!()
+        };
         assert_eq!(u.key, key(false, Scope::None, "public", Some("alice")));
         // `nc` as a key rather than the flag.
-        let Command::Update(u) = p("update:nc v").unwrap() else { panic!() };
+        let Command::Update(u) = p("update:nc v").unwrap() else {
+            panic!()
+        };
         assert!(!u.no_commit);
         assert_eq!(u.key.name, "nc");
         // Exactly one separator space is consumed.
-        let Command::Update(u) = p("update:x@alice  two").unwrap() else { panic!() };
+        let Command::Update(u) = p("update:x@alice  two").unwrap() else {
+            panic!()
+        };
         assert_eq!(u.value, " two");
-        let Command::Update(u) = p("UPDATE:privatekey:at_pkam_publickey MIIB").unwrap() else { panic!() };
+        let Command::Update(u) = p("UPDATE:privatekey:at_pkam_publickey MIIB").unwrap() else {
+            panic!()
+        };
         assert_eq!(u.key.assemble(), "privatekey:at_pkam_publickey");
         assert!(p("update:x@alice").is_err());
         assert!(p("update:isEncrypted:true:ttl:5:x@alice v").is_err());
         assert!(p("update:ttr:-2:x@alice v").is_err());
-        let Command::UpdateJson(j) = p("update:json:{\"a\":1}").unwrap() else { panic!() };
+        let Command::UpdateJson(j) = p("update:json:{\"a\":1}").unwrap() else {
+            panic!()
+        };
         assert_eq!(j.json, "{\"a\":1}");
     }
 
@@ -1254,31 +1558,56 @@ mod tests {
         assert!(p("update:x@alice v").is_ok());
         assert!(p("delete:x@alice").is_ok());
         assert!(p("plookup:x@alice").is_ok());
-        assert_eq!(p("llookup:x@alice"), Err(ParseError::Syntax(VerbId::LLookup)));
+        assert_eq!(
+            p("llookup:x@alice"),
+            Err(ParseError::Syntax(VerbId::LLookup))
+        );
         assert_eq!(p("lookup:x@alice"), Err(ParseError::Syntax(VerbId::Lookup)));
-        assert_eq!(p("update:meta:x@alice"), Err(ParseError::Syntax(VerbId::UpdateMeta)));
-        assert_eq!(p("notify:@bob:x@alice"), Err(ParseError::Syntax(VerbId::Notify)));
+        assert_eq!(
+            p("update:meta:x@alice"),
+            Err(ParseError::Syntax(VerbId::UpdateMeta))
+        );
+        assert_eq!(
+            p("notify:@bob:x@alice"),
+            Err(ParseError::Syntax(VerbId::Notify))
+        );
         assert!(p("llookup:a::b@alice").is_err());
         assert!(p("notify:@bob:a::b@alice").is_err());
     }
 
     #[test]
     fn llookup_keys_may_contain_single_colons() {
-        let Command::LLookup(l) = p("llookup:privatekey:xy@alice").unwrap() else { panic!() };
-        assert_eq!(l.key, key(false, Scope::None, "privatekey:xy", Some("alice")));
-        let Command::LLookup(l) = p("llookup:meta:cached:@alice:phone@bob").unwrap() else { panic!() };
+        let Command::LLookup(l) = p("llookup:privatekey:xy@alice").unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            l.key,
+            key(false, Scope::None, "privatekey:xy", Some("alice"))
+        );
+        let Command::LLookup(l) = p("llookup:meta:cached:@alice:phone@bob").unwrap() else {
+            panic!()
+        };
         assert_eq!(l.op, LookupOp::Meta);
         assert_eq!(l.key.assemble(), "cached:@alice:phone@bob");
     }
 
     #[test]
     fn lookup_backtracks_over_its_prefixes() {
-        let Command::Lookup(l) = p("lookup:all:phone.wavi@bob").unwrap() else { panic!() };
-        assert_eq!((l.op, l.name, l.owner), (LookupOp::All, "phone.wavi", "bob"));
+        let Command::Lookup(l) = p("lookup:all:phone.wavi@bob").unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (l.op, l.name, l.owner),
+            (LookupOp::All, "phone.wavi", "bob")
+        );
         // `all:` cannot be the prefix here (empty key), so it is the key.
-        let Command::PLookup(l) = p("plookup:all:@bob").unwrap() else { panic!() };
+        let Command::PLookup(l) = p("plookup:all:@bob").unwrap() else {
+            panic!()
+        };
         assert_eq!((l.op, l.name), (LookupOp::Value, "all:"));
-        let Command::Lookup(l) = p("lookup:a b@c@bob").unwrap() else { panic!() };
+        let Command::Lookup(l) = p("lookup:a b@c@bob").unwrap() else {
+            panic!()
+        };
         assert_eq!((l.name, l.owner), ("a b@c", "bob"));
         assert!(p("plookup:a b@bob").is_err());
     }
@@ -1286,49 +1615,82 @@ mod tests {
     #[test]
     fn scan_forms() {
         assert_eq!(p("scan").unwrap(), Command::Scan(Scan::default()));
-        let Command::Scan(s) = p("scan:showhidden:TRUE:@bob:page:3 .*").unwrap() else { panic!() };
-        assert_eq!((s.show_hidden, s.for_atsign, s.page, s.regex), (Some(true), Some("@bob"), Some(3), Some(".*")));
+        let Command::Scan(s) = p("scan:showhidden:TRUE:@bob:page:3 .*").unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (s.show_hidden, s.for_atsign, s.page, s.regex),
+            (Some(true), Some("@bob"), Some(3), Some(".*"))
+        );
         assert!(p("scan a b").is_err());
         // The unanchored second alternative of the reference regex.
-        let Command::Scan(s) = p("scanxscan:page:1").unwrap() else { panic!() };
+        let Command::Scan(s) = p("scanxscan:page:1").unwrap() else {
+            panic!()
+        };
         assert_eq!(s.page, Some(1));
     }
 
     #[test]
     fn delete_flags_and_keys() {
-        let Command::Delete(d) = p("delete:force").unwrap() else { panic!() };
+        let Command::Delete(d) = p("delete:force").unwrap() else {
+            panic!()
+        };
         assert!(!d.force);
         assert_eq!(d.key.name, "force");
-        let Command::Delete(d) = p("delete:cached:public:publickey@bob").unwrap() else { panic!() };
+        let Command::Delete(d) = p("delete:cached:public:publickey@bob").unwrap() else {
+            panic!()
+        };
         assert_eq!(d.key.assemble(), "cached:public:publickey@bob");
         assert!(p("delete:a b@alice").is_err());
     }
 
     #[test]
     fn stats_ids_and_regex() {
-        let Command::Stats(s) = p("stats:3:.*wavi").unwrap() else { panic!() };
+        let Command::Stats(s) = p("stats:3:.*wavi").unwrap() else {
+            panic!()
+        };
         assert_eq!((s.ids.as_slice(), s.regex), (&[3][..], Some(".*wavi")));
         assert!(p("stats:1,3:x").is_err());
         assert!(p("stats:13:x").is_err());
         assert!(p("stats:0").is_err());
-        let Command::Stats(s) = p("stats:,0").unwrap() else { panic!() };
+        let Command::Stats(s) = p("stats:,0").unwrap() else {
+            panic!()
+        };
         assert_eq!(s.ids, vec![0]);
         assert!(p("statsx").is_err());
     }
 
     #[test]
     fn notify_key_owner_value_split() {
-        let Command::Notify(n) = p("notify:@bob:hello:world").unwrap() else { panic!() };
+        let Command::Notify(n) = p("notify:@bob:hello:world").unwrap() else {
+            panic!()
+        };
         assert_eq!((n.key, n.owner, n.value), ("hello:world", None, None));
-        let Command::Notify(n) = p("notify:@bob:ab:c@d e").unwrap() else { panic!() };
+        let Command::Notify(n) = p("notify:@bob:ab:c@d e").unwrap() else {
+            panic!()
+        };
         assert_eq!((n.key, n.owner, n.value), ("ab", None, Some("c@d e")));
         // A one-character key cannot absorb the rest, so nothing matches.
         assert!(p("notify:@bob:a:b@c d").is_err());
-        let Command::Notify(n) = p("notify:@bob:public:phone.wavi@alice:v:w").unwrap() else { panic!() };
-        assert_eq!((n.target, n.key, n.owner, n.value), (NotifyTarget::AtSign("bob"), "public:phone.wavi", Some("alice"), Some("v:w")));
-        let Command::Notify(n) = p("notify:@bob:ab::cd").unwrap() else { panic!() };
+        let Command::Notify(n) = p("notify:@bob:public:phone.wavi@alice:v:w").unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (n.target, n.key, n.owner, n.value),
+            (
+                NotifyTarget::AtSign("bob"),
+                "public:phone.wavi",
+                Some("alice"),
+                Some("v:w")
+            )
+        );
+        let Command::Notify(n) = p("notify:@bob:ab::cd").unwrap() else {
+            panic!()
+        };
         assert_eq!((n.key, n.value), ("ab", Some(":cd")));
-        let Command::Notify(n) = p("notify:eph:true:@bob:msg@alice").unwrap() else { panic!() };
+        let Command::Notify(n) = p("notify:eph:true:@bob:msg@alice").unwrap() else {
+            panic!()
+        };
         assert!(n.eph);
         assert!(p("notify:@bob:k@alice:").is_err());
     }
@@ -1337,7 +1699,9 @@ mod tests {
     fn notify_multi_refuses_fields_by_name() {
         let e = p("notify:multi:ttr:5:@bob:msg.chat@alice:v").unwrap_err();
         assert_eq!(AtError::from(e).message, "notify:multi does not take ttr");
-        let Command::NotifyMulti(m) = p("notify:multi:@bob,@colin:msg.chat@alice").unwrap() else { panic!() };
+        let Command::NotifyMulti(m) = p("notify:multi:@bob,@colin:msg.chat@alice").unwrap() else {
+            panic!()
+        };
         assert_eq!(m.recipient_list().collect::<Vec<_>>(), ["@bob", "@colin"]);
         assert!(p("notify:multi:@bob,colin:msg.chat@alice").is_err());
         assert!(p("notify:multi:@bob:msg.chat").is_err());
@@ -1345,78 +1709,167 @@ mod tests {
 
     #[test]
     fn notify_all_backtracks_over_optional_groups() {
-        let Command::NotifyAll(a) = p("notify:all:update:x").unwrap() else { panic!() };
+        let Command::NotifyAll(a) = p("notify:all:update:x").unwrap() else {
+            panic!()
+        };
         assert_eq!((a.operation, a.recipients, a.key), (None, "update", "x"));
-        let Command::NotifyAll(a) = p("notify:all:ccd:falseee:@a,@b:k@c:v").unwrap() else { panic!() };
-        assert_eq!((a.ccd, a.recipients, a.owner, a.value), (Some(false), "@a,@b", Some("c"), Some("v")));
+        let Command::NotifyAll(a) = p("notify:all:ccd:falseee:@a,@b:k@c:v").unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (a.ccd, a.recipients, a.owner, a.value),
+            (Some(false), "@a,@b", Some("c"), Some("v"))
+        );
     }
 
     #[test]
     fn notify_list_is_not_end_anchored() {
-        let Command::NotifyList(l) = p("notify:list ^foo").unwrap() else { panic!() };
+        let Command::NotifyList(l) = p("notify:list ^foo").unwrap() else {
+            panic!()
+        };
         assert_eq!(l, NotifyList::default());
-        let Command::NotifyList(l) = p("notify:list:2024-1-5:2024-12-31:wavi:garbage").unwrap() else { panic!() };
-        assert_eq!((l.from_date, l.to_date, l.regex), (Some("2024-1-5"), Some("2024-12-31"), Some("wavi")));
-        let Command::NotifyList(l) = p("notify:list:2024-21-05").unwrap() else { panic!() };
+        let Command::NotifyList(l) = p("notify:list:2024-1-5:2024-12-31:wavi:garbage").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (l.from_date, l.to_date, l.regex),
+            (Some("2024-1-5"), Some("2024-12-31"), Some("wavi"))
+        );
+        let Command::NotifyList(l) = p("notify:list:2024-21-05").unwrap() else {
+            panic!()
+        };
         assert_eq!((l.from_date, l.regex), (None, Some("2024-21-05")));
     }
 
     #[test]
     fn sync_from_forms() {
-        let Command::SyncFrom(s) = p("sync:from:-1:limit:10:skipDeletesUntil:593700").unwrap() else { panic!() };
-        assert_eq!((s.from, s.limit, s.skip_deletes_until, s.regex), (-1, Some(10), Some(593_700), None));
+        let Command::SyncFrom(s) = p("sync:from:-1:limit:10:skipDeletesUntil:593700").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (s.from, s.limit, s.skip_deletes_until, s.regex),
+            (-1, Some(10), Some(593_700), None)
+        );
         // The 2024 grammar's mandatory limit is optional now.
-        let Command::SyncFrom(s) = p("sync:from:41:.*\\.wavi").unwrap() else { panic!() };
+        let Command::SyncFrom(s) = p("sync:from:41:.*\\.wavi").unwrap() else {
+            panic!()
+        };
         assert_eq!((s.from, s.limit, s.regex), (41, None, Some(".*\\.wavi")));
-        let Command::SyncFrom(s) = p("sync:from:1:limit:5:").unwrap() else { panic!() };
+        let Command::SyncFrom(s) = p("sync:from:1:limit:5:").unwrap() else {
+            panic!()
+        };
         assert_eq!((s.limit, s.regex), (None, Some("limit:5:")));
         assert!(p("sync:from:-2").is_err());
     }
 
     #[test]
     fn pkam_forms() {
-        let Command::Pkam(k) = p("pkam:signingAlgo:mldsa65:enrollmentId:abc:def:").unwrap() else { panic!() };
-        assert_eq!((k.signing_algo, k.enrollment_id, k.signature), (Some(SigningAlgo::MlDsa65), Some("abc"), "def:"));
-        let Command::Pkam(k) = p("pkam:signingAlgo:rsa2048:").unwrap() else { panic!() };
-        assert_eq!((k.signing_algo, k.signature), (None, "signingAlgo:rsa2048:"));
+        let Command::Pkam(k) = p("pkam:signingAlgo:mldsa65:enrollmentId:abc:def:").unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (k.signing_algo, k.enrollment_id, k.signature),
+            (Some(SigningAlgo::MlDsa65), Some("abc"), "def:")
+        );
+        let Command::Pkam(k) = p("pkam:signingAlgo:rsa2048:").unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (k.signing_algo, k.signature),
+            (None, "signingAlgo:rsa2048:")
+        );
         assert!(p("pkam:").is_err());
     }
 
     #[test]
     fn from_config_enroll_otp_keys_to() {
-        let Command::From(f) = p("from:@alice:clientConfig:{\"version\":\"3.0.38\"}").unwrap() else { panic!() };
+        let Command::From(f) = p("from:@alice:clientConfig:{\"version\":\"3.0.38\"}").unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(f.client_config, Some("{\"version\":\"3.0.38\"}"));
         assert!(p("from:@alice:clientConfig:{}").is_err());
         assert!(p("from:@al ice").is_err());
-        assert_eq!(p("config:block:show").unwrap(), Command::Config(Config::BlockShow));
-        let Command::Config(Config::BlockAdd(l)) = p("config:block:add:@bob @colin").unwrap() else { panic!() };
+        assert_eq!(
+            p("config:block:show").unwrap(),
+            Command::Config(Config::BlockShow)
+        );
+        let Command::Config(Config::BlockAdd(l)) = p("config:block:add:@bob @colin").unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(Config::atsigns(l).collect::<Vec<_>>(), ["@bob", "@colin"]);
         assert!(p("config:block:add:bob").is_err());
-        let Command::Enroll(e) = p("enroll:listns:wavi").unwrap() else { panic!() };
+        let Command::Enroll(e) = p("enroll:listns:wavi").unwrap() else {
+            panic!()
+        };
         assert_eq!((e.op, e.params), (EnrollOp::ListNs, Some("wavi")));
-        let Command::Otp(o) = p("otp:put:ttl:5").unwrap() else { panic!() };
+        let Command::Otp(o) = p("otp:put:ttl:5").unwrap() else {
+            panic!()
+        };
         assert_eq!((o.passcode, o.ttl), (None, Some(5)));
         assert!(p("otp:get:ABCDEF").is_err());
-        let Command::Keys(k) = p("keys:get:keyName:abc.default_enc_private_key.__manage@alice").unwrap() else { panic!() };
-        assert_eq!((k.op, k.key_name, k.value), (KeysOp::Get, Some("abc.default_enc_private_key.__manage@alice"), None));
-        let Command::To(t) = p("to:@alice").unwrap() else { panic!() };
+        let Command::Keys(k) =
+            p("keys:get:keyName:abc.default_enc_private_key.__manage@alice").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (k.op, k.key_name, k.value),
+            (
+                KeysOp::Get,
+                Some("abc.default_enc_private_key.__manage@alice"),
+                None
+            )
+        );
+        let Command::To(t) = p("to:@alice").unwrap() else {
+            panic!()
+        };
         assert_eq!(t.atsign, "@alice");
         assert!(p("to:@a b").is_err());
         assert!(p("noop:99999999999999999999999").is_err());
-        let Command::NotifyRemove(r) = p("notify:remove:abc-1 trailing").unwrap() else { panic!() };
+        let Command::NotifyRemove(r) = p("notify:remove:abc-1 trailing").unwrap() else {
+            panic!()
+        };
         assert_eq!(r.id, "abc-1");
     }
 
     #[test]
     fn stream_forms() {
-        let Command::Stream(s) = p("stream:init@bob namespace:wavi abc-1 ZmlsZQ== 1024").unwrap() else { panic!() };
+        let Command::Stream(s) = p("stream:init@bob namespace:wavi abc-1 ZmlsZQ== 1024").unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(
-            (s.op, s.receiver, s.namespace, s.stream_id, s.file_name, s.length),
-            (Some(StreamOp::Init), Some("bob"), Some("wavi"), Some("abc-1"), Some("ZmlsZQ=="), Some(1024))
+            (
+                s.op,
+                s.receiver,
+                s.namespace,
+                s.stream_id,
+                s.file_name,
+                s.length
+            ),
+            (
+                Some(StreamOp::Init),
+                Some("bob"),
+                Some("wavi"),
+                Some("abc-1"),
+                Some("ZmlsZQ=="),
+                Some(1024)
+            )
         );
-        let Command::Stream(s) = p("stream:receive abc-1").unwrap() else { panic!() };
-        assert_eq!((s.op, s.stream_id), (Some(StreamOp::Receive), Some("abc-1")));
-        let Command::Stream(s) = p("stream:init@bobnamespace:ns").unwrap() else { panic!() };
+        let Command::Stream(s) = p("stream:receive abc-1").unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (s.op, s.stream_id),
+            (Some(StreamOp::Receive), Some("abc-1"))
+        );
+        let Command::Stream(s) = p("stream:init@bobnamespace:ns").unwrap() else {
+            panic!()
+        };
         assert_eq!((s.receiver, s.namespace), (Some("bob"), Some("ns")));
     }
 
@@ -1425,7 +1878,9 @@ mod tests {
         let line = "llookup:phone.wavi@alice";
         let n = normalize(line);
         assert!(matches!(n, Cow::Borrowed(_)));
-        let Ok(Command::LLookup(l)) = parse_normalized(&n) else { panic!() };
+        let Ok(Command::LLookup(l)) = parse_normalized(&n) else {
+            panic!()
+        };
         assert!(std::ptr::eq(l.key.name.as_ptr(), line[8..].as_ptr()));
     }
 }

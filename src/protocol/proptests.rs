@@ -21,14 +21,20 @@ fn leak(s: String) -> &'static str {
 }
 
 fn re(pattern: &str) -> BoxedStrategy<&'static str> {
-    proptest::string::string_regex(pattern).expect("valid test regex").prop_map(leak).boxed()
+    proptest::string::string_regex(pattern)
+        .expect("valid test regex")
+        .prop_map(leak)
+        .boxed()
 }
 
-fn opt<T: std::fmt::Debug + Clone + 'static>(s: impl Strategy<Value = T> + 'static) -> BoxedStrategy<Option<T>> {
+fn opt<T: std::fmt::Debug + Clone + 'static>(
+    s: impl Strategy<Value = T> + 'static,
+) -> BoxedStrategy<Option<T>> {
     proptest::option::of(s).boxed()
 }
 
-const TS: &str = "20[0-9]{2}-[01][0-9]-[0-3][0-9][Tt][0-2][0-9]:[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,6})?Z";
+const TS: &str =
+    "20[0-9]{2}-[01][0-9]-[0-3][0-9][Tt][0-2][0-9]:[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,6})?Z";
 const TOK: &str = "[A-Za-z0-9+/=_.-]{1,12}";
 const ATSIGN: &str = "[a-z0-9_]{1,10}";
 const VALUE: &str = "[!-~é😀]([ -~é😀]{0,18}[!-~])?";
@@ -36,68 +42,89 @@ const NAME1: &str = "k[a-z0-9_.]{0,10}";
 const NAME2: &str = "k[a-z0-9_.]{1,10}";
 
 fn arb_meta(multi: bool) -> BoxedStrategy<MetaFragment<'static>> {
-    let ints = (opt(0..=1_000_000_000i64), opt(0..=1_000_000_000i64), opt(-1..=1_000_000i64), opt(any::<bool>()));
+    let ints = (
+        opt(0..=1_000_000_000i64),
+        opt(0..=1_000_000_000i64),
+        opt(-1..=1_000_000i64),
+        opt(any::<bool>()),
+    );
     let bools = (opt(any::<bool>()), opt(any::<bool>()), opt(any::<bool>()));
     let times = proptest::collection::vec(opt(re(TS)), 4);
     let toks = proptest::collection::vec(opt(re(TOK)), 15);
     (ints, bools, times, toks)
-        .prop_map(move |((ttl, ttb, ttr, ccd), (is_binary, is_encrypted, immutable), t, k)| {
-            let mut m = MetaFragment {
-                ttl,
-                ttb,
-                ttr,
-                ccd,
-                c_at: t[0],
-                u_at: t[1],
-                e_at: t[2],
-                a_at: t[3],
-                data_signature: k[0],
-                shared_key_status: k[1],
-                is_binary,
-                is_encrypted,
-                shared_key_enc: k[2],
-                pub_key_cs: k[3],
-                pub_key_hash: k[4],
-                hashing_algo: k[5],
-                encoding: k[6],
-                enc_key_name: k[7],
-                enc_algo: k[8],
-                iv_nonce: k[9],
-                ske_enc_key_name: k[10],
-                ske_enc_algo: k[11],
-                immutable,
-                app_metadata: k[12],
-            };
-            if multi {
-                // The fields notify:multi refuses by name.
-                m.ttr = None;
-                m.ccd = None;
-                m.shared_key_enc = None;
-                m.pub_key_cs = None;
-                m.pub_key_hash = None;
-                m.hashing_algo = None;
-                m.ske_enc_key_name = None;
-                m.ske_enc_algo = None;
-                m.is_binary = None;
-                m.encoding = None;
-                m.shared_key_status = None;
-                m.data_signature = None;
-            }
-            m
-        })
+        .prop_map(
+            move |((ttl, ttb, ttr, ccd), (is_binary, is_encrypted, immutable), t, k)| {
+                let mut m = MetaFragment {
+                    ttl,
+                    ttb,
+                    ttr,
+                    ccd,
+                    c_at: t[0],
+                    u_at: t[1],
+                    e_at: t[2],
+                    a_at: t[3],
+                    data_signature: k[0],
+                    shared_key_status: k[1],
+                    is_binary,
+                    is_encrypted,
+                    shared_key_enc: k[2],
+                    pub_key_cs: k[3],
+                    pub_key_hash: k[4],
+                    hashing_algo: k[5],
+                    encoding: k[6],
+                    enc_key_name: k[7],
+                    enc_algo: k[8],
+                    iv_nonce: k[9],
+                    ske_enc_key_name: k[10],
+                    ske_enc_algo: k[11],
+                    immutable,
+                    app_metadata: k[12],
+                };
+                if multi {
+                    // The fields notify:multi refuses by name.
+                    m.ttr = None;
+                    m.ccd = None;
+                    m.shared_key_enc = None;
+                    m.pub_key_cs = None;
+                    m.pub_key_hash = None;
+                    m.hashing_algo = None;
+                    m.ske_enc_key_name = None;
+                    m.ske_enc_algo = None;
+                    m.is_binary = None;
+                    m.encoding = None;
+                    m.shared_key_status = None;
+                    m.data_signature = None;
+                }
+                m
+            },
+        )
         .boxed()
 }
 
 fn arb_scope() -> BoxedStrategy<Scope<'static>> {
-    prop_oneof![Just(Scope::None), Just(Scope::Public), re(ATSIGN).prop_map(Scope::SharedWith)].boxed()
+    prop_oneof![
+        Just(Scope::None),
+        Just(Scope::Public),
+        re(ATSIGN).prop_map(Scope::SharedWith)
+    ]
+    .boxed()
 }
 
 fn arb_lookup_op() -> BoxedStrategy<LookupOp> {
-    prop_oneof![Just(LookupOp::Value), Just(LookupOp::Meta), Just(LookupOp::All)].boxed()
+    prop_oneof![
+        Just(LookupOp::Value),
+        Just(LookupOp::Meta),
+        Just(LookupOp::All)
+    ]
+    .boxed()
 }
 
 fn arb_priority() -> BoxedStrategy<Option<Priority>> {
-    opt(prop_oneof![Just(Priority::Low), Just(Priority::Medium), Just(Priority::High)])
+    opt(prop_oneof![
+        Just(Priority::Low),
+        Just(Priority::Medium),
+        Just(Priority::High)
+    ])
 }
 
 fn arb_notify_op() -> BoxedStrategy<Option<NotifyOp>> {
@@ -109,55 +136,191 @@ fn arb_message_type() -> BoxedStrategy<Option<MessageType>> {
 }
 
 fn arb_command() -> impl Strategy<Value = Command<'static>> {
-    let from = (re("@?[a-z0-9_]{1,12}"), opt(re("\\{\"version\":\"[0-9.]{1,6}\"\\}")))
-        .prop_map(|(atsign, client_config)| Command::From(From { atsign, client_config }))
-        .boxed();
-    let cram = re("[0-9a-f]{1,40}").prop_map(|digest| Command::Cram(Cram { digest })).boxed();
-    let signing = opt(prop_oneof![Just(SigningAlgo::Rsa2048), Just(SigningAlgo::EccSecp256r1), Just(SigningAlgo::MlDsa65)]);
-    let hashing = opt(prop_oneof![Just(HashingAlgo::Sha256), Just(HashingAlgo::Sha512)]);
-    let pkam = (signing, hashing, opt(re("[a-z0-9-]{1,12}")), re("[A-Za-z0-9+/=]{1,40}"))
-        .prop_map(|(signing_algo, hashing_algo, enrollment_id, signature)| {
-            Command::Pkam(Pkam { signing_algo, hashing_algo, enrollment_id, signature })
+    let from = (
+        re("@?[a-z0-9_]{1,12}"),
+        opt(re("\\{\"version\":\"[0-9.]{1,6}\"\\}")),
+    )
+        .prop_map(|(atsign, client_config)| {
+            Command::From(From {
+                atsign,
+                client_config,
+            })
         })
         .boxed();
-    let update = (any::<bool>(), arb_meta(false), arb_scope(), re(NAME1), opt(re(ATSIGN)), re(VALUE))
+    let cram = re("[0-9a-f]{1,40}")
+        .prop_map(|digest| Command::Cram(Cram { digest }))
+        .boxed();
+    let signing = opt(prop_oneof![
+        Just(SigningAlgo::Rsa2048),
+        Just(SigningAlgo::EccSecp256r1),
+        Just(SigningAlgo::MlDsa65)
+    ]);
+    let hashing = opt(prop_oneof![
+        Just(HashingAlgo::Sha256),
+        Just(HashingAlgo::Sha512)
+    ]);
+    let pkam = (
+        signing,
+        hashing,
+        opt(re("[a-z0-9-]{1,12}")),
+        re("[A-Za-z0-9+/=]{1,40}"),
+    )
+        .prop_map(|(signing_algo, hashing_algo, enrollment_id, signature)| {
+            Command::Pkam(Pkam {
+                signing_algo,
+                hashing_algo,
+                enrollment_id,
+                signature,
+            })
+        })
+        .boxed();
+    let update = (
+        any::<bool>(),
+        arb_meta(false),
+        arb_scope(),
+        re(NAME1),
+        opt(re(ATSIGN)),
+        re(VALUE),
+    )
         .prop_map(|(no_commit, meta, scope, name, owner, value)| {
-            Command::Update(Update { no_commit, meta, key: KeyRef { cached: false, scope, name, owner }, value })
+            Command::Update(Update {
+                no_commit,
+                meta,
+                key: KeyRef {
+                    cached: false,
+                    scope,
+                    name,
+                    owner,
+                },
+                value,
+            })
         })
         .boxed();
     let update_json = (any::<bool>(), re("\\{[ -~]{0,20}\\}"))
         .prop_map(|(no_commit, json)| Command::UpdateJson(UpdateJson { no_commit, json }))
         .boxed();
-    let update_meta = (any::<bool>(), arb_scope(), re(NAME2), re(ATSIGN), arb_meta(false))
+    let update_meta = (
+        any::<bool>(),
+        arb_scope(),
+        re(NAME2),
+        re(ATSIGN),
+        arb_meta(false),
+    )
         .prop_map(|(no_commit, scope, name, owner, meta)| {
-            Command::UpdateMeta(UpdateMeta { no_commit, key: KeyRef { cached: false, scope, name, owner: Some(owner) }, meta })
+            Command::UpdateMeta(UpdateMeta {
+                no_commit,
+                key: KeyRef {
+                    cached: false,
+                    scope,
+                    name,
+                    owner: Some(owner),
+                },
+                meta,
+            })
         })
         .boxed();
-    let llookup = (arb_lookup_op(), any::<bool>(), arb_scope(), re("k[a-z0-9_.]{1,10}(:[a-z0-9]{1,4})?"), re(ATSIGN))
+    let llookup = (
+        arb_lookup_op(),
+        any::<bool>(),
+        arb_scope(),
+        re("k[a-z0-9_.]{1,10}(:[a-z0-9]{1,4})?"),
+        re(ATSIGN),
+    )
         .prop_map(|(op, cached, scope, name, owner)| {
-            Command::LLookup(LLookup { op, key: KeyRef { cached, scope, name, owner: Some(owner) } })
+            Command::LLookup(LLookup {
+                op,
+                key: KeyRef {
+                    cached,
+                    scope,
+                    name,
+                    owner: Some(owner),
+                },
+            })
         })
         .boxed();
-    let lookup = (opt(any::<bool>()), arb_lookup_op(), re("k[a-z0-9_.@ ]{0,8}[a-z]"), re(ATSIGN))
-        .prop_map(|(bypass_cache, op, name, owner)| Command::Lookup(Lookup { bypass_cache, op, name, owner }))
+    let lookup = (
+        opt(any::<bool>()),
+        arb_lookup_op(),
+        re("k[a-z0-9_.@ ]{0,8}[a-z]"),
+        re(ATSIGN),
+    )
+        .prop_map(|(bypass_cache, op, name, owner)| {
+            Command::Lookup(Lookup {
+                bypass_cache,
+                op,
+                name,
+                owner,
+            })
+        })
         .boxed();
-    let plookup = (opt(any::<bool>()), arb_lookup_op(), re("k[a-z0-9_.:]{0,10}"), re(ATSIGN))
-        .prop_map(|(bypass_cache, op, name, owner)| Command::PLookup(Lookup { bypass_cache, op, name, owner }))
+    let plookup = (
+        opt(any::<bool>()),
+        arb_lookup_op(),
+        re("k[a-z0-9_.:]{0,10}"),
+        re(ATSIGN),
+    )
+        .prop_map(|(bypass_cache, op, name, owner)| {
+            Command::PLookup(Lookup {
+                bypass_cache,
+                op,
+                name,
+                owner,
+            })
+        })
         .boxed();
-    let scan = (any::<bool>(), opt(any::<bool>()), opt(re("@[a-z0-9_]{1,8}")), opt(any::<u64>()), opt(re("[a-z.*\\\\]{1,8}")))
+    let scan = (
+        any::<bool>(),
+        opt(any::<bool>()),
+        opt(re("@[a-z0-9_]{1,8}")),
+        opt(any::<u64>()),
+        opt(re("[a-z.*\\\\]{1,8}")),
+    )
         .prop_map(|(commit_log, show_hidden, for_atsign, page, regex)| {
-            Command::Scan(Scan { commit_log, show_hidden, for_atsign, page, regex })
+            Command::Scan(Scan {
+                commit_log,
+                show_hidden,
+                for_atsign,
+                page,
+                regex,
+            })
         })
         .boxed();
-    let delete = (opt(re(TS)), any::<bool>(), any::<bool>(), arb_priority(), any::<bool>(), arb_scope(), re(NAME1), opt(re(ATSIGN)))
-        .prop_map(|(d_at, no_commit, force, priority, cached, scope, name, owner)| {
-            Command::Delete(Delete { d_at, no_commit, force, priority, key: KeyRef { cached, scope, name, owner } })
-        })
+    let delete = (
+        opt(re(TS)),
+        any::<bool>(),
+        any::<bool>(),
+        arb_priority(),
+        any::<bool>(),
+        arb_scope(),
+        re(NAME1),
+        opt(re(ATSIGN)),
+    )
+        .prop_map(
+            |(d_at, no_commit, force, priority, cached, scope, name, owner)| {
+                Command::Delete(Delete {
+                    d_at,
+                    no_commit,
+                    force,
+                    priority,
+                    key: KeyRef {
+                        cached,
+                        scope,
+                        name,
+                        owner,
+                    },
+                })
+            },
+        )
         .boxed();
     let stats = prop_oneof![
-        proptest::collection::vec(0..40u32, 0..4).prop_map(|ids| Command::Stats(Stats { ids, regex: None })),
-        (prop_oneof![Just(3u32), Just(15u32)], re("[ -~]{1,10}"))
-            .prop_map(|(id, regex)| Command::Stats(Stats { ids: vec![id], regex: Some(regex) })),
+        proptest::collection::vec(0..40u32, 0..4)
+            .prop_map(|ids| Command::Stats(Stats { ids, regex: None })),
+        (prop_oneof![Just(3u32), Just(15u32)], re("[ -~]{1,10}")).prop_map(|(id, regex)| {
+            Command::Stats(Stats {
+                ids: vec![id],
+                regex: Some(regex),
+            })
+        }),
     ]
     .boxed();
     let list = "@[a-z]{1,6}( @[a-z:]{1,6}){0,3}";
@@ -170,14 +333,29 @@ fn arb_command() -> impl Strategy<Value = Command<'static>> {
         re("[a-zA-Z]{1,10}").prop_map(|a| Command::Config(Config::Print(a))),
     ]
     .boxed();
-    let monitor = (any::<bool>(), any::<bool>(), any::<bool>(), opt(any::<u64>()), opt(re("[ -~]{0,8}[!-~]")), re("[a-z .*]{0,8}[a-z]"))
-        .prop_map(|(strict, self_notifications, multiplexed, epoch_ms, regex, plain)| {
-            let flags = strict || self_notifications || multiplexed || epoch_ms.is_some();
-            // Without any `:` the whole line is lower-cased, so a bare
-            // monitor's regex is lower-case and colon-free.
-            let regex = if flags { regex } else { regex.map(|_| plain) };
-            Command::Monitor(Monitor { strict, self_notifications, multiplexed, epoch_ms, regex })
-        })
+    let monitor = (
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        opt(any::<u64>()),
+        opt(re("[ -~]{0,8}[!-~]")),
+        re("[a-z .*]{0,8}[a-z]"),
+    )
+        .prop_map(
+            |(strict, self_notifications, multiplexed, epoch_ms, regex, plain)| {
+                let flags = strict || self_notifications || multiplexed || epoch_ms.is_some();
+                // Without any `:` the whole line is lower-cased, so a bare
+                // monitor's regex is lower-case and colon-free.
+                let regex = if flags { regex } else { regex.map(|_| plain) };
+                Command::Monitor(Monitor {
+                    strict,
+                    self_notifications,
+                    multiplexed,
+                    epoch_ms,
+                    regex,
+                })
+            },
+        )
         .boxed();
     let stream_op = opt(prop_oneof![
         Just(StreamOp::Init),
@@ -201,10 +379,21 @@ fn arb_command() -> impl Strategy<Value = Command<'static>> {
                 Some((n, l)) if stream_id.is_some() => (Some(n), l),
                 _ => (None, None),
             };
-            Command::Stream(Stream { op, receiver, namespace, start_byte, stream_id, file_name, length })
+            Command::Stream(Stream {
+                op,
+                receiver,
+                namespace,
+                start_byte,
+                stream_id,
+                file_name,
+                length,
+            })
         })
         .boxed();
-    let strategy = opt(prop_oneof![Just(NotifyStrategy::All), Just(NotifyStrategy::Latest)]);
+    let strategy = opt(prop_oneof![
+        Just(NotifyStrategy::All),
+        Just(NotifyStrategy::Latest)
+    ]);
     let notify_head = (
         opt(re("[a-zA-Z0-9_-]{1,10}")),
         arb_notify_op(),
@@ -217,10 +406,30 @@ fn arb_command() -> impl Strategy<Value = Command<'static>> {
         opt(re(TS)),
         any::<bool>(),
     );
-    let target = prop_oneof![Just(NotifyTarget::Public), re(ATSIGN).prop_map(NotifyTarget::AtSign)];
-    let notify = (notify_head, arb_meta(false), target, re(NAME2), opt((re(ATSIGN), opt(re(VALUE)))))
+    let target = prop_oneof![
+        Just(NotifyTarget::Public),
+        re(ATSIGN).prop_map(NotifyTarget::AtSign)
+    ];
+    let notify = (
+        notify_head,
+        arb_meta(false),
+        target,
+        re(NAME2),
+        opt((re(ATSIGN), opt(re(VALUE)))),
+    )
         .prop_map(|(h, meta, target, key, ov)| {
-            let (id, operation, message_type, priority, strategy, latest_n, notifier, ttln, e_atn, eph) = h;
+            let (
+                id,
+                operation,
+                message_type,
+                priority,
+                strategy,
+                latest_n,
+                notifier,
+                ttln,
+                e_atn,
+                eph,
+            ) = h;
             // Without an owner, a value would be read back as part of the key.
             let (owner, value) = match ov {
                 Some((o, v)) => (Some(o), v),
@@ -249,50 +458,148 @@ fn arb_command() -> impl Strategy<Value = Command<'static>> {
     let notify_list = (opt((re(date), opt(re(date)))), opt(re("[a-z.*]{1,8}")))
         .prop_map(|(dates, regex)| {
             let (from_date, to_date) = dates.map_or((None, None), |(f, t)| (Some(f), t));
-            Command::NotifyList(NotifyList { from_date, to_date, regex })
+            Command::NotifyList(NotifyList {
+                from_date,
+                to_date,
+                regex,
+            })
         })
         .boxed();
-    let batch = re("\\[[ -~]{0,20}\\]").prop_map(|json| Command::Batch(Batch { json })).boxed();
-    let status = re("[A-Za-z0-9:_-]{1,12}").prop_map(|id| Command::NotifyStatus(NotifyId { id })).boxed();
-    let fetch = re("[A-Za-z0-9:_-]{1,12}").prop_map(|id| Command::NotifyFetch(NotifyId { id })).boxed();
-    let remove = re("[A-Za-z0-9_-]{1,12}").prop_map(|id| Command::NotifyRemove(NotifyId { id })).boxed();
+    let batch = re("\\[[ -~]{0,20}\\]")
+        .prop_map(|json| Command::Batch(Batch { json }))
+        .boxed();
+    let status = re("[A-Za-z0-9:_-]{1,12}")
+        .prop_map(|id| Command::NotifyStatus(NotifyId { id }))
+        .boxed();
+    let fetch = re("[A-Za-z0-9:_-]{1,12}")
+        .prop_map(|id| Command::NotifyFetch(NotifyId { id }))
+        .boxed();
+    let remove = re("[A-Za-z0-9_-]{1,12}")
+        .prop_map(|id| Command::NotifyRemove(NotifyId { id }))
+        .boxed();
     let notify_all = (
-        (arb_notify_op(), arb_message_type(), opt(any::<u64>()), opt(any::<u64>()), opt(-5..1_000_000i64), opt(any::<bool>())),
+        (
+            arb_notify_op(),
+            arb_message_type(),
+            opt(any::<u64>()),
+            opt(any::<u64>()),
+            opt(-5..1_000_000i64),
+            opt(any::<bool>()),
+        ),
         re("(@[a-z]{1,5}(,@[a-z]{1,5}){0,2})?"),
         re("[a-z0-9_.]{1,8}"),
         opt(re(ATSIGN)),
         opt(re(VALUE)),
     )
-        .prop_map(|((operation, message_type, ttl, ttb, ttr, ccd), recipients, key, owner, value)| {
-            Command::NotifyAll(NotifyAll { operation, message_type, ttl, ttb, ttr, ccd, recipients, key, owner, value })
-        })
+        .prop_map(
+            |((operation, message_type, ttl, ttb, ttr, ccd), recipients, key, owner, value)| {
+                Command::NotifyAll(NotifyAll {
+                    operation,
+                    message_type,
+                    ttl,
+                    ttb,
+                    ttr,
+                    ccd,
+                    recipients,
+                    key,
+                    owner,
+                    value,
+                })
+            },
+        )
         .boxed();
-    let sync_from = (prop_oneof![Just(-1i64), 0..i64::MAX], opt(any::<u32>()), opt(0..i64::MAX), opt(re("[a-z.*\\\\]{1,8}")))
+    let sync_from = (
+        prop_oneof![Just(-1i64), 0..i64::MAX],
+        opt(any::<u32>()),
+        opt(0..i64::MAX),
+        opt(re("[a-z.*\\\\]{1,8}")),
+    )
         .prop_map(|(from, limit, skip_deletes_until, regex)| {
-            Command::SyncFrom(SyncFrom { from, limit, skip_deletes_until, regex })
+            Command::SyncFrom(SyncFrom {
+                from,
+                limit,
+                skip_deletes_until,
+                regex,
+            })
         })
         .boxed();
-    let info = prop_oneof![Just(InfoForm::Plain), Just(InfoForm::Brief), Just(InfoForm::Mtls), Just(InfoForm::MtlsBrief)]
-        .prop_map(|form| Command::Info(Info { form }))
+    let info = prop_oneof![
+        Just(InfoForm::Plain),
+        Just(InfoForm::Brief),
+        Just(InfoForm::Mtls),
+        Just(InfoForm::MtlsBrief)
+    ]
+    .prop_map(|form| Command::Info(Info { form }))
+    .boxed();
+    let noop = any::<u64>()
+        .prop_map(|delay_ms| Command::Noop(Noop { delay_ms }))
         .boxed();
-    let noop = any::<u64>().prop_map(|delay_ms| Command::Noop(Noop { delay_ms })).boxed();
-    let enroll = (proptest::sample::select(EnrollOp::ALL.to_vec()), any::<bool>(), opt(re("(force)?[a-z:{}\"]{1,10}")))
+    let enroll = (
+        proptest::sample::select(EnrollOp::ALL.to_vec()),
+        any::<bool>(),
+        opt(re("(force)?[a-z:{}\"]{1,10}")),
+    )
         .prop_map(|((_, op), force, params)| Command::Enroll(Enroll { op, force, params }))
         .boxed();
     let otp = prop_oneof![
-        opt(any::<u64>()).prop_map(|ttl| Command::Otp(Otp { op: OtpOp::Get, passcode: None, ttl })),
-        (opt(re("[A-Za-z0-9_]{6,10}")), opt(any::<u64>()))
-            .prop_map(|(passcode, ttl)| Command::Otp(Otp { op: OtpOp::Put, passcode, ttl })),
+        opt(any::<u64>()).prop_map(|ttl| Command::Otp(Otp {
+            op: OtpOp::Get,
+            passcode: None,
+            ttl
+        })),
+        (opt(re("[A-Za-z0-9_]{6,10}")), opt(any::<u64>())).prop_map(
+            |(passcode, ttl)| Command::Otp(Otp {
+                op: OtpOp::Put,
+                passcode,
+                ttl
+            })
+        ),
     ]
     .boxed();
     let keys_op = prop_oneof![Just(KeysOp::Put), Just(KeysOp::Get), Just(KeysOp::Delete)];
-    let vis = opt(prop_oneof![Just(KeyVisibility::Public), Just(KeyVisibility::Private), Just(KeyVisibility::SelfKey)]);
+    let vis = opt(prop_oneof![
+        Just(KeyVisibility::Public),
+        Just(KeyVisibility::Private),
+        Just(KeyVisibility::SelfKey)
+    ]);
     let w = "[a-zA-Z0-9_]{1,6}";
     let wd = "[a-z0-9_-]{1,6}";
-    let keys = (keys_op, vis, opt(re(w)), opt(re(w)), opt(re(w)), opt(re(wd)), opt(re(wd)), opt(re("[!-~]{1,10}")), opt(re("[0-9{][ -~]{0,9}[!-~]")))
-        .prop_map(|(op, visibility, namespace, app_name, device_name, key_type, encryption_key_name, key_name, value)| {
-            Command::Keys(Keys { op, visibility, namespace, app_name, device_name, key_type, encryption_key_name, key_name, value })
-        })
+    let keys = (
+        keys_op,
+        vis,
+        opt(re(w)),
+        opt(re(w)),
+        opt(re(w)),
+        opt(re(wd)),
+        opt(re(wd)),
+        opt(re("[!-~]{1,10}")),
+        opt(re("[0-9{][ -~]{0,9}[!-~]")),
+    )
+        .prop_map(
+            |(
+                op,
+                visibility,
+                namespace,
+                app_name,
+                device_name,
+                key_type,
+                encryption_key_name,
+                key_name,
+                value,
+            )| {
+                Command::Keys(Keys {
+                    op,
+                    visibility,
+                    namespace,
+                    app_name,
+                    device_name,
+                    key_type,
+                    encryption_key_name,
+                    key_name,
+                    value,
+                })
+            },
+        )
         .boxed();
     let multi = (
         any::<bool>(),
@@ -305,28 +612,101 @@ fn arb_command() -> impl Strategy<Value = Command<'static>> {
         re(ATSIGN),
         opt(re(VALUE)),
     )
-        .prop_map(|(explicit_update, ttln, e_atn, eph, meta, recipients, key, owner, value)| {
-            Command::NotifyMulti(NotifyMulti { explicit_update, ttln, e_atn, eph, meta, recipients, key, owner, value })
-        })
+        .prop_map(
+            |(explicit_update, ttln, e_atn, eph, meta, recipients, key, owner, value)| {
+                Command::NotifyMulti(NotifyMulti {
+                    explicit_update,
+                    ttln,
+                    e_atn,
+                    eph,
+                    meta,
+                    recipients,
+                    key,
+                    owner,
+                    value,
+                })
+            },
+        )
         .boxed();
-    let to = re("@?[a-z0-9_@]{1,8}").prop_map(|atsign| Command::To(To { atsign })).boxed();
+    let to = re("@?[a-z0-9_@]{1,8}")
+        .prop_map(|atsign| Command::To(To { atsign }))
+        .boxed();
     Union::new(vec![
-        from, cram, pkam, update, update_json, update_meta, llookup, lookup, plookup, scan,
-        Just(Command::Pol).boxed(), delete, stats, config, monitor, stream, notify, notify_list, batch, status,
-        notify_all, sync_from, info, noop, remove, fetch, enroll, otp, keys, multi, to,
+        from,
+        cram,
+        pkam,
+        update,
+        update_json,
+        update_meta,
+        llookup,
+        lookup,
+        plookup,
+        scan,
+        Just(Command::Pol).boxed(),
+        delete,
+        stats,
+        config,
+        monitor,
+        stream,
+        notify,
+        notify_list,
+        batch,
+        status,
+        notify_all,
+        sync_from,
+        info,
+        noop,
+        remove,
+        fetch,
+        enroll,
+        otp,
+        keys,
+        multi,
+        to,
     ])
 }
 
 /// Lines that reach the verb parsers: a verb prefix plus noise.
 fn arb_line() -> impl Strategy<Value = String> {
     let prefixes = proptest::sample::select(vec![
-        "from:", "cram:", "pkam:", "update:", "update:meta:", "update:nc:", "llookup:", "plookup:", "lookup:", "scan",
-        "pol", "delete:", "stats", "config:", "monitor", "stream:", "notify:", "notify:list", "batch:",
-        "notify:status:", "notify:all:", "sync:from:", "info", "noop:", "notify:remove:", "notify:fetch:", "enroll:",
-        "otp:", "keys:", "notify:multi:", "to:",
+        "from:",
+        "cram:",
+        "pkam:",
+        "update:",
+        "update:meta:",
+        "update:nc:",
+        "llookup:",
+        "plookup:",
+        "lookup:",
+        "scan",
+        "pol",
+        "delete:",
+        "stats",
+        "config:",
+        "monitor",
+        "stream:",
+        "notify:",
+        "notify:list",
+        "batch:",
+        "notify:status:",
+        "notify:all:",
+        "sync:from:",
+        "info",
+        "noop:",
+        "notify:remove:",
+        "notify:fetch:",
+        "enroll:",
+        "otp:",
+        "keys:",
+        "notify:multi:",
+        "to:",
     ]);
     let noise = "([:@ ,.a-zA-Z0-9_-]|ttl:|public:|cached:|@bob:|meta:|all:|privatekey:|\r|é|😀|2024-01-01T00:00:00Z){0,24}";
-    (prefixes, proptest::string::string_regex(noise).expect("valid test regex")).prop_map(|(p, n)| format!("{p}{n}"))
+    (
+        prefixes,
+        proptest::string::string_regex(noise).expect("valid test regex"),
+    )
+        .prop_map(|(p, n)| format!("{p}{n}"))
 }
 
 /// Parse, and when it parses, check the encoding reads back the same.
@@ -336,7 +716,13 @@ fn check_line(line: &str) -> Result<(), TestCaseError> {
         let text = cmd.to_string();
         let n2 = normalize(&text);
         let again = parse_normalized(&n2);
-        prop_assert_eq!(again.as_ref(), Ok(&cmd), "line {:?} encoded as {:?}", line, text);
+        prop_assert_eq!(
+            again.as_ref(),
+            Ok(&cmd),
+            "line {:?} encoded as {:?}",
+            line,
+            text
+        );
     }
     Ok(())
 }

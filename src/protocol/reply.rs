@@ -81,7 +81,13 @@ pub fn description(err: &AtError, owner_authenticated: bool) -> String {
 /// owner-authenticated and `@` otherwise — never the pol prompt, as the
 /// reference's global exception handler only knows owner auth.
 /// `owner_prompt` is the owner atSign (`"@alice"`).
-pub fn error(out: &mut Vec<u8>, err: &AtError, style: ErrorStyle, owner_authenticated: bool, owner_prompt: &str) {
+pub fn error(
+    out: &mut Vec<u8>,
+    err: &AtError,
+    style: ErrorStyle,
+    owner_authenticated: bool,
+    owner_prompt: &str,
+) {
     let desc = description(err, owner_authenticated);
     out.extend_from_slice(b"error:");
     match style {
@@ -93,14 +99,19 @@ pub fn error(out: &mut Vec<u8>, err: &AtError, style: ErrorStyle, owner_authenti
         ErrorStyle::Json => {
             let mut j = String::with_capacity(desc.len() + 48);
             let mut w = super::json::ObjectWriter::new(&mut j);
-            w.field_str("errorCode", err.code.code()).field_str("errorDescription", &desc);
+            w.field_str("errorCode", err.code.code())
+                .field_str("errorDescription", &desc);
             w.finish();
             // JSON escaping already turned newlines into `\n` text.
             out.extend_from_slice(j.as_bytes());
         }
     }
     out.push(b'\n');
-    let prompt = if owner_authenticated { Prompt::Owner(owner_prompt) } else { Prompt::Anonymous };
+    let prompt = if owner_authenticated {
+        Prompt::Owner(owner_prompt)
+    } else {
+        Prompt::Anonymous
+    };
     prompt.write(out);
 }
 
@@ -146,8 +157,15 @@ mod tests {
         data(&mut o, "ok", Prompt::Pol("bob"));
         assert_eq!(s(o), "data:5\n@alice@data:null\n@data:ok\n@bob@");
         let mut o = Vec::new();
-        data_spaced(&mut o, r#"[{"id":"3","name":"lastCommitID","value":"1"}]"#, Prompt::Owner("@alice"));
-        assert_eq!(s(o), "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"1\"}]\n@alice@");
+        data_spaced(
+            &mut o,
+            r#"[{"id":"3","name":"lastCommitID","value":"1"}]"#,
+            Prompt::Owner("@alice"),
+        );
+        assert_eq!(
+            s(o),
+            "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"1\"}]\n@alice@"
+        );
     }
 
     #[test]
@@ -158,9 +176,18 @@ mod tests {
         assert_eq!(s(o), "error:AT0003-Exception: invalid command\n@");
         let mut o = Vec::new();
         error(&mut o, &e, ErrorStyle::Legacy, true, "@alice");
-        assert_eq!(s(o), "error:AT0003-Invalid syntax : invalid command\n@alice@");
+        assert_eq!(
+            s(o),
+            "error:AT0003-Invalid syntax : invalid command\n@alice@"
+        );
         let mut o = Vec::new();
-        error(&mut o, &AtError::key_not_found("phone@alice"), ErrorStyle::Json, true, "@alice");
+        error(
+            &mut o,
+            &AtError::key_not_found("phone@alice"),
+            ErrorStyle::Json,
+            true,
+            "@alice",
+        );
         assert_eq!(
             s(o),
             "error:{\"errorCode\":\"AT0015\",\"errorDescription\":\"key not found : phone@alice does not exist in keystore\"}\n@alice@"
@@ -170,7 +197,13 @@ mod tests {
     #[test]
     fn no_payload_can_fake_a_prompt() {
         let mut o = Vec::new();
-        error(&mut o, &AtError::new(AtCode::InvalidSyntax, "a\n@b\r\n"), ErrorStyle::Legacy, false, "@alice");
+        error(
+            &mut o,
+            &AtError::new(AtCode::InvalidSyntax, "a\n@b\r\n"),
+            ErrorStyle::Legacy,
+            false,
+            "@alice",
+        );
         response_error(&mut o, "AT0026", "x\ny", Prompt::Anonymous);
         data(&mut o, "v\n@x", Prompt::Anonymous);
         let text = s(o);
@@ -180,7 +213,12 @@ mod tests {
     #[test]
     fn response_errors_inbound_limit_and_notifications() {
         let mut o = Vec::new();
-        response_error(&mut o, "AT0026", "enrollment_id: 123 is pending", Prompt::Pol("@bob"));
+        response_error(
+            &mut o,
+            "AT0026",
+            "enrollment_id: 123 is pending",
+            Prompt::Pol("@bob"),
+        );
         inbound_limit(&mut o);
         notification(&mut o, "{\"id\":\"-1\"}");
         assert_eq!(

@@ -44,32 +44,65 @@ fn split(epoch_ms: i64) -> Parts {
     let days = epoch_ms.div_euclid(MS_PER_DAY);
     let rem = epoch_ms.rem_euclid(MS_PER_DAY);
     let (y, mo, d) = civil_from_days(days);
-    Parts { y, mo, d, h: rem / 3_600_000, mi: rem / 60_000 % 60, s: rem / 1000 % 60, ms: rem % 1000 }
+    Parts {
+        y,
+        mo,
+        d,
+        h: rem / 3_600_000,
+        mi: rem / 60_000 % 60,
+        s: rem / 1000 % 60,
+        ms: rem % 1000,
+    }
 }
 
 /// Dart's year rendering: at least four digits, a `-` for negative years.
 fn year(y: i64) -> String {
-    if y < 0 { format!("-{:04}", -y) } else { format!("{y:04}") }
+    if y < 0 {
+        format!("-{:04}", -y)
+    } else {
+        format!("{y:04}")
+    }
 }
 
 /// `2024-10-24 10:00:00.123Z`: Dart `DateTime.toString()` of a UTC time with
 /// millisecond precision (always three fractional digits).
 pub fn format_dart_utc(epoch_ms: i64) -> String {
     let p = split(epoch_ms);
-    format!("{}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}Z", year(p.y), p.mo, p.d, p.h, p.mi, p.s, p.ms)
+    format!(
+        "{}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}Z",
+        year(p.y),
+        p.mo,
+        p.d,
+        p.h,
+        p.mi,
+        p.s,
+        p.ms
+    )
 }
 
 /// `2024-10-24T10:00:00.123Z`: ISO-8601 UTC with milliseconds.
 pub fn format_iso_utc(epoch_ms: i64) -> String {
     let p = split(epoch_ms);
-    format!("{}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", year(p.y), p.mo, p.d, p.h, p.mi, p.s, p.ms)
+    format!(
+        "{}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        year(p.y),
+        p.mo,
+        p.d,
+        p.h,
+        p.mi,
+        p.s,
+        p.ms
+    )
 }
 
 fn digits(b: &[u8]) -> Option<i64> {
     if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(b.iter().fold(0i64, |acc, &c| acc * 10 + i64::from(c - b'0')))
+    Some(
+        b.iter()
+            .fold(0i64, |acc, &c| acc * 10 + i64::from(c - b'0')),
+    )
 }
 
 /// Length of the metadata fragment's timestamp at the start of `s`
@@ -132,7 +165,20 @@ pub fn parse_iso_utc(s: &str) -> Option<i64> {
         }
     }
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     let max_day = *month_days.get(usize::try_from(mo).ok()?.checked_sub(1)?)?;
     if d < 1 || d > max_day || h > 23 || mi > 59 || sec > 59 {
         return None;
@@ -164,8 +210,14 @@ mod tests {
     fn formats_known_instants() {
         assert_eq!(format_dart_utc(0), "1970-01-01 00:00:00.000Z");
         // 2024-10-24T10:00:00.123Z
-        assert_eq!(format_dart_utc(1_729_764_000_123), "2024-10-24 10:00:00.123Z");
-        assert_eq!(format_iso_utc(1_729_764_000_123), "2024-10-24T10:00:00.123Z");
+        assert_eq!(
+            format_dart_utc(1_729_764_000_123),
+            "2024-10-24 10:00:00.123Z"
+        );
+        assert_eq!(
+            format_iso_utc(1_729_764_000_123),
+            "2024-10-24T10:00:00.123Z"
+        );
         // A leap day and the day after.
         assert_eq!(format_iso_utc(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(format_iso_utc(951_868_799_999), "2000-02-29T23:59:59.999Z");
@@ -174,13 +226,32 @@ mod tests {
 
     #[test]
     fn parses_iso_and_truncates_to_ms() {
-        assert_eq!(parse_iso_utc("2024-10-24T10:00:00.123Z"), Some(1_729_764_000_123));
-        assert_eq!(parse_iso_utc("2024-10-24T10:00:00.123456Z"), Some(1_729_764_000_123));
-        assert_eq!(parse_iso_utc("2024-10-24t10:00:00z"), Some(1_729_764_000_000));
-        assert_eq!(parse_iso_utc("2024-10-24T10:00:00.1Z"), Some(1_729_764_000_100));
+        assert_eq!(
+            parse_iso_utc("2024-10-24T10:00:00.123Z"),
+            Some(1_729_764_000_123)
+        );
+        assert_eq!(
+            parse_iso_utc("2024-10-24T10:00:00.123456Z"),
+            Some(1_729_764_000_123)
+        );
+        assert_eq!(
+            parse_iso_utc("2024-10-24t10:00:00z"),
+            Some(1_729_764_000_000)
+        );
+        assert_eq!(
+            parse_iso_utc("2024-10-24T10:00:00.1Z"),
+            Some(1_729_764_000_100)
+        );
         assert_eq!(parse_iso_utc("2000-02-29T00:00:00Z"), Some(951_782_400_000));
-        for bad in ["2023-02-29T00:00:00Z", "2024-13-01T00:00:00Z", "2024-10-24T24:00:00Z",
-            "2024-10-24T10:00:00.Z", "2024-10-24 10:00:00Z", "2024-10-24T10:00:00", "x"] {
+        for bad in [
+            "2023-02-29T00:00:00Z",
+            "2024-13-01T00:00:00Z",
+            "2024-10-24T24:00:00Z",
+            "2024-10-24T10:00:00.Z",
+            "2024-10-24 10:00:00Z",
+            "2024-10-24T10:00:00",
+            "x",
+        ] {
             assert_eq!(parse_iso_utc(bad), None, "{bad}");
         }
     }
@@ -200,6 +271,9 @@ mod tests {
         assert_eq!(uptime_words(5_999), "5 seconds");
         assert_eq!(uptime_words(125_000), "2 minutes 5 seconds");
         assert_eq!(uptime_words(5_729_000), "1 hours 35 minutes 29 seconds");
-        assert_eq!(uptime_words(86_407_000), "1 days 0 hours 0 minutes 7 seconds");
+        assert_eq!(
+            uptime_words(86_407_000),
+            "1 days 0 hours 0 minutes 7 seconds"
+        );
     }
 }

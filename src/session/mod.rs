@@ -58,12 +58,16 @@ async fn run(ctx: Arc<ServerContext>, stream: Socket) {
     if write_all(&mut tls, b"@").await.is_err() {
         return;
     }
-    let mut inbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
-    let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
-    let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+    let mut inbuf: Vec<u8> = Vec::new();
+    let mut out: Vec<u8> = Vec::new();
+    // Idle connections hold small buffers; busy ones grow theirs (see below).
+    let mut read_size = READ_SIZE_MIN_BYTES;
     'connection: loop {
         let idle = Duration::from_millis(session.idle_limit_ms());
-        let read = match shard::deadline(idle, tls.read(&mut chunk)).await {
+        let filled = inbuf.len();
+        inbuf.resize(filled + read_size, 0);
+        let target = inbuf.get_mut(filled..).unwrap_or_default();
+        let read = match shard::deadline(idle, tls.read(target)).await {
             Ok(Ok(0)) | Ok(Err(_)) => break,
             Ok(Ok(n)) => n,
             Err(_) => {
@@ -71,7 +75,12 @@ async fn run(ctx: Arc<ServerContext>, stream: Socket) {
                 break;
             }
         };
-        inbuf.extend_from_slice(chunk.get(..read).unwrap_or_default());
+        inbuf.truncate(filled + read);
+        read_size = if read == read_size {
+            (read_size * 2).min(READ_CHUNK_BYTES)
+        } else {
+            READ_SIZE_MIN_BYTES.max(read_size / 2)
+        };
         let mut consumed = 0;
         let mut flow = Flow::Continue;
         while flow == Flow::Continue {
@@ -99,11 +108,31 @@ async fn run(ctx: Arc<ServerContext>, stream: Socket) {
             }
             out.clear();
         }
+        if read_size == READ_SIZE_MIN_BYTES {
+            // The connection has gone quiet: give back what a burst grew.
+            release_if_large(&mut inbuf);
+            release_if_large(&mut out);
+            session.release_buffers();
+        }
         if flow == Flow::Close {
             break;
         }
     }
     let _ = shard::deadline(Duration::from_millis(WRITE_MS), tls.close()).await;
+}
+
+/// First read size of a connection; doubled while reads fill the buffer, up
+/// to [`READ_CHUNK_BYTES`], and halved back when they do not.
+const READ_SIZE_MIN_BYTES: usize = 512;
+
+/// Buffers above this capacity are freed once empty, so 10,000 idle
+/// connections do not each keep the memory of their largest request.
+const IDLE_BUFFER_BYTES_MAX: usize = 4 * 1024;
+
+fn release_if_large(buffer: &mut Vec<u8>) {
+    if buffer.is_empty() && buffer.capacity() > IDLE_BUFFER_BYTES_MAX {
+        *buffer = Vec::new();
+    }
 }
 
 async fn write_all<S: AsyncWriteExt + Unpin>(stream: &mut S, bytes: &[u8]) -> Result<(), ()> {

@@ -104,6 +104,13 @@ impl Session {
         if self.auth_failures >= AUTH_FAILURES_MAX { error.closing() } else { error }
     }
 
+    /// Frees the reply scratch buffer after a large reply.
+    pub fn release_buffers(&mut self) {
+        if self.payload.capacity() > 4 * 1024 {
+            self.payload = String::new();
+        }
+    }
+
     pub fn write_error(&self, error: &AtError, out: &mut Vec<u8>) {
         if error.response_object {
             reply::response_error(out, error.code.code(), &error.message, self.prompt());

@@ -37,7 +37,7 @@ pub const EXPIRY_SWEEP_KEYS_MAX: usize = 1_024;
 
 /// What a write does to the record it was given.
 pub enum Mutation {
-    Put(StoredRecord, CommitOp),
+    Put(Box<StoredRecord>, CommitOp),
     Delete,
     /// Nothing to write (the caller still gets an outcome, without commit id).
     Unchanged,
@@ -222,7 +222,7 @@ impl Actor {
         let old_expiry = previous.as_ref().and_then(|r| r.meta.expires_at);
         let (op, new_record) = match mutate(previous)? {
             Mutation::Unchanged => return Ok(WriteOutcome { commit_id: None, existed }),
-            Mutation::Put(record, op) => (op, Some(record)),
+            Mutation::Put(record, op) => (op, Some(*record)),
             Mutation::Delete => (CommitOp::Delete, None),
         };
         let new_expiry = new_record.as_ref().and_then(|r| r.meta.expires_at);

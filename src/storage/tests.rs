@@ -10,7 +10,7 @@ fn record(value: &str, now: i64) -> StoredRecord {
 
 fn put(tenant: &TenantStore, key: &str, value: &str, commit: bool) -> WriteOutcome {
     let rec = record(value, actor::now_ms());
-    block_on(tenant.write(key.to_string(), commit, move |_| Ok(Mutation::Put(rec, CommitOp::Update))))
+    block_on(tenant.write(key.to_string(), commit, move |_| Ok(Mutation::Put(Box::new(rec), CommitOp::Update))))
         .expect("write")
 }
 
@@ -62,7 +62,7 @@ fn a_merge_sees_the_previous_record_even_within_one_batch() {
                     let bump = alice.write("n@alice".into(), true, |old| {
                         let mut rec = old.unwrap_or_default();
                         rec.meta.version += 1;
-                        Ok(Mutation::Put(rec, CommitOp::Update))
+                        Ok(Mutation::Put(Box::new(rec), CommitOp::Update))
                     });
                     block_on(bump).expect("write");
                 }
@@ -94,7 +94,7 @@ fn expired_records_are_purged_through_the_index() {
     let now = actor::now_ms();
     let mut rec = record("soon gone", now);
     rec.meta.expires_at = Some(now + 50);
-    block_on(alice.write("temp@alice".into(), true, move |_| Ok(Mutation::Put(rec, CommitOp::Update))))
+    block_on(alice.write("temp@alice".into(), true, move |_| Ok(Mutation::Put(Box::new(rec), CommitOp::Update))))
         .expect("write");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while alice.get("temp@alice").expect("get").is_some() {

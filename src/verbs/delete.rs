@@ -60,7 +60,7 @@ pub async fn apply(session: &mut Session, cmd: Delete<'_>, payload: &mut String)
                     updated_at: now,
                     ..StoredMeta::default()
                 };
-                Ok(Mutation::Put(StoredRecord { value: Some("true".into()), meta }, CommitOp::Update))
+                Ok(Mutation::Put(Box::new(StoredRecord { value: Some("true".into()), meta }), CommitOp::Update))
             })
             .await?;
     }

@@ -29,7 +29,7 @@ pub async fn apply(session: &mut Session, cmd: Update<'_>, payload: &mut String)
             let old = live_or_unborn(old, now);
             refuse_immutable(old.as_ref(), &shown)?;
             let meta = meta.merge(old.map(|r| r.meta), &writer, now);
-            Ok(Mutation::Put(StoredRecord { value: Some(value), meta }, CommitOp::Update))
+            Ok(Mutation::Put(Box::new(StoredRecord { value: Some(value), meta }), CommitOp::Update))
         })
         .await?;
     write_commit_id(payload, outcome);

@@ -34,7 +34,7 @@ pub async fn apply(session: &mut Session, cmd: UpdateMeta<'_>, payload: &mut Str
                 None => (None, None),
             };
             let meta = meta.merge(old_meta, &writer, now);
-            Ok(Mutation::Put(StoredRecord { value, meta }, CommitOp::UpdateMeta))
+            Ok(Mutation::Put(Box::new(StoredRecord { value, meta }), CommitOp::UpdateMeta))
         })
         .await?;
     write_commit_id(payload, outcome);
