@@ -322,7 +322,7 @@ fn an_oversized_line_is_at0005_and_closes() {
     }
     c.write(&vec![b'a'; 300_000]);
     let reply = c.read_reply();
-    assert!(reply.starts_with("error:AT0005-Exception: request exceeds the limit of 10240000 bytes"), "{reply}");
+    assert!(reply.starts_with("error:AT0005-Exception: InboundBuffer overflow: server received request which exceeded the buffer size limit of 10240000 bytes."), "{reply}");
     assert!(c.is_closed());
 }
 

@@ -10,6 +10,10 @@ use std::fmt::{self, Display, Formatter, Write as _};
 
 use super::command::*;
 
+fn changes_when_lowercased(s: &str) -> bool {
+    s.chars().any(|c| c.to_lowercase().ne(std::iter::once(c)))
+}
+
 fn bool_str(b: bool) -> &'static str {
     if b { "true" } else { "false" }
 }
@@ -153,6 +157,22 @@ impl Display for Command<'_> {
             Command::Lookup(c) => lookup(f, "lookup", c),
             Command::Scan(c) => {
                 f.write_str("scan")?;
+                let flagless = !c.commit_log
+                    && c.show_hidden.is_none()
+                    && c.for_atsign.is_none()
+                    && c.page.is_none();
+                if flagless
+                    && c.regex
+                        .is_some_and(|r| r.contains(':') || changes_when_lowercased(r))
+                {
+                    // A line without `:` is lower-cased whole, and a `:` in the
+                    // regex would pull the space into the lower-cased,
+                    // space-stripped verb part. `scan:` first keeps the regex
+                    // out of it; the grammar's unanchored second alternative
+                    // then matches at the second `scan` (only the reference's
+                    // quirk can produce such a command in the first place).
+                    f.write_str(":scan")?;
+                }
                 flag(f, ":cl", c.commit_log)?;
                 opt(f, ":showhidden:", c.show_hidden.map(bool_str))?;
                 opt(f, ":", c.for_atsign)?;

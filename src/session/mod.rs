@@ -94,7 +94,9 @@ async fn run(ctx: Arc<ServerContext>, stream: Socket) {
                 (Frame::TooLong, _) => {
                     let error = AtError::new(
                         AtCode::BufferLimit,
-                        format!("request exceeds the limit of {LINE_BYTES_MAX} bytes"),
+                        format!(
+                            "InboundBuffer overflow: server received request which exceeded the buffer size limit of {LINE_BYTES_MAX} bytes. Terminating the connection."
+                        ),
                     );
                     session.write_error(&error, &mut out);
                     flow = Flow::Close;

@@ -11,7 +11,7 @@ pub const SECRET_KEY: &str = "privatekey:at_secret";
 
 pub fn apply(session: &mut Session, cmd: Cram<'_>, payload: &mut String) -> Result<Reply, AtError> {
     let (Some(tenant), Some(challenge)) = (session.tenant.clone(), session.challenge.take()) else {
-        return Err(super::no_challenge());
+        return Err(super::no_challenge(session));
     };
     let secret = tenant
         .store

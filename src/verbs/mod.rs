@@ -180,8 +180,12 @@ fn check_key_length(key: &str) -> Result<(), AtError> {
 
 /// `cram`/`pkam` without a fresh `from:` first: the reference reports the
 /// missing challenge record as AT0015.
-fn no_challenge() -> AtError {
-    AtError::new(AtCode::KeyNotFound, "no challenge issued on this connection: send from:@<atsign> first")
+fn no_challenge(session: &Session) -> AtError {
+    let atsign = session.tenant.as_ref().map_or("", |t| t.atsign.as_str());
+    AtError::new(
+        AtCode::KeyNotFound,
+        format!("private:{}{atsign} does not exist in keystore", session.session_id),
+    )
 }
 
 /// Current time in epoch milliseconds.

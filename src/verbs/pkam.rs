@@ -11,7 +11,7 @@ pub const PKAM_PUBLIC_KEY: &str = "privatekey:at_pkam_publickey";
 
 pub fn apply(session: &mut Session, cmd: Pkam<'_>, payload: &mut String) -> Result<Reply, AtError> {
     let (Some(tenant), Some(challenge)) = (session.tenant.clone(), session.challenge.take()) else {
-        return Err(super::no_challenge());
+        return Err(super::no_challenge(session));
     };
     if let Some(enrollment) = cmd.enrollment_id {
         // No enrollment exists until APKAM lands: every id is unknown.

@@ -12,6 +12,7 @@ Environment:
   INTEROP_TEST_TIMEOUT  seconds allowed per test (default 10).
   INTEROP_SUITE_BUDGET  seconds allowed for the whole session (default 120): once spent,
                  the remaining tests fail at once instead of each waiting on a hung server.
+  INTEROP_SHOW_WIRE=1   attach the wire transcript to passing tests too (see it with -rP).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ STARTUP_TIMEOUT = 30.0
 TEST_TIMEOUT = int(os.environ.get("INTEROP_TEST_TIMEOUT", "10"))
 SUITE_BUDGET = int(os.environ.get("INTEROP_SUITE_BUDGET", "120"))
 SESSION_START = time.monotonic()
+SHOW_WIRE = os.environ.get("INTEROP_SHOW_WIRE") == "1"
 
 # Fixed cram secrets (`--cram-secret`, paired in order with `--atsign`).
 CRAM_SECRETS = {
@@ -139,7 +141,7 @@ def pytest_runtest_makereport(item, call):
     rep = outcome.get_result()
     events = list(TRANSCRIPT)
     TRANSCRIPT.clear()
-    if rep.failed:
+    if rep.failed or (SHOW_WIRE and rep.when == "call"):
         rep.sections.append((f"atsdk wire transcript ({rep.when})", _format_transcript(events)))
 
 

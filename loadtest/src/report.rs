@@ -1,0 +1,235 @@
+//! Counters shared by the workers, latency histograms, and the final report
+//! as a table and as JSON.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+
+use crate::procs::ProcSample;
+
+/// Longest latency the histograms hold (longer ones saturate).
+const LATENCY_NS_MAX: u64 = 120_000_000_000;
+
+pub fn new_histogram() -> Histogram<u64> {
+    // 3 significant digits over 1 ns..120 s; cannot fail with these bounds.
+    Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).unwrap_or_else(|_| Histogram::new(3).unwrap_or_default())
+}
+
+/// What every worker updates while it runs.
+#[derive(Default)]
+pub struct Shared {
+    /// Set when the run must end (duration over, budget spent, Ctrl-C).
+    pub stop: AtomicBool,
+    /// Requests (or iterations) handed out so far, against `--requests`.
+    pub issued: AtomicU64,
+    pub ops: AtomicU64,
+    pub errors: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub connections: AtomicU64,
+    /// Worker histograms, merged as each worker ends.
+    pub latency: Mutex<Option<Histogram<u64>>>,
+    /// The first few error messages, for the report.
+    pub error_samples: Mutex<Vec<String>>,
+    pub budget: AtomicU64,
+}
+
+/// Error messages kept for the report.
+const ERROR_SAMPLES_MAX: usize = 5;
+
+impl Shared {
+    pub fn new(budget: Option<u64>) -> Shared {
+        Shared { budget: AtomicU64::new(budget.unwrap_or(u64::MAX)), ..Shared::default() }
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Claims one request of the `--requests` budget; false once spent or stopped.
+    pub fn claim(&self) -> bool {
+        if self.stopped() {
+            return false;
+        }
+        let n = self.issued.fetch_add(1, Ordering::Relaxed);
+        if n >= self.budget.load(Ordering::Relaxed) {
+            self.stop.store(true, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    pub fn error(&self, message: impl Into<String>) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut samples) = self.error_samples.lock()
+            && samples.len() < ERROR_SAMPLES_MAX
+        {
+            samples.push(message.into());
+        }
+    }
+
+    pub fn merge(&self, hist: &Histogram<u64>) {
+        if let Ok(mut merged) = self.latency.lock() {
+            match merged.as_mut() {
+                Some(m) => {
+                    let _ = m.add(hist);
+                }
+                None => *merged = Some(hist.clone()),
+            }
+        }
+    }
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Latency {
+    pub p50: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl Latency {
+    pub fn from_histogram(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        let us = |ns: u64| ns as f64 / 1_000.0;
+        Latency {
+            p50: us(h.value_at_quantile(0.50)),
+            p99: us(h.value_at_quantile(0.99)),
+            p999: us(h.value_at_quantile(0.999)),
+            max: us(h.max()),
+            mean: h.mean() / 1_000.0,
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        let r = |v: f64| (v * 10.0).round() / 10.0;
+        json!({"p50": r(self.p50), "p99": r(self.p99), "p999": r(self.p999), "max": r(self.max), "mean": r(self.mean)})
+    }
+}
+
+/// Resource use of one process over the measured window.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcUse {
+    pub pid: Option<u32>,
+    pub start: ProcSample,
+    pub end: ProcSample,
+}
+
+impl ProcUse {
+    pub fn cpu_seconds(&self) -> f64 {
+        (self.end.cpu_seconds - self.start.cpu_seconds).max(0.0)
+    }
+
+    pub fn json(&self, elapsed: Duration) -> Value {
+        let cpu = self.cpu_seconds();
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        json!({
+            "pid": self.pid,
+            "rss_kib_start": self.start.rss_kib,
+            "rss_kib_end": self.end.rss_kib,
+            "rss_hwm_kib": self.end.hwm_kib,
+            "threads": self.end.threads,
+            "cpu_seconds": (cpu * 1000.0).round() / 1000.0,
+            "cpu_percent": (cpu / secs * 1000.0).round() / 10.0,
+        })
+    }
+}
+
+/// The outcome of one scenario run.
+pub struct RunReport {
+    pub scenario: String,
+    pub connections: usize,
+    pub pipeline: usize,
+    pub value_size: usize,
+    pub elapsed: Duration,
+    pub ops: u64,
+    pub errors: u64,
+    pub reconnects: u64,
+    pub latency: Latency,
+    pub server: Option<ProcUse>,
+    pub client: Option<ProcUse>,
+    pub error_samples: Vec<String>,
+    /// Scenario-specific figures (idle: RSS per connection, …).
+    pub extra: Vec<(String, Value)>,
+}
+
+impl RunReport {
+    pub fn ops_per_sec(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    pub fn json(&self) -> Value {
+        let mut v = json!({
+            "scenario": self.scenario,
+            "connections": self.connections,
+            "pipeline": self.pipeline,
+            "value_size": self.value_size,
+            "elapsed_s": (self.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+            "ops": self.ops,
+            "ops_per_sec": self.ops_per_sec().round(),
+            "errors": self.errors,
+            "reconnects": self.reconnects,
+            "latency_us": self.latency.json(),
+            "server": self.server.map(|s| s.json(self.elapsed)),
+            "client": self.client.map(|s| s.json(self.elapsed)),
+            "error_samples": self.error_samples,
+        });
+        if let Some(map) = v.as_object_mut() {
+            for (k, val) in &self.extra {
+                map.insert(k.clone(), val.clone());
+            }
+        }
+        v
+    }
+
+    pub fn table(&self) -> String {
+        let mut rows: Vec<(String, String)> = vec![
+            ("scenario".into(), self.scenario.clone()),
+            ("connections".into(), self.connections.to_string()),
+            ("pipeline".into(), self.pipeline.to_string()),
+            ("value size (B)".into(), self.value_size.to_string()),
+            ("elapsed (s)".into(), format!("{:.2}", self.elapsed.as_secs_f64())),
+            ("ops".into(), self.ops.to_string()),
+            ("throughput (ops/s)".into(), format!("{:.0}", self.ops_per_sec())),
+            ("errors".into(), self.errors.to_string()),
+            ("reconnects".into(), self.reconnects.to_string()),
+            ("latency p50 (µs)".into(), format!("{:.1}", self.latency.p50)),
+            ("latency p99 (µs)".into(), format!("{:.1}", self.latency.p99)),
+            ("latency p99.9 (µs)".into(), format!("{:.1}", self.latency.p999)),
+            ("latency max (µs)".into(), format!("{:.1}", self.latency.max)),
+        ];
+        for (label, p) in [("server", self.server), ("client", self.client)] {
+            if let Some(p) = p {
+                let secs = self.elapsed.as_secs_f64().max(1e-9);
+                rows.push((format!("{label} RSS start/end (MiB)"), format!(
+                    "{:.1} / {:.1}",
+                    p.start.rss_kib as f64 / 1024.0,
+                    p.end.rss_kib as f64 / 1024.0
+                )));
+                rows.push((format!("{label} CPU (s, % of one core)"), format!(
+                    "{:.2} s, {:.0} %",
+                    p.cpu_seconds(),
+                    p.cpu_seconds() / secs * 100.0
+                )));
+            }
+        }
+        for (k, v) in &self.extra {
+            rows.push((k.clone(), v.to_string()));
+        }
+        let width = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+        let mut out = String::new();
+        for (k, v) in rows {
+            out.push_str(&format!("{k:<width$}  {v}\n"));
+        }
+        for e in &self.error_samples {
+            out.push_str(&format!("error sample: {e}\n"));
+        }
+        out
+    }
+}
