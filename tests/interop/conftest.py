@@ -175,13 +175,20 @@ def deadline(seconds: int, what: str):
             signal.alarm(max(1, outer_left - int(time.monotonic() - started)))
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "deadline(seconds): per-test time limit other than "
+                                       "INTEROP_TEST_TIMEOUT")
+
+
 @pytest.fixture(autouse=True)
 def _per_test_deadline(request):
     left = int(SUITE_BUDGET - (time.monotonic() - SESSION_START))
     if left < 1:
         pytest.fail(f"interop suite time budget ({SUITE_BUDGET}s) used up by earlier tests",
                     pytrace=False)
-    with deadline(min(TEST_TIMEOUT, left), f"test {request.node.name}"):
+    marker = request.node.get_closest_marker("deadline")
+    seconds = marker.args[0] if marker else TEST_TIMEOUT
+    with deadline(min(seconds, left), f"test {request.node.name}"):
         yield
 
 
@@ -233,19 +240,25 @@ def _parse_hostport(s: str) -> Address:
     return Address(host, int(port))
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory) -> ServerEnv:
+class ServerStartError(Exception):
+    pass
+
+
+def launch_dev_server(workdir: Path, dir_port: int | None = None,
+                      srv_port: int | None = None) -> ServerEnv:
+    """Start `atserver dev` with its data under `workdir` (reused if it exists) and wait
+    for its `ready` line. Raises ServerStartError with stdout/stderr on failure."""
     binary = _binary()
     if not (binary.is_file() and os.access(binary, os.X_OK)):
-        pytest.fail(f"atserver binary not found or not executable: {binary} "
-                    "(build it with `cargo build` or set ATSERVER_BIN)", pytrace=False)
-
-    workdir = tmp_path_factory.mktemp("atserver")
+        raise ServerStartError(f"atserver binary not found or not executable: {binary} "
+                               "(build it with `cargo build` or set ATSERVER_BIN)")
+    workdir.mkdir(parents=True, exist_ok=True)
     data_dir = workdir / "data"
     keys_dir = workdir / "keys"
-    keys_dir.mkdir()
-    stderr_path = workdir / "server.stderr"
-    dir_port, srv_port = _free_port(), _free_port()
+    keys_dir.mkdir(exist_ok=True)
+    stderr_path = workdir / f"server.{time.monotonic_ns()}.stderr"
+    dir_port = dir_port or _free_port()
+    srv_port = srv_port or _free_port()
     while srv_port == dir_port:
         srv_port = _free_port()
 
@@ -257,6 +270,7 @@ def server(tmp_path_factory) -> ServerEnv:
     stderr_file = open(stderr_path, "wb")
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=stderr_file, cwd=str(workdir))
+    stderr_file.close()  # the child has its own descriptor
     lines: list[str] = []
     q: queue.Queue = queue.Queue()
 
@@ -269,15 +283,14 @@ def server(tmp_path_factory) -> ServerEnv:
 
     threading.Thread(target=_drain, daemon=True, name="atserver-stdout").start()
 
-    def _startup_failure(reason: str):
+    def _failure(reason: str):
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
-        stderr_file.flush()
-        pytest.fail(
+        return ServerStartError(
             f"atserver dev {reason}\ncommand: {' '.join(cmd)}\nexit code: {proc.returncode}\n"
             f"--- stdout ---\n" + "\n".join(lines) + "\n--- stderr ---\n"
-            + stderr_path.read_text(errors="replace"), pytrace=False)
+            + stderr_path.read_text(errors="replace"))
 
     directory = ca = None
     atsigns: dict[str, tuple[Address, str]] = {}
@@ -286,13 +299,13 @@ def server(tmp_path_factory) -> ServerEnv:
     while not ready:
         left = end - time.monotonic()
         if left <= 0:
-            _startup_failure(f"did not print 'ready' within {STARTUP_TIMEOUT:.0f}s")
+            raise _failure(f"did not print 'ready' within {STARTUP_TIMEOUT:.0f}s")
         try:
             line = q.get(timeout=left)
         except queue.Empty:
             continue
         if line is None:
-            _startup_failure("exited before printing 'ready'")
+            raise _failure("exited before printing 'ready'")
         words = line.split()
         if line.strip() == "ready":
             ready = True
@@ -324,21 +337,42 @@ def server(tmp_path_factory) -> ServerEnv:
             problems.append(f"{atsign} cram secret printed as {printed!r}, expected the "
                             "one given with --cram-secret")
     if problems:
-        _startup_failure("printed an unexpected start-up banner: " + "; ".join(problems))
+        raise _failure("printed an unexpected start-up banner: " + "; ".join(problems))
+    return ServerEnv(proc=proc, workdir=workdir, keys_dir=keys_dir, stdout_lines=lines,
+                     stderr_path=stderr_path, directory=directory, ca=ca, atsigns=atsigns)
+
+
+def stop_dev_server(env: ServerEnv) -> tuple[int | None, int]:
+    """SIGTERM, then SIGKILL after 5 s. Returns (exit code if it had already exited
+    before we asked, exit code after stopping)."""
+    crashed = env.proc.poll()
+    if crashed is None:
+        env.proc.send_signal(signal.SIGTERM)
+        try:
+            env.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            env.proc.kill()
+            env.proc.wait(5)
+    return crashed, env.proc.returncode
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> ServerEnv:
+    try:
+        env = launch_dev_server(tmp_path_factory.mktemp("atserver"))
+    except ServerStartError as e:
+        pytest.fail(str(e), pytrace=False)
 
     # The SDK builds every TLS context with ssl.create_default_context(), which reads
     # SSL_CERT_FILE each time: that is the only way to make it trust the dev CA.
     old_cert_env = os.environ.get("SSL_CERT_FILE")
-    os.environ["SSL_CERT_FILE"] = str(ca)
+    os.environ["SSL_CERT_FILE"] = str(env.ca)
     # KeysUtil reads/writes <dir>/<@sign>_key.atKeys, default ~/.atsign/keys/: redirect it
     # to the temp dir so the suite never touches the user's real keys.
     old_keys_location = KeysUtil.expected_keys_files_location
-    KeysUtil.expected_keys_files_location = str(keys_dir) + os.sep
+    KeysUtil.expected_keys_files_location = str(env.keys_dir) + os.sep
     # AtRootConnection is a process-wide singleton; start from a clean one.
     AtRootConnection._AtRootConnection__instance = None
-
-    env = ServerEnv(proc=proc, workdir=workdir, keys_dir=keys_dir, stdout_lines=lines,
-                    stderr_path=stderr_path, directory=directory, ca=ca, atsigns=atsigns)
     try:
         yield env
     finally:
@@ -348,15 +382,7 @@ def server(tmp_path_factory) -> ServerEnv:
             os.environ.pop("SSL_CERT_FILE", None)
         else:
             os.environ["SSL_CERT_FILE"] = old_cert_env
-        crashed = proc.poll()
-        if crashed is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        stderr_file.close()
+        crashed, code = stop_dev_server(env)
         if crashed is not None:
             pytest.fail(f"atserver exited during the run with code {crashed}\n--- stderr ---\n"
                         + env.stderr(), pytrace=False)
@@ -367,10 +393,15 @@ def root_connection(env: ServerEnv) -> AtRootConnection:
     return AtRootConnection.get_instance(host=env.directory.host, port=env.directory.port)
 
 
-def new_connection(env: ServerEnv, atsign: str) -> AtSecondaryConnection:
+def new_connection(env: ServerEnv, atsign: str, via_directory: bool = True) -> AtSecondaryConnection:
     """A fresh, unauthenticated SDK connection to the atServer hosting `atsign`, found
-    through the directory exactly as AtClient does it."""
-    address = root_connection(env).find_secondary(AtSign(atsign))
+    through the directory exactly as AtClient does it (or, with via_directory=False, at
+    the address the server printed: the SDK's root connection is a process-wide
+    singleton, so a second server instance cannot use it)."""
+    if via_directory:
+        address = root_connection(env).find_secondary(AtSign(atsign))
+    else:
+        address = env.server_address(atsign)
     conn = AtSecondaryConnection(address)
     conn.connect()
     return conn
@@ -389,7 +420,7 @@ class Onboarded:
     steps: list[tuple[str | None, str]]  # wire exchanges of the onboarding connection
 
 
-def onboard(env: ServerEnv, atsign: str) -> Onboarded:
+def onboard(env: ServerEnv, atsign: str, via_directory: bool = True) -> Onboarded:
     """from + cram -> update:privatekey:at_pkam_publickey -> from + pkam (same connection)
     -> update:public:publickey@x -> delete:privatekey:at_secret, then save the .atKeys."""
     name = atsign.lstrip("@")
@@ -400,7 +431,7 @@ def onboard(env: ServerEnv, atsign: str) -> Onboarded:
         OnboardingUtil.generate_encryption_keypair(keys)
         OnboardingUtil.generate_self_encryption_key(keys)   # AES-256
 
-        conn = new_connection(env, atsign)
+        conn = new_connection(env, atsign, via_directory)
         assert exchanges(conn)[0] == (None, "@"), "the server must greet with a bare '@'"
 
         # cram (protocol: verbs.md §1 from, §2 cram; auth.md §2)
@@ -443,8 +474,8 @@ def onboard(env: ServerEnv, atsign: str) -> Onboarded:
         steps = exchanges(conn)
         conn.disconnect()
 
-        KeysUtil.save_keys(atsign, keys)
-        keys_file = env.keys_dir / f"{atsign}_key.atKeys"
+        KeysUtil.save_keys(atsign, keys)  # into KeysUtil.expected_keys_files_location
+        keys_file = Path(KeysUtil.get_keys_file(atsign, KeysUtil.expected_keys_files_location))
         return Onboarded(atsign=atsign, keys=keys, keys_file=keys_file, steps=steps)
 
 
@@ -456,6 +487,23 @@ def alice(server) -> Onboarded:
 @pytest.fixture(scope="session")
 def bob(server) -> Onboarded:
     return onboard(server, "@bob")
+
+
+@contextlib.contextmanager
+def trusting(env: ServerEnv):
+    """Point the SDK's TLS trust (SSL_CERT_FILE) and its .atKeys folder at a second server
+    instance for the duration of the block."""
+    old_cert, old_keys = os.environ.get("SSL_CERT_FILE"), KeysUtil.expected_keys_files_location
+    os.environ["SSL_CERT_FILE"] = str(env.ca)
+    KeysUtil.expected_keys_files_location = str(env.keys_dir) + os.sep
+    try:
+        yield
+    finally:
+        KeysUtil.expected_keys_files_location = old_keys
+        if old_cert is None:
+            os.environ.pop("SSL_CERT_FILE", None)
+        else:
+            os.environ["SSL_CERT_FILE"] = old_cert
 
 
 def transcript_of(conn) -> str:

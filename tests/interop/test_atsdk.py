@@ -5,6 +5,16 @@ AtRootConnection, AuthUtil, OnboardingUtil, KeysUtil, verb builders). Exact repl
 asserted where the protocol notes fix them (/work/shared/protocol/*.md); the section is
 cited next to each assertion. Wire transcripts of failing tests appear in the report.
 
+SDK quirks worked around or avoided (atsdk 0.2.81):
+* Metadata.from_json (used by get_at_keys(fetch_metadata=True)) overwrites ttl with ttln,
+  so ttl is checked on the raw llookup:meta JSON and through get() (from_dict), never
+  through get_at_keys.
+* Its metadata fragment puts sharedKeyEnc/pubKeyCS before isBinary and can emit ttln,
+  which the server grammar rejects (changes-since-2024-10.md §14); the keys used here
+  set only ttl/dataSignature/isEncrypted/ivNonce, which come out in grammar order.
+* AtRootConnection is a process-wide singleton, so the restart test talks to its second
+  server instance directly (AtClient(secondary_address=...)) instead of via a directory.
+
 Not covered on purpose: anything between two atSigns (shared keys, plookup of another
 atSign's data, notify, monitor) -- that needs server-to-server.
 """
@@ -14,7 +24,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import re
+import signal
+import time
 from datetime import datetime
 
 import pytest
@@ -34,16 +47,21 @@ from at_client.exception.atexception import (
 from at_client.util.authutil import AuthUtil
 from at_client.util.encryptionutil import EncryptionUtil
 from at_client.util.keysutil import KeysUtil
+from at_client.util.onboardingutil import OnboardingUtil
 
 from conftest import (
     UUID,
     CRAM_SECRETS,
+    ServerStartError,
     exchanges,
     last_reply,
+    launch_dev_server,
     new_connection,
+    onboard,
     parse_json_data,
     root_connection,
-    transcript_of,
+    stop_dev_server,
+    trusting,
 )
 
 ALICE = AtSign("@alice")
@@ -155,7 +173,6 @@ def test_pkam_with_a_foreign_key_is_refused(server, alice):
     authentication failed, prompt stays '@'."""
     conn = new_connection(server, "@alice")
     wrong = {}
-    from at_client.util.onboardingutil import OnboardingUtil
     OnboardingUtil.generate_pkam_keypair(wrong)
     with pytest.raises(AtUnauthenticatedException):
         AuthUtil.authenticate_with_pkam(conn, ALICE, wrong)
@@ -440,3 +457,127 @@ def test_second_atsign_onboards_and_logs_in_on_the_same_server(server, alice, bo
     assert other.execute_command("lookup:publickey@alice").get_raw_data_response() \
         == alice.keys["aesEncryptPublicKey"]
     client.delete(key)
+
+
+# ------------------------------------------------------------------ values, expiry, framing
+
+def test_utf8_public_value_round_trips_unescaped(server, alice):
+    """wire.md §3 (value = rest of line, UTF-8), keys-and-metadata.md §7.2 (non-ASCII is
+    emitted raw in the JSON)."""
+    client = client_for(server, alice)
+    conn = client.secondary_connection
+    value = "Zürich — 東京 🙂 a:b @c  two spaces"
+    key = PublicKey("utf8", ALICE).set_namespace("interop")
+    client.put(key, value)
+    got = PublicKey("utf8", ALICE).set_namespace("interop")
+    assert client.get(got) == value
+    assert '"data":"' + value + '"' in last_reply(conn), last_reply(conn)
+    anon = new_connection(server, "@alice")
+    assert anon.execute_command("lookup:utf8.interop@alice").get_raw_data_response() == value
+    assert last_reply(anon) == f"data:{value}\n@"
+    client.delete(key)
+
+
+def test_large_value_round_trips_and_the_reply_framing_holds(server, alice):
+    """A 150 kB value: the SDK reads 1024-byte chunks until one holds '\n', so the reply
+    and its prompt must arrive as one unit (clients.md §Framing). The next command on the
+    same connection proves nothing was left behind."""
+    client = client_for(server, alice)
+    conn = client.secondary_connection
+    value = base64.b64encode(os.urandom(112 * 1024)).decode()   # ~150 kB, no newline
+    key = PublicKey("large", ALICE).set_namespace("interop")
+    commit = client.put(key, value)
+    assert re.fullmatch(r"\d+", commit), last_reply(conn)[:200]
+    assert client.get(PublicKey("large", ALICE).set_namespace("interop")) == value
+    assert last_reply(conn).endswith("}\n@alice@")
+    anon = new_connection(server, "@alice")
+    assert anon.execute_command("lookup:large.interop@alice").get_raw_data_response() == value
+    assert last_reply(anon) == f"data:{value}\n@"
+    assert anon.execute_command("lookup:publickey@alice").get_raw_data_response() \
+        == alice.keys["aesEncryptPublicKey"]
+    assert last_reply(anon) == "data:" + alice.keys["aesEncryptPublicKey"] + "\n@"
+    client.delete(key)
+
+
+def test_expired_key_is_neither_listed_nor_returned(server, alice):
+    """verbs.md §7/§11: after its ttl a key is not listed by scan; llookup answers
+    data:null (reference, not yet purged) or AT0015 (purged; clients.md calls it the kinder
+    answer for the SDK) -- both accepted."""
+    client = client_for(server, alice)
+    conn = client.secondary_connection
+    key = SelfKey("ephemeral", ALICE).set_namespace("interop").set_time_to_live(1000)
+    client.put(key, "short-lived")
+    assert client.get(SelfKey("ephemeral", ALICE).set_namespace("interop")) == "short-lived"
+    time.sleep(1.6)
+    listed = json.loads(conn.execute_command("scan:showHidden:true .*").get_raw_data_response())
+    assert "ephemeral.interop@alice" not in listed, listed
+    conn.execute_command("llookup:ephemeral.interop@alice", raise_exception=False)
+    reply = last_reply(conn)
+    assert reply == "data:null\n@alice@" or (
+        reply.startswith("error:AT0015-") and reply.endswith("\n@alice@")), reply
+
+
+def test_every_connection_sees_the_same_keystore(server, alice):
+    """Several concurrent AtClients for @alice (the server may place them on different
+    shards): a write on one is visible on all, and so is a delete."""
+    clients = [client_for(server, alice) for _ in range(4)]
+    keys = [SelfKey(f"conn{i}", ALICE).set_namespace("interop") for i in range(len(clients))]
+    for c, k in zip(clients, keys):
+        c.put(k, f"written by {k.name}")
+    for c in clients:
+        for k in keys:
+            assert c.get(SelfKey(k.name, ALICE).set_namespace("interop")) == f"written by {k.name}"
+    for k in keys:
+        clients[0].delete(SelfKey(k.name, ALICE).set_namespace("interop"))
+    for c in clients:
+        for k in keys:
+            with pytest.raises(AtKeyNotFoundException):
+                c.get(SelfKey(k.name, ALICE).set_namespace("interop"))
+
+
+# ------------------------------------------------------------------ restart
+
+@pytest.mark.deadline(40)
+def test_onboarding_and_data_survive_a_restart(tmp_path):
+    """A separate server instance: onboard, write, SIGTERM, start again on the same data
+    folder (same --cram-secret): the secret stays deleted (conformance D28), pkam and the
+    data are still there."""
+    first = None
+    try:
+        first = launch_dev_server(tmp_path / "restart")
+    except ServerStartError as e:
+        pytest.fail(str(e), pytrace=False)
+    second = None
+    try:
+        with trusting(first):
+            me = onboard(first, "@alice", via_directory=False)
+            client = AtClient(ALICE, secondary_address=first.server_address("@alice"))
+            client.put(SelfKey("durable", ALICE).set_namespace("interop"), "still here")
+            client.put(PublicKey("durable", ALICE).set_namespace("interop"), "public and here")
+            client.secondary_connection.disconnect()
+        crashed, code = stop_dev_server(first)
+        assert crashed is None, f"server died before SIGTERM (code {crashed}):\n{first.stderr()}"
+        assert code in (0, -signal.SIGTERM), f"exit code {code} after SIGTERM:\n{first.stderr()}"
+
+        try:
+            second = launch_dev_server(tmp_path / "restart")
+        except ServerStartError as e:
+            pytest.fail(f"restart on the same data folder failed: {e}", pytrace=False)
+        with trusting(second):
+            assert KeysUtil.load_keys(ALICE) == me.keys
+            conn = new_connection(second, "@alice", via_directory=False)
+            with pytest.raises(AtKeyNotFoundException):
+                AuthUtil.authenticate_with_cram(conn, ALICE, CRAM_SECRETS["@alice"])
+            assert last_reply(conn).startswith("error:AT0015-"), last_reply(conn)
+            assert conn.execute_command("lookup:durable.interop@alice").get_raw_data_response() \
+                == "public and here"
+            assert conn.execute_command("lookup:publickey@alice").get_raw_data_response() \
+                == me.keys["aesEncryptPublicKey"]
+
+            client = AtClient(ALICE, secondary_address=second.server_address("@alice"))
+            assert last_reply(client.secondary_connection) == "data:success\n@alice@"
+            assert client.get(SelfKey("durable", ALICE).set_namespace("interop")) == "still here"
+    finally:
+        for env in (first, second):
+            if env is not None and env.proc.poll() is None:
+                stop_dev_server(env)
