@@ -11,7 +11,7 @@ use crate::directory::{DirectoryConnections, Records};
 use crate::protocol::atsign::normalize_atsign;
 use crate::session::AtServerConnections;
 use crate::session::tls::{TlsFiles, server_config};
-use crate::storage::{CommitOp, Durability, Mutation, StoredMeta, StoredRecord, Store};
+use crate::storage::{CommitOp, Durability, Mutation, Store, StoredMeta, StoredRecord};
 use crate::{devcerts, shard};
 
 /// Name of the file that pins how many storage shards a data folder has:
@@ -30,7 +30,9 @@ pub struct ServerPlan {
 }
 
 fn online_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 pub fn serve(args: ServeArgs) -> Result<(), String> {
@@ -47,14 +49,21 @@ pub fn serve(args: ServeArgs) -> Result<(), String> {
     let plan = ServerPlan {
         atsigns,
         listen: SocketAddr::new(args.host, args.port),
-        tls: TlsFiles { cert: args.tls_cert, key: args.tls_key, ca: args.tls_ca },
+        tls: TlsFiles {
+            cert: args.tls_cert,
+            key: args.tls_key,
+            ca: args.tls_ca,
+        },
         data_dir: args.data_dir,
         shards: args.shards.unwrap_or_else(online_cpus),
         durability: match args.durability {
             DurabilityArg::Durable => Durability::Durable,
             DurabilityArg::Fast => Durability::Fast,
         },
-        limits: SessionLimits { inbound_connections_max: args.inbound_max, ..SessionLimits::default() },
+        limits: SessionLimits {
+            inbound_connections_max: args.inbound_max,
+            ..SessionLimits::default()
+        },
     };
     let handle = start_server(plan, |addr| {
         tracing::info!(%addr, "atServer ready");
@@ -103,7 +112,8 @@ pub fn start_server(
     let mut stores: Vec<Option<Store>> = vec![None; storage_shards];
     let mut tenants = Vec::new();
     for (raw, secret) in &plan.atsigns {
-        let atsign = normalize_atsign(raw).map_err(|e| format!("invalid atSign {raw:?}: {}", e.message))?;
+        let atsign =
+            normalize_atsign(raw).map_err(|e| format!("invalid atSign {raw:?}: {}", e.message))?;
         let home = shard_for(&atsign, storage_shards);
         let store = match stores.get_mut(home) {
             Some(Some(store)) => store.clone(),
@@ -115,13 +125,22 @@ pub fn start_server(
             }
             None => return Err("storage shard out of range".into()),
         };
-        let tenant = Tenant { atsign: atsign.clone(), store: store.tenant(&atsign) };
+        let tenant = Tenant {
+            atsign: atsign.clone(),
+            store: store.tenant(&atsign),
+        };
         provision_secret(&tenant, secret.as_deref())?;
         tracing::info!(%atsign, storage_shard = home, "hosting");
         tenants.push(tenant);
     }
     let ctx = Arc::new(ServerContext::new(tenants, tls, plan.limits, plan.data_dir));
-    shard::serve("atserver", plan.listen, plan.shards, AtServerConnections { ctx }, on_bound)
+    shard::serve(
+        "atserver",
+        plan.listen,
+        plan.shards,
+        AtServerConnections { ctx },
+        on_bound,
+    )
 }
 
 /// Stores the CRAM secret unless the atSign was onboarded (secret deleted).
@@ -130,29 +149,45 @@ fn provision_secret(tenant: &Tenant, secret: Option<&str>) -> Result<(), String>
     if secret.is_empty() {
         return Err(format!("the CRAM secret of {} is empty", tenant.atsign));
     }
-    let deleted = tenant.store.get(crate::verbs::SECRET_DELETED_KEY).map_err(|e| e.message)?;
+    let deleted = tenant
+        .store
+        .get(crate::verbs::SECRET_DELETED_KEY)
+        .map_err(|e| e.message)?;
     if deleted.is_some() {
         tracing::info!(atsign = %tenant.atsign, "already onboarded: the CRAM secret is not restored");
         return Ok(());
     }
-    let current = tenant.store.get(crate::verbs::SECRET_KEY).map_err(|e| e.message)?;
+    let current = tenant
+        .store
+        .get(crate::verbs::SECRET_KEY)
+        .map_err(|e| e.message)?;
     if current.and_then(|r| r.value).as_deref() == Some(secret) {
         return Ok(());
     }
     let writer = tenant.atsign.clone();
     let value = secret.to_string();
-    let write = tenant.store.write(crate::verbs::SECRET_KEY.to_string(), false, move |_| {
-        let now = crate::storage::actor::now_ms();
-        let meta = StoredMeta {
-            created_by: Some(writer.clone()),
-            updated_by: Some(writer),
-            created_at: now,
-            updated_at: now,
-            ..StoredMeta::default()
-        };
-        Ok(Mutation::Put(Box::new(StoredRecord { value: Some(value), meta }), CommitOp::Update))
-    });
-    futures_lite::future::block_on(write).map(|_| ()).map_err(|e| e.message)
+    let write = tenant
+        .store
+        .write(crate::verbs::SECRET_KEY.to_string(), false, move |_| {
+            let now = crate::storage::actor::now_ms();
+            let meta = StoredMeta {
+                created_by: Some(writer.clone()),
+                updated_by: Some(writer),
+                created_at: now,
+                updated_at: now,
+                ..StoredMeta::default()
+            };
+            Ok(Mutation::Put(
+                Box::new(StoredRecord {
+                    value: Some(value),
+                    meta,
+                }),
+                CommitOp::Update,
+            ))
+        });
+    futures_lite::future::block_on(write)
+        .map(|_| ())
+        .map_err(|e| e.message)
 }
 
 pub fn directory(args: DirectoryArgs) -> Result<(), String> {
@@ -164,12 +199,25 @@ pub fn directory(args: DirectoryArgs) -> Result<(), String> {
     for spec in &args.records {
         records.insert_spec(spec)?;
     }
-    let tls = server_config(&TlsFiles { cert: args.tls_cert, key: args.tls_key, ca: None })?;
-    let count = records.len();
-    let handler = DirectoryConnections { records: Arc::new(records), tls };
-    let handle = shard::serve("directory", args.listen, args.shards, handler, move |addr| {
-        tracing::info!(%addr, records = count, "atDirectory ready");
+    let tls = server_config(&TlsFiles {
+        cert: args.tls_cert,
+        key: args.tls_key,
+        ca: None,
     })?;
+    let count = records.len();
+    let handler = DirectoryConnections {
+        records: Arc::new(records),
+        tls,
+    };
+    let handle = shard::serve(
+        "directory",
+        args.listen,
+        args.shards,
+        handler,
+        move |addr| {
+            tracing::info!(%addr, records = count, "atDirectory ready");
+        },
+    )?;
     handle.join()
 }
 
@@ -182,12 +230,19 @@ pub fn certs(args: CertsArgs) -> Result<(), String> {
 }
 
 /// Reads or creates the dev secrets file (`@alice <secret>` per line).
-fn dev_secrets(data_dir: &Path, atsigns: &[String], given: &[String]) -> Result<Vec<String>, String> {
+fn dev_secrets(
+    data_dir: &Path,
+    atsigns: &[String],
+    given: &[String],
+) -> Result<Vec<String>, String> {
     let path = data_dir.join("dev-secrets");
     let known: Vec<(String, String)> = std::fs::read_to_string(&path)
         .unwrap_or_default()
         .lines()
-        .filter_map(|l| l.split_once(' ').map(|(a, s)| (a.to_string(), s.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(' ')
+                .map(|(a, s)| (a.to_string(), s.trim().to_string()))
+        })
         .collect();
     let rng = ring::rand::SystemRandom::new();
     let mut secrets = Vec::new();
@@ -201,7 +256,11 @@ fn dev_secrets(data_dir: &Path, atsigns: &[String], given: &[String]) -> Result<
         };
         secrets.push(secret);
     }
-    let text: String = atsigns.iter().zip(&secrets).map(|(a, s)| format!("{a} {s}\n")).collect();
+    let text: String = atsigns
+        .iter()
+        .zip(&secrets)
+        .map(|(a, s)| format!("{a} {s}\n"))
+        .collect();
     std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(secrets)
 }
@@ -210,10 +269,15 @@ pub fn dev(args: DevArgs) -> Result<(), String> {
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
     let certs = devcerts::ensure(&args.data_dir.join("certs"))?;
-    let raw = if args.atsigns.is_empty() { vec!["@alice".into(), "@bob".into()] } else { args.atsigns.clone() };
+    let raw = if args.atsigns.is_empty() {
+        vec!["@alice".into(), "@bob".into()]
+    } else {
+        args.atsigns.clone()
+    };
     let mut atsigns = Vec::new();
     for a in &raw {
-        atsigns.push(normalize_atsign(a).map_err(|e| format!("invalid atSign {a:?}: {}", e.message))?);
+        atsigns
+            .push(normalize_atsign(a).map_err(|e| format!("invalid atSign {a:?}: {}", e.message))?);
     }
     let secrets = dev_secrets(&args.data_dir, &atsigns, &args.cram_secrets)?;
     let loopback = std::net::Ipv4Addr::LOCALHOST;
@@ -224,21 +288,35 @@ pub fn dev(args: DevArgs) -> Result<(), String> {
     for atsign in &atsigns {
         records.insert(atsign, &server_addr.to_string())?;
     }
-    let directory_tls =
-        server_config(&TlsFiles { cert: certs.cert.clone(), key: certs.key.clone(), ca: None })?;
+    let directory_tls = server_config(&TlsFiles {
+        cert: certs.cert.clone(),
+        key: certs.key.clone(),
+        ca: None,
+    })?;
     shard::ensure_memlock()?;
     let directory = shard::serve(
         "directory",
         directory_addr,
         1,
-        DirectoryConnections { records: Arc::new(records), tls: directory_tls },
+        DirectoryConnections {
+            records: Arc::new(records),
+            tls: directory_tls,
+        },
         |_| {},
     )?;
     let (bound_tx, bound_rx) = std::sync::mpsc::channel();
     let plan = ServerPlan {
-        atsigns: atsigns.iter().cloned().zip(secrets.iter().cloned().map(Some)).collect(),
+        atsigns: atsigns
+            .iter()
+            .cloned()
+            .zip(secrets.iter().cloned().map(Some))
+            .collect(),
         listen: server_addr,
-        tls: TlsFiles { cert: certs.cert.clone(), key: certs.key.clone(), ca: Some(certs.ca.clone()) },
+        tls: TlsFiles {
+            cert: certs.cert.clone(),
+            key: certs.key.clone(),
+            ca: Some(certs.ca.clone()),
+        },
         data_dir: args.data_dir.join("data"),
         shards: args.shards.unwrap_or_else(online_cpus),
         durability: Durability::Durable,

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
-#[command(name = "atserver", version, about = "A wire-compatible atServer and atDirectory (root server) for the atProtocol")]
+#[command(
+    name = "atserver",
+    version,
+    about = "A wire-compatible atServer and atDirectory (root server) for the atProtocol"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -59,7 +59,10 @@ impl ServerContext {
         data_dir: std::path::PathBuf,
     ) -> ServerContext {
         ServerContext {
-            tenants: tenants.into_iter().map(|t| (t.atsign.clone(), Arc::new(t))).collect(),
+            tenants: tenants
+                .into_iter()
+                .map(|t| (t.atsign.clone(), Arc::new(t)))
+                .collect(),
             tls,
             started: Instant::now(),
             rng: ring::rand::SystemRandom::new(),
@@ -76,7 +79,11 @@ impl ServerContext {
     /// The tenant a connection talks to before it names one, when there is
     /// no doubt: the process hosts exactly one atSign.
     pub fn sole_tenant(&self) -> Option<&Arc<Tenant>> {
-        if self.tenants.len() == 1 { self.tenants.values().next() } else { None }
+        if self.tenants.len() == 1 {
+            self.tenants.values().next()
+        } else {
+            None
+        }
     }
 
     pub fn active_connections(&self) -> usize {

@@ -44,22 +44,36 @@ pub fn ensure(dir: &Path) -> Result<DevCerts, String> {
 
     let leaf_key = KeyPair::generate().map_err(fail)?;
     let mut leaf_params = CertificateParams::new(vec!["localhost".to_string()]).map_err(fail)?;
-    leaf_params.subject_alt_names.push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
-    leaf_params.subject_alt_names.push(SanType::IpAddress(std::net::Ipv6Addr::LOCALHOST.into()));
+    leaf_params
+        .subject_alt_names
+        .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+    leaf_params
+        .subject_alt_names
+        .push(SanType::IpAddress(std::net::Ipv6Addr::LOCALHOST.into()));
     let mut leaf_name = DistinguishedName::new();
     leaf_name.push(DnType::CommonName, "localhost");
     leaf_params.distinguished_name = leaf_name;
     leaf_params.is_ca = IsCa::ExplicitNoCa;
-    leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-    leaf_params.extended_key_usages =
-        vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
-    let leaf_cert = leaf_params.signed_by(&leaf_key, &ca_cert, &ca_key).map_err(fail)?;
+    leaf_params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    leaf_params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let leaf_cert = leaf_params
+        .signed_by(&leaf_key, &ca_cert, &ca_key)
+        .map_err(fail)?;
 
     let write = |path: &Path, text: &str| {
         std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
     };
     write(&certs.ca, &ca_cert.pem())?;
-    write(&certs.cert, &format!("{}{}", leaf_cert.pem(), ca_cert.pem()))?;
+    write(
+        &certs.cert,
+        &format!("{}{}", leaf_cert.pem(), ca_cert.pem()),
+    )?;
     write(&certs.key, &leaf_key.serialize_pem())?;
     restrict_permissions(&certs.key);
     Ok(certs)

@@ -152,7 +152,10 @@ impl AtError {
     }
 
     pub fn key_not_found(key: &str) -> Self {
-        AtError::new(AtCode::KeyNotFound, format!("{key} does not exist in keystore"))
+        AtError::new(
+            AtCode::KeyNotFound,
+            format!("{key} does not exist in keystore"),
+        )
     }
 
     pub fn invalid_command() -> Self {
@@ -160,7 +163,10 @@ impl AtError {
     }
 
     pub fn needs_auth() -> Self {
-        AtError::new(AtCode::AuthFailed, "Command cannot be executed without auth")
+        AtError::new(
+            AtCode::AuthFailed,
+            "Command cannot be executed without auth",
+        )
     }
 }
 
@@ -181,12 +187,20 @@ mod tests {
         assert!(AtCode::BufferLimit.closes_connection());
         assert!(!AtCode::AuthFailed.closes_connection());
         assert!(!AtCode::InvalidSyntax.closes_connection());
-        assert!(AtError::new(AtCode::InternalServerException, "bad atsign").closing().close);
+        assert!(
+            AtError::new(AtCode::InternalServerException, "bad atsign")
+                .closing()
+                .close
+        );
     }
 
     #[test]
     fn codes_are_six_characters_without_hyphen() {
-        for code in [AtCode::KeyNotFound, AtCode::AuthFailed, AtCode::CannotRevokeSelf] {
+        for code in [
+            AtCode::KeyNotFound,
+            AtCode::AuthFailed,
+            AtCode::CannotRevokeSelf,
+        ] {
             assert_eq!(code.code().len(), 6);
             assert!(!code.code().contains('-'));
         }

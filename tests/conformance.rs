@@ -28,8 +28,15 @@ fn auth(atsign: &str) -> Client {
 fn a_connection_and_framing() {
     let mut c = Client::connect(server());
     let info = c.send("INFO");
-    assert!(info.starts_with("data:{\"version\":\"") && info.contains("seconds\""), "A3: {info}");
-    assert_eq!(c.send("exit"), "error:AT0003-Exception: invalid command\n@", "A8");
+    assert!(
+        info.starts_with("data:{\"version\":\"") && info.contains("seconds\""),
+        "A3: {info}"
+    );
+    assert_eq!(
+        c.send("exit"),
+        "error:AT0003-Exception: invalid command\n@",
+        "A8"
+    );
     c.write(b"noop:0\r\n");
     assert_eq!(c.read_reply(), "data:ok\n@", "A10");
 }
@@ -37,17 +44,31 @@ fn a_connection_and_framing() {
 #[test]
 fn a14_to_a16_error_styles_follow_the_client_version() {
     let mut c = Client::connect(server());
-    assert!(c.send(r#"from:@a14:clientConfig:{"version":"3.0.38"}"#).starts_with("data:_"));
+    assert!(
+        c.send(r#"from:@a14:clientConfig:{"version":"3.0.38"}"#)
+            .starts_with("data:_")
+    );
     assert_eq!(
         c.send("llookup:xy.wavi@a14"),
         "error:{\"errorCode\":\"AT0401\",\"errorDescription\":\"Exception: Command cannot be executed without auth\"}\n@",
         "A14"
     );
     let mut c = Client::connect(server());
-    assert!(c.send(r#"from:@a14:clientConfig:{"version":"3.0.37"}"#).starts_with("data:_"));
-    assert_eq!(c.send("llookup:xy.wavi@a14"), "error:AT0401-Exception: Command cannot be executed without auth\n@", "A15");
+    assert!(
+        c.send(r#"from:@a14:clientConfig:{"version":"3.0.37"}"#)
+            .starts_with("data:_")
+    );
+    assert_eq!(
+        c.send("llookup:xy.wavi@a14"),
+        "error:AT0401-Exception: Command cannot be executed without auth\n@",
+        "A15"
+    );
     let mut c = Client::connect(server());
-    assert!(c.send("from:@a14:clientConfig:{}").starts_with("error:AT0003-"), "A16");
+    assert!(
+        c.send("from:@a14:clientConfig:{}")
+            .starts_with("error:AT0003-"),
+        "A16"
+    );
 }
 
 #[test]
@@ -55,11 +76,17 @@ fn b_from_normalises_and_bad_atsigns_close() {
     let mut c = Client::connect(server());
     for form in ["from:alice", "from:@ALICE", "from:@al.ice"] {
         let reply = c.send(form);
-        assert!(reply.starts_with("data:_") && reply.contains("@alice:"), "B2 {form}: {reply}");
+        assert!(
+            reply.starts_with("data:_") && reply.contains("@alice:"),
+            "B2 {form}: {reply}"
+        );
     }
     let mut c = Client::connect(server());
     let reply = c.send("from:@al!ce");
-    assert!(reply.starts_with("error:AT0011-Exception: invalid @sign"), "B13: {reply}");
+    assert!(
+        reply.starts_with("error:AT0011-Exception: invalid @sign"),
+        "B13: {reply}"
+    );
     assert!(c.is_closed(), "B13 closes");
 }
 
@@ -67,7 +94,11 @@ fn b_from_normalises_and_bad_atsigns_close() {
 fn b5_cram_without_from_is_key_not_found() {
     let mut c = Client::connect(server());
     let reply = c.send("cram:deadbeef");
-    assert!(reply.starts_with("error:AT0015-Exception: ") && reply.ends_with("does not exist in keystore\n@"), "B5: {reply}");
+    assert!(
+        reply.starts_with("error:AT0015-Exception: ")
+            && reply.ends_with("does not exist in keystore\n@"),
+        "B5: {reply}"
+    );
 }
 
 #[test]
@@ -100,9 +131,18 @@ fn d_update_llookup_delete() {
     let all = c.send("llookup:all:@bob:phone.wavi@d");
     let expected_start = r#"data:{"key":"@bob:phone.wavi@d","data":"secret","metaData":{"createdBy":"@d","updatedBy":"@d","createdAt":""#;
     assert!(all.starts_with(expected_start), "D5: {all}");
-    assert!(all.ends_with("\"status\":\"active\",\"version\":0,\"isBinary\":false,\"isEncrypted\":false}}\n@d@"), "D5: {all}");
+    assert!(
+        all.ends_with(
+            "\"status\":\"active\",\"version\":0,\"isBinary\":false,\"isEncrypted\":false}}\n@d@"
+        ),
+        "D5: {all}"
+    );
     ok(c.send("update:@bob:phone.wavi@d secret"));
-    assert!(c.send("llookup:meta:@bob:phone.wavi@d").contains("\"version\":1"), "D6");
+    assert!(
+        c.send("llookup:meta:@bob:phone.wavi@d")
+            .contains("\"version\":1"),
+        "D6"
+    );
     ok(c.send("update:ttb:60000:later.wavi@d v"));
     assert_eq!(c.send("llookup:later.wavi@d"), "data:null\n@d@", "D8");
     assert_eq!(
@@ -115,19 +155,36 @@ fn d_update_llookup_delete() {
         "error:AT0003-Invalid syntax : Invalid syntax. e.g. update:@alice:location@bob San Francisco\n@d@",
         "D11"
     );
-    assert!(c.send("update:@bob:phone@d").starts_with("error:AT0003-"), "D14");
+    assert!(
+        c.send("update:@bob:phone@d").starts_with("error:AT0003-"),
+        "D14"
+    );
     assert_eq!(c.send("update:public:_hid@d v"), "data:-1\n@d@", "D15");
-    assert!(!c.send("update:public:__hid@d v").starts_with("data:-1"), "D15");
+    assert!(
+        !c.send("update:public:__hid@d v").starts_with("data:-1"),
+        "D15"
+    );
     ok(c.send("update:meta:@bob:phone.wavi@d:ttr:3600:ccd:true"));
     let meta = c.send("llookup:meta:@bob:phone.wavi@d");
-    assert!(meta.contains("\"ttr\":3600,\"ccd\":true") && meta.contains("\"refreshAt\":"), "D17: {meta}");
+    assert!(
+        meta.contains("\"ttr\":3600,\"ccd\":true") && meta.contains("\"refreshAt\":"),
+        "D17: {meta}"
+    );
     ok(c.send("update:meta:newkey.wavi@d:ttl:0"));
     assert_eq!(c.send("llookup:newkey.wavi@d"), "data:null\n@d@", "D18");
     let all = c.send("llookup:all:newkey.wavi@d");
-    assert!(all.starts_with("data:{\"key\":\"newkey.wavi@d\",\"metaData\":{"), "D18: {all}");
+    assert!(
+        all.starts_with("data:{\"key\":\"newkey.wavi@d\",\"metaData\":{"),
+        "D18: {all}"
+    );
     let first = c.send("delete:phone.wavi@d");
     let second = c.send("delete:phone.wavi@d");
-    let id = |r: &str| r.trim_start_matches("data:").split('\n').next().and_then(|n| n.parse::<i64>().ok());
+    let id = |r: &str| {
+        r.trim_start_matches("data:")
+            .split('\n')
+            .next()
+            .and_then(|n| n.parse::<i64>().ok())
+    };
     assert!(id(&second) > id(&first), "D19: {first} {second}");
     assert_eq!(
         c.send("delete:public:signing_publickey@d"),
@@ -143,9 +200,15 @@ fn d_update_llookup_delete() {
     ok(c.send("update:dataSignature:abc:isEncrypted:true:ds.wavi@d v1"));
     ok(c.send("update:ds.wavi@d v2"));
     let meta = c.send("llookup:meta:ds.wavi@d");
-    assert!(meta.contains("\"isEncrypted\":false") && meta.contains("\"dataSignature\":\"abc\""), "D23: {meta}");
+    assert!(
+        meta.contains("\"isEncrypted\":false") && meta.contains("\"dataSignature\":\"abc\""),
+        "D23: {meta}"
+    );
     ok(c.send("update:dataSignature:null:ds.wavi@d v3"));
-    assert!(!c.send("llookup:meta:ds.wavi@d").contains("dataSignature"), "D24");
+    assert!(
+        !c.send("llookup:meta:ds.wavi@d").contains("dataSignature"),
+        "D24"
+    );
     ok(c.send("update:colon.wavi@d a: b @c"));
     assert_eq!(c.send("llookup:colon.wavi@d"), "data:a: b @c\n@d@", "D25");
     ok(c.send("update:sp.wavi@d  lead"));
@@ -157,7 +220,10 @@ fn d_update_llookup_delete() {
 #[test]
 fn e_lookup_by_connection_state() {
     let mut c = auth("@e");
-    assert!(c.send("update:public:location.wavi@e New York").starts_with("data:"));
+    assert!(
+        c.send("update:public:location.wavi@e New York")
+            .starts_with("data:")
+    );
     assert!(c.send("update:@e:selfref.wavi@e v").starts_with("data:"));
     assert!(c.send("update:only.wavi@e v").starts_with("data:"));
     assert_eq!(c.send("lookup:selfref.wavi@e"), "data:v\n@e@", "E4");
@@ -167,33 +233,56 @@ fn e_lookup_by_connection_state() {
         "E5"
     );
     let mut anon = Client::connect(server());
-    assert_eq!(anon.send("lookup:location.wavi@e"), "data:New York\n@", "E1");
+    assert_eq!(
+        anon.send("lookup:location.wavi@e"),
+        "data:New York\n@",
+        "E1"
+    );
     assert_eq!(
         anon.send("lookup:only.wavi@e"),
         "error:AT0015-Exception: public:only.wavi@e does not exist in keystore\n@",
         "E2"
     );
     let all = anon.send("lookup:all:location.wavi@e");
-    assert!(all.starts_with(r#"data:{"key":"public:location.wavi@e","data":"New York","metaData":{"#), "E3: {all}");
+    assert!(
+        all.starts_with(r#"data:{"key":"public:location.wavi@e","data":"New York","metaData":{"#),
+        "E3: {all}"
+    );
 }
 
 #[test]
 fn f_scan_is_case_folded_without_a_colon() {
     let mut c = auth("@f");
-    assert!(c.send("update:public:location.wavi@f x").starts_with("data:"));
+    assert!(
+        c.send("update:public:location.wavi@f x")
+            .starts_with("data:")
+    );
     assert!(c.send("update:k.other@f x").starts_with("data:"));
     let lower = c.send("scan");
     assert_eq!(c.send("SCAN"), lower, "F5");
-    assert_eq!(c.send("scan .*wavi"), "data:[\"public:location.wavi@f\"]\n@f@", "F4");
+    assert_eq!(
+        c.send("scan .*wavi"),
+        "data:[\"public:location.wavi@f\"]\n@f@",
+        "F4"
+    );
 }
 
 #[test]
 fn g_stats_ids_and_errors() {
     let mut c = auth("@g");
     let g3 = c.send("stats:1");
-    assert!(g3.starts_with("data: [{\"id\":\"1\",\"name\":\"activeInboundConnections\",\"value\":\""), "G3: {g3}");
+    assert!(
+        g3.starts_with("data: [{\"id\":\"1\",\"name\":\"activeInboundConnections\",\"value\":\""),
+        "G3: {g3}"
+    );
     let g4 = c.send("stats:3,1");
-    assert!(g4.starts_with("data: [{\"id\":\"3\"") && g4.contains("}, {\"id\":\"1\""), "G4: {g4}");
+    assert!(
+        g4.starts_with("data: [{\"id\":\"3\"") && g4.contains("}, {\"id\":\"1\""),
+        "G4: {g4}"
+    );
     assert!(c.send("stats:0").starts_with("error:AT0003-"), "G5");
-    assert!(c.send("stats:99").starts_with("error:AT0003-"), "G6 (AT0003 accepted)");
+    assert!(
+        c.send("stats:99").starts_with("error:AT0003-"),
+        "G6 (AT0003 accepted)"
+    );
 }

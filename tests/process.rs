@@ -32,19 +32,36 @@ fn wait_for_addr(child: &mut Child, marker: &str) -> SocketAddr {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if line.contains(&marker)
-                && let Some(addr) = line.split("addr=").nth(1).and_then(|r| r.split_whitespace().next())
+                && let Some(addr) = line
+                    .split("addr=")
+                    .nth(1)
+                    .and_then(|r| r.split_whitespace().next())
             {
                 let _ = tx.send(addr.to_string());
             }
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("server reported its address");
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server reported its address");
     addr.parse().expect("socket address")
 }
 
 fn serve(data: &Path, certs: &atserver::devcerts::DevCerts, secret: &str) -> (Running, SocketAddr) {
     let mut child = Command::new(BIN)
-        .args(["serve", "-a", "@durable", "-s", secret, "-p", "0", "--host", "127.0.0.1", "--shards", "1"])
+        .args([
+            "serve",
+            "-a",
+            "@durable",
+            "-s",
+            secret,
+            "-p",
+            "0",
+            "--host",
+            "127.0.0.1",
+            "--shards",
+            "1",
+        ])
         .arg("--tls-cert")
         .arg(&certs.cert)
         .arg("--tls-key")
@@ -71,7 +88,10 @@ fn acknowledged_writes_survive_kill_9() {
     let mut c = Client::connect(&target);
     c.cram("@durable", secret);
     for i in 0..200 {
-        assert_eq!(c.send(&format!("update:k{i}.app@durable value-{i}")), format!("data:{i}\n@durable@"));
+        assert_eq!(
+            c.send(&format!("update:k{i}.app@durable value-{i}")),
+            format!("data:{i}\n@durable@")
+        );
     }
     // SIGKILL: no chance to flush anything that was not already durable.
     first.0.kill().expect("kill -9");
@@ -83,9 +103,15 @@ fn acknowledged_writes_survive_kill_9() {
     let mut c = Client::connect(&target);
     c.cram("@durable", secret);
     for i in [0, 99, 199] {
-        assert_eq!(c.send(&format!("llookup:k{i}.app@durable")), format!("data:value-{i}\n@durable@"));
+        assert_eq!(
+            c.send(&format!("llookup:k{i}.app@durable")),
+            format!("data:value-{i}\n@durable@")
+        );
     }
-    assert_eq!(c.send("stats:3"), "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"199\"}]\n@durable@");
+    assert_eq!(
+        c.send("stats:3"),
+        "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"199\"}]\n@durable@"
+    );
     assert_eq!(c.send("update:after.app@durable x"), "data:200\n@durable@");
 }
 
@@ -106,7 +132,15 @@ fn the_directory_answers_lookups_and_throttles_misses() {
     let dir = tempfile::tempdir().expect("tempdir");
     let certs = atserver::devcerts::ensure(dir.path()).expect("certs");
     let mut child = Command::new(BIN)
-        .args(["directory", "--listen", "127.0.0.1:0", "--record", "alice=127.0.0.1:6464", "--record", "@Bob=localhost:7000"])
+        .args([
+            "directory",
+            "--listen",
+            "127.0.0.1:0",
+            "--record",
+            "alice=127.0.0.1:6464",
+            "--record",
+            "@Bob=localhost:7000",
+        ])
         .arg("--tls-cert")
         .arg(&certs.cert)
         .arg("--tls-key")
@@ -124,13 +158,20 @@ fn the_directory_answers_lookups_and_throttles_misses() {
     assert_eq!(directory_exchange(&mut c, "nobody"), "null\r\n@");
     let started = Instant::now();
     assert_eq!(directory_exchange(&mut c, "nobody2"), "null\r\n@");
-    assert!(started.elapsed() >= Duration::from_millis(2_500), "second miss is delayed");
+    assert!(
+        started.elapsed() >= Duration::from_millis(2_500),
+        "second miss is delayed"
+    );
     c.write(b"nobody3\n");
     assert!(c.is_closed(), "third miss closes");
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 #[test]
@@ -141,7 +182,14 @@ fn dev_starts_a_directory_and_a_server_in_one_command() {
         .arg("dev")
         .arg("--data-dir")
         .arg(dir.path())
-        .args(["--directory-port", &directory_port.to_string(), "--port", &port.to_string(), "--shards", "1"])
+        .args([
+            "--directory-port",
+            &directory_port.to_string(),
+            "--port",
+            &port.to_string(),
+            "--shards",
+            "1",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -159,21 +207,38 @@ fn dev_starts_a_directory_and_a_server_in_one_command() {
             }
         }
     });
-    let printed = rx.recv_timeout(Duration::from_secs(30)).expect("dev printed ready");
+    let printed = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("dev printed ready");
     let lines: Vec<&str> = printed.lines().collect();
     assert_eq!(lines[0], format!("directory 127.0.0.1:{directory_port}"));
     let ca = lines[1].strip_prefix("ca ").expect("ca line");
     let alice: Vec<&str> = lines[2].split(' ').collect();
-    assert_eq!(&alice[..3], ["@alice", &format!("127.0.0.1:{port}"), "cram-secret"]);
+    assert_eq!(
+        &alice[..3],
+        ["@alice", &format!("127.0.0.1:{port}"), "cram-secret"]
+    );
     assert!(lines[3].starts_with("@bob "));
 
-    let mut root = Client::connect_raw(format!("127.0.0.1:{directory_port}").parse().expect("addr"), Path::new(ca));
+    let mut root = Client::connect_raw(
+        format!("127.0.0.1:{directory_port}").parse().expect("addr"),
+        Path::new(ca),
+    );
     assert_eq!(root.read_exactly(1), b"@");
-    assert_eq!(directory_exchange(&mut root, "alice"), format!("127.0.0.1:{port}\r\n@"));
+    assert_eq!(
+        directory_exchange(&mut root, "alice"),
+        format!("127.0.0.1:{port}\r\n@")
+    );
 
-    let target = TestServer::external(format!("127.0.0.1:{port}").parse().expect("addr"), ca.into());
+    let target = TestServer::external(
+        format!("127.0.0.1:{port}").parse().expect("addr"),
+        ca.into(),
+    );
     let mut c = Client::connect(&target);
     let challenge = c.challenge("@alice");
-    assert_eq!(c.send(&format!("cram:{}", cram_digest(alice[3], &challenge))), "data:success\n@alice@");
+    assert_eq!(
+        c.send(&format!("cram:{}", cram_digest(alice[3], &challenge))),
+        "data:success\n@alice@"
+    );
     drop(running);
 }

@@ -16,8 +16,8 @@ fn server() -> &'static TestServer {
     static SERVER: OnceLock<TestServer> = OnceLock::new();
     SERVER.get_or_init(|| {
         let atsigns: Vec<(&str, &str)> = [
-            "@alice", "@bob", "@errors", "@onboard", "@pkam", "@meta", "@scan", "@stats", "@expiry", "@del",
-            "@ecc", "@pipe",
+            "@alice", "@bob", "@errors", "@onboard", "@pkam", "@meta", "@scan", "@stats",
+            "@expiry", "@del", "@ecc", "@pipe",
         ]
         .iter()
         .map(|a| (*a, SECRET))
@@ -35,8 +35,14 @@ fn owner(atsign: &str) -> Client {
 #[test]
 fn the_greeting_is_a_bare_prompt_and_unknown_verbs_are_at0003() {
     let mut c = Client::connect(server());
-    assert_eq!(c.send("hello"), "error:AT0003-Exception: invalid command\n@");
-    assert_eq!(c.send("update:metaX@alice v"), "error:AT0003-Exception: invalid command\n@");
+    assert_eq!(
+        c.send("hello"),
+        "error:AT0003-Exception: invalid command\n@"
+    );
+    assert_eq!(
+        c.send("update:metaX@alice v"),
+        "error:AT0003-Exception: invalid command\n@"
+    );
     assert_eq!(c.send("noop:0"), "data:ok\n@");
 }
 
@@ -45,21 +51,33 @@ fn from_answers_with_the_exact_challenge_shape() {
     let mut c = Client::connect(server());
     let challenge = c.challenge("@alice");
     let (session, nonce) = challenge.split_once("@alice:").expect("shape");
-    assert!(session.starts_with('_') && is_uuid(&session[1..]), "{challenge}");
+    assert!(
+        session.starts_with('_') && is_uuid(&session[1..]),
+        "{challenge}"
+    );
     assert!(is_uuid(nonce), "{challenge}");
     // Case and missing @ are normalised.
     let again = c.challenge("ALICE");
-    assert!(again.starts_with(session) && again.contains("@alice:"), "{again}");
+    assert!(
+        again.starts_with(session) && again.contains("@alice:"),
+        "{again}"
+    );
 }
 
 #[test]
 fn cram_authenticates_and_a_wrong_digest_is_at0401_with_the_connection_kept() {
     let mut c = Client::connect(server());
     c.challenge("@alice");
-    assert_eq!(c.send("cram:00"), "error:AT0401-Exception: Authentication Failed\n@");
+    assert_eq!(
+        c.send("cram:00"),
+        "error:AT0401-Exception: Authentication Failed\n@"
+    );
     // The challenge is single use: a retry without from: is refused.
     let digest = cram_digest(SECRET, "whatever");
-    assert!(c.send(&format!("cram:{digest}")).starts_with("error:AT0015-"));
+    assert!(
+        c.send(&format!("cram:{digest}"))
+            .starts_with("error:AT0015-")
+    );
     c.cram("@alice", SECRET);
     assert_eq!(c.send("noop:0"), "data:ok\n@alice@");
 }
@@ -67,8 +85,14 @@ fn cram_authenticates_and_a_wrong_digest_is_at0401_with_the_connection_kept() {
 #[test]
 fn owner_verbs_need_auth_before_syntax() {
     let mut c = Client::connect(server());
-    assert_eq!(c.send("llookup:phone@alice"), "error:AT0401-Exception: Command cannot be executed without auth\n@");
-    assert_eq!(c.send("update:bad"), "error:AT0401-Exception: Command cannot be executed without auth\n@");
+    assert_eq!(
+        c.send("llookup:phone@alice"),
+        "error:AT0401-Exception: Command cannot be executed without auth\n@"
+    );
+    assert_eq!(
+        c.send("update:bad"),
+        "error:AT0401-Exception: Command cannot be executed without auth\n@"
+    );
     assert_eq!(c.send("noop:1"), "data:ok\n@");
 }
 
@@ -78,8 +102,14 @@ fn update_llookup_delete_round_trip_with_commit_ids() {
     assert_eq!(c.send("update:phone@bob +1 555 0100"), "data:0\n@bob@");
     assert_eq!(c.send("llookup:phone@bob"), "data:+1 555 0100\n@bob@");
     assert_eq!(c.send("llookup:PHONE@BOB"), "data:+1 555 0100\n@bob@");
-    assert_eq!(c.send("update:public:email@bob b@example.com"), "data:1\n@bob@");
-    assert_eq!(c.send("llookup:public:email@bob"), "data:b@example.com\n@bob@");
+    assert_eq!(
+        c.send("update:public:email@bob b@example.com"),
+        "data:1\n@bob@"
+    );
+    assert_eq!(
+        c.send("llookup:public:email@bob"),
+        "data:b@example.com\n@bob@"
+    );
     assert_eq!(c.send("delete:phone@bob"), "data:2\n@bob@");
     assert_eq!(
         c.send("llookup:phone@bob"),
@@ -92,12 +122,18 @@ fn update_llookup_delete_round_trip_with_commit_ids() {
 #[test]
 fn errors_use_the_reference_codes_and_keep_the_connection() {
     let mut c = owner("@errors");
-    assert!(c.send("update:phone@errors").starts_with("error:AT0003-Invalid syntax : Invalid syntax."));
+    assert!(
+        c.send("update:phone@errors")
+            .starts_with("error:AT0003-Invalid syntax : Invalid syntax.")
+    );
     assert_eq!(
         c.send("update:phone@someoneelse v"),
         "error:AT0016-Invalid key : Invalid update command - sharedBy atsign @someoneelse should be same as current atsign @errors\n@errors@"
     );
-    assert_eq!(c.send("update:phone v"), "error:AT0016-Invalid key : You may not update keys of type KeyType.invalidKey\n@errors@");
+    assert_eq!(
+        c.send("update:phone v"),
+        "error:AT0016-Invalid key : You may not update keys of type KeyType.invalidKey\n@errors@"
+    );
     assert_eq!(
         c.send("update:ttl:-5:x1@errors v"),
         "error:AT0003-Invalid syntax : Valid value for TTL should be greater than or equal to 0\n@errors@"
@@ -111,8 +147,14 @@ fn errors_use_the_reference_codes_and_keep_the_connection() {
         "error:AT0009-UnAuthorized client in request : Cannot delete protected key: 'publickey@errors'\n@errors@"
     );
     let bad_regex = c.send("scan (");
-    assert!(bad_regex.starts_with("error:AT0003-Invalid syntax : Invalid regex: "), "{bad_regex}");
-    assert!(bad_regex.ends_with("\n@errors@") && bad_regex.matches('\n').count() == 1, "{bad_regex}");
+    assert!(
+        bad_regex.starts_with("error:AT0003-Invalid syntax : Invalid regex: "),
+        "{bad_regex}"
+    );
+    assert!(
+        bad_regex.ends_with("\n@errors@") && bad_regex.matches('\n').count() == 1,
+        "{bad_regex}"
+    );
     assert_eq!(c.send("noop:0"), "data:ok\n@errors@");
 }
 
@@ -121,10 +163,19 @@ fn the_sdk_onboarding_sequence_works() {
     let mut c = Client::connect(server());
     c.cram("@onboard", SECRET);
     let public = include_str!("../src/auth/testdata/rsa2048.spki.b64");
-    assert_eq!(c.send(&format!("update:privatekey:at_pkam_publickey {public}")), "data:-1\n@onboard@");
+    assert_eq!(
+        c.send(&format!("update:privatekey:at_pkam_publickey {public}")),
+        "data:-1\n@onboard@"
+    );
     let challenge = c.challenge("@onboard");
-    assert_eq!(c.send(&format!("pkam:{}", sign(&challenge))), "data:success\n@onboard@");
-    assert_eq!(c.send(&format!("update:public:publickey@onboard {public}")), "data:0\n@onboard@");
+    assert_eq!(
+        c.send(&format!("pkam:{}", sign(&challenge))),
+        "data:success\n@onboard@"
+    );
+    assert_eq!(
+        c.send(&format!("update:public:publickey@onboard {public}")),
+        "data:0\n@onboard@"
+    );
     assert_eq!(c.send("delete:privatekey:at_secret"), "data:-1\n@onboard@");
     // The secret is gone: cram now fails.
     let mut again = Client::connect(server());
@@ -134,10 +185,17 @@ fn the_sdk_onboarding_sequence_works() {
 }
 
 fn sign(challenge: &str) -> String {
-    let key = ring::signature::RsaKeyPair::from_pkcs8(include_bytes!("../src/auth/testdata/rsa2048.pk8")).expect("key");
+    let key =
+        ring::signature::RsaKeyPair::from_pkcs8(include_bytes!("../src/auth/testdata/rsa2048.pk8"))
+            .expect("key");
     let mut sig = vec![0; key.public().modulus_len()];
-    key.sign(&ring::signature::RSA_PKCS1_SHA256, &ring::rand::SystemRandom::new(), challenge.as_bytes(), &mut sig)
-        .expect("sign");
+    key.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        challenge.as_bytes(),
+        &mut sig,
+    )
+    .expect("sign");
     STANDARD.encode(sig)
 }
 
@@ -145,16 +203,28 @@ fn sign(challenge: &str) -> String {
 fn pkam_accepts_rsa_signatures_and_refuses_bad_ones() {
     let mut setup = owner("@pkam");
     let public = include_str!("../src/auth/testdata/rsa2048.spki.b64");
-    assert_eq!(setup.send(&format!("update:privatekey:at_pkam_publickey {public}")), "data:-1\n@pkam@");
+    assert_eq!(
+        setup.send(&format!("update:privatekey:at_pkam_publickey {public}")),
+        "data:-1\n@pkam@"
+    );
 
     let mut c = Client::connect(server());
     let challenge = c.challenge("@pkam");
-    assert_eq!(c.send(&format!("pkam:{}", sign("_other@pkam:x"))), "error:AT0401-Exception: pkam authentication failed\n@");
+    assert_eq!(
+        c.send(&format!("pkam:{}", sign("_other@pkam:x"))),
+        "error:AT0401-Exception: pkam authentication failed\n@"
+    );
     // Single use: the failed attempt consumed the challenge.
-    assert!(c.send(&format!("pkam:{}", sign(&challenge))).starts_with("error:AT0015-"));
+    assert!(
+        c.send(&format!("pkam:{}", sign(&challenge)))
+            .starts_with("error:AT0015-")
+    );
     let challenge = c.challenge("@pkam");
     assert_eq!(
-        c.send(&format!("pkam:signingAlgo:rsa2048:hashingAlgo:sha256:{}", sign(&challenge))),
+        c.send(&format!(
+            "pkam:signingAlgo:rsa2048:hashingAlgo:sha256:{}",
+            sign(&challenge)
+        )),
         "data:success\n@pkam@"
     );
     let challenge = c.challenge("@pkam");
@@ -169,15 +239,27 @@ fn pkam_accepts_ecdsa_p256_keys() {
     use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("gen");
-    let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).expect("key");
+    let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+        .expect("key");
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
     let mut setup = owner("@ecc");
-    assert_eq!(setup.send(&format!("update:privatekey:at_pkam_publickey {}", hex(key.public_key().as_ref()))), "data:-1\n@ecc@");
+    assert_eq!(
+        setup.send(&format!(
+            "update:privatekey:at_pkam_publickey {}",
+            hex(key.public_key().as_ref())
+        )),
+        "data:-1\n@ecc@"
+    );
     let mut c = Client::connect(server());
     let challenge = c.challenge("@ecc");
     let sig = key.sign(&rng, challenge.as_bytes()).expect("sign");
     let wire = STANDARD.encode(hex(sig.as_ref()));
-    assert_eq!(c.send(&format!("pkam:signingAlgo:ecc_secp256r1:hashingAlgo:sha256:{wire}")), "data:success\n@ecc@");
+    assert_eq!(
+        c.send(&format!(
+            "pkam:signingAlgo:ecc_secp256r1:hashingAlgo:sha256:{wire}"
+        )),
+        "data:success\n@ecc@"
+    );
 }
 
 #[test]
@@ -195,13 +277,26 @@ fn metadata_round_trips_through_llookup_meta_and_all() {
         assert!(meta.contains(part), "{part} missing from {meta}");
     }
     let all = c.send("llookup:all:note.app@meta");
-    assert!(all.starts_with(r#"data:{"key":"note.app@meta","data":"secret text","metaData":{"createdBy":"@meta""#), "{all}");
+    assert!(
+        all.starts_with(
+            r#"data:{"key":"note.app@meta","data":"secret text","metaData":{"createdBy":"@meta""#
+        ),
+        "{all}"
+    );
     // Omitted strings are kept, omitted booleans reset, version bumps.
     assert_eq!(c.send("update:note.app@meta new"), "data:1\n@meta@");
     let meta = c.send("llookup:meta:note.app@meta");
-    assert!(meta.contains(r#""version":1"#) && meta.contains(r#""isEncrypted":false"#) && meta.contains(r#""ivNonce":"aXY=""#), "{meta}");
+    assert!(
+        meta.contains(r#""version":1"#)
+            && meta.contains(r#""isEncrypted":false"#)
+            && meta.contains(r#""ivNonce":"aXY=""#),
+        "{meta}"
+    );
     // update:meta changes metadata only.
-    assert_eq!(c.send("update:meta:note.app@meta:ttr:-1:ccd:true:isEncrypted:true"), "data:2\n@meta@");
+    assert_eq!(
+        c.send("update:meta:note.app@meta:ttr:-1:ccd:true:isEncrypted:true"),
+        "data:2\n@meta@"
+    );
     assert_eq!(c.send("llookup:note.app@meta"), "data:new\n@meta@");
     let meta = c.send("llookup:meta:note.app@meta");
     assert!(meta.contains(r#""ttr":-1,"ccd":true"#), "{meta}");
@@ -210,19 +305,34 @@ fn metadata_round_trips_through_llookup_meta_and_all() {
 #[test]
 fn lookup_and_plookup_read_the_owners_public_and_shared_keys() {
     let mut c = owner("@alice");
-    assert!(c.send("update:public:location.wavi@alice London").starts_with("data:"));
-    assert!(c.send("update:@alice:nick.wavi@alice Ali").starts_with("data:"));
-    assert_eq!(c.send("plookup:location.wavi@alice"), "data:London\n@alice@");
+    assert!(
+        c.send("update:public:location.wavi@alice London")
+            .starts_with("data:")
+    );
+    assert!(
+        c.send("update:@alice:nick.wavi@alice Ali")
+            .starts_with("data:")
+    );
+    assert_eq!(
+        c.send("plookup:location.wavi@alice"),
+        "data:London\n@alice@"
+    );
     assert_eq!(c.send("lookup:nick.wavi@alice"), "data:Ali\n@alice@");
     let all = c.send("plookup:all:location.wavi@alice");
-    assert!(all.starts_with(r#"data:{"key":"public:location.wavi@alice","data":"London""#), "{all}");
+    assert!(
+        all.starts_with(r#"data:{"key":"public:location.wavi@alice","data":"London""#),
+        "{all}"
+    );
     let mut anon = Client::connect(server());
     assert_eq!(anon.send("lookup:location.wavi@alice"), "data:London\n@");
     assert_eq!(
         anon.send("lookup:missing.wavi@alice"),
         "error:AT0015-Exception: public:missing.wavi@alice does not exist in keystore\n@"
     );
-    assert_eq!(anon.send("plookup:location.wavi@alice"), "error:AT0401-Exception: Command cannot be executed without auth\n@");
+    assert_eq!(
+        anon.send("plookup:location.wavi@alice"),
+        "error:AT0401-Exception: Command cannot be executed without auth\n@"
+    );
 }
 
 #[test]
@@ -240,7 +350,8 @@ fn scan_filters_by_auth_state_and_regex() {
     }
     assert_eq!(
         c.send("scan"),
-        r#"data:["@bob:shared.app@scan","public:pub.app@scan","self.app@scan"]"#.to_string() + "\n@scan@"
+        r#"data:["@bob:shared.app@scan","public:pub.app@scan","self.app@scan"]"#.to_string()
+            + "\n@scan@"
     );
     assert_eq!(
         c.send("scan:showHidden:true"),
@@ -248,7 +359,10 @@ fn scan_filters_by_auth_state_and_regex() {
             .to_string()
             + "\n@scan@"
     );
-    assert_eq!(c.send(r"scan:showHidden:true self\..*"), "data:[\"self.app@scan\"]\n@scan@");
+    assert_eq!(
+        c.send(r"scan:showHidden:true self\..*"),
+        "data:[\"self.app@scan\"]\n@scan@"
+    );
     let mut anon = Client::connect(server());
     anon.challenge("@scan");
     assert_eq!(anon.send("scan"), "data:[\"pub.app@scan\"]\n@");
@@ -257,24 +371,48 @@ fn scan_filters_by_auth_state_and_regex() {
 #[test]
 fn stats_reports_the_last_commit_id_with_the_reference_spacing() {
     let mut c = owner("@stats");
-    assert_eq!(c.send("stats:3"), "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"-1\"}]\n@stats@");
+    assert_eq!(
+        c.send("stats:3"),
+        "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"-1\"}]\n@stats@"
+    );
     assert_eq!(c.send("update:a.app@stats 1"), "data:0\n@stats@");
     assert_eq!(c.send("update:b.other@stats 1"), "data:1\n@stats@");
-    assert_eq!(c.send("stats:3"), "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"1\"}]\n@stats@");
-    assert_eq!(c.send(r"stats:3:.*\.app"), "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"0\"}]\n@stats@");
+    assert_eq!(
+        c.send("stats:3"),
+        "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"1\"}]\n@stats@"
+    );
+    assert_eq!(
+        c.send(r"stats:3:.*\.app"),
+        "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"0\"}]\n@stats@"
+    );
     let both = c.send("stats:1,7");
-    assert!(both.starts_with("data: [{\"id\":\"1\",\"name\":\"activeInboundConnections\",\"value\":\""), "{both}");
-    assert!(both.ends_with(", {\"id\":\"7\",\"name\":\"secondaryServerVersion\",\"value\":\"3.16.6\"}]\n@stats@"), "{both}");
+    assert!(
+        both.starts_with("data: [{\"id\":\"1\",\"name\":\"activeInboundConnections\",\"value\":\""),
+        "{both}"
+    );
+    assert!(
+        both.ends_with(
+            ", {\"id\":\"7\",\"name\":\"secondaryServerVersion\",\"value\":\"3.16.6\"}]\n@stats@"
+        ),
+        "{both}"
+    );
 }
 
 #[test]
 fn info_lists_version_uptime_and_no_features() {
     let mut c = Client::connect(server());
     let info = c.send("info");
-    assert!(info.starts_with(r#"data:{"version":"3.16.6","uptimeAsWords":""#), "{info}");
+    assert!(
+        info.starts_with(r#"data:{"version":"3.16.6","uptimeAsWords":""#),
+        "{info}"
+    );
     assert!(info.ends_with("\"features\":[]}\n@"), "{info}");
     let brief = c.send("info:brief");
-    assert!(brief.starts_with(r#"data:{"version":"3.16.6","uptimeAsMillis":"#) && brief.ends_with("\"features\":[]}\n@"), "{brief}");
+    assert!(
+        brief.starts_with(r#"data:{"version":"3.16.6","uptimeAsMillis":"#)
+            && brief.ends_with("\"features\":[]}\n@"),
+        "{brief}"
+    );
 }
 
 #[test]
@@ -291,19 +429,30 @@ fn pipelined_requests_are_answered_in_order() {
 #[test]
 fn expired_keys_read_as_null_then_disappear() {
     let mut c = owner("@expiry");
-    assert_eq!(c.send("update:ttl:300:gone.app@expiry soon"), "data:0\n@expiry@");
+    assert_eq!(
+        c.send("update:ttl:300:gone.app@expiry soon"),
+        "data:0\n@expiry@"
+    );
     std::thread::sleep(std::time::Duration::from_millis(400));
     let reply = c.send("llookup:gone.app@expiry");
-    assert!(reply == "data:null\n@expiry@" || reply.starts_with("error:AT0015-"), "{reply}");
+    assert!(
+        reply == "data:null\n@expiry@" || reply.starts_with("error:AT0015-"),
+        "{reply}"
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        if c.send("llookup:gone.app@expiry").starts_with("error:AT0015-") {
+        if c.send("llookup:gone.app@expiry")
+            .starts_with("error:AT0015-")
+        {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "never purged");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    assert_eq!(c.send("stats:3"), "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"1\"}]\n@expiry@");
+    assert_eq!(
+        c.send("stats:3"),
+        "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"1\"}]\n@expiry@"
+    );
 }
 
 #[test]
@@ -361,7 +510,10 @@ fn new_clients_get_json_errors() {
 
 #[test]
 fn connections_beyond_the_inbound_limit_get_at0012() {
-    let limits = atserver::context::SessionLimits { inbound_connections_max: 2, ..Default::default() };
+    let limits = atserver::context::SessionLimits {
+        inbound_connections_max: 2,
+        ..Default::default()
+    };
     let small = common::start_with_limits(&[("@limited", SECRET)], limits);
     let _first = Client::connect(&small);
     let _second = Client::connect(&small);

@@ -79,12 +79,17 @@ pub struct Conn {
 impl Conn {
     /// TCP connect, TLS handshake, and the `@` greeting.
     pub fn connect(target: &Target) -> Result<Conn, ConnError> {
-        let tcp = TcpStream::connect_timeout(&target.addr, IO_TIMEOUT).map_err(|e| io_err("connect", e))?;
-        tcp.set_nodelay(true).map_err(|e| io_err("TCP_NODELAY", e))?;
-        tcp.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| io_err("read timeout", e))?;
-        tcp.set_write_timeout(Some(IO_TIMEOUT)).map_err(|e| io_err("write timeout", e))?;
-        let tls = rustls::ClientConnection::new(Arc::clone(&target.tls), target.server_name.clone())
-            .map_err(|e| ConnError(format!("TLS client: {e}")))?;
+        let tcp = TcpStream::connect_timeout(&target.addr, IO_TIMEOUT)
+            .map_err(|e| io_err("connect", e))?;
+        tcp.set_nodelay(true)
+            .map_err(|e| io_err("TCP_NODELAY", e))?;
+        tcp.set_read_timeout(Some(IO_TIMEOUT))
+            .map_err(|e| io_err("read timeout", e))?;
+        tcp.set_write_timeout(Some(IO_TIMEOUT))
+            .map_err(|e| io_err("write timeout", e))?;
+        let tls =
+            rustls::ClientConnection::new(Arc::clone(&target.tls), target.server_name.clone())
+                .map_err(|e| ConnError(format!("TLS client: {e}")))?;
         let mut conn = Conn {
             stream: rustls::StreamOwned::new(tls, tcp),
             buf: Vec::with_capacity(READ_CHUNK_BYTES),
@@ -116,11 +121,25 @@ impl Conn {
         match self.stream.read(&mut chunk) {
             Ok(0) => Err(ConnError("connection closed by the server".into())),
             Ok(n) => {
-                self.buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+                self.buf
+                    .extend_from_slice(chunk.get(..n).unwrap_or_default());
                 Ok(())
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                Err(ConnError(format!("no reply within {} s", IO_TIMEOUT.as_secs())))
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                let pending = self.pending();
+                let shown = String::from_utf8_lossy(
+                    pending.get(..pending.len().min(80)).unwrap_or_default(),
+                );
+                Err(ConnError(format!(
+                    "no reply within {} s ({} bytes pending: {shown:?})",
+                    IO_TIMEOUT.as_secs(),
+                    pending.len()
+                )))
             }
             Err(e) => Err(io_err("read", e)),
         }
@@ -128,7 +147,9 @@ impl Conn {
 
     /// Writes `bytes` and flushes them to the socket.
     pub fn send(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
-        self.stream.write_all(bytes).map_err(|e| io_err("write", e))?;
+        self.stream
+            .write_all(bytes)
+            .map_err(|e| io_err("write", e))?;
         self.stream.flush().map_err(|e| io_err("flush", e))
     }
 
@@ -166,8 +187,18 @@ impl Conn {
         let reply = self.request(line)?;
         match reply.strip_prefix("data:") {
             Some(rest) => Ok(rest.to_string()),
-            None => Err(ConnError(format!("{} → {reply}", line.split(':').next().unwrap_or(line)))),
+            None => Err(ConnError(format!(
+                "{} → {reply}",
+                line.split(':').next().unwrap_or(line)
+            ))),
         }
+    }
+
+    /// Says `@exit` and closes the TLS session; errors are irrelevant here.
+    pub fn close(mut self) {
+        let _ = self.stream.write_all(b"@exit\n");
+        self.stream.conn.send_close_notify();
+        let _ = self.stream.flush();
     }
 
     /// From now on the server prints `@<atsign>@` after each reply.
@@ -181,7 +212,12 @@ impl Conn {
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA512);
         ctx.update(secret.as_bytes());
         ctx.update(challenge.as_bytes());
-        let digest: String = ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let digest: String = ctx
+            .finish()
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         self.finish_auth(atsign, &format!("cram:{digest}"))
     }
 
@@ -213,7 +249,10 @@ pub enum PkamKey {
     /// RSA-2048, PKCS#1 v1.5 with SHA-256 (what current clients use).
     Rsa { key: RsaKeyPair, spki_b64: String },
     /// ECDSA P-256 with SHA-256, signature sent as base64 of hex `r‖s`.
-    Ecdsa { key: EcdsaKeyPair, public_hex: String },
+    Ecdsa {
+        key: EcdsaKeyPair,
+        public_hex: String,
+    },
 }
 
 /// The committed RSA-2048 fixture (PKCS#8 DER) and its base64 SPKI.
@@ -227,15 +266,20 @@ fn hex(bytes: &[u8]) -> String {
 impl PkamKey {
     pub fn rsa() -> Result<PkamKey, String> {
         let key = RsaKeyPair::from_pkcs8(RSA_PKCS8).map_err(|e| format!("RSA fixture: {e}"))?;
-        Ok(PkamKey::Rsa { key, spki_b64: RSA_SPKI_B64.trim().to_string() })
+        Ok(PkamKey::Rsa {
+            key,
+            spki_b64: RSA_SPKI_B64.trim().to_string(),
+        })
     }
 
     /// A fresh P-256 key (ring generates EC keys, unlike RSA ones).
     pub fn ecdsa() -> Result<PkamKey, String> {
         let rng = SystemRandom::new();
         let alg = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng).map_err(|e| format!("ECDSA key: {e}"))?;
-        let key = EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).map_err(|e| format!("ECDSA key: {e}"))?;
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(alg, &rng).map_err(|e| format!("ECDSA key: {e}"))?;
+        let key = EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng)
+            .map_err(|e| format!("ECDSA key: {e}"))?;
         let public_hex = hex(key.public_key().as_ref());
         Ok(PkamKey::Ecdsa { key, public_hex })
     }
@@ -254,14 +298,26 @@ impl PkamKey {
         match self {
             PkamKey::Rsa { key, .. } => {
                 let mut sig = vec![0; key.public().modulus_len()];
-                key.sign(&signature::RSA_PKCS1_SHA256, &rng, challenge.as_bytes(), &mut sig)
-                    .map_err(|e| ConnError(format!("RSA sign: {e}")))?;
-                Ok(format!("pkam:signingAlgo:rsa2048:hashingAlgo:sha256:{}", STANDARD.encode(sig)))
+                key.sign(
+                    &signature::RSA_PKCS1_SHA256,
+                    &rng,
+                    challenge.as_bytes(),
+                    &mut sig,
+                )
+                .map_err(|e| ConnError(format!("RSA sign: {e}")))?;
+                Ok(format!(
+                    "pkam:signingAlgo:rsa2048:hashingAlgo:sha256:{}",
+                    STANDARD.encode(sig)
+                ))
             }
             PkamKey::Ecdsa { key, .. } => {
-                let sig = key.sign(&rng, challenge.as_bytes()).map_err(|e| ConnError(format!("ECDSA sign: {e}")))?;
+                let sig = key
+                    .sign(&rng, challenge.as_bytes())
+                    .map_err(|e| ConnError(format!("ECDSA sign: {e}")))?;
                 let wire = STANDARD.encode(hex(sig.as_ref()).as_bytes());
-                Ok(format!("pkam:signingAlgo:ecc_secp256r1:hashingAlgo:sha256:{wire}"))
+                Ok(format!(
+                    "pkam:signingAlgo:ecc_secp256r1:hashingAlgo:sha256:{wire}"
+                ))
             }
         }
     }
@@ -274,7 +330,10 @@ mod tests {
     #[test]
     fn replies_end_at_the_prompt() {
         assert_eq!(find_reply(b"data:1\n@alice@", b"@alice@"), Some((6, 14)));
-        assert_eq!(find_reply(b"data:1\n@alice@data:2\n@al", b"@alice@"), Some((6, 14)));
+        assert_eq!(
+            find_reply(b"data:1\n@alice@data:2\n@al", b"@alice@"),
+            Some((6, 14))
+        );
         assert_eq!(find_reply(b"data:1\n@ali", b"@alice@"), None);
         assert_eq!(find_reply(b"data:1", b"@alice@"), None);
         assert_eq!(find_reply(b"data:x\n@data:y\n@", b"@"), Some((6, 8)));

@@ -1,1 +1,864 @@
-fn main() { println!("loadtest: not built yet"); }
+//! `loadtest`: drives an atserver over real TLS on loopback and reports
+//! throughput, latency percentiles, errors and the server's RSS and CPU;
+//! optionally runs `redis-benchmark` against a TLS redis-server with the
+//! same shape of load and prints the ratio. See `loadtest/README.md`.
+
+mod client;
+mod procs;
+mod redis;
+mod report;
+mod scenario;
+
+use std::io::{IsTerminal, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use serde_json::{Value, json};
+
+use client::{Conn, PkamKey, Target};
+use procs::{CertFiles, ChildGuard, ProcSample};
+use report::{Latency, ProcUse, RunReport, Shared};
+use scenario::{Ctx, Gate, Mix};
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Scenario {
+    /// Mix of `update:` and `llookup:` on pkam-authenticated connections.
+    UpdateLlookup,
+    /// Unauthenticated `lookup:` of public keys.
+    Lookup,
+    /// New connection + `from` + `pkam` per iteration.
+    PkamStorm,
+    /// N idle authenticated connections: server RSS per connection.
+    Idle,
+    /// End-to-end notify latency (needs notify/monitor in the server).
+    Notify,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::UpdateLlookup => "update-llookup",
+            Scenario::Lookup => "lookup",
+            Scenario::PkamStorm => "pkam-storm",
+            Scenario::Idle => "idle",
+            Scenario::Notify => "notify",
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum DurabilityArg {
+    Fast,
+    Durable,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum CertType {
+    /// ECDSA P-256 CA and leaf made in-process (rcgen, as `atserver certs`).
+    Ecdsa,
+    /// RSA-2048 CA and leaf made with the `openssl` CLI at run time.
+    Rsa,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum PkamAlgo {
+    /// RSA-2048 PKCS#1 v1.5 SHA-256 (the committed fixture key).
+    Rsa,
+    /// ECDSA P-256 (a key generated per run).
+    Ecdsa,
+}
+
+/// Longest run accepted: every run is bounded.
+const DURATION_MAX: Duration = Duration::from_secs(3600);
+/// Connections of the thread-per-connection scenarios.
+const ACTIVE_CONNECTIONS_MAX: usize = 2_000;
+/// Connections of `idle`.
+const IDLE_CONNECTIONS_MAX: usize = 100_000;
+/// The server refuses more than 200 unauthenticated commands per second on
+/// one connection; `lookup` reconnects before reaching that.
+const UNAUTH_COMMANDS_PER_CONNECTION_MAX: u64 = 200;
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (text, 1.0)
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad duration {text:?}: use 500ms, 10s or 2m"))?;
+    if !value.is_finite() || value <= 0.0 {
+        return Err(format!("duration must be positive: {text:?}"));
+    }
+    let d = Duration::from_secs_f64(value * scale);
+    if d > DURATION_MAX {
+        return Err(format!(
+            "duration above the {} s maximum",
+            DURATION_MAX.as_secs()
+        ));
+    }
+    Ok(d)
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "loadtest",
+    about = "Load generator for atserver over TLS on loopback, with a Redis comparison"
+)]
+struct Args {
+    /// What to run.
+    #[arg(long, value_enum, default_value_t = Scenario::UpdateLlookup)]
+    scenario: Scenario,
+    /// Concurrent connections (one client thread each; idle: held connections).
+    #[arg(long, default_value_t = 50)]
+    connections: usize,
+    /// Requests kept in flight per connection (update-llookup, lookup).
+    #[arg(long, default_value_t = 1)]
+    pipeline: usize,
+    /// How long to run (500ms, 10s, 2m); idle: how long to hold the connections.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Stop after this many requests (iterations for pkam-storm), if earlier.
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Value size in bytes for update (and preloaded values).
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    /// Distinct keys written and read.
+    #[arg(long, default_value_t = 1000)]
+    keys: usize,
+    /// Percentage of update requests in update-llookup (the rest are llookup).
+    #[arg(long, default_value_t = 50)]
+    update_percent: u32,
+    /// lookup: requests per connection before reconnecting (the server
+    /// allows 200 unauthenticated commands per second per connection).
+    #[arg(long, default_value_t = 190)]
+    lookups_per_connection: u64,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Run redis-benchmark against a TLS redis-server with the same load
+    /// and report the ratio ours/redis.
+    #[arg(long)]
+    compare_redis: bool,
+    /// The atserver binary to start (default target/release/atserver, else target/debug/atserver).
+    #[arg(long)]
+    atserver_bin: Option<PathBuf>,
+    /// Use a running atserver at this address instead of starting one (needs --ca).
+    #[arg(long)]
+    addr: Option<SocketAddr>,
+    /// CA certificate (PEM) of the server(s) given by --addr/--redis-addr.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// TLS server name to verify.
+    #[arg(long, default_value = "localhost")]
+    server_name: String,
+    /// The atSign to authenticate as.
+    #[arg(long, default_value = "@alice")]
+    atsign: String,
+    /// CRAM secret used once to install the pkam public key (generated when
+    /// the loadtest starts the server; with --addr and none given, the key is
+    /// assumed installed).
+    #[arg(long)]
+    cram_secret: Option<String>,
+    /// Pid of the server given by --addr, to read its RSS and CPU.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Use a running TLS redis-server at this address (needs --ca).
+    #[arg(long)]
+    redis_addr: Option<SocketAddr>,
+    /// Executor shards of the started atserver (its default: one per CPU).
+    #[arg(long)]
+    shards: Option<usize>,
+    /// Durability of the started atserver (fast: like redis without fsync).
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Fast)]
+    durability: DurabilityArg,
+    /// Server certificate type for the started servers.
+    #[arg(long, value_enum, default_value_t = CertType::Ecdsa)]
+    cert_type: CertType,
+    /// pkam signing algorithm (the client signs every challenge).
+    #[arg(long, value_enum, default_value_t = PkamAlgo::Rsa)]
+    pkam_algo: PkamAlgo,
+    /// Allow TLS session resumption (default: every connection does a full handshake).
+    #[arg(long)]
+    tls_resume: bool,
+    /// idle: threads opening and holding the connections.
+    #[arg(long, default_value_t = 8)]
+    idle_threads: usize,
+    /// Folder for certificates, data and server logs (default: a temporary one, removed after).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Exit 0 even when the run had errors or no throughput.
+    #[arg(long)]
+    allow_errors: bool,
+}
+
+impl Args {
+    fn validate(&self) -> Result<(), String> {
+        if self.scenario == Scenario::Notify {
+            return Err("scenario `notify` needs notifications (notify/monitor verbs), not implemented by the server yet; nothing was run".into());
+        }
+        let max = if self.scenario == Scenario::Idle {
+            IDLE_CONNECTIONS_MAX
+        } else {
+            ACTIVE_CONNECTIONS_MAX
+        };
+        if self.connections == 0 || self.connections > max {
+            return Err(format!(
+                "--connections must be 1..={max} for {}",
+                self.scenario.name()
+            ));
+        }
+        if self.pipeline == 0 || self.pipeline > 1024 {
+            return Err("--pipeline must be 1..=1024".into());
+        }
+        if self.value_size == 0 || self.value_size > 1_000_000 {
+            return Err("--value-size must be 1..=1000000".into());
+        }
+        if self.keys == 0 || self.keys > 10_000_000 {
+            return Err("--keys must be 1..=10000000".into());
+        }
+        if self.update_percent > 100 {
+            return Err("--update-percent must be 0..=100".into());
+        }
+        if self.lookups_per_connection == 0
+            || self.lookups_per_connection > UNAUTH_COMMANDS_PER_CONNECTION_MAX
+        {
+            return Err(format!(
+                "--lookups-per-connection must be 1..={UNAUTH_COMMANDS_PER_CONNECTION_MAX}"
+            ));
+        }
+        if self.idle_threads == 0 || self.idle_threads > 256 {
+            return Err("--idle-threads must be 1..=256".into());
+        }
+        if self.requests == Some(0) {
+            return Err("--requests must be positive".into());
+        }
+        if (self.addr.is_some() || self.redis_addr.is_some()) && self.ca.is_none() {
+            return Err(
+                "--addr/--redis-addr need --ca (the CA that signed those servers' certificates)"
+                    .into(),
+            );
+        }
+        if self.compare_redis
+            && !matches!(
+                self.scenario,
+                Scenario::UpdateLlookup | Scenario::Lookup | Scenario::PkamStorm
+            )
+        {
+            return Err("--compare-redis supports update-llookup, lookup and pkam-storm".into());
+        }
+        Ok(())
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(e) = args.validate() {
+        eprintln!("loadtest: {e}");
+        return ExitCode::from(2);
+    }
+    procs::install_signal_handlers();
+    match run(&args) {
+        Ok(clean) if clean || args.allow_errors => ExitCode::SUCCESS,
+        Ok(_) => {
+            eprintln!("loadtest: the run had errors or no throughput");
+            ExitCode::from(3)
+        }
+        Err(e) => {
+            eprintln!("loadtest: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn default_atserver_bin() -> Result<PathBuf, String> {
+    let mut candidates = vec![
+        PathBuf::from("target/release/atserver"),
+        PathBuf::from("target/debug/atserver"),
+    ];
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .as_deref()
+        .and_then(Path::parent)
+    {
+        candidates.push(dir.join("atserver"));
+    }
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or_else(|| "no atserver binary: build it (cargo build --release --workspace --bins) or pass --atserver-bin".into())
+}
+
+fn random_hex(bytes: usize) -> Result<String, String> {
+    use ring::rand::SecureRandom;
+    let mut buf = vec![0u8; bytes];
+    ring::rand::SystemRandom::new()
+        .fill(&mut buf)
+        .map_err(|_| "no randomness available".to_string())?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn tls_config(ca: &Path, resume: bool) -> Result<Arc<rustls::ClientConfig>, String> {
+    let config = atserver::session::tls::client_config(ca)?;
+    if resume {
+        return Ok(config);
+    }
+    let mut config = (*config).clone();
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(Arc::new(config))
+}
+
+/// The work folder: given, or a temporary one removed when the run ends.
+enum WorkDir {
+    Given(PathBuf),
+    Temp(tempfile::TempDir),
+}
+
+impl WorkDir {
+    fn path(&self) -> &Path {
+        match self {
+            WorkDir::Given(p) => p,
+            WorkDir::Temp(t) => t.path(),
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<bool, String> {
+    let nofile = procs::raise_nofile();
+    if args.scenario == Scenario::Idle && (nofile as usize) < args.connections + 64 {
+        return Err(format!(
+            "open-files limit {nofile} is too low for {} connections: run `ulimit -n 65536` first",
+            args.connections
+        ));
+    }
+    let work = match &args.work_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            WorkDir::Given(dir.clone())
+        }
+        None => WorkDir::Temp(
+            tempfile::tempdir().map_err(|e| format!("cannot make a temporary folder: {e}"))?,
+        ),
+    };
+    let certs = match args.cert_type {
+        CertType::Ecdsa => procs::ecdsa_certs(&work.path().join("certs"))?,
+        CertType::Rsa => procs::rsa_certs(&work.path().join("certs-rsa"))?,
+    };
+    let ca = args.ca.clone().unwrap_or_else(|| certs.ca.clone());
+    let atsign = atserver::protocol::atsign::normalize_atsign(&args.atsign)
+        .map_err(|e| format!("invalid --atsign {:?}: {}", args.atsign, e.message))?;
+
+    // Our server: started here unless --addr.
+    let mut secret = args.cram_secret.clone();
+    let mut server: Option<ChildGuard> = None;
+    let addr = match args.addr {
+        Some(addr) => addr,
+        None => {
+            let bin = match &args.atserver_bin {
+                Some(b) => b.clone(),
+                None => default_atserver_bin()?,
+            };
+            let generated = random_hex(16)?;
+            let spec = procs::AtServerSpec {
+                bin: &bin,
+                atsign: &atsign,
+                secret: &generated,
+                certs: &certs,
+                data_dir: work.path().join("atserver-data"),
+                log: work.path().join("atserver.log"),
+                shards: args.shards,
+                durability: match args.durability {
+                    DurabilityArg::Fast => "fast",
+                    DurabilityArg::Durable => "durable",
+                },
+            };
+            let (guard, addr) = procs::start_atserver(&spec)?;
+            eprintln!(
+                "loadtest: started {} (pid {}) on {addr}",
+                bin.display(),
+                guard.pid()
+            );
+            secret = Some(generated);
+            server = Some(guard);
+            addr
+        }
+    };
+    let server_pid = server.as_ref().map(ChildGuard::pid).or(args.server_pid);
+    let name = rustls::pki_types::ServerName::try_from(args.server_name.clone())
+        .map_err(|e| format!("bad --server-name: {e}"))?;
+    let target = Target {
+        addr,
+        tls: tls_config(&ca, args.tls_resume)?,
+        server_name: name,
+        atsign: atsign.clone(),
+    };
+    let key = match args.pkam_algo {
+        PkamAlgo::Rsa => PkamKey::rsa()?,
+        PkamAlgo::Ecdsa => PkamKey::ecdsa()?,
+    };
+    if let Some(secret) = &secret {
+        install_pkam_key(&target, &key, secret)?;
+    }
+    let ctx = Ctx {
+        target,
+        key,
+        shared: Arc::new(Shared::new(args.requests)),
+        pipeline: args.pipeline,
+        value: "v".repeat(args.value_size),
+        keys: args.keys,
+        update_percent: args.update_percent,
+        lookups_per_connection: args.lookups_per_connection,
+    };
+    match args.scenario {
+        Scenario::UpdateLlookup => scenario::preload(&ctx, Mix::UpdateLlookup)?,
+        Scenario::Lookup => scenario::preload(&ctx, Mix::Lookup)?,
+        _ => {}
+    }
+
+    let ours = run_scenario(args, &ctx, server_pid)?;
+    if let Some(guard) = server.as_mut() {
+        guard.check_alive()?;
+    }
+    println!("{}", ours.table());
+    let clean = ours.errors == 0 && ours.ops > 0 && !procs::interrupted();
+    // The server is stopped before redis runs so it takes no CPU from it.
+    drop(server);
+
+    let document = if args.compare_redis && !procs::interrupted() {
+        let comparison = compare_redis(args, &certs, &ca, work.path(), &ours)?;
+        println!("{}", comparison.1);
+        comparison.0
+    } else {
+        ours.json()
+    };
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&document).map_err(|e| format!("JSON: {e}"))?;
+        std::fs::write(path, text + "\n")
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    if procs::interrupted() {
+        return Err("interrupted".into());
+    }
+    Ok(clean)
+}
+
+/// Onboards with cram and stores the pkam public key.
+fn install_pkam_key(target: &Target, key: &PkamKey, secret: &str) -> Result<(), String> {
+    let mut conn = Conn::connect(target).map_err(|e| format!("setup connection: {e}"))?;
+    conn.cram(&target.atsign, secret)
+        .map_err(|e| format!("cram: {e}"))?;
+    conn.data(&format!(
+        "update:privatekey:at_pkam_publickey {}",
+        key.public_key_text()
+    ))
+    .map_err(|e| format!("installing the pkam public key: {e}"))?;
+    conn.close();
+    Ok(())
+}
+
+/// Prints one progress line a second on stderr until `done`.
+fn progress(shared: &Shared, started: Instant, done: &std::sync::atomic::AtomicBool) {
+    let tty = std::io::stderr().is_terminal();
+    let mut last_ops = 0;
+    let mut last = Instant::now();
+    while !done.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        if last.elapsed() < Duration::from_secs(1) {
+            continue;
+        }
+        let ops = shared.ops.load(Ordering::Relaxed);
+        let rate = (ops - last_ops) as f64 / last.elapsed().as_secs_f64();
+        last_ops = ops;
+        last = Instant::now();
+        let line = format!(
+            "[{:6.1}s] ops {ops:>10}  {rate:>9.0}/s  errors {}  connections {}",
+            started.elapsed().as_secs_f64(),
+            shared.errors.load(Ordering::Relaxed),
+            shared.connections.load(Ordering::Relaxed),
+        );
+        let mut err = std::io::stderr().lock();
+        let _ = if tty {
+            write!(err, "\r{line}")
+        } else {
+            writeln!(err, "{line}")
+        };
+    }
+    if tty {
+        eprintln!();
+    }
+}
+
+/// Sleeps until `until`, the run stops or Ctrl-C; then sets `stop`.
+fn wait_until(shared: &Shared, until: Instant) {
+    while Instant::now() < until && !shared.stopped() && !procs::interrupted() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    shared.stop.store(true, Ordering::Relaxed);
+}
+
+fn run_scenario(args: &Args, ctx: &Ctx, server_pid: Option<u32>) -> Result<RunReport, String> {
+    let shared = &ctx.shared;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let mut extra: Vec<(String, Value)> = Vec::new();
+    let mut measured: Option<(
+        Instant,
+        Instant,
+        ProcSample,
+        ProcSample,
+        ProcSample,
+        ProcSample,
+    )> = None;
+    let (ready, opened, probe) = (Gate::default(), Gate::default(), Gate::default());
+    let (ready, opened, probe) = (&ready, &opened, &probe);
+    std::thread::scope(|scope| -> Result<(), String> {
+        let mut workers = Vec::new();
+        match args.scenario {
+            Scenario::UpdateLlookup | Scenario::Lookup => {
+                let mix = if args.scenario == Scenario::Lookup {
+                    Mix::Lookup
+                } else {
+                    Mix::UpdateLlookup
+                };
+                for id in 0..args.connections {
+                    workers.push(spawn_worker(
+                        scope,
+                        shared,
+                        format!("conn-{id}"),
+                        move || scenario::request_worker(ctx, mix, id, ready),
+                    )?);
+                }
+                ready.wait_arrivals(workers.len(), shared);
+                ready.open();
+                let (server0, client0) = samples(server_pid);
+                let started = Instant::now();
+                let done = &done;
+                scope.spawn(move || progress(shared, started, done));
+                wait_until(shared, started + args.duration);
+                measured = Some((
+                    started,
+                    Instant::now(),
+                    server0,
+                    client0,
+                    ProcSample::default(),
+                    ProcSample::default(),
+                ));
+            }
+            Scenario::PkamStorm => {
+                let (server0, client0) = samples(server_pid);
+                let started = Instant::now();
+                for id in 0..args.connections {
+                    workers.push(spawn_worker(
+                        scope,
+                        shared,
+                        format!("storm-{id}"),
+                        move || scenario::pkam_storm_worker(ctx),
+                    )?);
+                }
+                let done = &done;
+                scope.spawn(move || progress(shared, started, done));
+                wait_until(shared, started + args.duration);
+                measured = Some((
+                    started,
+                    Instant::now(),
+                    server0,
+                    client0,
+                    ProcSample::default(),
+                    ProcSample::default(),
+                ));
+            }
+            Scenario::Idle => {
+                let threads = args.idle_threads.min(args.connections);
+                let (server0, client0) = samples(server_pid);
+                let started = Instant::now();
+                let done = &done;
+                scope.spawn(move || progress(shared, started, done));
+                for t in 0..threads {
+                    let count =
+                        args.connections / threads + usize::from(t < args.connections % threads);
+                    workers.push(spawn_worker(
+                        scope,
+                        shared,
+                        format!("idle-{t}"),
+                        move || scenario::idle_worker(ctx, count, opened, probe),
+                    )?);
+                }
+                opened.wait_arrivals(workers.len(), shared);
+                opened.open();
+                let open_done = Instant::now();
+                // Let the server settle (buffers freed, allocator caches) before sampling.
+                std::thread::sleep(Duration::from_millis(500));
+                let (server1, client1) = samples(server_pid);
+                let hold_until = Instant::now() + args.duration;
+                while Instant::now() < hold_until && !procs::interrupted() && !shared.stopped() {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let (server2, _) = samples(server_pid);
+                let held = shared.connections.load(Ordering::Relaxed);
+                let per_conn = |end: &ProcSample| {
+                    if held == 0 {
+                        0.0
+                    } else {
+                        (end.rss_kib as f64 - server0.rss_kib as f64) * 1024.0 / held as f64
+                    }
+                };
+                extra.push(("idle_connections_held".into(), json!(held)));
+                extra.push(("server_rss_kib_before_open".into(), json!(server0.rss_kib)));
+                extra.push(("server_rss_kib_all_open".into(), json!(server1.rss_kib)));
+                extra.push(("server_rss_kib_after_hold".into(), json!(server2.rss_kib)));
+                extra.push((
+                    "server_rss_bytes_per_connection".into(),
+                    json!(per_conn(&server2).round()),
+                ));
+                extra.push(("client_rss_kib_all_open".into(), json!(client1.rss_kib)));
+                extra.push((
+                    "open_seconds".into(),
+                    json!((open_done - started).as_secs_f64()),
+                ));
+                probe.wait_arrivals(workers.len(), shared);
+                probe.open();
+                // Throughput of idle = connections opened (and authenticated) per second.
+                measured = Some((started, open_done, server0, client0, server2, client1));
+            }
+            Scenario::Notify => {
+                return Err("scenario `notify` is not implemented by the server yet".into());
+            }
+        }
+        for worker in workers {
+            if worker.join().is_err() {
+                shared.error("a client thread panicked");
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+        Ok(())
+    })?;
+    let Some((started, ended, server0, client0, server_end, client_end)) = measured else {
+        return Err("the run did not start".into());
+    };
+    // Request scenarios are sampled after the workers drained; idle above.
+    let (server_end, client_end) = if args.scenario == Scenario::Idle {
+        (server_end, client_end)
+    } else {
+        let (s, c) = samples(server_pid);
+        (s, c)
+    };
+    let hist = shared.latency.lock().ok().and_then(|h| h.clone());
+    let latency = hist
+        .as_ref()
+        .map(Latency::from_histogram)
+        .unwrap_or_default();
+    Ok(RunReport {
+        scenario: args.scenario.name().to_string(),
+        connections: args.connections,
+        pipeline: if matches!(args.scenario, Scenario::UpdateLlookup | Scenario::Lookup) {
+            args.pipeline
+        } else {
+            1
+        },
+        value_size: args.value_size,
+        elapsed: ended.duration_since(started),
+        ops: shared.ops.load(Ordering::Relaxed),
+        errors: shared.errors.load(Ordering::Relaxed),
+        reconnects: shared.reconnects.load(Ordering::Relaxed),
+        latency,
+        server: server_pid.map(|pid| ProcUse {
+            pid: Some(pid),
+            start: server0,
+            end: server_end,
+        }),
+        client: Some(ProcUse {
+            pid: None,
+            start: client0,
+            end: client_end,
+        }),
+        error_samples: shared
+            .error_samples
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default(),
+        extra,
+    })
+}
+
+/// Starts a named client thread with a small stack (storm runs use many);
+/// on failure stops the run so no thread waits at a gate forever.
+fn spawn_worker<'scope, F: FnOnce() + Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    shared: &Shared,
+    name: String,
+    f: F,
+) -> Result<std::thread::ScopedJoinHandle<'scope, ()>, String> {
+    std::thread::Builder::new()
+        .name(name)
+        .stack_size(256 * 1024)
+        .spawn_scoped(scope, f)
+        .map_err(|e| {
+            // Releases the threads already waiting at a gate.
+            shared.stop.store(true, Ordering::Relaxed);
+            format!("cannot start a client thread: {e}")
+        })
+}
+
+fn samples(server_pid: Option<u32>) -> (ProcSample, ProcSample) {
+    let server = server_pid
+        .and_then(|pid| procs::sample(Some(pid)))
+        .unwrap_or_default();
+    (server, procs::sample(None).unwrap_or_default())
+}
+
+/// Runs redis-benchmark with the same connections, value size and
+/// pipelining for about `--duration`, and builds the comparison document.
+fn compare_redis(
+    args: &Args,
+    certs: &CertFiles,
+    ca: &Path,
+    work: &Path,
+    ours: &RunReport,
+) -> Result<(Value, String), String> {
+    let mut redis_guard = None;
+    let redis_addr = match args.redis_addr {
+        Some(a) => a,
+        None => {
+            let (guard, addr) = procs::start_redis(certs, work)?;
+            eprintln!(
+                "loadtest: started redis-server (pid {}) on {addr}",
+                guard.pid()
+            );
+            redis_guard = Some(guard);
+            addr
+        }
+    };
+    let redis_pid = redis_guard.as_ref().map(ChildGuard::pid);
+    let target = redis::RedisTarget {
+        addr: redis_addr,
+        ca,
+    };
+    let c = args.connections.to_string();
+    let (tests, keepalive): (&str, &str) = match args.scenario {
+        Scenario::UpdateLlookup => ("set,get", "1"),
+        Scenario::Lookup => ("get", "1"),
+        _ => ("ping_mbulk", "0"),
+    };
+    let pipeline = if args.scenario == Scenario::PkamStorm {
+        1
+    } else {
+        args.pipeline
+    };
+    let base = |n: u64, t: &str| -> Vec<String> {
+        [
+            "-c",
+            &c,
+            "-n",
+            &n.to_string(),
+            "-d",
+            &args.value_size.to_string(),
+            "-P",
+            &pipeline.to_string(),
+            "-r",
+            &args.keys.to_string(),
+            "-k",
+            keepalive,
+            "-t",
+            t,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let test_count = tests.split(',').count() as u64;
+    let timeout = args.duration * 3 + Duration::from_secs(60);
+    // A short pilot sizes the request count so the run lasts about --duration
+    // (redis-benchmark counts requests, it has no duration option). It also
+    // writes the keys GET reads.
+    let pilot_n = (args.connections as u64 * 100 * pipeline as u64).clamp(2_000, 200_000);
+    let pilot_tests = if args.scenario == Scenario::Lookup {
+        "set,get"
+    } else {
+        tests
+    };
+    let pilot = redis::run(&target, &base(pilot_n, pilot_tests), timeout)?;
+    let pilot_rate = redis::combined_rate(&pilot);
+    let per_test = match args.requests {
+        Some(r) => (r / test_count).max(1),
+        None => ((pilot_rate * args.duration.as_secs_f64()) as u64 / test_count)
+            .clamp(1_000, 200_000_000),
+    };
+    eprintln!("loadtest: redis-benchmark -t {tests} -n {per_test} (pilot {pilot_rate:.0} ops/s)");
+    let before = redis_pid
+        .and_then(|p| procs::sample(Some(p)))
+        .unwrap_or_default();
+    let started = Instant::now();
+    let results = redis::run(&target, &base(per_test, tests), timeout)?;
+    let elapsed = started.elapsed();
+    let after = redis_pid
+        .and_then(|p| procs::sample(Some(p)))
+        .unwrap_or_default();
+    let redis_rate = redis::combined_rate(&results);
+    let redis_latency = redis::worst_latency(&results);
+    let ratio = if redis_rate > 0.0 {
+        ours.ops_per_sec() / redis_rate
+    } else {
+        0.0
+    };
+    let redis_use = redis_pid.map(|pid| ProcUse {
+        pid: Some(pid),
+        start: before,
+        end: after,
+    });
+    let doc = json!({
+        "scenario": ours.scenario,
+        "connections": args.connections,
+        "pipeline": pipeline,
+        "value_size": args.value_size,
+        "ours_ops_per_sec": ours.ops_per_sec().round(),
+        "redis_ops_per_sec": redis_rate.round(),
+        "ratio": (ratio * 1000.0).round() / 1000.0,
+        "ours_latency_us": ours.latency.json(),
+        "redis_latency_us": redis_latency.json(),
+        "redis_latency_note": "worst of the redis-benchmark tests per percentile; p999 is redis-benchmark's first bucket >= 99.9 %",
+        "redis_tests": results.iter().map(redis::RedisTest::json).collect::<Vec<_>>(),
+        "redis_command": format!("redis-benchmark --tls --cacert {} -h {} -p {} {}", ca.display(), redis_addr.ip(), redis_addr.port(), base(per_test, tests).join(" ")),
+        "redis_server": redis_use.map(|u| u.json(elapsed)),
+        "ours": ours.json(),
+    });
+    let mut table = String::from("\ncomparison (ours / redis)\n");
+    let what = match args.scenario {
+        Scenario::UpdateLlookup => "update+llookup vs SET+GET",
+        Scenario::Lookup => "lookup vs GET",
+        _ => "pkam logins/s vs redis -k 0 (new connection per PING)",
+    };
+    table.push_str(&format!("{what}\n"));
+    table.push_str(&format!(
+        "{:<12} {:>12} {:>10} {:>10} {:>10} {:>10}\n",
+        "", "ops/s", "p50 µs", "p99 µs", "p99.9 µs", "max µs"
+    ));
+    for (label, rate, l) in [
+        ("ours", ours.ops_per_sec(), ours.latency),
+        ("redis", redis_rate, redis_latency),
+    ] {
+        table.push_str(&format!(
+            "{label:<12} {rate:>12.0} {:>10.1} {:>10.1} {:>10.1} {:>10.1}\n",
+            l.p50, l.p99, l.p999, l.max
+        ));
+    }
+    for t in &results {
+        table.push_str(&format!(
+            "  redis {:<10} {:>10.0} ops/s ({} requests)\n",
+            t.name, t.rps, t.requests
+        ));
+    }
+    table.push_str(&format!("ratio ours/redis: {ratio:.3}\n"));
+    Ok((doc, table))
+}

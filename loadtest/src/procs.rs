@@ -43,7 +43,13 @@ fn spawn_tied(cmd: &mut Command) -> std::io::Result<Child> {
     // memory of the parent; it runs in the child between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
             Ok(())
         });
     }
@@ -88,7 +94,11 @@ pub struct CertFiles {
 /// ECDSA P-256 (rcgen, via `atserver`'s dev certificates).
 pub fn ecdsa_certs(dir: &Path) -> Result<CertFiles, String> {
     let certs = atserver::devcerts::ensure(dir)?;
-    Ok(CertFiles { ca: certs.ca, cert: certs.cert, key: certs.key })
+    Ok(CertFiles {
+        ca: certs.ca,
+        cert: certs.cert,
+        key: certs.key,
+    })
 }
 
 fn run_openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
@@ -101,7 +111,11 @@ fn run_openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("openssl {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)))
+        Err(format!(
+            "openssl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 
@@ -112,22 +126,74 @@ pub fn rsa_certs(dir: &Path) -> Result<CertFiles, String> {
     let ext = "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n\
                extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\n";
     std::fs::write(dir.join("leaf.ext"), ext).map_err(|e| format!("cannot write leaf.ext: {e}"))?;
-    run_openssl(dir, &[
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "30",
-        "-subj", "/CN=loadtest RSA CA", "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-    ])?;
-    run_openssl(dir, &[
-        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost",
-    ])?;
-    run_openssl(dir, &[
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out",
-        "leaf.pem", "-days", "30", "-extfile", "leaf.ext",
-    ])?;
-    let read = |name: &str| std::fs::read_to_string(dir.join(name)).map_err(|e| format!("cannot read {name}: {e}"));
+    run_openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=loadtest RSA CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    )?;
+    run_openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    )?;
+    run_openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "30",
+            "-extfile",
+            "leaf.ext",
+        ],
+    )?;
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name)).map_err(|e| format!("cannot read {name}: {e}"))
+    };
     let chain = format!("{}{}", read("leaf.pem")?, read("ca.pem")?);
-    std::fs::write(dir.join("server.pem"), chain).map_err(|e| format!("cannot write server.pem: {e}"))?;
-    Ok(CertFiles { ca: dir.join("ca.pem"), cert: dir.join("server.pem"), key: dir.join("server.key") })
+    std::fs::write(dir.join("server.pem"), chain)
+        .map_err(|e| format!("cannot write server.pem: {e}"))?;
+    Ok(CertFiles {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+    })
 }
 
 /// Everything needed to run `atserver serve`.
@@ -164,28 +230,43 @@ fn strip_ansi(line: &str) -> String {
 /// reports (`atServer ready addr=…`). Its log goes to `spec.log`.
 pub fn start_atserver(spec: &AtServerSpec<'_>) -> Result<(ChildGuard, SocketAddr), String> {
     let mut cmd = Command::new(spec.bin);
-    cmd.args(["serve", "-a", spec.atsign, "-s", spec.secret, "-p", "0", "--host", "127.0.0.1"])
-        .arg("--tls-cert")
-        .arg(&spec.certs.cert)
-        .arg("--tls-key")
-        .arg(&spec.certs.key)
-        .arg("--data-dir")
-        .arg(&spec.data_dir)
-        .args(["--durability", spec.durability])
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "serve",
+        "-a",
+        spec.atsign,
+        "-s",
+        spec.secret,
+        "-p",
+        "0",
+        "--host",
+        "127.0.0.1",
+    ])
+    .arg("--tls-cert")
+    .arg(&spec.certs.cert)
+    .arg("--tls-key")
+    .arg(&spec.certs.key)
+    .arg("--data-dir")
+    .arg(&spec.data_dir)
+    .args(["--durability", spec.durability])
+    .env("RUST_LOG", "info")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
     if let Some(shards) = spec.shards {
         cmd.args(["--shards", &shards.to_string()]);
     }
-    let mut child = spawn_tied(&mut cmd).map_err(|e| format!("cannot start {}: {e}", spec.bin.display()))?;
+    let mut child =
+        spawn_tied(&mut cmd).map_err(|e| format!("cannot start {}: {e}", spec.bin.display()))?;
     let stderr = child.stderr.take();
-    let mut guard = ChildGuard { child, name: "atserver" };
+    let mut guard = ChildGuard {
+        child,
+        name: "atserver",
+    };
     let Some(stderr) = stderr else {
         return Err("atserver stderr was not piped".into());
     };
-    let mut log = std::fs::File::create(&spec.log).map_err(|e| format!("cannot create {}: {e}", spec.log.display()))?;
+    let mut log = std::fs::File::create(&spec.log)
+        .map_err(|e| format!("cannot create {}: {e}", spec.log.display()))?;
     let (tx, rx) = std::sync::mpsc::channel();
     // Drains the log for the server's whole life so it never blocks on a full pipe.
     std::thread::spawn(move || {
@@ -193,7 +274,10 @@ pub fn start_atserver(spec: &AtServerSpec<'_>) -> Result<(ChildGuard, SocketAddr
             let plain = strip_ansi(&line);
             let _ = writeln!(log, "{plain}");
             if plain.contains("atServer ready")
-                && let Some(addr) = plain.split("addr=").nth(1).and_then(|r| r.split_whitespace().next())
+                && let Some(addr) = plain
+                    .split("addr=")
+                    .nth(1)
+                    .and_then(|r| r.split_whitespace().next())
             {
                 let _ = tx.send(addr.to_string());
             }
@@ -203,28 +287,42 @@ pub fn start_atserver(spec: &AtServerSpec<'_>) -> Result<(ChildGuard, SocketAddr
     loop {
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(addr) => {
-                let addr = addr.parse().map_err(|e| format!("atserver reported a bad address {addr:?}: {e}"))?;
+                let addr = addr
+                    .parse()
+                    .map_err(|e| format!("atserver reported a bad address {addr:?}: {e}"))?;
                 return Ok((guard, addr));
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(format!("atserver exited before it was ready; see {}", spec.log.display()));
+                return Err(format!(
+                    "atserver exited before it was ready; see {}",
+                    spec.log.display()
+                ));
             }
         }
-        guard.check_alive().map_err(|e| format!("{e}; see {}", spec.log.display()))?;
+        guard
+            .check_alive()
+            .map_err(|e| format!("{e}; see {}", spec.log.display()))?;
         if interrupted() {
             return Err("interrupted".into());
         }
         if Instant::now() > deadline {
-            return Err(format!("atserver did not report `atServer ready` within {} s", START_TIMEOUT.as_secs()));
+            return Err(format!(
+                "atserver did not report `atServer ready` within {} s",
+                START_TIMEOUT.as_secs()
+            ));
         }
     }
 }
 
 /// A free loopback port (there is a small race until the server binds it).
 pub fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot find a free port: {e}"))?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| format!("cannot find a free port: {e}"))
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot find a free port: {e}"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("cannot find a free port: {e}"))
 }
 
 /// Whether `name` is an executable on PATH.
@@ -243,32 +341,56 @@ pub fn start_redis(certs: &CertFiles, dir: &Path) -> Result<(ChildGuard, SocketA
     let port = free_port()?;
     let log = dir.join("redis.log");
     let mut cmd = Command::new("redis-server");
-    cmd.args(["--port", "0", "--bind", "127.0.0.1", "--tls-port", &port.to_string()])
-        .arg("--tls-cert-file")
-        .arg(&certs.cert)
-        .arg("--tls-key-file")
-        .arg(&certs.key)
-        .arg("--tls-ca-cert-file")
-        .arg(&certs.ca)
-        .args(["--tls-auth-clients", "no", "--save", "", "--appendonly", "no", "--daemonize", "no"])
-        .args(["--maxclients", "20000", "--logfile"])
-        .arg(&log)
-        .arg("--dir")
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    cmd.args([
+        "--port",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--tls-port",
+        &port.to_string(),
+    ])
+    .arg("--tls-cert-file")
+    .arg(&certs.cert)
+    .arg("--tls-key-file")
+    .arg(&certs.key)
+    .arg("--tls-ca-cert-file")
+    .arg(&certs.ca)
+    .args([
+        "--tls-auth-clients",
+        "no",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+    ])
+    .args(["--maxclients", "20000", "--logfile"])
+    .arg(&log)
+    .arg("--dir")
+    .arg(dir)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
     let child = spawn_tied(&mut cmd).map_err(|e| format!("cannot start redis-server: {e}"))?;
-    let mut guard = ChildGuard { child, name: "redis-server" };
+    let mut guard = ChildGuard {
+        child,
+        name: "redis-server",
+    };
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + START_TIMEOUT;
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        guard.check_alive().map_err(|e| format!("{e}; see {}", log.display()))?;
+        guard
+            .check_alive()
+            .map_err(|e| format!("{e}; see {}", log.display()))?;
         if interrupted() {
             return Err("interrupted".into());
         }
         if Instant::now() > deadline {
-            return Err(format!("redis-server did not listen on {addr} within {} s", START_TIMEOUT.as_secs()));
+            return Err(format!(
+                "redis-server did not listen on {addr} within {} s",
+                START_TIMEOUT.as_secs()
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -324,14 +446,20 @@ pub fn sample(pid: Option<u32>) -> Option<ProcSample> {
 /// Raises the soft open-files limit to the hard one (idle runs hold
 /// thousands of sockets); returns the limit now in force.
 pub fn raise_nofile() -> u64 {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit read and write a struct we own.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
             return 0;
         }
         if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
                 limit = raised;
             }
@@ -353,6 +481,9 @@ mod tests {
 
     #[test]
     fn colour_escapes_are_removed() {
-        assert_eq!(strip_ansi("\u{1b}[3maddr\u{1b}[0m\u{1b}[2m=\u{1b}[0m1.2.3.4:5"), "addr=1.2.3.4:5");
+        assert_eq!(
+            strip_ansi("\u{1b}[3maddr\u{1b}[0m\u{1b}[2m=\u{1b}[0m1.2.3.4:5"),
+            "addr=1.2.3.4:5"
+        );
     }
 }

@@ -15,7 +15,7 @@ const LATENCY_NS_MAX: u64 = 120_000_000_000;
 
 pub fn new_histogram() -> Histogram<u64> {
     // 3 significant digits over 1 ns..120 s; cannot fail with these bounds.
-    Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).unwrap_or_else(|_| Histogram::new(3).unwrap_or_default())
+    Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).expect("constant histogram bounds are valid")
 }
 
 /// What every worker updates while it runs.
@@ -41,7 +41,10 @@ const ERROR_SAMPLES_MAX: usize = 5;
 
 impl Shared {
     pub fn new(budget: Option<u64>) -> Shared {
-        Shared { budget: AtomicU64::new(budget.unwrap_or(u64::MAX)), ..Shared::default() }
+        Shared {
+            budget: AtomicU64::new(budget.unwrap_or(u64::MAX)),
+            ..Shared::default()
+        }
     }
 
     pub fn stopped(&self) -> bool {
@@ -194,35 +197,63 @@ impl RunReport {
             ("connections".into(), self.connections.to_string()),
             ("pipeline".into(), self.pipeline.to_string()),
             ("value size (B)".into(), self.value_size.to_string()),
-            ("elapsed (s)".into(), format!("{:.2}", self.elapsed.as_secs_f64())),
+            (
+                "elapsed (s)".into(),
+                format!("{:.2}", self.elapsed.as_secs_f64()),
+            ),
             ("ops".into(), self.ops.to_string()),
-            ("throughput (ops/s)".into(), format!("{:.0}", self.ops_per_sec())),
+            (
+                "throughput (ops/s)".into(),
+                format!("{:.0}", self.ops_per_sec()),
+            ),
             ("errors".into(), self.errors.to_string()),
             ("reconnects".into(), self.reconnects.to_string()),
-            ("latency p50 (µs)".into(), format!("{:.1}", self.latency.p50)),
-            ("latency p99 (µs)".into(), format!("{:.1}", self.latency.p99)),
-            ("latency p99.9 (µs)".into(), format!("{:.1}", self.latency.p999)),
-            ("latency max (µs)".into(), format!("{:.1}", self.latency.max)),
+            (
+                "latency p50 (µs)".into(),
+                format!("{:.1}", self.latency.p50),
+            ),
+            (
+                "latency p99 (µs)".into(),
+                format!("{:.1}", self.latency.p99),
+            ),
+            (
+                "latency p99.9 (µs)".into(),
+                format!("{:.1}", self.latency.p999),
+            ),
+            (
+                "latency max (µs)".into(),
+                format!("{:.1}", self.latency.max),
+            ),
         ];
         for (label, p) in [("server", self.server), ("client", self.client)] {
             if let Some(p) = p {
                 let secs = self.elapsed.as_secs_f64().max(1e-9);
-                rows.push((format!("{label} RSS start/end (MiB)"), format!(
-                    "{:.1} / {:.1}",
-                    p.start.rss_kib as f64 / 1024.0,
-                    p.end.rss_kib as f64 / 1024.0
-                )));
-                rows.push((format!("{label} CPU (s, % of one core)"), format!(
-                    "{:.2} s, {:.0} %",
-                    p.cpu_seconds(),
-                    p.cpu_seconds() / secs * 100.0
-                )));
+                rows.push((
+                    format!("{label} RSS start/end (MiB)"),
+                    format!(
+                        "{:.1} / {:.1}",
+                        p.start.rss_kib as f64 / 1024.0,
+                        p.end.rss_kib as f64 / 1024.0
+                    ),
+                ));
+                rows.push((
+                    format!("{label} CPU (s, % of one core)"),
+                    format!(
+                        "{:.2} s, {:.0} %",
+                        p.cpu_seconds(),
+                        p.cpu_seconds() / secs * 100.0
+                    ),
+                ));
             }
         }
         for (k, v) in &self.extra {
             rows.push((k.clone(), v.to_string()));
         }
-        let width = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+        let width = rows
+            .iter()
+            .map(|(k, _)| k.chars().count())
+            .max()
+            .unwrap_or(0);
         let mut out = String::new();
         for (k, v) in rows {
             out.push_str(&format!("{k:<width$}  {v}\n"));

@@ -23,7 +23,14 @@ pub fn uuid_v4(rng: &dyn ring::rand::SecureRandom) -> String {
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 /// An issued challenge, waiting for one `cram`/`pkam` attempt.
@@ -36,7 +43,10 @@ pub struct Challenge {
 
 impl Challenge {
     pub fn new(session_id: &str, atsign: &str, nonce: &str) -> Challenge {
-        Challenge { text: format!("{session_id}{atsign}:{nonce}"), issued: Instant::now() }
+        Challenge {
+            text: format!("{session_id}{atsign}:{nonce}"),
+            issued: Instant::now(),
+        }
     }
 
     pub fn is_fresh(&self) -> bool {
@@ -55,7 +65,10 @@ mod tests {
         assert_eq!(id.len(), 36);
         assert_eq!(id.as_bytes()[14], b'4');
         assert!(matches!(id.as_bytes()[19], b'8' | b'9' | b'a' | b'b'));
-        assert!(id.chars().all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            id.chars()
+                .all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
         assert_ne!(id, uuid_v4(&rng));
     }
 

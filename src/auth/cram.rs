@@ -7,7 +7,11 @@ pub fn expected_digest(secret: &str, challenge: &str) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA512);
     ctx.update(secret.as_bytes());
     ctx.update(challenge.as_bytes());
-    ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    ctx.finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Whether `digest` proves knowledge of `secret`. An empty secret never
@@ -16,7 +20,10 @@ pub fn verify(secret: &str, challenge: &str, digest: &str) -> bool {
     if secret.is_empty() {
         return false;
     }
-    constant_time_eq(expected_digest(secret, challenge).as_bytes(), digest.as_bytes())
+    constant_time_eq(
+        expected_digest(secret, challenge).as_bytes(),
+        digest.as_bytes(),
+    )
 }
 
 #[cfg(test)]
@@ -39,6 +46,10 @@ mod tests {
         assert!(verify("secret", "_s@alice:n", &d));
         assert!(!verify("secret", "_s@alice:n", &d.to_uppercase()));
         assert!(!verify("other", "_s@alice:n", &d));
-        assert!(!verify("", "_s@alice:n", &expected_digest("", "_s@alice:n")));
+        assert!(!verify(
+            "",
+            "_s@alice:n",
+            &expected_digest("", "_s@alice:n")
+        ));
     }
 }

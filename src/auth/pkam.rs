@@ -29,8 +29,9 @@ pub fn verify(
     challenge: &str,
     signature_b64: &str,
 ) -> Result<(), PkamFailure> {
-    let signature_bytes =
-        STANDARD.decode(signature_b64.trim()).map_err(|_| PkamFailure::MalformedSignature)?;
+    let signature_bytes = STANDARD
+        .decode(signature_b64.trim())
+        .map_err(|_| PkamFailure::MalformedSignature)?;
     match signing.unwrap_or(SigningAlgo::Rsa2048) {
         SigningAlgo::Rsa2048 => {
             let algorithm: &dyn signature::VerificationAlgorithm =
@@ -38,7 +39,9 @@ pub fn verify(
                     HashingAlgo::Sha256 => &signature::RSA_PKCS1_2048_8192_SHA256,
                     HashingAlgo::Sha512 => &signature::RSA_PKCS1_2048_8192_SHA512,
                 };
-            let spki = STANDARD.decode(public_key.trim()).map_err(|_| PkamFailure::MalformedPublicKey)?;
+            let spki = STANDARD
+                .decode(public_key.trim())
+                .map_err(|_| PkamFailure::MalformedPublicKey)?;
             let rsa_key = rsa_public_key_from_spki(&spki).ok_or(PkamFailure::MalformedPublicKey)?;
             signature::UnparsedPublicKey::new(algorithm, rsa_key)
                 .verify(challenge.as_bytes(), &signature_bytes)
@@ -50,7 +53,8 @@ pub fn verify(
                 return Err(PkamFailure::MalformedPublicKey);
             }
             // The base64 payload is ASCII hex of r‖s (double encoded).
-            let text = std::str::from_utf8(&signature_bytes).map_err(|_| PkamFailure::MalformedSignature)?;
+            let text = std::str::from_utf8(&signature_bytes)
+                .map_err(|_| PkamFailure::MalformedSignature)?;
             let fixed = decode_hex(text.trim()).ok_or(PkamFailure::MalformedSignature)?;
             if fixed.len() != 64 {
                 return Err(PkamFailure::MalformedSignature);
@@ -90,7 +94,12 @@ fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
             return None;
         }
         let (len_bytes, rest) = (rest.get(..count)?, rest.get(count..)?);
-        (len_bytes.iter().fold(0usize, |acc, &b| acc << 8 | b as usize), rest)
+        (
+            len_bytes
+                .iter()
+                .fold(0usize, |acc, &b| acc << 8 | b as usize),
+            rest,
+        )
     };
     Some((tag, rest.get(..len)?, rest.get(len..)?))
 }
@@ -101,14 +110,24 @@ const RSA_ENCRYPTION_OID: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x
 /// Extracts the PKCS#1 `RSAPublicKey` that ring verifies with from a DER
 /// SubjectPublicKeyInfo, checking that the algorithm is rsaEncryption.
 fn rsa_public_key_from_spki(spki: &[u8]) -> Option<&[u8]> {
-    let (0x30, body, []) = der_element(spki)? else { return None };
-    let (0x30, algorithm, rest) = der_element(body)? else { return None };
-    let (0x06, oid, _) = der_element(algorithm)? else { return None };
+    let (0x30, body, []) = der_element(spki)? else {
+        return None;
+    };
+    let (0x30, algorithm, rest) = der_element(body)? else {
+        return None;
+    };
+    let (0x06, oid, _) = der_element(algorithm)? else {
+        return None;
+    };
     if oid != RSA_ENCRYPTION_OID {
         return None;
     }
-    let (0x03, bits, []) = der_element(rest)? else { return None };
-    let (&0, key) = bits.split_first()? else { return None };
+    let (0x03, bits, []) = der_element(rest)? else {
+        return None;
+    };
+    let (&0, key) = bits.split_first()? else {
+        return None;
+    };
     Some(key)
 }
 
@@ -120,12 +139,14 @@ mod tests {
 
     const RSA_PKCS8: &[u8] = include_bytes!("testdata/rsa2048.pk8");
     const RSA_SPKI_B64: &str = include_str!("testdata/rsa2048.spki.b64");
-    const CHALLENGE: &str = "_0b3c5b52-2f0a-4d8e-a1a8-4b8c6b0f8e1e@alice:d6cac849-9c29-42b0-b0c5-493db62728b9";
+    const CHALLENGE: &str =
+        "_0b3c5b52-2f0a-4d8e-a1a8-4b8c6b0f8e1e@alice:d6cac849-9c29-42b0-b0c5-493db62728b9";
 
     fn rsa_sign(alg: &'static dyn signature::RsaEncoding, message: &str) -> String {
         let key = RsaKeyPair::from_pkcs8(RSA_PKCS8).expect("test key");
         let mut sig = vec![0; key.public().modulus_len()];
-        key.sign(alg, &SystemRandom::new(), message.as_bytes(), &mut sig).expect("sign");
+        key.sign(alg, &SystemRandom::new(), message.as_bytes(), &mut sig)
+            .expect("sign");
         STANDARD.encode(sig)
     }
 
@@ -134,12 +155,24 @@ mod tests {
         let sig = rsa_sign(&signature::RSA_PKCS1_SHA256, CHALLENGE);
         assert_eq!(verify(None, None, RSA_SPKI_B64, CHALLENGE, &sig), Ok(()));
         assert_eq!(
-            verify(Some(SigningAlgo::Rsa2048), Some(HashingAlgo::Sha256), RSA_SPKI_B64, CHALLENGE, &sig),
+            verify(
+                Some(SigningAlgo::Rsa2048),
+                Some(HashingAlgo::Sha256),
+                RSA_SPKI_B64,
+                CHALLENGE,
+                &sig
+            ),
             Ok(())
         );
         let sig512 = rsa_sign(&signature::RSA_PKCS1_SHA512, CHALLENGE);
         assert_eq!(
-            verify(Some(SigningAlgo::Rsa2048), Some(HashingAlgo::Sha512), RSA_SPKI_B64, CHALLENGE, &sig512),
+            verify(
+                Some(SigningAlgo::Rsa2048),
+                Some(HashingAlgo::Sha512),
+                RSA_SPKI_B64,
+                CHALLENGE,
+                &sig512
+            ),
             Ok(())
         );
         assert_eq!(
@@ -151,19 +184,40 @@ mod tests {
     #[test]
     fn a_signature_over_another_challenge_fails() {
         let sig = rsa_sign(&signature::RSA_PKCS1_SHA256, "_x@alice:y");
-        assert_eq!(verify(None, None, RSA_SPKI_B64, CHALLENGE, &sig), Err(PkamFailure::BadSignature));
+        assert_eq!(
+            verify(None, None, RSA_SPKI_B64, CHALLENGE, &sig),
+            Err(PkamFailure::BadSignature)
+        );
     }
 
     #[test]
     fn malformed_inputs_fail_without_panicking() {
-        assert_eq!(verify(None, None, RSA_SPKI_B64, CHALLENGE, "!!!"), Err(PkamFailure::MalformedSignature));
-        assert_eq!(verify(None, None, "AAAA", CHALLENGE, "AAAA"), Err(PkamFailure::MalformedPublicKey));
         assert_eq!(
-            verify(Some(SigningAlgo::MlDsa65), None, RSA_SPKI_B64, CHALLENGE, "AAAA"),
+            verify(None, None, RSA_SPKI_B64, CHALLENGE, "!!!"),
+            Err(PkamFailure::MalformedSignature)
+        );
+        assert_eq!(
+            verify(None, None, "AAAA", CHALLENGE, "AAAA"),
+            Err(PkamFailure::MalformedPublicKey)
+        );
+        assert_eq!(
+            verify(
+                Some(SigningAlgo::MlDsa65),
+                None,
+                RSA_SPKI_B64,
+                CHALLENGE,
+                "AAAA"
+            ),
             Err(PkamFailure::UnsupportedAlgorithm)
         );
         assert_eq!(
-            verify(Some(SigningAlgo::EccSecp256r1), None, "04zz", CHALLENGE, "AAAA"),
+            verify(
+                Some(SigningAlgo::EccSecp256r1),
+                None,
+                "04zz",
+                CHALLENGE,
+                "AAAA"
+            ),
             Err(PkamFailure::MalformedPublicKey)
         );
     }
@@ -173,15 +227,39 @@ mod tests {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
             .expect("generate");
-        let key = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-            .expect("key");
-        let public_hex: String = key.public_key().as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let key = EcdsaKeyPair::from_pkcs8(
+            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            pkcs8.as_ref(),
+            &rng,
+        )
+        .expect("key");
+        let public_hex: String = key
+            .public_key()
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let sig = key.sign(&rng, CHALLENGE.as_bytes()).expect("sign");
         let sig_hex: String = sig.as_ref().iter().map(|b| format!("{b:02x}")).collect();
         let wire = STANDARD.encode(sig_hex.as_bytes());
-        assert_eq!(verify(Some(SigningAlgo::EccSecp256r1), None, &public_hex, CHALLENGE, &wire), Ok(()));
         assert_eq!(
-            verify(Some(SigningAlgo::EccSecp256r1), None, &public_hex, "_other@alice:n", &wire),
+            verify(
+                Some(SigningAlgo::EccSecp256r1),
+                None,
+                &public_hex,
+                CHALLENGE,
+                &wire
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            verify(
+                Some(SigningAlgo::EccSecp256r1),
+                None,
+                &public_hex,
+                "_other@alice:n",
+                &wire
+            ),
             Err(PkamFailure::BadSignature)
         );
     }

@@ -30,7 +30,11 @@ pub struct DirectoryConnections {
 
 impl ConnectionHandler for DirectoryConnections {
     fn handle(&self, _shard: usize, stream: Socket) -> ConnectionFuture {
-        Box::pin(serve_connection(self.records.clone(), self.tls.clone(), stream))
+        Box::pin(serve_connection(
+            self.records.clone(),
+            self.tls.clone(),
+            stream,
+        ))
     }
 }
 
@@ -38,7 +42,10 @@ impl ConnectionHandler for DirectoryConnections {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
     /// Write these bytes, after waiting `delay_ms`.
-    Reply { bytes: Vec<u8>, delay_ms: u64 },
+    Reply {
+        bytes: Vec<u8>,
+        delay_ms: u64,
+    },
     Close,
     Ignore,
 }
@@ -52,7 +59,9 @@ pub struct DirectorySession {
 impl DirectorySession {
     /// Answers one line (already without its `\n`).
     pub fn answer(&mut self, records: &Records, line: &[u8]) -> Answer {
-        let Ok(text) = std::str::from_utf8(line) else { return Answer::Close };
+        let Ok(text) = std::str::from_utf8(line) else {
+            return Answer::Close;
+        };
         let query = text.trim().to_lowercase();
         if query.is_empty() {
             return Answer::Ignore;
@@ -61,14 +70,24 @@ impl DirectorySession {
             return Answer::Close;
         }
         match records.lookup(&query) {
-            Some(address) => Answer::Reply { bytes: format!("{address}\r\n@").into_bytes(), delay_ms: 0 },
+            Some(address) => Answer::Reply {
+                bytes: format!("{address}\r\n@").into_bytes(),
+                delay_ms: 0,
+            },
             None => {
                 self.misses += 1;
                 if self.misses >= DIRECTORY_MISSES_MAX {
                     return Answer::Close;
                 }
-                let delay_ms = if self.misses >= 2 { DIRECTORY_MISS_DELAY_MS } else { 0 };
-                Answer::Reply { bytes: b"null\r\n@".to_vec(), delay_ms }
+                let delay_ms = if self.misses >= 2 {
+                    DIRECTORY_MISS_DELAY_MS
+                } else {
+                    0
+                };
+                Answer::Reply {
+                    bytes: b"null\r\n@".to_vec(),
+                    delay_ms,
+                }
             }
         }
     }
@@ -76,8 +95,13 @@ impl DirectorySession {
 
 async fn serve_connection(records: Arc<Records>, tls: Arc<rustls::ServerConfig>, stream: Socket) {
     let acceptor = futures_rustls::TlsAcceptor::from(tls);
-    let handshake = shard::deadline(Duration::from_millis(TLS_HANDSHAKE_MS), acceptor.accept(stream));
-    let Ok(Ok(mut tls)) = handshake.await else { return };
+    let handshake = shard::deadline(
+        Duration::from_millis(TLS_HANDSHAKE_MS),
+        acceptor.accept(stream),
+    );
+    let Ok(Ok(mut tls)) = handshake.await else {
+        return;
+    };
     let write_deadline = Duration::from_millis(WRITE_MS);
     let greet = async {
         tls.write_all(b"@").await?;
@@ -135,7 +159,10 @@ mod tests {
     fn hits_answer_with_crlf_and_prompt() {
         let mut s = DirectorySession::default();
         let r = records();
-        let expected = Answer::Reply { bytes: b"localhost:6464\r\n@".to_vec(), delay_ms: 0 };
+        let expected = Answer::Reply {
+            bytes: b"localhost:6464\r\n@".to_vec(),
+            delay_ms: 0,
+        };
         assert_eq!(s.answer(&r, b"alice"), expected);
         assert_eq!(s.answer(&r, b"ALICE\r"), expected);
         assert_eq!(s.answer(&r, b"@alice"), expected);
@@ -145,12 +172,27 @@ mod tests {
     fn misses_are_throttled_then_close() {
         let mut s = DirectorySession::default();
         let r = records();
-        assert_eq!(s.answer(&r, b"bob"), Answer::Reply { bytes: b"null\r\n@".to_vec(), delay_ms: 0 });
+        assert_eq!(
+            s.answer(&r, b"bob"),
+            Answer::Reply {
+                bytes: b"null\r\n@".to_vec(),
+                delay_ms: 0
+            }
+        );
         assert_eq!(
             s.answer(&r, b"carol"),
-            Answer::Reply { bytes: b"null\r\n@".to_vec(), delay_ms: DIRECTORY_MISS_DELAY_MS }
+            Answer::Reply {
+                bytes: b"null\r\n@".to_vec(),
+                delay_ms: DIRECTORY_MISS_DELAY_MS
+            }
         );
-        assert_eq!(s.answer(&r, b"alice"), Answer::Reply { bytes: b"localhost:6464\r\n@".to_vec(), delay_ms: 0 });
+        assert_eq!(
+            s.answer(&r, b"alice"),
+            Answer::Reply {
+                bytes: b"localhost:6464\r\n@".to_vec(),
+                delay_ms: 0
+            }
+        );
         assert_eq!(s.answer(&r, b"dave"), Answer::Close);
     }
 

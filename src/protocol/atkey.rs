@@ -154,21 +154,15 @@ pub fn is_reserved(key: &str) -> bool {
 }
 
 /// Classifies a key like the reference `RegexUtil.keyType`: first match wins,
-/// case-insensitive. The classification depends on the key text alone;
-/// `owner_hint` (the serving atSign) is accepted so callers can pass it
-/// uniformly, and is used only to treat `@<hint>:<name>@<hint>` as self even
-/// when the owner is spelled in a different case.
+/// case-insensitive. The reference decides from the key text alone (a shared
+/// key's recipient is compared with the key's own owner), so `owner_hint` is
+/// not consulted; it is part of the signature so call sites can pass the
+/// serving atSign uniformly should a rule ever need it.
 pub fn key_type(key: &str, owner_hint: Option<&str>) -> KeyType {
+    let _ = owner_hint;
     if is_reserved(key) {
         return KeyType::Reserved;
     }
-    let same = |a: &str, b: &str| {
-        a.eq_ignore_ascii_case(b)
-            || owner_hint.is_some_and(|h| {
-                let h = crate::protocol::atsign::name_without_at(h);
-                a.eq_ignore_ascii_case(h) && b.eq_ignore_ascii_case(h)
-            })
-    };
     if let Some(rest) = strip_prefix_ci(key, "public:") {
         return if entity_owner(rest).is_some() {
             KeyType::Public
@@ -185,7 +179,7 @@ pub fn key_type(key: &str, owner_hint: Option<&str>) -> KeyType {
     // self / shared: [sharedWith] entity owner
     if let Some((with, rest)) = shared_with(key) {
         if let Some(owner) = entity_owner(rest) {
-            return if same(with, owner) {
+            return if with.eq_ignore_ascii_case(owner) {
                 KeyType::SelfKey
             } else {
                 KeyType::Shared

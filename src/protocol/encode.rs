@@ -9,10 +9,7 @@
 use std::fmt::{self, Display, Formatter, Write as _};
 
 use super::command::*;
-
-fn changes_when_lowercased(s: &str) -> bool {
-    s.chars().any(|c| c.to_lowercase().ne(std::iter::once(c)))
-}
+use super::parse::changes_when_lowercased;
 
 fn bool_str(b: bool) -> &'static str {
     if b { "true" } else { "false" }

@@ -28,4 +28,4 @@ mod proptests;
 
 pub use command::{Command, VerbId};
 pub use frame::{Frame, next_line, trim_line};
-pub use parse::{ParseError, identify, normalize, parse};
+pub use parse::{ParseError, identify, normalize, parse, parse_normalized};

@@ -203,13 +203,25 @@ fn is_double_key(key: &str, next: Option<char>) -> bool {
 // ---------------------------------------------------------------------------
 // Normalisation and dispatch.
 
+/// Whether `to_lowercase` would change `s` (ASCII fast path; titlecase
+/// letters change although they are not upper-case).
+pub(crate) fn changes_when_lowercased(s: &str) -> bool {
+    s.chars().any(|c| {
+        if c.is_ascii() {
+            c.is_ascii_uppercase()
+        } else {
+            c.to_lowercase().ne(std::iter::once(c))
+        }
+    })
+}
+
 /// wire.md §5: a line without `:` is lower-cased entirely; otherwise the part
 /// before the first `:` is lower-cased and its spaces removed. Borrows when
 /// nothing changes, which is the common case.
 pub fn normalize(line: &str) -> Cow<'_, str> {
     match line.find(':') {
         None => {
-            if line.chars().any(char::is_uppercase) {
+            if changes_when_lowercased(line) {
                 Cow::Owned(line.to_lowercase())
             } else {
                 Cow::Borrowed(line)
@@ -217,7 +229,7 @@ pub fn normalize(line: &str) -> Cow<'_, str> {
         }
         Some(i) => {
             let head = &line[..i];
-            if head.chars().any(|c| c.is_uppercase() || c == ' ') {
+            if head.contains(' ') || changes_when_lowercased(head) {
                 let mut s: String = head.to_lowercase().chars().filter(|&c| c != ' ').collect();
                 s.push_str(&line[i..]);
                 Cow::Owned(s)
@@ -727,6 +739,9 @@ fn p_config(s: &str) -> Option<Command<'_>> {
         }
     }
     let bytes = s.as_bytes();
+    // Each candidate's `.+$` runs to the end of the line: find the last line
+    // terminator once instead of rescanning the tail per candidate.
+    let last_lt = s.rfind(is_line_terminator);
     (7..=bytes.len())
         .filter(|&i| bytes[i - 7..i].eq_ignore_ascii_case(b"config:"))
         .find_map(|i| {
@@ -734,7 +749,7 @@ fn p_config(s: &str) -> Option<Command<'_>> {
             let (op, rest) = [("set:", 0), ("reset:", 1), ("print:", 2)]
                 .iter()
                 .find_map(|(lit, op)| eat_ci(r, lit).map(|x| (*op, x)))?;
-            if rest.is_empty() || !dot_all(rest) {
+            if rest.is_empty() || last_lt.is_some_and(|l| l >= s.len() - rest.len()) {
                 return None;
             }
             Some(Command::Config(match op {

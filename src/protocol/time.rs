@@ -55,12 +55,14 @@ fn split(epoch_ms: i64) -> Parts {
     }
 }
 
-/// Dart's year rendering: at least four digits, a `-` for negative years.
+/// Dart's year rendering: four digits (with `-` when negative), or a signed
+/// six-digit form once the year needs five digits.
 fn year(y: i64) -> String {
-    if y < 0 {
-        format!("-{:04}", -y)
-    } else {
-        format!("{y:04}")
+    match y {
+        10_000.. => format!("+{y:06}"),
+        ..=-10_000 => format!("-{:06}", -y),
+        0.. => format!("{y:04}"),
+        _ => format!("-{:04}", -y),
     }
 }
 
@@ -222,6 +224,10 @@ mod tests {
         assert_eq!(format_iso_utc(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(format_iso_utc(951_868_799_999), "2000-02-29T23:59:59.999Z");
         assert_eq!(format_iso_utc(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(
+            format_dart_utc(253_402_300_800_000),
+            "+010000-01-01 00:00:00.000Z"
+        );
     }
 
     #[test]

@@ -35,7 +35,10 @@ impl ConnectionHandler for AtServerConnections {
 async fn run(ctx: Arc<ServerContext>, stream: Socket) {
     let peer = stream.peer_addr().ok();
     let acceptor = futures_rustls::TlsAcceptor::from(ctx.tls.clone());
-    let handshake = shard::deadline(Duration::from_millis(TLS_HANDSHAKE_MS), acceptor.accept(stream));
+    let handshake = shard::deadline(
+        Duration::from_millis(TLS_HANDSHAKE_MS),
+        acceptor.accept(stream),
+    );
     let mut tls = match handshake.await {
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => {

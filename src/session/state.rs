@@ -69,11 +69,19 @@ impl Session {
 
     /// The tenant of an owner-authenticated connection.
     pub fn owner(&self) -> Option<&Arc<Tenant>> {
-        if self.is_owner() { self.tenant.as_ref() } else { None }
+        if self.is_owner() {
+            self.tenant.as_ref()
+        } else {
+            None
+        }
     }
 
     pub fn idle_limit_ms(&self) -> u64 {
-        if self.is_owner() { self.ctx.limits.idle_auth_ms } else { self.ctx.limits.idle_unauth_ms }
+        if self.is_owner() {
+            self.ctx.limits.idle_auth_ms
+        } else {
+            self.ctx.limits.idle_unauth_ms
+        }
     }
 
     pub fn prompt(&self) -> Prompt<'_> {
@@ -101,7 +109,11 @@ impl Session {
         self.auth_failures += 1;
         self.auth = Auth::None;
         let error = AtError::new(AtCode::AuthFailed, message);
-        if self.auth_failures >= AUTH_FAILURES_MAX { error.closing() } else { error }
+        if self.auth_failures >= AUTH_FAILURES_MAX {
+            error.closing()
+        } else {
+            error
+        }
     }
 
     /// Frees the reply scratch buffer after a large reply.
@@ -134,7 +146,9 @@ impl Session {
         if !self.within_rate_limit() {
             let error = AtError::new(
                 AtCode::InternalServerException,
-                format!("too many requests: at most {UNAUTH_COMMANDS_PER_SEC_MAX} per second before authentication"),
+                format!(
+                    "too many requests: at most {UNAUTH_COMMANDS_PER_SEC_MAX} per second before authentication"
+                ),
             );
             self.write_error(&error, out);
             return Flow::Continue;

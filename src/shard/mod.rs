@@ -38,14 +38,20 @@ pub trait ConnectionHandler: Clone + Send + 'static {
 
 /// Raises the soft RLIMIT_MEMLOCK to the hard limit and checks it is enough.
 pub fn ensure_memlock() -> Result<u64, String> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit writes into the struct we own; the resource id is valid.
     let got = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) };
     if got != 0 {
         return Err("cannot read the locked-memory limit (RLIMIT_MEMLOCK)".into());
     }
     if limit.rlim_cur < limit.rlim_max {
-        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
         // SAFETY: setrlimit reads the struct we own; raising soft to hard is allowed.
         if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) } == 0 {
             limit = raised;

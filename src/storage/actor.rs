@@ -69,7 +69,13 @@ pub(super) fn spawn(
     poisoned: Arc<AtomicBool>,
 ) -> Result<crossbeam_channel::Sender<WriteRequest>, AtError> {
     let (tx, rx) = crossbeam_channel::bounded(WRITE_QUEUE_LEN_MAX);
-    let mut actor = Actor { db, keyspaces, durability, poisoned, last_commit: HashMap::new() };
+    let mut actor = Actor {
+        db,
+        keyspaces,
+        durability,
+        poisoned,
+        last_commit: HashMap::new(),
+    };
     std::thread::Builder::new()
         .name("atserver-store".into())
         .spawn(move || actor.run(rx))
@@ -140,7 +146,9 @@ impl Actor {
     fn apply_batch(&mut self, requests: Vec<WriteRequest>) {
         if self.poisoned.load(Ordering::Acquire) {
             for request in requests {
-                let _ = request.reply.send(Err(store_error("the data store is poisoned")));
+                let _ = request
+                    .reply
+                    .send(Err(store_error("the data store is poisoned")));
             }
             return;
         }
@@ -199,7 +207,9 @@ impl Actor {
             },
         };
         let next = last.map_or(0, |id| id + 1);
-        pending.commits_touched.insert(atsign.to_string(), Some(next));
+        pending
+            .commits_touched
+            .insert(atsign.to_string(), Some(next));
         pending.batch.insert(
             &self.keyspaces.meta,
             layout::last_commit_key(atsign),
@@ -221,13 +231,20 @@ impl Actor {
         let existed = previous.is_some();
         let old_expiry = previous.as_ref().and_then(|r| r.meta.expires_at);
         let (op, new_record) = match mutate(previous)? {
-            Mutation::Unchanged => return Ok(WriteOutcome { commit_id: None, existed }),
+            Mutation::Unchanged => {
+                return Ok(WriteOutcome {
+                    commit_id: None,
+                    existed,
+                });
+            }
             Mutation::Put(record, op) => (op, Some(*record)),
             Mutation::Delete => (CommitOp::Delete, None),
         };
         let new_expiry = new_record.as_ref().and_then(|r| r.meta.expires_at);
         if let Some(old) = old_expiry.filter(|old| Some(*old) != new_expiry) {
-            pending.batch.remove(&self.keyspaces.expiry, layout::expiry_key(old, atsign, key));
+            pending
+                .batch
+                .remove(&self.keyspaces.expiry, layout::expiry_key(old, atsign, key));
         }
         if let Some(new) = new_expiry.filter(|new| Some(*new) != old_expiry) {
             pending.batch.insert(
@@ -236,16 +253,30 @@ impl Actor {
                 Vec::new(),
             );
         }
-        let op_time = new_record.as_ref().map_or_else(now_ms, |r| r.meta.updated_at);
+        let op_time = new_record
+            .as_ref()
+            .map_or_else(now_ms, |r| r.meta.updated_at);
         match &new_record {
-            Some(record) => pending.batch.insert(&self.keyspaces.keys, full_key.clone(), record.encode()),
+            Some(record) => {
+                pending
+                    .batch
+                    .insert(&self.keyspaces.keys, full_key.clone(), record.encode())
+            }
             None => pending.batch.remove(&self.keyspaces.keys, full_key.clone()),
         }
         pending.overlay.insert(full_key, new_record);
         let commit_id = if commit {
             let id = self.next_commit_id(pending, atsign)?;
-            let entry = CommitEntry { key: key.to_string(), op, op_time_ms: op_time };
-            pending.batch.insert(&self.keyspaces.commits, layout::commit_key(atsign, id), entry.encode());
+            let entry = CommitEntry {
+                key: key.to_string(),
+                op,
+                op_time_ms: op_time,
+            };
+            pending.batch.insert(
+                &self.keyspaces.commits,
+                layout::commit_key(atsign, id),
+                entry.encode(),
+            );
             Some(id)
         } else {
             None
@@ -262,7 +293,12 @@ impl Actor {
         let now = now_ms();
         let end = layout::encode_time(now);
         let mut due = Vec::new();
-        for item in self.keyspaces.expiry.range(..end.to_vec()).take(EXPIRY_SWEEP_KEYS_MAX) {
+        for item in self
+            .keyspaces
+            .expiry
+            .range(..end.to_vec())
+            .take(EXPIRY_SWEEP_KEYS_MAX)
+        {
             match item.key() {
                 Ok(k) => due.push(k.to_vec()),
                 Err(error) => {
@@ -277,8 +313,12 @@ impl Actor {
         let mut pending = self.new_pending();
         let mut purged = 0usize;
         for index_key in &due {
-            pending.batch.remove(&self.keyspaces.expiry, index_key.clone());
-            let Some((at, atsign, key)) = layout::parse_expiry_key(index_key) else { continue };
+            pending
+                .batch
+                .remove(&self.keyspaces.expiry, index_key.clone());
+            let Some((at, atsign, key)) = layout::parse_expiry_key(index_key) else {
+                continue;
+            };
             let full_key = layout::record_key(atsign, key);
             let still_due = match self.current(&pending, &full_key) {
                 Ok(Some(record)) => record.meta.expires_at == Some(at),
@@ -289,7 +329,13 @@ impl Actor {
             }
             let commit = atkey::is_committed(key);
             let (atsign, key) = (atsign.to_string(), key.to_string());
-            match self.apply_one(&mut pending, &atsign, &key, commit, Box::new(|_| Ok(Mutation::Delete))) {
+            match self.apply_one(
+                &mut pending,
+                &atsign,
+                &key,
+                commit,
+                Box::new(|_| Ok(Mutation::Delete)),
+            ) {
                 Ok(_) => purged += 1,
                 Err(error) => tracing::warn!(%error, key, "expiry purge failed"),
             }

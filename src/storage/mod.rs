@@ -79,12 +79,21 @@ impl Store {
         };
         let poisoned = Arc::new(AtomicBool::new(false));
         let writer = actor::spawn(db, keyspaces.clone(), durability, poisoned.clone())?;
-        Ok(Store { inner: Arc::new(StoreInner { keyspaces, writer, poisoned }) })
+        Ok(Store {
+            inner: Arc::new(StoreInner {
+                keyspaces,
+                writer,
+                poisoned,
+            }),
+        })
     }
 
     /// The view of one atSign's data in this store.
     pub fn tenant(&self, atsign: &str) -> TenantStore {
-        TenantStore { store: self.clone(), atsign: atsign.to_string() }
+        TenantStore {
+            store: self.clone(),
+            atsign: atsign.to_string(),
+        }
     }
 
     pub fn is_poisoned(&self) -> bool {
@@ -118,7 +127,9 @@ impl TenantStore {
         let full = layout::record_key(&self.atsign, key);
         match self.keyspaces().keys.get(&full).map_err(store_error)? {
             None => Ok(None),
-            Some(bytes) => record::with_archived(&bytes, f).map(Some).map_err(store_error),
+            Some(bytes) => record::with_archived(&bytes, f)
+                .map(Some)
+                .map_err(store_error),
         }
     }
 
@@ -140,12 +151,14 @@ impl TenantStore {
         let prefix = layout::tenant_prefix(&self.atsign);
         for item in self.keyspaces().keys.prefix(&prefix) {
             let (k, v) = item.into_inner().map_err(store_error)?;
-            let Some(name) = k.get(prefix.len()..).and_then(|b| std::str::from_utf8(b).ok())
+            let Some(name) = k
+                .get(prefix.len()..)
+                .and_then(|b| std::str::from_utf8(b).ok())
             else {
                 continue;
             };
-            let keep_going = record::with_archived(&v, |archived| visit(name, archived))
-                .map_err(store_error)?;
+            let keep_going =
+                record::with_archived(&v, |archived| visit(name, archived)).map_err(store_error)?;
             if !keep_going {
                 break;
             }
@@ -164,13 +177,19 @@ impl TenantStore {
     }
 
     /// Commit-log entries with id ≥ `from`, oldest first, at most `limit`.
-    pub fn commits_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, CommitEntry)>, AtError> {
+    pub fn commits_from(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, CommitEntry)>, AtError> {
         let start = layout::commit_key(&self.atsign, from);
         let end = layout::commit_key(&self.atsign, u64::MAX);
         let mut out = Vec::new();
         for item in self.keyspaces().commits.range(start..=end).take(limit) {
             let (k, v) = item.into_inner().map_err(store_error)?;
-            let id = k.get(k.len().saturating_sub(8)..).and_then(layout::decode_u64);
+            let id = k
+                .get(k.len().saturating_sub(8)..)
+                .and_then(layout::decode_u64);
             let entry = CommitEntry::decode(&v).map_err(store_error)?;
             if let Some(id) = id {
                 out.push((id, entry));
@@ -180,14 +199,19 @@ impl TenantStore {
     }
 
     /// The newest commit id whose key satisfies `pred` (`stats:3:<regex>`).
-    pub fn latest_commit_where(&self, mut pred: impl FnMut(&str) -> bool) -> Result<Option<u64>, AtError> {
+    pub fn latest_commit_where(
+        &self,
+        mut pred: impl FnMut(&str) -> bool,
+    ) -> Result<Option<u64>, AtError> {
         let start = layout::commit_key(&self.atsign, 0);
         let end = layout::commit_key(&self.atsign, u64::MAX);
         for item in self.keyspaces().commits.range(start..=end).rev() {
             let (k, v) = item.into_inner().map_err(store_error)?;
             let entry = CommitEntry::decode(&v).map_err(store_error)?;
             if pred(&entry.key) {
-                return Ok(k.get(k.len().saturating_sub(8)..).and_then(layout::decode_u64));
+                return Ok(k
+                    .get(k.len().saturating_sub(8)..)
+                    .and_then(layout::decode_u64));
             }
         }
         Ok(None)
@@ -196,7 +220,10 @@ impl TenantStore {
     /// Bytes on disk of the storage shard holding this atSign.
     pub fn disk_bytes(&self) -> u64 {
         let ks = self.keyspaces();
-        ks.keys.disk_space() + ks.commits.disk_space() + ks.expiry.disk_space() + ks.meta.disk_space()
+        ks.keys.disk_space()
+            + ks.commits.disk_space()
+            + ks.expiry.disk_space()
+            + ks.meta.disk_space()
     }
 
     /// Applies `mutate` to the current record of `key` on the write actor and
@@ -209,7 +236,9 @@ impl TenantStore {
         mutate: impl FnOnce(Option<StoredRecord>) -> Result<Mutation, AtError> + Send + 'static,
     ) -> Result<WriteOutcome, AtError> {
         if self.store.is_poisoned() {
-            return Err(store_error("the data store refused writes after an I/O failure"));
+            return Err(store_error(
+                "the data store refused writes after an I/O failure",
+            ));
         }
         let (reply, done) = futures_channel::oneshot::channel();
         let request = actor::WriteRequest {
@@ -232,7 +261,8 @@ impl TenantStore {
                 }
             }
         }
-        done.await.map_err(|_| store_error("the data store writer has stopped"))?
+        done.await
+            .map_err(|_| store_error("the data store writer has stopped"))?
     }
 }
 

@@ -241,7 +241,10 @@ mod tests {
         if let Some(last) = encoded.last_mut() {
             *last = 99;
         }
-        assert_eq!(StoredRecord::decode(&encoded), Err(RecordError::UnknownVersion(99)));
+        assert_eq!(
+            StoredRecord::decode(&encoded),
+            Err(RecordError::UnknownVersion(99))
+        );
         assert_eq!(StoredRecord::decode(&[]), Err(RecordError::Empty));
         assert!(matches!(
             StoredRecord::decode(&[1, 2, 3, RECORD_FORMAT_VERSION]),
@@ -255,7 +258,10 @@ mod tests {
         assert!(record.is_active(1_700_000_000_000));
         assert!(!record.is_active(1_700_000_060_001));
         let unborn = StoredRecord {
-            meta: StoredMeta { available_at: Some(10), ..StoredMeta::default() },
+            meta: StoredMeta {
+                available_at: Some(10),
+                ..StoredMeta::default()
+            },
             ..StoredRecord::default()
         };
         assert!(!unborn.is_active(9));
@@ -264,7 +270,11 @@ mod tests {
 
     #[test]
     fn commit_entries_round_trip() {
-        let entry = CommitEntry { key: "phone@alice".into(), op: CommitOp::Delete, op_time_ms: 5 };
+        let entry = CommitEntry {
+            key: "phone@alice".into(),
+            op: CommitOp::Delete,
+            op_time_ms: 5,
+        };
         assert_eq!(CommitEntry::decode(&entry.encode()), Ok(entry));
     }
 }

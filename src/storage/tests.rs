@@ -4,14 +4,20 @@ use futures_lite::future::block_on;
 fn record(value: &str, now: i64) -> StoredRecord {
     StoredRecord {
         value: Some(value.to_string()),
-        meta: StoredMeta { created_at: now, updated_at: now, ..StoredMeta::default() },
+        meta: StoredMeta {
+            created_at: now,
+            updated_at: now,
+            ..StoredMeta::default()
+        },
     }
 }
 
 fn put(tenant: &TenantStore, key: &str, value: &str, commit: bool) -> WriteOutcome {
     let rec = record(value, actor::now_ms());
-    block_on(tenant.write(key.to_string(), commit, move |_| Ok(Mutation::Put(Box::new(rec), CommitOp::Update))))
-        .expect("write")
+    block_on(tenant.write(key.to_string(), commit, move |_| {
+        Ok(Mutation::Put(Box::new(rec), CommitOp::Update))
+    }))
+    .expect("write")
 }
 
 #[test]
@@ -23,10 +29,16 @@ fn written_records_are_read_back_and_commit_ids_are_gap_free() {
     assert_eq!(put(&alice, "phone@alice", "123", true).commit_id, Some(0));
     assert_eq!(put(&alice, "privatekey:x", "s", false).commit_id, None);
     assert_eq!(put(&alice, "email@alice", "a@b", true).commit_id, Some(1));
-    assert_eq!(alice.get("phone@alice").expect("get").and_then(|r| r.value), Some("123".into()));
+    assert_eq!(
+        alice.get("phone@alice").expect("get").and_then(|r| r.value),
+        Some("123".into())
+    );
     assert_eq!(alice.last_commit_id().expect("last"), Some(1));
     let log = alice.commits_from(0, 10).expect("log");
-    assert_eq!(log.iter().map(|(id, _)| *id).collect::<Vec<_>>(), vec![0, 1]);
+    assert_eq!(
+        log.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        vec![0, 1]
+    );
     assert_eq!(log[1].1.key, "email@alice");
 }
 
@@ -69,7 +81,10 @@ fn a_merge_sees_the_previous_record_even_within_one_batch() {
             });
         }
     });
-    assert_eq!(alice.get("n@alice").expect("get").map(|r| r.meta.version), Some(200));
+    assert_eq!(
+        alice.get("n@alice").expect("get").map(|r| r.meta.version),
+        Some(200)
+    );
 }
 
 #[test]
@@ -78,9 +93,15 @@ fn deletes_commit_and_remove() {
     let store = Store::open(dir.path(), Durability::Fast).expect("open");
     let alice = store.tenant("@alice");
     put(&alice, "phone@alice", "1", true);
-    let outcome =
-        block_on(alice.write("phone@alice".into(), true, |_| Ok(Mutation::Delete))).expect("delete");
-    assert_eq!(outcome, WriteOutcome { commit_id: Some(1), existed: true });
+    let outcome = block_on(alice.write("phone@alice".into(), true, |_| Ok(Mutation::Delete)))
+        .expect("delete");
+    assert_eq!(
+        outcome,
+        WriteOutcome {
+            commit_id: Some(1),
+            existed: true
+        }
+    );
     assert_eq!(alice.get("phone@alice").expect("get"), None);
     let log = alice.commits_from(1, 10).expect("log");
     assert_eq!(log[0].1.op, CommitOp::Delete);
@@ -94,11 +115,16 @@ fn expired_records_are_purged_through_the_index() {
     let now = actor::now_ms();
     let mut rec = record("soon gone", now);
     rec.meta.expires_at = Some(now + 50);
-    block_on(alice.write("temp@alice".into(), true, move |_| Ok(Mutation::Put(Box::new(rec), CommitOp::Update))))
-        .expect("write");
+    block_on(alice.write("temp@alice".into(), true, move |_| {
+        Ok(Mutation::Put(Box::new(rec), CommitOp::Update))
+    }))
+    .expect("write");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while alice.get("temp@alice").expect("get").is_some() {
-        assert!(std::time::Instant::now() < deadline, "record was never purged");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "record was never purged"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let log = alice.commits_from(0, 10).expect("log");
@@ -117,6 +143,9 @@ fn durable_writes_survive_a_reopen() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     let store = Store::open(dir.path(), Durability::Durable).expect("reopen");
     let alice = store.tenant("@alice");
-    assert_eq!(alice.get("phone@alice").expect("get").and_then(|r| r.value), Some("kept".into()));
+    assert_eq!(
+        alice.get("phone@alice").expect("get").and_then(|r| r.value),
+        Some("kept".into())
+    );
     assert_eq!(put(&alice, "email@alice", "x", true).commit_id, Some(1));
 }

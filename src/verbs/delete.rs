@@ -16,7 +16,11 @@ use crate::storage::{CommitOp, Mutation, StoredMeta, StoredRecord};
 /// secret back from the command line.
 pub const SECRET_DELETED_KEY: &str = "privatekey:at_secret_deleted";
 
-pub async fn apply(session: &mut Session, cmd: Delete<'_>, payload: &mut String) -> Result<Reply, AtError> {
+pub async fn apply(
+    session: &mut Session,
+    cmd: Delete<'_>,
+    payload: &mut String,
+) -> Result<Reply, AtError> {
     let tenant = owner_tenant(session)?;
     check_owner(cmd.key.owner, &tenant.atsign, "delete")?;
     let key = cmd.key.assemble();
@@ -38,7 +42,11 @@ pub async fn apply(session: &mut Session, cmd: Delete<'_>, payload: &mut String)
         .store
         .write(key, commit, move |old| {
             let now = now_ms();
-            if !force && old.as_ref().is_some_and(|r| r.meta.immutable && r.is_active(now)) {
+            if !force
+                && old
+                    .as_ref()
+                    .is_some_and(|r| r.meta.immutable && r.is_active(now))
+            {
                 return Err(AtError::new(
                     AtCode::Unauthorized,
                     format!("{shown} is immutable: delete it with delete:force"),
@@ -60,7 +68,13 @@ pub async fn apply(session: &mut Session, cmd: Delete<'_>, payload: &mut String)
                     updated_at: now,
                     ..StoredMeta::default()
                 };
-                Ok(Mutation::Put(Box::new(StoredRecord { value: Some("true".into()), meta }), CommitOp::Update))
+                Ok(Mutation::Put(
+                    Box::new(StoredRecord {
+                        value: Some("true".into()),
+                        meta,
+                    }),
+                    CommitOp::Update,
+                ))
             })
             .await?;
     }

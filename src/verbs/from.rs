@@ -27,7 +27,9 @@ pub fn apply(session: &mut Session, cmd: From<'_>, payload: &mut String) -> Resu
         // authentication, which a later milestone brings.
         return Err(AtError::new(
             AtCode::AuthFailed,
-            format!("{atsign} is not hosted here and server-to-server authentication (pol) is not supported yet"),
+            format!(
+                "{atsign} is not hosted here and server-to-server authentication (pol) is not supported yet"
+            ),
         ));
     };
     let same_atsign = session.tenant.as_ref().is_some_and(|t| t.atsign == atsign);
@@ -46,21 +48,33 @@ pub fn apply(session: &mut Session, cmd: From<'_>, payload: &mut String) -> Resu
 fn error_style_for(config: &str) -> Result<ErrorStyle, AtError> {
     let value = json::parse(config)
         .map_err(|_| AtError::new(AtCode::InvalidSyntax, "clientConfig is not valid JSON"))?;
-    let version = value.get("version").and_then(|v| v.as_str()).ok_or_else(|| {
-        AtError::new(AtCode::InternalServerError, "clientConfig must contain a string version")
-    })?;
-    Ok(if semver(version).is_some_and(|v| v > JSON_ERRORS_AFTER_VERSION) {
-        ErrorStyle::Json
-    } else {
-        ErrorStyle::Legacy
-    })
+    let version = value
+        .get("version")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| {
+            AtError::new(
+                AtCode::InternalServerError,
+                "clientConfig must contain a string version",
+            )
+        })?;
+    Ok(
+        if semver(version).is_some_and(|v| v > JSON_ERRORS_AFTER_VERSION) {
+            ErrorStyle::Json
+        } else {
+            ErrorStyle::Legacy
+        },
+    )
 }
 
 /// `major.minor.patch` with any pre-release or build suffix ignored.
 fn semver(text: &str) -> Option<(u64, u64, u64)> {
     let core = text.split(['-', '+']).next()?;
     let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
-    Some((parts.next()??, parts.next()??, parts.next().flatten().unwrap_or(0)))
+    Some((
+        parts.next()??,
+        parts.next()??,
+        parts.next().flatten().unwrap_or(0),
+    ))
 }
 
 #[cfg(test)]
@@ -69,10 +83,22 @@ mod tests {
 
     #[test]
     fn versions_after_3_0_37_get_json_errors() {
-        assert_eq!(error_style_for(r#"{"version":"3.0.38"}"#), Ok(ErrorStyle::Json));
-        assert_eq!(error_style_for(r#"{"version":"3.2.1-rc1"}"#), Ok(ErrorStyle::Json));
-        assert_eq!(error_style_for(r#"{"version":"3.0.37"}"#), Ok(ErrorStyle::Legacy));
-        assert_eq!(error_style_for(r#"{"version":"n/a"}"#), Ok(ErrorStyle::Legacy));
+        assert_eq!(
+            error_style_for(r#"{"version":"3.0.38"}"#),
+            Ok(ErrorStyle::Json)
+        );
+        assert_eq!(
+            error_style_for(r#"{"version":"3.2.1-rc1"}"#),
+            Ok(ErrorStyle::Json)
+        );
+        assert_eq!(
+            error_style_for(r#"{"version":"3.0.37"}"#),
+            Ok(ErrorStyle::Legacy)
+        );
+        assert_eq!(
+            error_style_for(r#"{"version":"n/a"}"#),
+            Ok(ErrorStyle::Legacy)
+        );
         assert_eq!(
             error_style_for(r#"{"appName":"x"}"#).map_err(|e| e.code),
             Err(AtCode::InternalServerError)

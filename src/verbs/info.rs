@@ -22,7 +22,10 @@ pub fn apply(session: &mut Session, cmd: Info, payload: &mut String) -> Result<R
             obj.field_str("uptimeAsWords", &uptime_words(uptime_ms));
         }
         InfoForm::Brief => {
-            obj.field_i64("uptimeAsMillis", i64::try_from(uptime_ms).unwrap_or(i64::MAX));
+            obj.field_i64(
+                "uptimeAsMillis",
+                i64::try_from(uptime_ms).unwrap_or(i64::MAX),
+            );
         }
         InfoForm::Mtls | InfoForm::MtlsBrief => {
             return Err(AtError::new(

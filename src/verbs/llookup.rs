@@ -9,7 +9,11 @@ use crate::protocol::command::{LLookup, LookupOp};
 use crate::session::Session;
 use crate::storage::TenantStore;
 
-pub fn apply(session: &mut Session, cmd: LLookup<'_>, payload: &mut String) -> Result<Reply, AtError> {
+pub fn apply(
+    session: &mut Session,
+    cmd: LLookup<'_>,
+    payload: &mut String,
+) -> Result<Reply, AtError> {
     let tenant = owner_tenant(session)?;
     let key = cmd.key.assemble();
     read_local(&tenant.store, &key, cmd.op, &key, payload)?;

@@ -14,11 +14,19 @@ use crate::protocol::atsign::normalize_atsign;
 use crate::protocol::command::Lookup;
 use crate::session::Session;
 
-pub fn apply(session: &mut Session, cmd: Lookup<'_>, payload: &mut String) -> Result<Reply, AtError> {
+pub fn apply(
+    session: &mut Session,
+    cmd: Lookup<'_>,
+    payload: &mut String,
+) -> Result<Reply, AtError> {
     let owner = normalize_atsign(cmd.owner).map_err(AtError::from)?;
     let Some(me) = session.owner().cloned() else {
         let key = canonical_key(&format!("public:{}{}", cmd.name, owner));
-        let tenant = session.ctx.tenant(&owner).cloned().ok_or_else(|| AtError::key_not_found(&key))?;
+        let tenant = session
+            .ctx
+            .tenant(&owner)
+            .cloned()
+            .ok_or_else(|| AtError::key_not_found(&key))?;
         read_local(&tenant.store, &key, cmd.op, &key, payload)?;
         return Ok(Reply::Data);
     };

@@ -83,17 +83,26 @@ impl MetaUpdate {
     /// Validates the fragment (the reference's ttl/ttb/ttr rules) and copies it.
     pub fn from_fragment(f: &MetaFragment<'_>) -> Result<MetaUpdate, AtError> {
         if f.ttl.is_some_and(|v| v < 0) {
-            return Err(syntax("Valid value for TTL should be greater than or equal to 0"));
+            return Err(syntax(
+                "Valid value for TTL should be greater than or equal to 0",
+            ));
         }
         if f.ttb.is_some_and(|v| v < 0) {
-            return Err(syntax("Valid value for TTB should be greater than or equal to 0"));
+            return Err(syntax(
+                "Valid value for TTB should be greater than or equal to 0",
+            ));
         }
         if f.ttr.is_some_and(|v| v <= -2) {
-            return Err(syntax("Valid values for TTR are -1 and greater than or equal to 1"));
+            return Err(syntax(
+                "Valid values for TTR are -1 and greater than or equal to 1",
+            ));
         }
         if let Some(app) = f.app_metadata.filter(|t| !t.eq_ignore_ascii_case("null")) {
-            let decoded = STANDARD.decode(app).map_err(|_| syntax("appMetadata must be base64"))?;
-            let text = String::from_utf8(decoded).map_err(|_| syntax("appMetadata must be base64 of JSON"))?;
+            let decoded = STANDARD
+                .decode(app)
+                .map_err(|_| syntax("appMetadata must be base64"))?;
+            let text = String::from_utf8(decoded)
+                .map_err(|_| syntax("appMetadata must be base64 of JSON"))?;
             match json::parse(&text) {
                 Ok(json::JsonValue::Object(_)) => {}
                 _ => return Err(syntax("appMetadata must be base64 of a JSON object")),
@@ -161,14 +170,24 @@ impl MetaUpdate {
             _ => None,
         };
         StoredMeta {
-            created_by: if existed { old.created_by } else { Some(writer.to_string()) },
+            created_by: if existed {
+                old.created_by
+            } else {
+                Some(writer.to_string())
+            },
             updated_by: Some(writer.to_string()),
-            created_at: self.created_at.unwrap_or(if existed { old.created_at } else { now }),
+            created_at: self
+                .created_at
+                .unwrap_or(if existed { old.created_at } else { now }),
             updated_at: self.updated_at.unwrap_or(now),
             available_at,
             expires_at,
             refresh_at,
-            version: if existed { old.version.saturating_add(1) } else { 0 },
+            version: if existed {
+                old.version.saturating_add(1)
+            } else {
+                0
+            },
             ttl,
             ttb,
             ttr,
@@ -291,15 +310,22 @@ mod tests {
     use super::*;
 
     fn update(ttl: Option<i64>) -> MetaUpdate {
-        MetaUpdate::from_fragment(&MetaFragment { ttl, is_encrypted: Some(true), ..MetaFragment::default() })
-            .expect("valid")
+        MetaUpdate::from_fragment(&MetaFragment {
+            ttl,
+            is_encrypted: Some(true),
+            ..MetaFragment::default()
+        })
+        .expect("valid")
     }
 
     #[test]
     fn a_new_record_gets_creation_fields_and_derived_expiry() {
         let meta = update(Some(60_000)).merge(None, "@alice", 1_000);
         assert_eq!(meta.created_by.as_deref(), Some("@alice"));
-        assert_eq!((meta.created_at, meta.updated_at, meta.version), (1_000, 1_000, 0));
+        assert_eq!(
+            (meta.created_at, meta.updated_at, meta.version),
+            (1_000, 1_000, 0)
+        );
         assert_eq!(meta.expires_at, Some(61_000));
         assert!(meta.is_encrypted);
     }
@@ -314,7 +340,10 @@ mod tests {
         second.is_encrypted = false;
         second.data_signature = Field::Clear;
         let meta = second.merge(Some(old), "@alice", 2_000);
-        assert_eq!((meta.created_at, meta.updated_at, meta.version), (1_000, 2_000, 1));
+        assert_eq!(
+            (meta.created_at, meta.updated_at, meta.version),
+            (1_000, 2_000, 1)
+        );
         assert_eq!(meta.iv_nonce.as_deref(), Some("iv1"));
         assert_eq!(meta.data_signature, None);
         assert!(!meta.is_encrypted);
@@ -323,24 +352,49 @@ mod tests {
     #[test]
     fn ttl_zero_clears_expiry_and_ccd_needs_ttr() {
         let old = update(Some(5)).merge(None, "@alice", 0);
-        assert_eq!(update(Some(0)).merge(Some(old), "@alice", 10).expires_at, None);
+        assert_eq!(
+            update(Some(0)).merge(Some(old), "@alice", 10).expires_at,
+            None
+        );
         let mut with_ccd = update(None);
         with_ccd.ccd = Some(true);
         assert_eq!(with_ccd.clone().merge(None, "@alice", 0).ccd, None);
         with_ccd.ttr = Some(-1);
         let meta = with_ccd.merge(None, "@alice", 0);
-        assert_eq!((meta.ttr, meta.ccd, meta.refresh_at), (Some(-1), Some(true), None));
+        assert_eq!(
+            (meta.ttr, meta.ccd, meta.refresh_at),
+            (Some(-1), Some(true), None)
+        );
     }
 
     #[test]
     fn invalid_ttl_ttb_ttr_are_syntax_errors() {
-        let bad = |f: MetaFragment<'static>| MetaUpdate::from_fragment(&f).map(|_| ()).map_err(|e| e.message);
+        let bad = |f: MetaFragment<'static>| {
+            MetaUpdate::from_fragment(&f)
+                .map(|_| ())
+                .map_err(|e| e.message)
+        };
         assert_eq!(
-            bad(MetaFragment { ttl: Some(-1), ..MetaFragment::default() }),
+            bad(MetaFragment {
+                ttl: Some(-1),
+                ..MetaFragment::default()
+            }),
             Err("Valid value for TTL should be greater than or equal to 0".into())
         );
-        assert!(bad(MetaFragment { ttr: Some(-2), ..MetaFragment::default() }).is_err());
-        assert!(bad(MetaFragment { app_metadata: Some("%%%"), ..MetaFragment::default() }).is_err());
+        assert!(
+            bad(MetaFragment {
+                ttr: Some(-2),
+                ..MetaFragment::default()
+            })
+            .is_err()
+        );
+        assert!(
+            bad(MetaFragment {
+                app_metadata: Some("%%%"),
+                ..MetaFragment::default()
+            })
+            .is_err()
+        );
     }
 
     #[test]

@@ -96,7 +96,11 @@ pub async fn execute(session: &mut Session, text: &str, out: &mut Vec<u8>) -> Fl
         }
         Err(error) => {
             session.write_error(&error, out);
-            if error.close { Flow::Close } else { Flow::Continue }
+            if error.close {
+                Flow::Close
+            } else {
+                Flow::Continue
+            }
         }
     }
 }
@@ -184,7 +188,10 @@ fn no_challenge(session: &Session) -> AtError {
     let atsign = session.tenant.as_ref().map_or("", |t| t.atsign.as_str());
     AtError::new(
         AtCode::KeyNotFound,
-        format!("private:{}{atsign} does not exist in keystore", session.session_id),
+        format!(
+            "private:{}{atsign} does not exist in keystore",
+            session.session_id
+        ),
     )
 }
 

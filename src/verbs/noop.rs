@@ -11,7 +11,9 @@ pub async fn apply(cmd: Noop, payload: &mut String) -> Result<Reply, AtError> {
     if cmd.delay_ms > NOOP_DELAY_MS_MAX {
         return Err(AtError::new(
             AtCode::IllegalArguments,
-            format!("noop:<durationInMillis> where the duration maximum is {NOOP_DELAY_MS_MAX} milliseconds"),
+            format!(
+                "noop:<durationInMillis> where the duration maximum is {NOOP_DELAY_MS_MAX} milliseconds"
+            ),
         ));
     }
     if cmd.delay_ms > 0 {

@@ -30,7 +30,13 @@ pub fn apply(session: &mut Session, cmd: Pkam<'_>, payload: &mut String) -> Resu
     if !challenge.is_fresh() {
         return Err(session.auth_failure("pkam authentication failed"));
     }
-    match pkam::verify(cmd.signing_algo, cmd.hashing_algo, &public_key, &challenge.text, cmd.signature) {
+    match pkam::verify(
+        cmd.signing_algo,
+        cmd.hashing_algo,
+        &public_key,
+        &challenge.text,
+        cmd.signature,
+    ) {
         Ok(()) => {
             session.auth = Auth::Pkam;
             payload.push_str("success");

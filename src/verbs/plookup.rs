@@ -12,7 +12,11 @@ use crate::protocol::atsign::normalize_atsign;
 use crate::protocol::command::PLookup;
 use crate::session::Session;
 
-pub fn apply(session: &mut Session, cmd: PLookup<'_>, payload: &mut String) -> Result<Reply, AtError> {
+pub fn apply(
+    session: &mut Session,
+    cmd: PLookup<'_>,
+    payload: &mut String,
+) -> Result<Reply, AtError> {
     let owner = normalize_atsign(cmd.owner).map_err(AtError::from)?;
     let key = canonical_key(&format!("public:{}{}", cmd.name, owner));
     let Some(tenant) = session.ctx.tenant(&owner).cloned() else {

@@ -21,7 +21,10 @@ const SCAN_REGEX_BYTES_MAX: usize = 1 << 20;
 
 pub fn apply(session: &mut Session, cmd: Scan<'_>, payload: &mut String) -> Result<Reply, AtError> {
     if cmd.commit_log {
-        return Err(AtError::new(AtCode::InternalServerException, "scan:cl is not supported by this server yet"));
+        return Err(AtError::new(
+            AtCode::InternalServerException,
+            "scan:cl is not supported by this server yet",
+        ));
     }
     let regex = match cmd.regex {
         Some(text) => Some(compile(text)?),
@@ -59,7 +62,11 @@ pub fn apply(session: &mut Session, cmd: Scan<'_>, payload: &mut String) -> Resu
         };
         for tenant in tenants {
             tenant.store.for_each(|key, record| {
-                if key.starts_with("public:") && !key.starts_with("public:_") && record.is_active(now) && matches(key) {
+                if key.starts_with("public:")
+                    && !key.starts_with("public:_")
+                    && record.is_active(now)
+                    && matches(key)
+                {
                     emit(payload, &key.replace("public:", ""));
                 }
                 true
@@ -90,7 +97,12 @@ fn compile(text: &str) -> Result<regex::Regex, AtError> {
     regex::RegexBuilder::new(text)
         .size_limit(SCAN_REGEX_BYTES_MAX)
         .build()
-        .map_err(|e| AtError::new(AtCode::InvalidSyntax, format!("Invalid regex: {e}").replace('\n', " ")))
+        .map_err(|e| {
+            AtError::new(
+                AtCode::InvalidSyntax,
+                format!("Invalid regex: {e}").replace('\n', " "),
+            )
+        })
 }
 
 #[cfg(test)]
@@ -114,7 +126,10 @@ mod tests {
 
     #[test]
     fn bad_regexes_are_syntax_errors() {
-        assert_eq!(compile("(").map(|_| ()).map_err(|e| e.code), Err(AtCode::InvalidSyntax));
+        assert_eq!(
+            compile("(").map(|_| ()).map_err(|e| e.code),
+            Err(AtCode::InvalidSyntax)
+        );
         assert!(compile(".*\\.wavi").is_ok());
     }
 }

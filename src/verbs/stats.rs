@@ -13,12 +13,23 @@ use crate::session::Session;
 /// The metric ids this server reports, in the order plain `stats` lists them.
 const AVAILABLE_IDS: [u32; 5] = [1, 2, 3, 4, 7];
 
-pub fn apply(session: &mut Session, cmd: Stats<'_>, payload: &mut String) -> Result<Reply, AtError> {
+pub fn apply(
+    session: &mut Session,
+    cmd: Stats<'_>,
+    payload: &mut String,
+) -> Result<Reply, AtError> {
     let tenant = owner_tenant(session)?;
-    let ids: &[u32] = if cmd.ids.is_empty() { &AVAILABLE_IDS } else { &cmd.ids };
+    let ids: &[u32] = if cmd.ids.is_empty() {
+        &AVAILABLE_IDS
+    } else {
+        &cmd.ids
+    };
     let regex = match cmd.regex {
         Some(text) => Some(regex::Regex::new(text).map_err(|e| {
-            AtError::new(AtCode::InvalidSyntax, format!("Invalid regex: {e}").replace('\n', " "))
+            AtError::new(
+                AtCode::InvalidSyntax,
+                format!("Invalid regex: {e}").replace('\n', " "),
+            )
         })?),
         None => None,
     };
@@ -58,7 +69,9 @@ pub fn apply(session: &mut Session, cmd: Stats<'_>, payload: &mut String) -> Res
             other => {
                 return Err(AtError::new(
                     AtCode::InvalidSyntax,
-                    format!("stats id {other} is not available on this server (available: 1, 2, 3, 4, 7)"),
+                    format!(
+                        "stats id {other} is not available on this server (available: 1, 2, 3, 4, 7)"
+                    ),
                 ));
             }
         };

@@ -11,7 +11,11 @@ use crate::protocol::command::Update;
 use crate::session::Session;
 use crate::storage::{CommitOp, Mutation, StoredRecord, WriteOutcome};
 
-pub async fn apply(session: &mut Session, cmd: Update<'_>, payload: &mut String) -> Result<Reply, AtError> {
+pub async fn apply(
+    session: &mut Session,
+    cmd: Update<'_>,
+    payload: &mut String,
+) -> Result<Reply, AtError> {
     let tenant = owner_tenant(session)?;
     check_owner(cmd.key.owner, &tenant.atsign, "update")?;
     let key = cmd.key.assemble();
@@ -29,7 +33,13 @@ pub async fn apply(session: &mut Session, cmd: Update<'_>, payload: &mut String)
             let old = live_or_unborn(old, now);
             refuse_immutable(old.as_ref(), &shown)?;
             let meta = meta.merge(old.map(|r| r.meta), &writer, now);
-            Ok(Mutation::Put(Box::new(StoredRecord { value: Some(value), meta }), CommitOp::Update))
+            Ok(Mutation::Put(
+                Box::new(StoredRecord {
+                    value: Some(value),
+                    meta,
+                }),
+                CommitOp::Update,
+            ))
         })
         .await?;
     write_commit_id(payload, outcome);
@@ -44,7 +54,10 @@ pub(super) fn live_or_unborn(old: Option<StoredRecord>, now: i64) -> Option<Stor
 /// `immutable` records refuse updates until they expire.
 pub(super) fn refuse_immutable(old: Option<&StoredRecord>, key: &str) -> Result<(), AtError> {
     if old.is_some_and(|r| r.meta.immutable) {
-        return Err(AtError::new(AtCode::Unauthorized, format!("{key} is immutable")));
+        return Err(AtError::new(
+            AtCode::Unauthorized,
+            format!("{key} is immutable"),
+        ));
     }
     Ok(())
 }
@@ -60,7 +73,10 @@ pub(super) fn check_writable_type(key: &str, owner: &str) -> Result<(), AtError>
         KeyType::Local => "localKey",
         KeyType::Invalid => "invalidKey",
     };
-    Err(AtError::new(AtCode::InvalidKey, format!("You may not update keys of type KeyType.{name}")))
+    Err(AtError::new(
+        AtCode::InvalidKey,
+        format!("You may not update keys of type KeyType.{name}"),
+    ))
 }
 
 pub(super) fn write_commit_id(payload: &mut String, outcome: WriteOutcome) {

@@ -10,12 +10,19 @@ use crate::protocol::command::UpdateMeta;
 use crate::session::Session;
 use crate::storage::{CommitOp, Mutation, StoredRecord};
 
-pub async fn apply(session: &mut Session, cmd: UpdateMeta<'_>, payload: &mut String) -> Result<Reply, AtError> {
+pub async fn apply(
+    session: &mut Session,
+    cmd: UpdateMeta<'_>,
+    payload: &mut String,
+) -> Result<Reply, AtError> {
     let tenant = owner_tenant(session)?;
     check_owner(cmd.key.owner, &tenant.atsign, "update")?;
     let key = cmd.key.assemble();
     if key.starts_with("privatekey:") {
-        return Err(AtError::new(AtCode::Unauthorized, format!("update:meta of {key} is not allowed")));
+        return Err(AtError::new(
+            AtCode::Unauthorized,
+            format!("update:meta of {key} is not allowed"),
+        ));
     }
     check_writable_type(&key, &tenant.atsign)?;
     check_key_length(&key)?;
@@ -34,7 +41,10 @@ pub async fn apply(session: &mut Session, cmd: UpdateMeta<'_>, payload: &mut Str
                 None => (None, None),
             };
             let meta = meta.merge(old_meta, &writer, now);
-            Ok(Mutation::Put(Box::new(StoredRecord { value, meta }), CommitOp::UpdateMeta))
+            Ok(Mutation::Put(
+                Box::new(StoredRecord { value, meta }),
+                CommitOp::UpdateMeta,
+            ))
         })
         .await?;
     write_commit_id(payload, outcome);

@@ -26,7 +26,11 @@ pub struct TestServer {
 impl TestServer {
     /// A server started elsewhere (another process) at `addr`.
     pub fn external(addr: SocketAddr, ca: PathBuf) -> TestServer {
-        TestServer { addr, ca, _dir: None }
+        TestServer {
+            addr,
+            ca,
+            _dir: None,
+        }
     }
 }
 
@@ -42,9 +46,16 @@ pub fn start_with_limits(atsigns: &[(&str, &str)], limits: SessionLimits) -> Tes
     let certs = atserver::devcerts::ensure(&dir.path().join("certs")).expect("certs");
     let (tx, rx) = std::sync::mpsc::channel();
     let plan = ServerPlan {
-        atsigns: atsigns.iter().map(|(a, s)| (a.to_string(), Some(s.to_string()))).collect(),
+        atsigns: atsigns
+            .iter()
+            .map(|(a, s)| (a.to_string(), Some(s.to_string())))
+            .collect(),
         listen: "127.0.0.1:0".parse().expect("addr"),
-        tls: TlsFiles { cert: certs.cert.clone(), key: certs.key.clone(), ca: Some(certs.ca.clone()) },
+        tls: TlsFiles {
+            cert: certs.cert.clone(),
+            key: certs.key.clone(),
+            ca: Some(certs.ca.clone()),
+        },
         data_dir: dir.path().join("data"),
         shards: 1,
         durability: Durability::Fast,
@@ -56,7 +67,11 @@ pub fn start_with_limits(atsigns: &[(&str, &str)], limits: SessionLimits) -> Tes
     .expect("server starts");
     std::mem::forget(handle);
     let addr = rx.recv_timeout(READ_TIMEOUT).expect("server bound");
-    TestServer { addr, ca: certs.ca, _dir: Some(dir) }
+    TestServer {
+        addr,
+        ca: certs.ca,
+        _dir: Some(dir),
+    }
 }
 
 pub struct Client {
@@ -79,7 +94,10 @@ impl Client {
         let tcp = TcpStream::connect(addr).expect("connect");
         tcp.set_read_timeout(Some(READ_TIMEOUT)).expect("timeout");
         tcp.set_nodelay(true).expect("nodelay");
-        Client { stream: rustls::StreamOwned::new(conn, tcp), buffer: Vec::new() }
+        Client {
+            stream: rustls::StreamOwned::new(conn, tcp),
+            buffer: Vec::new(),
+        }
     }
 
     pub fn write(&mut self, bytes: &[u8]) {
@@ -120,7 +138,11 @@ impl Client {
                 return String::from_utf8(reply).expect("utf-8 reply");
             }
             assert!(Instant::now() < deadline, "timed out waiting for a reply");
-            assert!(self.fill(), "connection closed before a full reply: {:?}", String::from_utf8_lossy(&self.buffer));
+            assert!(
+                self.fill(),
+                "connection closed before a full reply: {:?}",
+                String::from_utf8_lossy(&self.buffer)
+            );
         }
     }
 
@@ -130,16 +152,30 @@ impl Client {
         self.read_reply()
     }
 
-    /// True when the server closed the connection (EOF) within the timeout.
+    /// True when the server closes the connection (EOF) within the read
+    /// timeout; any bytes that arrive first are discarded.
     pub fn is_closed(&mut self) -> bool {
-        !self.fill() && true
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    return false;
+                }
+                Err(_) => return true,
+            }
+        }
     }
 
     /// Authenticates as `atsign` with its CRAM secret.
     pub fn cram(&mut self, atsign: &str, secret: &str) {
         let challenge = self.challenge(atsign);
         let digest = cram_digest(secret, &challenge);
-        assert_eq!(self.send(&format!("cram:{digest}")), format!("data:success\n{atsign}@"));
+        assert_eq!(
+            self.send(&format!("cram:{digest}")),
+            format!("data:success\n{atsign}@")
+        );
     }
 
     /// Sends `from:` and returns the challenge text (reply without `data:`).
@@ -159,8 +195,14 @@ fn reply_end(buf: &[u8]) -> Option<usize> {
     }
     // `@` alone, or `@name@`.
     match rest[1..].iter().position(|&b| b == b'@') {
-        Some(i) if rest[1..=i].iter().all(|&b| b != b'\n' && b != b':') => Some(newline + 1 + i + 2),
-        _ if rest.len() == 1 || !rest[1..].iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_') => {
+        Some(i) if rest[1..=i].iter().all(|&b| b != b'\n' && b != b':') => {
+            Some(newline + 1 + i + 2)
+        }
+        _ if rest.len() == 1
+            || !rest[1..]
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'_') =>
+        {
             Some(newline + 2)
         }
         _ => None,
@@ -171,12 +213,18 @@ pub fn cram_digest(secret: &str, challenge: &str) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA512);
     ctx.update(secret.as_bytes());
     ctx.update(challenge.as_bytes());
-    ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    ctx.finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Whether `text` is a lower-case hyphenated UUID.
 pub fn is_uuid(text: &str) -> bool {
     let groups: Vec<&str> = text.split('-').collect();
     groups.iter().map(|g| g.len()).collect::<Vec<_>>() == [8, 4, 4, 4, 12]
-        && text.chars().all(|c| c == '-' || c.is_ascii_digit() || ('a'..='f').contains(&c))
+        && text
+            .chars()
+            .all(|c| c == '-' || c.is_ascii_digit() || ('a'..='f').contains(&c))
 }

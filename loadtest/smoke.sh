@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# CI smoke for the load generator: ~3 s per scenario against a fresh debug
+# atserver (the loadtest starts and stops it), failing on any error or zero
+# throughput. Builds nothing: run `cargo build --workspace --bins` first.
+# Bounded: every run has --duration and the whole script a 60 s budget.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+LOADTEST=target/debug/loadtest
+ATSERVER=target/debug/atserver
+for bin in "$LOADTEST" "$ATSERVER"; do
+    if [[ ! -x "$bin" ]]; then
+        echo "smoke: $bin is missing: run cargo build --workspace --bins" >&2
+        exit 1
+    fi
+done
+
+# glommio needs locked memory; many idle connections need file descriptors.
+ulimit -l unlimited 2>/dev/null || ulimit -l 65536 2>/dev/null || true
+ulimit -n 65536 2>/dev/null || true
+
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+started=$SECONDS
+fail=0
+
+run() {
+    local name=$1
+    shift
+    echo "== smoke: $name"
+    # The loadtest exits non-zero on errors or zero throughput; timeout
+    # bounds a hung run (it should never get there).
+    if ! timeout 20 "$LOADTEST" --atserver-bin "$ATSERVER" --duration 3s --json "$out/$name.json" "$@" >"$out/$name.txt" 2>"$out/$name.err"; then
+        echo "smoke: $name FAILED" >&2
+        cat "$out/$name.txt" "$out/$name.err" >&2
+        fail=1
+        return
+    fi
+    # Belt and braces: check the JSON too.
+    local errors ops
+    errors=$(grep -o '"errors": [0-9]*' "$out/$name.json" | head -1 | grep -o '[0-9]*$')
+    ops=$(grep -o '"ops": [0-9]*' "$out/$name.json" | head -1 | grep -o '[0-9]*$')
+    if [[ "${errors:-1}" != 0 || "${ops:-0}" == 0 ]]; then
+        echo "smoke: $name reported errors=$errors ops=$ops" >&2
+        cat "$out/$name.txt" >&2
+        fail=1
+        return
+    fi
+    grep -E 'throughput|latency p99 |errors' "$out/$name.txt" | sed 's/^/   /'
+}
+
+run update-llookup-p1 --scenario update-llookup --connections 16 --pipeline 1
+run update-llookup-p16 --scenario update-llookup --connections 16 --pipeline 16
+run lookup --scenario lookup --connections 16
+run pkam-storm --scenario pkam-storm --connections 4
+run idle --scenario idle --connections 200 --idle-threads 4
+
+# notify must refuse clearly until the server has notifications.
+if "$LOADTEST" --scenario notify >/dev/null 2>"$out/notify.err"; then
+    echo "smoke: notify should fail until the server supports notifications" >&2
+    fail=1
+elif ! grep -q "not implemented by the server yet" "$out/notify.err"; then
+    echo "smoke: notify failed without the expected message" >&2
+    cat "$out/notify.err" >&2
+    fail=1
+fi
+
+elapsed=$((SECONDS - started))
+echo "smoke: finished in ${elapsed}s"
+if ((elapsed >= 60)); then
+    echo "smoke: took ${elapsed}s, over the 60 s budget" >&2
+    fail=1
+fi
+exit $fail

@@ -1,0 +1,274 @@
+//! Runs `redis-benchmark` (TLS) and parses its report.
+
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::procs::interrupted;
+use crate::report::Latency;
+
+/// One test of a redis-benchmark run (`SET`, `GET`, `PING_MBULK`, …).
+#[derive(Debug, Clone)]
+pub struct RedisTest {
+    pub name: String,
+    pub requests: u64,
+    pub rps: f64,
+    /// Microseconds. p99.9 is the first percentile line ≥ 99.9 % of
+    /// redis-benchmark's distribution, an upper bound within its buckets.
+    pub latency: Latency,
+}
+
+impl RedisTest {
+    pub fn json(&self) -> Value {
+        json!({"test": self.name, "requests": self.requests, "ops_per_sec": self.rps.round(), "latency_us": self.latency.json()})
+    }
+}
+
+/// How to reach the TLS redis-server.
+pub struct RedisTarget<'a> {
+    pub addr: SocketAddr,
+    pub ca: &'a Path,
+}
+
+/// Parses redis-benchmark's human output (not `-q`, not `--csv`: only the
+/// full report has the percentile distribution).
+pub fn parse_output(text: &str) -> Vec<RedisTest> {
+    let mut tests: Vec<RedisTest> = Vec::new();
+    let mut in_distribution = false;
+    let mut expect_summary_values = 0;
+    for raw in text.split(['\r', '\n']) {
+        let line = raw.trim();
+        if let Some(name) = line
+            .strip_prefix("====== ")
+            .and_then(|l| l.strip_suffix(" ======"))
+        {
+            tests.push(RedisTest {
+                name: name.to_string(),
+                requests: 0,
+                rps: 0.0,
+                latency: Latency::default(),
+            });
+            in_distribution = false;
+            continue;
+        }
+        let Some(test) = tests.last_mut() else {
+            continue;
+        };
+        if line.ends_with("seconds")
+            && let Some((count, _)) = line.split_once(" requests completed in ")
+        {
+            test.requests = count.trim().parse().unwrap_or(0);
+        } else if line.starts_with("Latency by percentile distribution") {
+            in_distribution = true;
+        } else if line.starts_with("Cumulative distribution") {
+            in_distribution = false;
+        } else if in_distribution {
+            // `99.902% <= 41.279 milliseconds (cumulative count 19981)`
+            let mut parts = line.split_whitespace();
+            let pct = parts
+                .next()
+                .and_then(|p| p.strip_suffix('%'))
+                .and_then(|p| p.parse::<f64>().ok());
+            let ms = parts.nth(1).and_then(|v| v.parse::<f64>().ok());
+            if let (Some(pct), Some(ms)) = (pct, ms)
+                && pct >= 99.9
+                && test.latency.p999 == 0.0
+            {
+                test.latency.p999 = ms * 1000.0;
+            }
+        } else if let Some(rest) = line.strip_prefix("throughput summary:") {
+            test.rps = rest
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0);
+        } else if line.starts_with("latency summary") {
+            expect_summary_values = 2;
+        } else if expect_summary_values > 0 {
+            expect_summary_values -= 1;
+            if expect_summary_values == 0 {
+                // avg min p50 p95 p99 max (milliseconds)
+                let values: Vec<f64> = line
+                    .split_whitespace()
+                    .filter_map(|v| v.parse().ok())
+                    .collect();
+                if let [avg, _min, p50, _p95, p99, max] = values[..] {
+                    test.latency.mean = avg * 1000.0;
+                    test.latency.p50 = p50 * 1000.0;
+                    test.latency.p99 = p99 * 1000.0;
+                    test.latency.max = max * 1000.0;
+                }
+            }
+        }
+    }
+    tests.retain(|t| t.rps > 0.0);
+    tests
+}
+
+/// Runs redis-benchmark with `args` (after the connection arguments),
+/// killing it after `timeout` or on Ctrl-C.
+pub fn run(
+    target: &RedisTarget<'_>,
+    args: &[String],
+    timeout: Duration,
+) -> Result<Vec<RedisTest>, String> {
+    let mut cmd = Command::new("redis-benchmark");
+    cmd.args(["--tls", "--cacert"])
+        .arg(target.ca)
+        .args([
+            "-h",
+            &target.addr.ip().to_string(),
+            "-p",
+            &target.addr.port().to_string(),
+        ])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run redis-benchmark: {e}"))?;
+    let mut stdout = child
+        .stdout
+        .take()
+        .ok_or("redis-benchmark stdout was not piped")?;
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let mut stderr = child
+        .stderr
+        .take()
+        .ok_or("redis-benchmark stderr was not piped")?;
+    let err_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => {}
+            Err(e) => return Err(format!("redis-benchmark: {e}")),
+        }
+        if interrupted() || Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(if interrupted() {
+                "interrupted".into()
+            } else {
+                format!(
+                    "redis-benchmark did not finish within {} s",
+                    timeout.as_secs()
+                )
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = reader.join().unwrap_or_default();
+    let err_text = err_reader.join().unwrap_or_default();
+    if !status.success() {
+        return Err(format!(
+            "redis-benchmark failed ({status}): {}",
+            err_text.trim()
+        ));
+    }
+    let tests = parse_output(&text);
+    if tests.is_empty() {
+        return Err(format!(
+            "no result in redis-benchmark output: {}",
+            err_text.trim()
+        ));
+    }
+    Ok(tests)
+}
+
+/// Requests per second over a run doing `tests` one after the other with
+/// the same request count each: total requests over total time.
+pub fn combined_rate(tests: &[RedisTest]) -> f64 {
+    let requests: f64 = tests.iter().map(|t| t.requests as f64).sum();
+    let seconds: f64 = tests
+        .iter()
+        .filter(|t| t.rps > 0.0)
+        .map(|t| t.requests as f64 / t.rps)
+        .sum();
+    if seconds > 0.0 {
+        requests / seconds
+    } else {
+        0.0
+    }
+}
+
+/// The worse (higher) of each percentile over `tests`.
+pub fn worst_latency(tests: &[RedisTest]) -> Latency {
+    tests.iter().fold(Latency::default(), |acc, t| Latency {
+        p50: acc.p50.max(t.latency.p50),
+        p99: acc.p99.max(t.latency.p99),
+        p999: acc.p999.max(t.latency.p999),
+        max: acc.max.max(t.latency.max),
+        mean: acc.mean.max(t.latency.mean),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str =
+        "SET: rps=0.0 (overall: nan) avg_msec=nan (overall: nan)\r====== SET ======
+  20000 requests completed in 0.63 seconds
+  50 parallel clients
+
+Latency by percentile distribution:
+0.000% <= 0.063 milliseconds (cumulative count 1)
+50.000% <= 0.703 milliseconds (cumulative count 10108)
+99.805% <= 12.831 milliseconds (cumulative count 19961)
+99.902% <= 41.279 milliseconds (cumulative count 19981)
+100.000% <= 61.471 milliseconds (cumulative count 20000)
+
+Cumulative distribution of latencies:
+99.900% <= 34.111 milliseconds (cumulative count 19980)
+
+Summary:
+  throughput summary: 40983.61 requests per second
+  latency summary (msec):
+          avg       min       p50       p95       p99       max
+        0.761     0.136     0.639     0.967     2.655    65.055
+====== GET ======
+  10000 requests completed in 0.10 seconds
+  throughput summary: 100000.00 requests per second
+";
+
+    #[test]
+    fn the_human_report_is_parsed() {
+        let tests = parse_output(SAMPLE);
+        assert_eq!(tests.len(), 2);
+        let set = &tests[0];
+        assert_eq!(set.name, "SET");
+        assert_eq!(set.requests, 20000);
+        assert!((set.rps - 40983.61).abs() < 0.01);
+        assert!((set.latency.p50 - 639.0).abs() < 0.01);
+        assert!((set.latency.p99 - 2655.0).abs() < 0.01);
+        assert!((set.latency.p999 - 41279.0).abs() < 0.01);
+        assert!((set.latency.max - 65055.0).abs() < 0.01);
+        assert_eq!(tests[1].requests, 10000);
+    }
+
+    #[test]
+    fn combined_rate_is_total_requests_over_total_time() {
+        let t = |rps: f64| RedisTest {
+            name: "x".into(),
+            requests: 1000,
+            rps,
+            latency: Latency::default(),
+        };
+        let rate = combined_rate(&[t(1000.0), t(3000.0)]);
+        assert!((rate - 1500.0).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,354 @@
+//! The scenarios: worker threads (one per active connection) driving the
+//! server, each with its own latency histogram, merged when it ends.
+
+use std::collections::VecDeque;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::client::{Conn, ConnError, PkamKey, Target};
+use crate::report::{Shared, new_histogram};
+
+/// A worker that cannot reconnect this many times in a row gives up.
+const RECONNECT_ATTEMPTS_MAX: u32 = 3;
+
+/// Pause between reconnect attempts.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
+
+/// Keys written per request batch while preloading.
+const PRELOAD_BATCH: usize = 64;
+
+/// A start line: workers arrive and wait until the main thread opens it (or
+/// the run stops). Unlike `std::sync::Barrier` it cannot deadlock when a
+/// thread fails to start.
+#[derive(Default)]
+pub struct Gate {
+    arrived: AtomicUsize,
+    open: AtomicBool,
+}
+
+impl Gate {
+    pub fn arrive_and_wait(&self, shared: &Shared) {
+        self.arrived.fetch_add(1, Ordering::SeqCst);
+        while !self.open.load(Ordering::SeqCst) && !shared.stopped() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Waits until `n` workers arrived; false if the run stopped first.
+    pub fn wait_arrivals(&self, n: usize, shared: &Shared) -> bool {
+        while self.arrived.load(Ordering::SeqCst) < n {
+            if shared.stopped() || crate::procs::interrupted() {
+                shared.stop.store(true, Ordering::Relaxed);
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        true
+    }
+
+    pub fn open(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+/// What the workers of a run share (read-only besides `shared`).
+pub struct Ctx {
+    pub target: Target,
+    pub key: PkamKey,
+    pub shared: Arc<Shared>,
+    pub pipeline: usize,
+    pub value: String,
+    pub keys: usize,
+    pub update_percent: u32,
+    pub lookups_per_connection: u64,
+}
+
+/// Request mix of a request/response scenario.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mix {
+    /// Authenticated `update:` and `llookup:` of self keys.
+    UpdateLlookup,
+    /// Unauthenticated `lookup:` of public keys.
+    Lookup,
+}
+
+/// A small, fast PRNG (xorshift64*) so key choice costs nothing.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// The self key the update-llookup scenario writes and reads.
+fn self_key(i: u64, atsign: &str) -> String {
+    format!("lt{i}.bench{atsign}")
+}
+
+/// Opens an owner connection authenticated by pkam.
+pub fn open_owner(ctx: &Ctx) -> Result<Conn, ConnError> {
+    let mut conn = Conn::connect(&ctx.target)?;
+    conn.pkam(&ctx.target.atsign, &ctx.key)?;
+    Ok(conn)
+}
+
+fn open_for(ctx: &Ctx, mix: Mix) -> Result<Conn, ConnError> {
+    match mix {
+        Mix::UpdateLlookup => open_owner(ctx),
+        Mix::Lookup => Conn::connect(&ctx.target),
+    }
+}
+
+/// Writes the keys the scenario reads, so reads never miss (pipelined).
+pub fn preload(ctx: &Ctx, mix: Mix) -> Result<(), String> {
+    let mut conn = open_owner(ctx).map_err(|e| format!("preload: {e}"))?;
+    let atsign = &ctx.target.atsign;
+    let mut written = 0;
+    while written < ctx.keys {
+        let batch = PRELOAD_BATCH.min(ctx.keys - written);
+        let mut out = Vec::new();
+        for i in written..written + batch {
+            let line = match mix {
+                Mix::UpdateLlookup => {
+                    format!("update:{} {}\n", self_key(i as u64, atsign), ctx.value)
+                }
+                Mix::Lookup => format!("update:public:lk{i}.bench{atsign} {}\n", ctx.value),
+            };
+            out.extend_from_slice(line.as_bytes());
+        }
+        conn.send(&out).map_err(|e| format!("preload: {e}"))?;
+        for _ in 0..batch {
+            let reply = conn.reply().map_err(|e| format!("preload: {e}"))?;
+            if !reply.starts_with(b"data:") {
+                return Err(format!(
+                    "preload: update refused: {}",
+                    String::from_utf8_lossy(reply)
+                ));
+            }
+        }
+        written += batch;
+    }
+    Ok(())
+}
+
+/// Why a pipelined pump ended.
+enum PumpEnd {
+    /// No more requests to send (stopped or budget spent).
+    Stopped,
+    /// The per-connection request cap was reached: reconnect.
+    Recycle,
+}
+
+fn build_request(ctx: &Ctx, mix: Mix, rng: &mut Rng, out: &mut Vec<u8>) {
+    let atsign = &ctx.target.atsign;
+    let i = rng.below(ctx.keys as u64);
+    // Writing into a Vec<u8> cannot fail.
+    let _ = match mix {
+        Mix::UpdateLlookup if rng.below(100) < u64::from(ctx.update_percent) => {
+            writeln!(out, "update:lt{i}.bench{atsign} {}", ctx.value)
+        }
+        Mix::UpdateLlookup => writeln!(out, "llookup:lt{i}.bench{atsign}"),
+        Mix::Lookup => writeln!(out, "lookup:lk{i}.bench{atsign}"),
+    };
+}
+
+/// Keeps up to `ctx.pipeline` requests in flight on `conn` until the run
+/// stops or (lookup) the connection's request cap is reached. On an I/O
+/// error returns it with the number of requests lost in flight.
+fn pump(
+    ctx: &Ctx,
+    mix: Mix,
+    conn: &mut Conn,
+    rng: &mut Rng,
+    hist: &mut Histogram<u64>,
+) -> Result<PumpEnd, (ConnError, u64)> {
+    let shared = &ctx.shared;
+    let mut inflight: VecDeque<Instant> = VecDeque::with_capacity(ctx.pipeline);
+    let mut out = Vec::with_capacity(ctx.pipeline * (ctx.value.len() + 64));
+    let mut sent: u64 = 0;
+    let cap = match mix {
+        Mix::Lookup => ctx.lookups_per_connection,
+        Mix::UpdateLlookup => u64::MAX,
+    };
+    loop {
+        out.clear();
+        let mut fresh = 0;
+        while inflight.len() + fresh < ctx.pipeline && sent < cap && shared.claim() {
+            build_request(ctx, mix, rng, &mut out);
+            fresh += 1;
+            sent += 1;
+        }
+        if fresh > 0 {
+            let now = Instant::now();
+            inflight.extend(std::iter::repeat_n(now, fresh));
+            conn.send(&out).map_err(|e| (e, inflight.len() as u64))?;
+        }
+        if inflight.is_empty() {
+            return Ok(if sent >= cap {
+                PumpEnd::Recycle
+            } else {
+                PumpEnd::Stopped
+            });
+        }
+        let lost = inflight.len() as u64;
+        let mut reply = Some(conn.reply().map_err(|e| (e, lost))?);
+        while let Some(payload) = reply {
+            let now = Instant::now();
+            if let Some(sent_at) = inflight.pop_front() {
+                if payload.starts_with(b"data:") {
+                    let ns = now
+                        .duration_since(sent_at)
+                        .as_nanos()
+                        .min(u128::from(u64::MAX)) as u64;
+                    hist.saturating_record(ns.max(1));
+                    shared.ops.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    shared.error(String::from_utf8_lossy(payload).into_owned());
+                }
+            }
+            reply = if inflight.is_empty() {
+                None
+            } else {
+                conn.buffered_reply()
+            };
+        }
+    }
+}
+
+/// One connection's worker for `update-llookup` and `lookup`: opens its
+/// connection, waits for every worker to be ready, then pumps requests,
+/// reconnecting after failures (bounded) and, for lookup, after
+/// `lookups_per_connection` requests.
+pub fn request_worker(ctx: &Ctx, mix: Mix, id: usize, ready: &Gate) {
+    let shared = &ctx.shared;
+    let mut hist = new_histogram();
+    let mut rng = Rng::new(id as u64 + 1);
+    let mut conn = match open_for(ctx, mix) {
+        Ok(c) => {
+            shared.connections.fetch_add(1, Ordering::Relaxed);
+            Some(c)
+        }
+        Err(e) => {
+            shared.error(format!("connect: {e}"));
+            None
+        }
+    };
+    ready.arrive_and_wait(shared);
+    let mut failures = 0;
+    while !shared.stopped() {
+        let Some(c) = conn.as_mut() else {
+            if failures >= RECONNECT_ATTEMPTS_MAX {
+                break;
+            }
+            match open_for(ctx, mix) {
+                Ok(c) => {
+                    shared.reconnects.fetch_add(1, Ordering::Relaxed);
+                    conn = Some(c);
+                }
+                Err(e) => {
+                    failures += 1;
+                    shared.error(format!("reconnect: {e}"));
+                    std::thread::sleep(RECONNECT_PAUSE);
+                }
+            }
+            continue;
+        };
+        match pump(ctx, mix, c, &mut rng, &mut hist) {
+            Ok(PumpEnd::Stopped) => break,
+            Ok(PumpEnd::Recycle) => {
+                failures = 0;
+                if let Some(c) = conn.take() {
+                    c.close();
+                }
+            }
+            Err((e, lost)) => {
+                failures += 1;
+                shared
+                    .errors
+                    .fetch_add(lost.saturating_sub(1), Ordering::Relaxed);
+                shared.error(format!("{e} ({lost} requests in flight lost)"));
+                conn = None;
+            }
+        }
+    }
+    if let Some(c) = conn {
+        c.close();
+    }
+    shared.merge(&hist);
+}
+
+/// `pkam-storm`: each iteration is a new TCP+TLS connection, `from`,
+/// `pkam`, `@exit`. Latency is the whole iteration.
+pub fn pkam_storm_worker(ctx: &Ctx) {
+    let shared = &ctx.shared;
+    let mut hist = new_histogram();
+    while shared.claim() {
+        let started = Instant::now();
+        match open_owner(ctx) {
+            Ok(conn) => {
+                conn.close();
+                let ns = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+                hist.saturating_record(ns.max(1));
+                shared.ops.fetch_add(1, Ordering::Relaxed);
+                shared.connections.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                shared.error(format!("pkam login: {e}"));
+                std::thread::sleep(RECONNECT_PAUSE);
+            }
+        }
+    }
+    shared.merge(&hist);
+}
+
+/// `idle`: opens `count` authenticated connections (one op each, latency
+/// = connect + pkam), waits at `opened`, holds them until `probe`, then
+/// sends `noop:0` on each (a dead one is an error) and closes them.
+pub fn idle_worker(ctx: &Ctx, count: usize, opened: &Gate, probe: &Gate) {
+    let shared = &ctx.shared;
+    let mut hist = new_histogram();
+    let mut conns = Vec::with_capacity(count);
+    for _ in 0..count {
+        if shared.stopped() {
+            break;
+        }
+        let started = Instant::now();
+        match open_owner(ctx) {
+            Ok(conn) => {
+                let ns = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+                hist.saturating_record(ns.max(1));
+                shared.ops.fetch_add(1, Ordering::Relaxed);
+                shared.connections.fetch_add(1, Ordering::Relaxed);
+                conns.push(conn);
+            }
+            Err(e) => shared.error(format!("idle connection: {e}")),
+        }
+    }
+    opened.arrive_and_wait(shared);
+    probe.arrive_and_wait(shared);
+    for mut conn in conns {
+        match conn.request("noop:0") {
+            Ok(reply) if reply.starts_with("data:") => {}
+            Ok(reply) => shared.error(format!("noop on an idle connection: {reply}")),
+            Err(e) => shared.error(format!("idle connection died: {e}")),
+        }
+        conn.close();
+    }
+    shared.merge(&hist);
+}
