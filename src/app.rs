@@ -11,7 +11,7 @@ use crate::directory::{DirectoryConnections, Records};
 use crate::protocol::atsign::normalize_atsign;
 use crate::session::AtServerConnections;
 use crate::session::tls::{TlsFiles, server_config};
-use crate::storage::{CommitOp, Durability, Mutation, Store, StoredMeta, StoredRecord};
+use crate::storage::{CommitOp, Durability, Mutation, Store, StoredRecord};
 use crate::{devcerts, shard};
 
 /// Name of the file that pins how many storage shards a data folder has:
@@ -170,20 +170,8 @@ fn provision_secret(tenant: &Tenant, secret: Option<&str>) -> Result<(), String>
         .store
         .write(crate::verbs::SECRET_KEY.to_string(), false, move |_| {
             let now = crate::storage::actor::now_ms();
-            let meta = StoredMeta {
-                created_by: Some(writer.clone()),
-                updated_by: Some(writer),
-                created_at: now,
-                updated_at: now,
-                ..StoredMeta::default()
-            };
-            Ok(Mutation::Put(
-                Box::new(StoredRecord {
-                    value: Some(value),
-                    meta,
-                }),
-                CommitOp::Update,
-            ))
+            let record = StoredRecord::written_by(Some(value), &writer, now);
+            Ok(Mutation::Put(Box::new(record), CommitOp::Update))
         });
     futures_lite::future::block_on(write)
         .map(|_| ())

@@ -17,7 +17,7 @@ fn server() -> &'static TestServer {
     SERVER.get_or_init(|| {
         let atsigns: Vec<(&str, &str)> = [
             "@alice", "@bob", "@errors", "@onboard", "@pkam", "@meta", "@scan", "@stats",
-            "@expiry", "@del", "@ecc", "@pipe",
+            "@expiry", "@del", "@ecc", "@pipe", "@order",
         ]
         .iter()
         .map(|a| (*a, SECRET))
@@ -424,6 +424,36 @@ fn pipelined_requests_are_answered_in_order() {
     assert_eq!(c.read_reply(), "data:one\n@pipe@");
     assert_eq!(c.read_reply(), "data:two\n@pipe@");
     assert_eq!(c.read_reply(), "data:ok\n@pipe@");
+}
+
+#[test]
+fn pipelined_writes_reads_and_errors_keep_request_order() {
+    let mut c = owner("@order");
+    assert_eq!(c.send("update:base.order@order b0"), "data:0\n@order@");
+    c.write(
+        b"update:a.order@order a1\nllookup:base.order@order\nbogus\nupdate:c.order@order c1\nllookup:a.order@order\ndelete:c.order@order\nllookup:c.order@order\nupdate:ttl:-1:x.order@order v\nstats:3\n",
+    );
+    assert_eq!(c.read_reply(), "data:1\n@order@");
+    assert_eq!(c.read_reply(), "data:b0\n@order@");
+    assert_eq!(
+        c.read_reply(),
+        "error:AT0003-Invalid syntax : invalid command\n@order@"
+    );
+    assert_eq!(c.read_reply(), "data:2\n@order@");
+    assert_eq!(c.read_reply(), "data:a1\n@order@");
+    assert_eq!(c.read_reply(), "data:3\n@order@");
+    assert_eq!(
+        c.read_reply(),
+        "error:AT0015-key not found : c.order@order does not exist in keystore\n@order@"
+    );
+    assert_eq!(
+        c.read_reply(),
+        "error:AT0003-Invalid syntax : Valid value for TTL should be greater than or equal to 0\n@order@"
+    );
+    assert_eq!(
+        c.read_reply(),
+        "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"3\"}]\n@order@"
+    );
 }
 
 #[test]

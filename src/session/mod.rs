@@ -4,6 +4,7 @@
 //! order (pipelined requests are fine), and writes all the replies of one read
 //! in one write. Every network await has a deadline.
 
+pub mod inflight;
 pub mod state;
 pub mod tls;
 
@@ -18,6 +19,7 @@ use crate::limits::{LINE_BYTES_MAX, READ_CHUNK_BYTES, TLS_HANDSHAKE_MS, WRITE_MS
 use crate::protocol::frame::{self, Frame};
 use crate::protocol::reply;
 use crate::shard::{self, ConnectionFuture, ConnectionHandler, Socket};
+pub use inflight::InFlight;
 pub use state::{Auth, Flow, Session};
 
 /// The connection factory handed to every shard.
@@ -58,6 +60,7 @@ async fn run(ctx: Arc<ServerContext>, stream: Socket) {
         return;
     };
     let mut session = Session::new(ctx.clone());
+    let mut inflight = InFlight::default();
     if write_all(&mut tls, b"@").await.is_err() {
         return;
     }
@@ -91,7 +94,7 @@ async fn run(ctx: Arc<ServerContext>, stream: Socket) {
             match frame::next_line(rest, LINE_BYTES_MAX) {
                 (Frame::Line(line), used) => {
                     consumed += used;
-                    flow = session.handle_line(line, &mut out).await;
+                    flow = session.handle_line(line, &mut inflight, &mut out).await;
                 }
                 (Frame::Incomplete, _) => break,
                 (Frame::TooLong, _) => {
@@ -101,12 +104,16 @@ async fn run(ctx: Arc<ServerContext>, stream: Socket) {
                             "InboundBuffer overflow: server received request which exceeded the buffer size limit of {LINE_BYTES_MAX} bytes. Terminating the connection."
                         ),
                     );
+                    session.flush(&mut inflight, &mut out).await;
                     session.write_error(&error, &mut out);
                     flow = Flow::Close;
                 }
             }
         }
         inbuf.drain(..consumed.min(inbuf.len()));
+        if session.flush(&mut inflight, &mut out).await == Flow::Close {
+            flow = Flow::Close;
+        }
         if !out.is_empty() {
             if write_all(&mut tls, &out).await.is_err() {
                 break 'connection;

@@ -3,13 +3,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::inflight::{InFlight, Slot};
 use crate::auth::challenge::{Challenge, uuid_v4};
 use crate::context::{ServerContext, Tenant};
 use crate::error::{AtCode, AtError};
 use crate::limits::{AUTH_FAILURES_MAX, UNAUTH_COMMANDS_PER_SEC_MAX};
 use crate::protocol::frame::trim_line;
+use crate::protocol::parse::normalize;
 use crate::protocol::reply::{self, ErrorStyle, Prompt};
-use crate::verbs;
+use crate::verbs::{self, PreparedWrite, Step};
 
 /// Whether the connection goes on after a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,13 +136,20 @@ impl Session {
         }
     }
 
-    /// Handles one request line and appends its reply (if any) to `out`.
-    pub async fn handle_line(&mut self, raw: &[u8], out: &mut Vec<u8>) -> Flow {
+    /// Handles one request line. Its reply is appended to `out`, or queued in
+    /// `inflight` behind replies that are not known yet.
+    pub async fn handle_line(
+        &mut self,
+        raw: &[u8],
+        inflight: &mut InFlight,
+        out: &mut Vec<u8>,
+    ) -> Flow {
         let line = trim_line(raw);
         if line.is_empty() {
             return Flow::Continue;
         }
         if line == b"@exit" {
+            self.flush(inflight, out).await;
             return Flow::Close;
         }
         if !self.within_rate_limit() {
@@ -150,14 +159,125 @@ impl Session {
                     "too many requests: at most {UNAUTH_COMMANDS_PER_SEC_MAX} per second before authentication"
                 ),
             );
-            self.write_error(&error, out);
-            return Flow::Continue;
+            return self.queue_error(&error, inflight, out).await;
         }
         let Ok(text) = std::str::from_utf8(line) else {
             let error = AtError::new(AtCode::InvalidSyntax, "request is not valid UTF-8");
-            self.write_error(&error, out);
-            return Flow::Continue;
+            return self.queue_error(&error, inflight, out).await;
         };
-        verbs::execute(self, text, out).await
+        let normalized = normalize(text);
+        match verbs::plan(self, &normalized) {
+            Err(error) => self.queue_error(&error, inflight, out).await,
+            Ok(Step::Write(write)) => self.submit(write, inflight, out).await,
+            Ok(Step::Read { key, op }) if !inflight.touches(&key) => {
+                if inflight.is_empty() {
+                    return verbs::run_read(self, &key, op, out);
+                }
+                let mut reply = Vec::new();
+                let flow = verbs::run_read(self, &key, op, &mut reply);
+                inflight.slots.push_back(Slot::Ready(reply));
+                flow
+            }
+            Ok(Step::Read { key, op }) => {
+                if self.flush(inflight, out).await == Flow::Close {
+                    return Flow::Close;
+                }
+                verbs::run_read(self, &key, op, out)
+            }
+            Ok(Step::Other(command)) => {
+                if self.flush(inflight, out).await == Flow::Close {
+                    return Flow::Close;
+                }
+                verbs::run_other(self, command, out).await
+            }
+        }
+    }
+
+    /// Hands a write (and its follow-up) to the storage actor without
+    /// waiting for it to be durable.
+    async fn submit(
+        &mut self,
+        write: PreparedWrite,
+        inflight: &mut InFlight,
+        out: &mut Vec<u8>,
+    ) -> Flow {
+        let PreparedWrite {
+            tenant,
+            key,
+            commit,
+            mutate,
+            follow_up,
+        } = write;
+        match tenant.store.submit(key.clone(), commit, mutate).await {
+            Ok(pending) => {
+                inflight.slots.push_back(Slot::Write(pending));
+                inflight.keys.push(key);
+            }
+            Err(error) => return self.queue_error(&error, inflight, out).await,
+        }
+        if let Some(next) = follow_up {
+            let PreparedWrite {
+                tenant,
+                key,
+                commit,
+                mutate,
+                ..
+            } = *next;
+            match tenant.store.submit(key.clone(), commit, mutate).await {
+                Ok(pending) => {
+                    inflight.slots.push_back(Slot::Silent(pending));
+                    inflight.keys.push(key);
+                }
+                Err(error) => tracing::warn!(%error, "follow-up write refused"),
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Queues an error reply in order; an error that closes the connection
+    /// first lets everything before it be answered.
+    async fn queue_error(
+        &mut self,
+        error: &AtError,
+        inflight: &mut InFlight,
+        out: &mut Vec<u8>,
+    ) -> Flow {
+        if error.close {
+            self.flush(inflight, out).await;
+            self.write_error(error, out);
+            return Flow::Close;
+        }
+        if inflight.is_empty() {
+            self.write_error(error, out);
+        } else {
+            let mut reply = Vec::new();
+            self.write_error(error, &mut reply);
+            inflight.slots.push_back(Slot::Ready(reply));
+        }
+        Flow::Continue
+    }
+
+    /// Waits for every in-flight write and appends all queued replies, in
+    /// request order. Stops at an error that closes the connection.
+    pub async fn flush(&mut self, inflight: &mut InFlight, out: &mut Vec<u8>) -> Flow {
+        inflight.keys.clear();
+        while let Some(slot) = inflight.slots.pop_front() {
+            match slot {
+                Slot::Ready(bytes) => out.extend_from_slice(&bytes),
+                Slot::Write(pending) => {
+                    let result = pending.outcome().await.map(|o| o.commit_id);
+                    if verbs::respond_write(self, result, out) == Flow::Close {
+                        inflight.slots.clear();
+                        return Flow::Close;
+                    }
+                }
+                Slot::Silent(pending) => {
+                    if let Err(error) = pending.outcome().await {
+                        tracing::warn!(%error, "follow-up write failed");
+                    }
+                }
+            }
+        }
+        Flow::Continue
     }
 }

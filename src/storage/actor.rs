@@ -55,7 +55,7 @@ pub struct WriteOutcome {
 pub type MutateFn = Box<dyn FnOnce(Option<StoredRecord>) -> Result<Mutation, AtError> + Send>;
 
 pub struct WriteRequest {
-    pub atsign: String,
+    pub atsign: Arc<str>,
     pub key: String,
     pub commit: bool,
     pub mutate: MutateFn,

@@ -92,7 +92,7 @@ impl Store {
     pub fn tenant(&self, atsign: &str) -> TenantStore {
         TenantStore {
             store: self.clone(),
-            atsign: atsign.to_string(),
+            atsign: Arc::from(atsign),
         }
     }
 
@@ -105,7 +105,7 @@ impl Store {
 #[derive(Clone)]
 pub struct TenantStore {
     store: Store,
-    atsign: String,
+    atsign: Arc<str>,
 }
 
 impl TenantStore {
@@ -235,25 +235,39 @@ impl TenantStore {
         commit: bool,
         mutate: impl FnOnce(Option<StoredRecord>) -> Result<Mutation, AtError> + Send + 'static,
     ) -> Result<WriteOutcome, AtError> {
+        self.submit(key, commit, Box::new(mutate))
+            .await?
+            .outcome()
+            .await
+    }
+
+    /// Hands a write to the actor and returns at once (waiting only while the
+    /// actor's queue is full). Writes submitted in order are applied in order,
+    /// so a connection can keep several in flight and still answer in order.
+    pub async fn submit(
+        &self,
+        key: String,
+        commit: bool,
+        mutate: actor::MutateFn,
+    ) -> Result<PendingWrite, AtError> {
         if self.store.is_poisoned() {
             return Err(store_error(
                 "the data store refused writes after an I/O failure",
             ));
         }
         let (reply, done) = futures_channel::oneshot::channel();
-        let request = actor::WriteRequest {
+        let mut request = actor::WriteRequest {
             atsign: self.atsign.clone(),
             key,
             commit,
-            mutate: Box::new(mutate),
+            mutate,
             reply,
         };
-        let mut pending = request;
         loop {
-            match self.store.inner.writer.try_send(pending) {
-                Ok(()) => break,
+            match self.store.inner.writer.try_send(request) {
+                Ok(()) => return Ok(PendingWrite { done }),
                 Err(crossbeam_channel::TrySendError::Full(back)) => {
-                    pending = back;
+                    request = back;
                     futures_lite::future::yield_now().await;
                 }
                 Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
@@ -261,7 +275,18 @@ impl TenantStore {
                 }
             }
         }
-        done.await
+    }
+}
+
+/// A write the actor has accepted; resolves when its batch is durable.
+pub struct PendingWrite {
+    done: futures_channel::oneshot::Receiver<Result<WriteOutcome, AtError>>,
+}
+
+impl PendingWrite {
+    pub async fn outcome(self) -> Result<WriteOutcome, AtError> {
+        self.done
+            .await
             .map_err(|_| store_error("the data store writer has stopped"))?
     }
 }

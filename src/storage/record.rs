@@ -85,6 +85,21 @@ impl StoredRecord {
         }
     }
 
+    /// A fresh record written by `writer` at `now_ms`, with no other metadata
+    /// (server-internal keys such as the CRAM secret and its tombstone).
+    pub fn written_by(value: Option<String>, writer: &str, now_ms: i64) -> StoredRecord {
+        StoredRecord {
+            value,
+            meta: StoredMeta {
+                created_by: Some(writer.to_string()),
+                updated_by: Some(writer.to_string()),
+                created_at: now_ms,
+                updated_at: now_ms,
+                ..StoredMeta::default()
+            },
+        }
+    }
+
     /// Validates (bytecheck) and deserialises a record read from disk.
     pub fn decode(bytes: &[u8]) -> Result<StoredRecord, RecordError> {
         with_archived(bytes, |archived| {

@@ -5,18 +5,19 @@
 use super::metadata::{write_all_json, write_meta_json};
 use super::{Reply, now_ms, owner_tenant};
 use crate::error::AtError;
-use crate::protocol::command::{LLookup, LookupOp};
+use crate::protocol::command::LookupOp;
 use crate::session::Session;
 use crate::storage::TenantStore;
 
+/// `key` is the assembled, canonical key (see [`super::plan`]).
 pub fn apply(
-    session: &mut Session,
-    cmd: LLookup<'_>,
+    session: &Session,
+    key: &str,
+    op: LookupOp,
     payload: &mut String,
 ) -> Result<Reply, AtError> {
     let tenant = owner_tenant(session)?;
-    let key = cmd.key.assemble();
-    read_local(&tenant.store, &key, cmd.op, &key, payload)?;
+    read_local(&tenant.store, key, op, key, payload)?;
     Ok(Reply::Data)
 }
 

@@ -19,12 +19,14 @@ mod scan;
 mod stats;
 mod update;
 mod update_meta;
+pub mod write;
 
 use crate::error::{AtCode, AtError};
-use crate::protocol::command::{Command, VerbId};
+use crate::protocol::command::{Command, LookupOp, VerbId};
 use crate::protocol::parse;
 use crate::protocol::reply;
 use crate::session::{Flow, Session};
+pub use write::PreparedWrite;
 
 /// What a handler produced, besides the payload it wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,13 +80,81 @@ fn not_supported_yet(verb: VerbId) -> AtError {
     )
 }
 
-/// Runs one request line and appends the reply to `out`.
-pub async fn execute(session: &mut Session, text: &str, out: &mut Vec<u8>) -> Flow {
-    let normalized = parse::normalize(text);
-    let result = match parse::identify(&normalized) {
-        None => Err(AtError::invalid_command()),
-        Some(verb) => run(session, verb, &normalized).await,
-    };
+/// What a request line turned out to be, once identified, gated and parsed.
+// A `Step` lives on the stack for one line; boxing the large `Command` would
+// cost an allocation per request instead.
+#[allow(clippy::large_enum_variant)]
+pub enum Step<'a> {
+    /// A validated owner write for the storage actor; answered with its
+    /// commit id once durable.
+    Write(PreparedWrite),
+    /// `llookup` of one key: it may run while writes to *other* keys are in
+    /// flight, since its answer cannot depend on them.
+    Read { key: String, op: LookupOp },
+    /// Everything else runs after every in-flight write has completed.
+    Other(Command<'a>),
+}
+
+/// Identifies, gates and parses a normalised line (the reference's order:
+/// unknown verb ⇒ AT0003, then auth ⇒ AT0401, then syntax ⇒ AT0003).
+pub fn plan<'a>(session: &Session, normalized: &'a str) -> Result<Step<'a>, AtError> {
+    let verb = parse::identify(normalized).ok_or_else(AtError::invalid_command)?;
+    let (access, implemented) = rule(verb);
+    if access == Access::Owner && !session.is_owner() {
+        return Err(AtError::needs_auth());
+    }
+    let command = parse::parse(verb, normalized).map_err(AtError::from)?;
+    if !implemented {
+        return Err(not_supported_yet(verb));
+    }
+    Ok(match command {
+        Command::Update(c) => Step::Write(update::prepare(session, c)?),
+        Command::UpdateMeta(c) => Step::Write(update_meta::prepare(session, c)?),
+        Command::Delete(c) => Step::Write(delete::prepare(session, c)?),
+        Command::LLookup(c) => Step::Read {
+            key: c.key.assemble(),
+            op: c.op,
+        },
+        other => Step::Other(other),
+    })
+}
+
+/// Runs an `llookup` planned as [`Step::Read`] and appends its reply.
+pub fn run_read(session: &mut Session, key: &str, op: LookupOp, out: &mut Vec<u8>) -> Flow {
+    let mut payload = std::mem::take(&mut session.payload);
+    payload.clear();
+    let result = llookup::apply(session, key, op, &mut payload);
+    session.payload = payload;
+    respond(session, result, out)
+}
+
+/// Runs a command planned as [`Step::Other`] and appends its reply.
+pub async fn run_other(session: &mut Session, command: Command<'_>, out: &mut Vec<u8>) -> Flow {
+    let mut payload = std::mem::take(&mut session.payload);
+    payload.clear();
+    let result = dispatch(session, command, &mut payload).await;
+    session.payload = payload;
+    respond(session, result, out)
+}
+
+/// Appends the reply of a completed write: its commit id, or its error.
+pub fn respond_write(
+    session: &mut Session,
+    result: Result<Option<u64>, AtError>,
+    out: &mut Vec<u8>,
+) -> Flow {
+    let mut payload = std::mem::take(&mut session.payload);
+    payload.clear();
+    let result = result.map(|commit_id| {
+        write::write_commit_id(&mut payload, commit_id);
+        Reply::Data
+    });
+    session.payload = payload;
+    respond(session, result, out)
+}
+
+/// The one place a handler's result becomes reply bytes.
+fn respond(session: &Session, result: Result<Reply, AtError>, out: &mut Vec<u8>) -> Flow {
     match result {
         Ok(kind) => {
             let prompt = session.prompt();
@@ -105,22 +175,6 @@ pub async fn execute(session: &mut Session, text: &str, out: &mut Vec<u8>) -> Fl
     }
 }
 
-async fn run(session: &mut Session, verb: VerbId, normalized: &str) -> Result<Reply, AtError> {
-    let (access, implemented) = rule(verb);
-    if access == Access::Owner && !session.is_owner() {
-        return Err(AtError::needs_auth());
-    }
-    let command = parse::parse(verb, normalized).map_err(AtError::from)?;
-    if !implemented {
-        return Err(not_supported_yet(verb));
-    }
-    session.payload.clear();
-    let mut payload = std::mem::take(&mut session.payload);
-    let result = dispatch(session, command, &mut payload).await;
-    session.payload = payload;
-    result
-}
-
 async fn dispatch(
     session: &mut Session,
     command: Command<'_>,
@@ -132,12 +186,8 @@ async fn dispatch(
         Command::Pkam(c) => pkam::apply(session, c, payload),
         Command::Info(c) => info::apply(session, c, payload),
         Command::Noop(c) => noop::apply(c, payload).await,
-        Command::Update(c) => update::apply(session, c, payload).await,
-        Command::UpdateMeta(c) => update_meta::apply(session, c, payload).await,
-        Command::LLookup(c) => llookup::apply(session, c, payload),
         Command::Lookup(c) => lookup::apply(session, c, payload),
         Command::PLookup(c) => plookup::apply(session, c, payload),
-        Command::Delete(c) => delete::apply(session, c, payload).await,
         Command::Scan(c) => scan::apply(session, c, payload),
         Command::Stats(c) => stats::apply(session, c, payload),
         other => Err(not_supported_yet(other.verb())),

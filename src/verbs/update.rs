@@ -4,18 +4,16 @@
 //! log (`privatekey:`, `private:`, `public:_x`, `local:`) or written with `:nc`.
 
 use super::metadata::MetaUpdate;
-use super::{Reply, check_key_length, check_owner, now_ms, owner_tenant};
+use super::write::PreparedWrite;
+use super::{check_key_length, check_owner, now_ms, owner_tenant};
 use crate::error::{AtCode, AtError};
 use crate::protocol::atkey::{self, KeyType};
 use crate::protocol::command::Update;
 use crate::session::Session;
-use crate::storage::{CommitOp, Mutation, StoredRecord, WriteOutcome};
+use crate::storage::actor::MutateFn;
+use crate::storage::{CommitOp, Mutation, StoredRecord};
 
-pub async fn apply(
-    session: &mut Session,
-    cmd: Update<'_>,
-    payload: &mut String,
-) -> Result<Reply, AtError> {
+pub fn prepare(session: &Session, cmd: Update<'_>) -> Result<PreparedWrite, AtError> {
     let tenant = owner_tenant(session)?;
     check_owner(cmd.key.owner, &tenant.atsign, "update")?;
     let key = cmd.key.assemble();
@@ -26,24 +24,20 @@ pub async fn apply(
     let commit = atkey::is_committed(&key) && !cmd.no_commit;
     let writer = tenant.atsign.clone();
     let shown = key.clone();
-    let outcome = tenant
-        .store
-        .write(key, commit, move |old| {
-            let now = now_ms();
-            let old = live_or_unborn(old, now);
-            refuse_immutable(old.as_ref(), &shown)?;
-            let meta = meta.merge(old.map(|r| r.meta), &writer, now);
-            Ok(Mutation::Put(
-                Box::new(StoredRecord {
-                    value: Some(value),
-                    meta,
-                }),
-                CommitOp::Update,
-            ))
-        })
-        .await?;
-    write_commit_id(payload, outcome);
-    Ok(Reply::Data)
+    let mutate: MutateFn = Box::new(move |old| {
+        let now = now_ms();
+        let old = live_or_unborn(old, now);
+        refuse_immutable(old.as_ref(), &shown)?;
+        let meta = meta.merge(old.map(|r| r.meta), &writer, now);
+        Ok(Mutation::Put(
+            Box::new(StoredRecord {
+                value: Some(value),
+                meta,
+            }),
+            CommitOp::Update,
+        ))
+    });
+    Ok(PreparedWrite::new(tenant, key, commit, mutate))
 }
 
 /// An expired record that is not purged yet counts as absent for a write.
@@ -77,14 +71,4 @@ pub(super) fn check_writable_type(key: &str, owner: &str) -> Result<(), AtError>
         AtCode::InvalidKey,
         format!("You may not update keys of type KeyType.{name}"),
     ))
-}
-
-pub(super) fn write_commit_id(payload: &mut String, outcome: WriteOutcome) {
-    use std::fmt::Write as _;
-    match outcome.commit_id {
-        Some(id) => {
-            let _ = write!(payload, "{id}");
-        }
-        None => payload.push_str("-1"),
-    }
 }

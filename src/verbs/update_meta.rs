@@ -2,19 +2,17 @@
 //! A missing key gets a record with a null value (`llookup` ⇒ `data:null`).
 
 use super::metadata::MetaUpdate;
-use super::update::{check_writable_type, live_or_unborn, refuse_immutable, write_commit_id};
-use super::{Reply, check_key_length, check_owner, now_ms, owner_tenant};
+use super::update::{check_writable_type, live_or_unborn, refuse_immutable};
+use super::write::PreparedWrite;
+use super::{check_key_length, check_owner, now_ms, owner_tenant};
 use crate::error::{AtCode, AtError};
 use crate::protocol::atkey;
 use crate::protocol::command::UpdateMeta;
 use crate::session::Session;
+use crate::storage::actor::MutateFn;
 use crate::storage::{CommitOp, Mutation, StoredRecord};
 
-pub async fn apply(
-    session: &mut Session,
-    cmd: UpdateMeta<'_>,
-    payload: &mut String,
-) -> Result<Reply, AtError> {
+pub fn prepare(session: &Session, cmd: UpdateMeta<'_>) -> Result<PreparedWrite, AtError> {
     let tenant = owner_tenant(session)?;
     check_owner(cmd.key.owner, &tenant.atsign, "update")?;
     let key = cmd.key.assemble();
@@ -30,23 +28,19 @@ pub async fn apply(
     let commit = atkey::is_committed(&key) && !cmd.no_commit;
     let writer = tenant.atsign.clone();
     let shown = key.clone();
-    let outcome = tenant
-        .store
-        .write(key, commit, move |old| {
-            let now = now_ms();
-            let old = live_or_unborn(old, now);
-            refuse_immutable(old.as_ref(), &shown)?;
-            let (value, old_meta) = match old {
-                Some(r) => (r.value, Some(r.meta)),
-                None => (None, None),
-            };
-            let meta = meta.merge(old_meta, &writer, now);
-            Ok(Mutation::Put(
-                Box::new(StoredRecord { value, meta }),
-                CommitOp::UpdateMeta,
-            ))
-        })
-        .await?;
-    write_commit_id(payload, outcome);
-    Ok(Reply::Data)
+    let mutate: MutateFn = Box::new(move |old| {
+        let now = now_ms();
+        let old = live_or_unborn(old, now);
+        refuse_immutable(old.as_ref(), &shown)?;
+        let (value, old_meta) = match old {
+            Some(r) => (r.value, Some(r.meta)),
+            None => (None, None),
+        };
+        let meta = meta.merge(old_meta, &writer, now);
+        Ok(Mutation::Put(
+            Box::new(StoredRecord { value, meta }),
+            CommitOp::UpdateMeta,
+        ))
+    });
+    Ok(PreparedWrite::new(tenant, key, commit, mutate))
 }
