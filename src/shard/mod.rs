@@ -19,10 +19,6 @@ use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 /// needs 512 KiB even as root).
 pub const MEMLOCK_BYTES_MIN: u64 = 512 * 1024;
 
-/// Preempt timer: a task that keeps yielding cannot starve sockets and timers
-/// for longer than this (glommio's default is 100 ms).
-pub const PREEMPT_TIMER_MS: u64 = 2;
-
 /// io_uring registered-buffer memory per shard. Sockets do not use it; small
 /// keeps the 8 MiB default memlock limit enough for several shards.
 pub const IO_MEMORY_BYTES: usize = 512 * 1024;
@@ -90,9 +86,12 @@ pub fn serve<H: ConnectionHandler>(
         PoolPlacement::Unbound(shards)
     };
     let label = name.to_string();
+    // The preempt timer stays at glommio's default: a 2 ms timer made shards
+    // miss socket wake-ups and stall until the client timed out (reproduced in
+    // about 1 run in 10; docs/decisions/0002-glommio-preempt-timer.md). No
+    // task here loops on `yield_if_needed`, so a short timer bought nothing.
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name(name)
-        .preempt_timer(Duration::from_millis(PREEMPT_TIMER_MS))
         .io_memory(IO_MEMORY_BYTES)
         .on_all_shards(move || async move {
             let shard = glommio::executor().id();
@@ -109,6 +108,7 @@ pub fn serve<H: ConnectionHandler>(
                 callback(addr);
             }
             tracing::debug!(shard, "{label}: accepting");
+
             loop {
                 match listener.accept().await {
                     Ok(stream) => {

@@ -67,7 +67,7 @@ pub(super) fn spawn(
     keyspaces: Keyspaces,
     durability: Durability,
     poisoned: Arc<AtomicBool>,
-) -> Result<crossbeam_channel::Sender<WriteRequest>, AtError> {
+) -> Result<(crossbeam_channel::Sender<WriteRequest>, std::thread::JoinHandle<()>), AtError> {
     let (tx, rx) = crossbeam_channel::bounded(WRITE_QUEUE_LEN_MAX);
     let mut actor = Actor {
         db,
@@ -76,11 +76,11 @@ pub(super) fn spawn(
         poisoned,
         last_commit: HashMap::new(),
     };
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("atserver-store".into())
         .spawn(move || actor.run(rx))
         .map_err(store_error)?;
-    Ok(tx)
+    Ok((tx, thread))
 }
 
 struct Actor {
@@ -124,8 +124,15 @@ impl Actor {
             }
             self.apply_batch(requests);
         }
-        // Every sender is gone: make what was acknowledged in fast mode durable.
+        // Every sender is gone: make what was acknowledged in fast mode
+        // durable, and flush the memtables so the next start replays nothing.
         let _ = self.db.persist(PersistMode::SyncAll);
+        let keyspaces = &self.keyspaces;
+        for keyspace in [&keyspaces.keys, &keyspaces.commits, &keyspaces.expiry, &keyspaces.meta] {
+            if let Err(error) = keyspace.rotate_memtable_and_wait() {
+                tracing::warn!(%error, "flushing a memtable at close failed");
+            }
+        }
     }
 
     fn persist_mode(&self) -> PersistMode {
@@ -164,10 +171,8 @@ impl Actor {
             );
             replies.push((request.reply, outcome));
         }
-        let commits = std::mem::take(&mut pending.commits_touched);
-        match pending.batch.commit() {
+        match self.commit(pending) {
             Ok(()) => {
-                self.last_commit.extend(commits);
                 for (reply, outcome) in replies {
                     let _ = reply.send(outcome);
                 }
@@ -180,6 +185,24 @@ impl Actor {
                 }
             }
         }
+    }
+
+    /// Records each atSign's last issued commit id once per batch, commits
+    /// the batch, and only then lets later batches build on those ids.
+    fn commit(&mut self, mut pending: Pending) -> Result<(), fjall::Error> {
+        let commits = std::mem::take(&mut pending.commits_touched);
+        for (atsign, last) in &commits {
+            if let Some(id) = last {
+                pending.batch.insert(
+                    &self.keyspaces.meta,
+                    layout::last_commit_key(atsign),
+                    id.to_be_bytes().to_vec(),
+                );
+            }
+        }
+        pending.batch.commit()?;
+        self.last_commit.extend(commits);
+        Ok(())
     }
 
     fn current(&self, pending: &Pending, full_key: &[u8]) -> Result<Option<StoredRecord>, AtError> {
@@ -210,11 +233,6 @@ impl Actor {
         pending
             .commits_touched
             .insert(atsign.to_string(), Some(next));
-        pending.batch.insert(
-            &self.keyspaces.meta,
-            layout::last_commit_key(atsign),
-            next.to_be_bytes().to_vec(),
-        );
         Ok(next)
     }
 
@@ -340,10 +358,8 @@ impl Actor {
                 Err(error) => tracing::warn!(%error, key, "expiry purge failed"),
             }
         }
-        let commits = std::mem::take(&mut pending.commits_touched);
-        match pending.batch.commit() {
+        match self.commit(pending) {
             Ok(()) => {
-                self.last_commit.extend(commits);
                 if purged > 0 {
                     tracing::debug!(purged, "expired records purged");
                 }

@@ -22,6 +22,11 @@ pub use actor::{Mutation, WriteOutcome};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 pub use record::{ArchivedStoredRecord, CommitEntry, CommitOp, StoredMeta, StoredRecord};
 
+/// Journals kept before memtables are forced to disk. Start-up replays the
+/// journals, so this bounds start-up time however large the store grows
+/// (64 MiB is fjall's minimum; its default of 512 MiB took seconds to replay).
+pub const JOURNAL_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
 /// When an acknowledged write is safe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -47,6 +52,8 @@ struct StoreInner {
     /// Set by the actor after a failed commit: the store refuses writes from
     /// then on and reports not-ready (poison, don't limp).
     poisoned: Arc<AtomicBool>,
+    /// The actor thread, joined by [`Store::close`].
+    actor: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// A handle to one storage shard; cheap to clone and `Send + Sync`.
@@ -68,6 +75,7 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(store_error)?;
         let db = Database::builder(dir)
             .manual_journal_persist(true)
+            .max_journaling_size(JOURNAL_BYTES_MAX)
             .open()
             .map_err(store_error)?;
         let open = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
@@ -78,14 +86,28 @@ impl Store {
             meta: open(layout::META).map_err(store_error)?,
         };
         let poisoned = Arc::new(AtomicBool::new(false));
-        let writer = actor::spawn(db, keyspaces.clone(), durability, poisoned.clone())?;
+        let (writer, thread) = actor::spawn(db, keyspaces.clone(), durability, poisoned.clone())?;
         Ok(Store {
             inner: Arc::new(StoreInner {
                 keyspaces,
                 writer,
                 poisoned,
+                actor: std::sync::Mutex::new(Some(thread)),
             }),
         })
+    }
+
+    /// Stops the write actor once every write handed to it is applied and
+    /// persisted, and waits for it (so the folder can be reopened at once).
+    /// Only the last handle can close the store; others get it back.
+    pub fn close(self) -> Result<(), Store> {
+        let inner = Arc::try_unwrap(self.inner).map_err(|inner| Store { inner })?;
+        let StoreInner { writer, actor, .. } = inner;
+        drop(writer);
+        if let Some(thread) = actor.lock().ok().and_then(|mut t| t.take()) {
+            let _ = thread.join();
+        }
+        Ok(())
     }
 
     /// The view of one atSign's data in this store.

@@ -137,10 +137,8 @@ fn durable_writes_survive_a_reopen() {
     {
         let store = Store::open(dir.path(), Durability::Durable).expect("open");
         put(&store.tenant("@alice"), "phone@alice", "kept", true);
+        assert!(store.close().is_ok(), "the only handle closes the store");
     }
-    // The first store's actor thread still holds the database; wait for it
-    // to notice the dropped sender and exit before reopening.
-    std::thread::sleep(std::time::Duration::from_millis(200));
     let store = Store::open(dir.path(), Durability::Durable).expect("reopen");
     let alice = store.tenant("@alice");
     assert_eq!(
