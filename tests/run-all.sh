@@ -26,6 +26,9 @@ timeout 600 cargo test --no-default-features --lib
 step "benches compile and run once (criterion test mode)"
 timeout 600 cargo test --benches
 
+step "loadtest smoke: every scenario for a few seconds against a debug server"
+timeout 300 bash loadtest/smoke.sh
+
 step "interop with the official Python SDK (atsdk)"
 timeout 900 bash tests/interop/run.sh
 
