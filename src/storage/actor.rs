@@ -67,7 +67,13 @@ pub(super) fn spawn(
     keyspaces: Keyspaces,
     durability: Durability,
     poisoned: Arc<AtomicBool>,
-) -> Result<(crossbeam_channel::Sender<WriteRequest>, std::thread::JoinHandle<()>), AtError> {
+) -> Result<
+    (
+        crossbeam_channel::Sender<WriteRequest>,
+        std::thread::JoinHandle<()>,
+    ),
+    AtError,
+> {
     let (tx, rx) = crossbeam_channel::bounded(WRITE_QUEUE_LEN_MAX);
     let mut actor = Actor {
         db,
@@ -128,7 +134,12 @@ impl Actor {
         // durable, and flush the memtables so the next start replays nothing.
         let _ = self.db.persist(PersistMode::SyncAll);
         let keyspaces = &self.keyspaces;
-        for keyspace in [&keyspaces.keys, &keyspaces.commits, &keyspaces.expiry, &keyspaces.meta] {
+        for keyspace in [
+            &keyspaces.keys,
+            &keyspaces.commits,
+            &keyspaces.expiry,
+            &keyspaces.meta,
+        ] {
             if let Err(error) = keyspace.rotate_memtable_and_wait() {
                 tracing::warn!(%error, "flushing a memtable at close failed");
             }

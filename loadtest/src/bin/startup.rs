@@ -90,11 +90,15 @@ fn fill(dir: &Path, keys: u64, value_size: usize, crash: bool) -> Result<(), Str
         std::process::exit(0);
     }
     drop(tenant);
-    store.close().map_err(|_| "the store is still in use".to_string())
+    store
+        .close()
+        .map_err(|_| "the store is still in use".to_string())
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     entries
         .filter_map(Result::ok)
         .map(|e| match e.file_type() {
@@ -116,10 +120,23 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 /// Starts the server on `dir` and returns (time to ready, RSS in KiB once ready).
-fn start_once(args: &Args, certs: &atserver::devcerts::DevCerts) -> Result<(Duration, u64), String> {
+fn start_once(
+    args: &Args,
+    certs: &atserver::devcerts::DevCerts,
+) -> Result<(Duration, u64), String> {
     let started = Instant::now();
     let mut child = Command::new(&args.atserver_bin)
-        .args(["serve", "-a", "@alice", "-p", "0", "--host", "127.0.0.1", "--shards", "1"])
+        .args([
+            "serve",
+            "-a",
+            "@alice",
+            "-p",
+            "0",
+            "--host",
+            "127.0.0.1",
+            "--shards",
+            "1",
+        ])
         .arg("--tls-cert")
         .arg(&certs.cert)
         .arg("--tls-key")
@@ -158,11 +175,19 @@ fn main() -> std::process::ExitCode {
         }
         let certs_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let certs = atserver::devcerts::ensure(certs_dir.path())?;
-        println!("data folder: {} ({} MiB)", args.dir.display(), dir_bytes(&args.dir) / (1 << 20));
+        println!(
+            "data folder: {} ({} MiB)",
+            args.dir.display(),
+            dir_bytes(&args.dir) / (1 << 20)
+        );
         let mut times = Vec::new();
         for run in 1..=args.runs {
             let (ready, rss) = start_once(&args, &certs)?;
-            println!("run {run}: ready in {:.1} ms, RSS {} MiB", ready.as_secs_f64() * 1e3, rss / 1024);
+            println!(
+                "run {run}: ready in {:.1} ms, RSS {} MiB",
+                ready.as_secs_f64() * 1e3,
+                rss / 1024
+            );
             times.push(ready);
         }
         times.sort();
