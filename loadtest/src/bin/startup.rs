@@ -80,7 +80,7 @@ fn fill(dir: &Path, keys: u64, value_size: usize, crash: bool) -> Result<(), Str
             futures_lite::future::block_on(write.outcome()).map_err(|e| e.message)?;
         }
         written += chunk;
-        if written % 1_000_000 == 0 || written == keys {
+        if written.is_multiple_of(1_000_000) || written == keys {
             let rate = written as f64 / started.elapsed().as_secs_f64();
             eprintln!("written {written} keys ({rate:.0}/s)");
         }
