@@ -15,16 +15,14 @@ pub(super) enum Slot {
     /// A reply computed already, to be written after the slots before it.
     Ready(Vec<u8>),
     /// A write whose commit id (or error) is the reply.
-    Write(PendingWrite),
+    Write { key: String, pending: PendingWrite },
     /// A write whose result is not reported (a follow-up write).
-    Silent(PendingWrite),
+    Silent { key: String, pending: PendingWrite },
 }
 
 #[derive(Default)]
 pub struct InFlight {
     pub(super) slots: VecDeque<Slot>,
-    /// Keys of the writes in flight (few: one read's worth of requests).
-    pub(super) keys: Vec<String>,
 }
 
 impl InFlight {
@@ -32,7 +30,26 @@ impl InFlight {
         self.slots.is_empty()
     }
 
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether a write to `key` is still in flight.
     pub(super) fn touches(&self, key: &str) -> bool {
-        self.keys.iter().any(|k| k == key)
+        self.slots.iter().any(|slot| match slot {
+            Slot::Write { key: k, .. } | Slot::Silent { key: k, .. } => k == key,
+            Slot::Ready(_) => false,
+        })
+    }
+
+    /// Resolves once the oldest write in the queue is durable (at once when
+    /// the oldest slot is a ready reply).
+    pub async fn wait_front(&mut self) {
+        match self.slots.front_mut() {
+            Some(Slot::Write { pending, .. } | Slot::Silent { pending, .. }) => {
+                pending.ready().await
+            }
+            Some(Slot::Ready(_)) | None => {}
+        }
     }
 }

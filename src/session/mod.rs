@@ -11,7 +11,7 @@ pub mod tls;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 
 use crate::context::ServerContext;
 use crate::error::{AtCode, AtError};
@@ -69,50 +69,75 @@ async fn run(ctx: Arc<ServerContext>, stream: Socket) {
     // Idle connections hold small buffers; busy ones grow theirs (see below).
     let mut read_size = READ_SIZE_MIN_BYTES;
     'connection: loop {
+        // Wait for input, or for the oldest in-flight write to become
+        // durable, whichever comes first: a pipelining client keeps sending
+        // while its earlier writes are being committed.
         let idle = Duration::from_millis(session.idle_limit_ms());
         let filled = inbuf.len();
-        inbuf.resize(filled + read_size, 0);
-        let target = inbuf.get_mut(filled..).unwrap_or_default();
-        let read = match shard::deadline(idle, tls.read(target)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(n)) => n,
-            Err(_) => {
+        let may_read = inflight.len() < INFLIGHT_REPLIES_MAX;
+        if may_read {
+            inbuf.resize(filled + read_size, 0);
+        }
+        let event = {
+            let target = inbuf.get_mut(filled..).unwrap_or_default();
+            let read = async {
+                if may_read {
+                    Event::Read(shard::deadline(idle, tls.read(target)).await)
+                } else {
+                    futures_lite::future::pending().await
+                }
+            };
+            let write_done = async {
+                if inflight.is_empty() {
+                    futures_lite::future::pending::<()>().await;
+                }
+                inflight.wait_front().await;
+                Event::WriteDone
+            };
+            read.or(write_done).await
+        };
+        let mut flow = Flow::Continue;
+        match event {
+            Event::WriteDone => inbuf.truncate(filled),
+            Event::Read(Ok(Ok(0)) | Ok(Err(_))) => break,
+            Event::Read(Err(_)) => {
                 tracing::debug!(?peer, "idle connection closed");
                 break;
             }
-        };
-        inbuf.truncate(filled + read);
-        read_size = if read == read_size {
-            (read_size * 2).min(READ_CHUNK_BYTES)
-        } else {
-            READ_SIZE_MIN_BYTES.max(read_size / 2)
-        };
-        let mut consumed = 0;
-        let mut flow = Flow::Continue;
-        while flow == Flow::Continue {
-            let rest = inbuf.get(consumed..).unwrap_or_default();
-            match frame::next_line(rest, LINE_BYTES_MAX) {
-                (Frame::Line(line), used) => {
-                    consumed += used;
-                    flow = session.handle_line(line, &mut inflight, &mut out).await;
+            Event::Read(Ok(Ok(read))) => {
+                inbuf.truncate(filled + read);
+                read_size = if read == read_size {
+                    (read_size * 2).min(READ_CHUNK_BYTES)
+                } else {
+                    READ_SIZE_MIN_BYTES.max(read_size / 2)
+                };
+                let mut consumed = 0;
+                while flow == Flow::Continue {
+                    let rest = inbuf.get(consumed..).unwrap_or_default();
+                    match frame::next_line(rest, LINE_BYTES_MAX) {
+                        (Frame::Line(line), used) => {
+                            consumed += used;
+                            flow = session.handle_line(line, &mut inflight, &mut out).await;
+                        }
+                        (Frame::Incomplete, _) => break,
+                        (Frame::TooLong, _) => {
+                            let error = AtError::new(
+                                AtCode::BufferLimit,
+                                format!(
+                                    "InboundBuffer overflow: server received request which exceeded the buffer size limit of {LINE_BYTES_MAX} bytes. Terminating the connection."
+                                ),
+                            );
+                            session.flush(&mut inflight, &mut out).await;
+                            session.write_error(&error, &mut out);
+                            flow = Flow::Close;
+                        }
+                    }
                 }
-                (Frame::Incomplete, _) => break,
-                (Frame::TooLong, _) => {
-                    let error = AtError::new(
-                        AtCode::BufferLimit,
-                        format!(
-                            "InboundBuffer overflow: server received request which exceeded the buffer size limit of {LINE_BYTES_MAX} bytes. Terminating the connection."
-                        ),
-                    );
-                    session.flush(&mut inflight, &mut out).await;
-                    session.write_error(&error, &mut out);
-                    flow = Flow::Close;
-                }
+                inbuf.drain(..consumed.min(inbuf.len()));
             }
         }
-        inbuf.drain(..consumed.min(inbuf.len()));
-        if session.flush(&mut inflight, &mut out).await == Flow::Close {
-            flow = Flow::Close;
+        if flow == Flow::Continue {
+            flow = session.emit_ready(&mut inflight, &mut out);
         }
         if !out.is_empty() {
             if write_all(&mut tls, &out).await.is_err() {
@@ -120,7 +145,7 @@ async fn run(ctx: Arc<ServerContext>, stream: Socket) {
             }
             out.clear();
         }
-        if read_size == READ_SIZE_MIN_BYTES {
+        if read_size == READ_SIZE_MIN_BYTES && inflight.is_empty() {
             // The connection has gone quiet: give back what a burst grew.
             release_if_large(&mut inbuf);
             release_if_large(&mut out);
@@ -132,6 +157,16 @@ async fn run(ctx: Arc<ServerContext>, stream: Socket) {
     }
     let _ = shard::deadline(Duration::from_millis(WRITE_MS), tls.close()).await;
 }
+
+/// What woke the connection loop.
+enum Event {
+    Read(Result<std::io::Result<usize>, shard::DeadlineExceeded>),
+    WriteDone,
+}
+
+/// Replies a connection may have pending before it stops reading more
+/// requests: bounds the memory one pipelining client can pin.
+const INFLIGHT_REPLIES_MAX: usize = 1_024;
 
 /// First read size of a connection; doubled while reads fill the buffer, up
 /// to [`READ_CHUNK_BYTES`], and halved back when they do not.

@@ -209,10 +209,7 @@ impl Session {
             follow_up,
         } = write;
         match tenant.store.submit(key.clone(), commit, mutate).await {
-            Ok(pending) => {
-                inflight.slots.push_back(Slot::Write(pending));
-                inflight.keys.push(key);
-            }
+            Ok(pending) => inflight.slots.push_back(Slot::Write { key, pending }),
             Err(error) => return self.queue_error(&error, inflight, out).await,
         }
         if let Some(next) = follow_up {
@@ -224,10 +221,7 @@ impl Session {
                 ..
             } = *next;
             match tenant.store.submit(key.clone(), commit, mutate).await {
-                Ok(pending) => {
-                    inflight.slots.push_back(Slot::Silent(pending));
-                    inflight.keys.push(key);
-                }
+                Ok(pending) => inflight.slots.push_back(Slot::Silent { key, pending }),
                 Err(error) => tracing::warn!(%error, "follow-up write refused"),
             }
         }
@@ -260,24 +254,46 @@ impl Session {
     /// Waits for every in-flight write and appends all queued replies, in
     /// request order. Stops at an error that closes the connection.
     pub async fn flush(&mut self, inflight: &mut InFlight, out: &mut Vec<u8>) -> Flow {
-        inflight.keys.clear();
-        while let Some(slot) = inflight.slots.pop_front() {
-            match slot {
-                Slot::Ready(bytes) => out.extend_from_slice(&bytes),
-                Slot::Write(pending) => {
-                    let result = pending.outcome().await.map(|o| o.commit_id);
+        while !inflight.is_empty() {
+            inflight.wait_front().await;
+            if self.emit_ready(inflight, out) == Flow::Close {
+                return Flow::Close;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Appends the replies at the front of the queue that are known by now,
+    /// without waiting. Stops at an error that closes the connection.
+    pub fn emit_ready(&mut self, inflight: &mut InFlight, out: &mut Vec<u8>) -> Flow {
+        loop {
+            let outcome = match inflight.slots.front_mut() {
+                None => return Flow::Continue,
+                Some(Slot::Ready(_)) => None,
+                Some(Slot::Write { pending, .. } | Slot::Silent { pending, .. }) => {
+                    match pending.try_outcome() {
+                        Some(outcome) => Some(outcome),
+                        None => return Flow::Continue,
+                    }
+                }
+            };
+            let Some(slot) = inflight.slots.pop_front() else {
+                return Flow::Continue;
+            };
+            match (slot, outcome) {
+                (Slot::Ready(bytes), _) => out.extend_from_slice(&bytes),
+                (Slot::Write { .. }, Some(result)) => {
+                    let result = result.map(|o| o.commit_id);
                     if verbs::respond_write(self, result, out) == Flow::Close {
                         inflight.slots.clear();
                         return Flow::Close;
                     }
                 }
-                Slot::Silent(pending) => {
-                    if let Err(error) = pending.outcome().await {
-                        tracing::warn!(%error, "follow-up write failed");
-                    }
+                (Slot::Silent { .. }, Some(Err(error))) => {
+                    tracing::warn!(%error, "follow-up write failed");
                 }
+                (Slot::Silent { .. } | Slot::Write { .. }, _) => {}
             }
         }
-        Flow::Continue
     }
 }

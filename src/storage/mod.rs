@@ -293,7 +293,12 @@ impl TenantStore {
         };
         loop {
             match self.store.inner.writer.try_send(request) {
-                Ok(()) => return Ok(PendingWrite { done }),
+                Ok(()) => {
+                    return Ok(PendingWrite {
+                        done,
+                        outcome: None,
+                    });
+                }
                 Err(crossbeam_channel::TrySendError::Full(back)) => {
                     request = back;
                     futures_lite::future::yield_now().await;
@@ -309,13 +314,47 @@ impl TenantStore {
 /// A write the actor has accepted; resolves when its batch is durable.
 pub struct PendingWrite {
     done: futures_channel::oneshot::Receiver<Result<WriteOutcome, AtError>>,
+    /// The outcome once received, until it is taken.
+    outcome: Option<Result<WriteOutcome, AtError>>,
 }
 
 impl PendingWrite {
-    pub async fn outcome(self) -> Result<WriteOutcome, AtError> {
-        self.done
-            .await
-            .map_err(|_| store_error("the data store writer has stopped"))?
+    pub async fn outcome(mut self) -> Result<WriteOutcome, AtError> {
+        self.ready().await;
+        self.try_outcome()
+            .unwrap_or_else(|| Err(store_error("the data store writer has stopped")))
+    }
+
+    /// Resolves once the outcome is known, without taking it.
+    pub async fn ready(&mut self) {
+        std::future::poll_fn(|cx| {
+            if self.outcome.is_some() {
+                return std::task::Poll::Ready(());
+            }
+            match std::pin::Pin::new(&mut self.done).poll(cx) {
+                std::task::Poll::Ready(result) => {
+                    self.outcome =
+                        Some(result.unwrap_or_else(|_| {
+                            Err(store_error("the data store writer has stopped"))
+                        }));
+                    std::task::Poll::Ready(())
+                }
+                std::task::Poll::Pending => std::task::Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// The outcome if it is known by now.
+    pub fn try_outcome(&mut self) -> Option<Result<WriteOutcome, AtError>> {
+        if let Some(outcome) = self.outcome.take() {
+            return Some(outcome);
+        }
+        match self.done.try_recv() {
+            Ok(Some(outcome)) => Some(outcome),
+            Ok(None) => None,
+            Err(_) => Some(Err(store_error("the data store writer has stopped"))),
+        }
     }
 }
 
