@@ -17,7 +17,7 @@ fn server() -> &'static TestServer {
     SERVER.get_or_init(|| {
         let atsigns: Vec<(&str, &str)> = [
             "@alice", "@bob", "@errors", "@onboard", "@pkam", "@meta", "@scan", "@stats",
-            "@expiry", "@del", "@ecc", "@pipe", "@order",
+            "@expiry", "@del", "@ecc", "@pipe", "@order", "@rw",
         ]
         .iter()
         .map(|a| (*a, SECRET))
@@ -454,6 +454,19 @@ fn pipelined_writes_reads_and_errors_keep_request_order() {
         c.read_reply(),
         "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"3\"}]\n@order@"
     );
+}
+
+#[test]
+fn a_read_sent_while_its_write_commits_sees_the_write() {
+    let mut c = owner("@rw");
+    for round in 0..50 {
+        // Two separate writes on the wire: the server has usually read the
+        // llookup while the update is still in flight.
+        c.write(format!("update:k.rw@rw v{round}\n").as_bytes());
+        c.write(b"llookup:k.rw@rw\n");
+        assert_eq!(c.read_reply(), format!("data:{round}\n@rw@"));
+        assert_eq!(c.read_reply(), format!("data:v{round}\n@rw@"));
+    }
 }
 
 #[test]
