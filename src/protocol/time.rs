@@ -69,24 +69,19 @@ fn year(y: i64) -> String {
 /// `2024-10-24 10:00:00.123Z`: Dart `DateTime.toString()` of a UTC time with
 /// millisecond precision (always three fractional digits).
 pub fn format_dart_utc(epoch_ms: i64) -> String {
-    let p = split(epoch_ms);
-    format!(
-        "{}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}Z",
-        year(p.y),
-        p.mo,
-        p.d,
-        p.h,
-        p.mi,
-        p.s,
-        p.ms
-    )
+    format_utc(epoch_ms, ' ')
 }
 
 /// `2024-10-24T10:00:00.123Z`: ISO-8601 UTC with milliseconds.
 pub fn format_iso_utc(epoch_ms: i64) -> String {
+    format_utc(epoch_ms, 'T')
+}
+
+/// Date and time separated by `separator`, three fractional digits, `Z`.
+fn format_utc(epoch_ms: i64, separator: char) -> String {
     let p = split(epoch_ms);
     format!(
-        "{}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        "{}-{:02}-{:02}{separator}{:02}:{:02}:{:02}.{:03}Z",
         year(p.y),
         p.mo,
         p.d,
