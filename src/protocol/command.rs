@@ -205,6 +205,14 @@ impl KeyRef<'_> {
     /// the way the keystore does (lower-case, no whitespace).
     pub fn assemble(&self) -> String {
         let mut s = String::with_capacity(self.name.len() + 64);
+        self.assemble_into(&mut s);
+        s
+    }
+
+    /// [`KeyRef::assemble`] into a reused buffer: no allocation once the
+    /// buffer has grown, unless the key needs case folding.
+    pub fn assemble_into(&self, s: &mut String) {
+        s.clear();
         if self.cached {
             s.push_str("cached:");
         }
@@ -212,15 +220,17 @@ impl KeyRef<'_> {
             Scope::None => {}
             Scope::Public => s.push_str("public:"),
             Scope::SharedWith(w) => {
-                push_atsign(&mut s, w);
+                push_atsign(s, w);
                 s.push(':');
             }
         }
         s.push_str(self.name);
         if let Some(o) = self.owner {
-            push_atsign(&mut s, o);
+            push_atsign(s, o);
         }
-        canonical_key(&s)
+        if s.chars().any(|c| c.is_uppercase() || c.is_whitespace()) {
+            *s = canonical_key(s);
+        }
     }
 }
 
@@ -746,5 +756,48 @@ mod tests {
         for (name, op) in EnrollOp::ALL {
             assert_eq!(op.name(), name);
         }
+    }
+}
+
+#[cfg(test)]
+mod assemble_tests {
+    use super::*;
+
+    #[test]
+    fn assembling_into_a_reused_buffer_matches_assemble() {
+        let keys = [
+            KeyRef {
+                cached: false,
+                scope: Scope::None,
+                name: "phone.wavi",
+                owner: Some("alice"),
+            },
+            KeyRef {
+                cached: true,
+                scope: Scope::Public,
+                name: "PublicKey",
+                owner: Some("@Bob"),
+            },
+            KeyRef {
+                cached: false,
+                scope: Scope::SharedWith("bob"),
+                name: "x",
+                owner: Some("alice"),
+            },
+            KeyRef {
+                cached: false,
+                scope: Scope::None,
+                name: "privatekey:at_pkam_publickey",
+                owner: None,
+            },
+        ];
+        let mut buffer = String::from("left over");
+        for key in keys {
+            key.assemble_into(&mut buffer);
+            assert_eq!(buffer, key.assemble());
+        }
+        assert_eq!(buffer, "privatekey:at_pkam_publickey");
+        keys[1].assemble_into(&mut buffer);
+        assert_eq!(buffer, "cached:public:publickey@bob");
     }
 }

@@ -43,6 +43,8 @@ pub struct Session {
     pub auth_failures: u32,
     /// Reused buffer for reply payloads: no allocation per request.
     pub payload: String,
+    /// Reused buffer for assembling the key of a read.
+    key_scratch: String,
     rate_window_start: Instant,
     rate_window_count: u32,
 }
@@ -60,6 +62,7 @@ impl Session {
             error_style: ErrorStyle::Legacy,
             auth_failures: 0,
             payload: String::new(),
+            key_scratch: String::new(),
             rate_window_start: Instant::now(),
             rate_window_count: 0,
         }
@@ -169,20 +172,26 @@ impl Session {
         match verbs::plan(self, &normalized) {
             Err(error) => self.queue_error(&error, inflight, out).await,
             Ok(Step::Write(write)) => self.submit(write, inflight, out).await,
-            Ok(Step::Read { key, op }) if !inflight.touches(&key) => {
-                if inflight.is_empty() {
-                    return verbs::run_read(self, &key, op, out);
-                }
-                let mut reply = Vec::new();
-                let flow = verbs::run_read(self, &key, op, &mut reply);
-                inflight.slots.push_back(Slot::Ready(reply));
-                flow
-            }
             Ok(Step::Read { key, op }) => {
-                if self.flush(inflight, out).await == Flow::Close {
-                    return Flow::Close;
-                }
-                verbs::run_read(self, &key, op, out)
+                // The key is assembled into a reused buffer: no allocation.
+                let mut assembled = std::mem::take(&mut self.key_scratch);
+                key.assemble_into(&mut assembled);
+                let flow = if !inflight.touches(&assembled) {
+                    if inflight.is_empty() {
+                        verbs::run_read(self, &assembled, op, out)
+                    } else {
+                        let mut reply = Vec::new();
+                        let flow = verbs::run_read(self, &assembled, op, &mut reply);
+                        inflight.slots.push_back(Slot::Ready(reply));
+                        flow
+                    }
+                } else if self.flush(inflight, out).await == Flow::Close {
+                    Flow::Close
+                } else {
+                    verbs::run_read(self, &assembled, op, out)
+                };
+                self.key_scratch = assembled;
+                flow
             }
             Ok(Step::Other(command)) => {
                 if self.flush(inflight, out).await == Flow::Close {

@@ -26,6 +26,27 @@ pub fn record_key(atsign: &str, key: &str) -> Vec<u8> {
     out
 }
 
+thread_local! {
+    /// Scratch space for building record keys on the read path.
+    static KEY_SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with the record key of `(atsign, key)` built in a per-thread
+/// buffer, so inline reads allocate nothing for their key.
+pub fn with_record_key<R>(atsign: &str, key: &str, f: impl FnOnce(&[u8]) -> R) -> R {
+    KEY_SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut buffer) => {
+            buffer.clear();
+            buffer.extend_from_slice(atsign.as_bytes());
+            buffer.push(SEPARATOR);
+            buffer.extend_from_slice(key.as_bytes());
+            f(&buffer)
+        }
+        // Re-entered from inside `f`: fall back to a fresh buffer.
+        Err(_) => f(&record_key(atsign, key)),
+    })
+}
+
 pub fn commit_key(atsign: &str, id: u64) -> Vec<u8> {
     let mut out = tenant_prefix(atsign);
     out.extend_from_slice(&id.to_be_bytes());
@@ -95,5 +116,20 @@ mod tests {
     fn one_tenant_prefix_is_not_a_prefix_of_another() {
         let alice = tenant_prefix("@al");
         assert!(!record_key("@alice", "x@alice").starts_with(&alice));
+    }
+}
+
+#[cfg(test)]
+mod scratch_tests {
+    use super::*;
+
+    #[test]
+    fn the_scratch_key_equals_the_allocated_one() {
+        let built = with_record_key("@alice", "phone@alice", |k| k.to_vec());
+        assert_eq!(built, record_key("@alice", "phone@alice"));
+        let nested = with_record_key("@a", "x", |outer| {
+            with_record_key("@b", "y", |inner| (outer.to_vec(), inner.to_vec()))
+        });
+        assert_eq!(nested, (record_key("@a", "x"), record_key("@b", "y")));
     }
 }

@@ -152,8 +152,9 @@ impl TenantStore {
         key: &str,
         f: impl FnOnce(&ArchivedStoredRecord) -> R,
     ) -> Result<Option<R>, AtError> {
-        let full = layout::record_key(&self.atsign, key);
-        match self.keyspaces().keys.get(&full).map_err(store_error)? {
+        let found =
+            layout::with_record_key(&self.atsign, key, |full| self.keyspaces().keys.get(full));
+        match found.map_err(store_error)? {
             None => Ok(None),
             Some(bytes) => record::with_archived(&bytes, f)
                 .map(Some)

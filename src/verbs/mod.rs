@@ -22,7 +22,7 @@ mod update_meta;
 pub mod write;
 
 use crate::error::{AtCode, AtError};
-use crate::protocol::command::{Command, LookupOp, VerbId};
+use crate::protocol::command::{Command, KeyRef, LookupOp, VerbId};
 use crate::protocol::parse;
 use crate::protocol::reply;
 use crate::session::{Flow, Session};
@@ -90,7 +90,7 @@ pub enum Step<'a> {
     Write(PreparedWrite),
     /// `llookup` of one key: it may run while writes to *other* keys are in
     /// flight, since its answer cannot depend on them.
-    Read { key: String, op: LookupOp },
+    Read { key: KeyRef<'a>, op: LookupOp },
     /// Everything else runs after every in-flight write has completed.
     Other(Command<'a>),
 }
@@ -112,7 +112,7 @@ pub fn plan<'a>(session: &Session, normalized: &'a str) -> Result<Step<'a>, AtEr
         Command::UpdateMeta(c) => Step::Write(update_meta::prepare(session, c)?),
         Command::Delete(c) => Step::Write(delete::prepare(session, c)?),
         Command::LLookup(c) => Step::Read {
-            key: c.key.assemble(),
+            key: c.key,
             op: c.op,
         },
         other => Step::Other(other),
