@@ -23,6 +23,11 @@ pub const MEMLOCK_BYTES_MIN: u64 = 512 * 1024;
 /// keeps the 8 MiB default memlock limit enough for several shards.
 pub const IO_MEMORY_BYTES: usize = 512 * 1024;
 
+/// Period of the per-shard tick that bounds a lost reactor wake-up to this
+/// long (docs/decisions/0002-glommio-preempt-timer.md): 100 wake-ups a
+/// second cost nothing measurable, a lost one cost a client its timeout.
+pub const REACTOR_TICK_MS: u64 = 10;
+
 /// What a shard runs for each accepted connection.
 pub type ConnectionFuture = Pin<Box<dyn Future<Output = ()>>>;
 
@@ -108,6 +113,15 @@ pub fn serve<H: ConnectionHandler>(
                 callback(addr);
             }
             tracing::debug!(shard, "{label}: accepting");
+            // Safety net for a glommio lost wake-up: a timer that fires every
+            // few milliseconds makes the reactor look at its rings even when
+            // a completion failed to wake it (decision 0002).
+            glommio::spawn_local(async {
+                loop {
+                    sleep(Duration::from_millis(REACTOR_TICK_MS)).await;
+                }
+            })
+            .detach();
 
             loop {
                 match listener.accept().await {
