@@ -125,10 +125,7 @@ pub fn start_server(
             }
             None => return Err("storage shard out of range".into()),
         };
-        let tenant = Tenant {
-            atsign: atsign.clone(),
-            store: store.tenant(&atsign),
-        };
+        let tenant = Tenant::new(atsign.clone(), store.tenant(&atsign));
         provision_secret(&tenant, secret.as_deref())?;
         tracing::info!(%atsign, storage_shard = home, "hosting");
         tenants.push(tenant);

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crate::storage::TenantStore;
@@ -17,6 +17,22 @@ pub struct Tenant {
     /// Normalised, with the `@` (`@alice`).
     pub atsign: String,
     pub store: TenantStore,
+    /// Epoch ms of the last successful owner login (cram or pkam), 0 = none
+    /// since start (`stats:8`).
+    pub last_login_ms: AtomicI64,
+    /// Epoch ms of the last successful pkam, 0 = none since start (`stats:10`).
+    pub last_pkam_ms: AtomicI64,
+}
+
+impl Tenant {
+    pub fn new(atsign: String, store: TenantStore) -> Tenant {
+        Tenant {
+            atsign,
+            store,
+            last_login_ms: AtomicI64::new(0),
+            last_pkam_ms: AtomicI64::new(0),
+        }
+    }
 }
 
 /// Bounds and switches that connections read.

@@ -385,6 +385,24 @@ fn stats_reports_the_last_commit_id_with_the_reference_spacing() {
         c.send(r"stats:3:.*\.app"),
         "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"0\"}]\n@stats@"
     );
+    assert_eq!(
+        c.send(r"stats:15:\.app@"),
+        "data: [{\"id\":\"15\",\"name\":\"LatestCommitEntryOfEachKey\",\"value\":\"{\\\"a.app@stats\\\":[0,\\\"+\\\"]}\"}]\n@stats@"
+    );
+    let logins = c.send("stats:8,10");
+    assert!(
+        logins.contains(r#""name":"LastLoggedInDatetime","value":"20"#),
+        "{logins}"
+    );
+    assert!(
+        logins.contains(r#""name":"LastPkam","value":"Not Available""#),
+        "{logins}"
+    );
+    let disk = c.send("stats:9");
+    assert!(
+        disk.contains(r#""name":"diskSize","value":"{\"size\":"#),
+        "{disk}"
+    );
     let both = c.send("stats:1,7");
     assert!(
         both.starts_with("data: [{\"id\":\"1\",\"name\":\"activeInboundConnections\",\"value\":\""),

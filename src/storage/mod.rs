@@ -246,6 +246,45 @@ impl TenantStore {
         Ok(None)
     }
 
+    /// The newest commit entry of every key whose name satisfies `pred`, in
+    /// order of each key's first appearance in the log (`stats:15`).
+    pub fn latest_commit_per_key(
+        &self,
+        mut pred: impl FnMut(&str) -> bool,
+    ) -> Result<Vec<(String, u64, CommitOp)>, AtError> {
+        let start = layout::commit_key(&self.atsign, 0);
+        let end = layout::commit_key(&self.atsign, u64::MAX);
+        let mut latest: Vec<(String, u64, CommitOp)> = Vec::new();
+        let mut position: std::collections::HashMap<String, usize> =
+            std::collections::HashMap::new();
+        for item in self.keyspaces().commits.range(start..=end) {
+            let (k, v) = item.into_inner().map_err(store_error)?;
+            let entry = CommitEntry::decode(&v).map_err(store_error)?;
+            let Some(id) = k
+                .get(k.len().saturating_sub(8)..)
+                .and_then(layout::decode_u64)
+            else {
+                continue;
+            };
+            if !pred(&entry.key) {
+                continue;
+            }
+            match position.get(&entry.key) {
+                Some(&at) => {
+                    if let Some(slot) = latest.get_mut(at) {
+                        slot.1 = id;
+                        slot.2 = entry.op;
+                    }
+                }
+                None => {
+                    position.insert(entry.key.clone(), latest.len());
+                    latest.push((entry.key, id, entry.op));
+                }
+            }
+        }
+        Ok(latest)
+    }
+
     /// Bytes on disk of the storage shard holding this atSign.
     pub fn disk_bytes(&self) -> u64 {
         let ks = self.keyspaces();

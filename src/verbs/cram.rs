@@ -20,6 +20,9 @@ pub fn apply(session: &mut Session, cmd: Cram<'_>, payload: &mut String) -> Resu
         .ok_or_else(|| AtError::key_not_found(SECRET_KEY))?;
     if challenge.is_fresh() && cram::verify(&secret, &challenge.text, cmd.digest) {
         session.auth = Auth::Cram;
+        tenant
+            .last_login_ms
+            .store(super::now_ms(), std::sync::atomic::Ordering::Relaxed);
         payload.push_str("success");
         Ok(Reply::Data)
     } else {

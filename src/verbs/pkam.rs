@@ -39,6 +39,13 @@ pub fn apply(session: &mut Session, cmd: Pkam<'_>, payload: &mut String) -> Resu
     ) {
         Ok(()) => {
             session.auth = Auth::Pkam;
+            let now = super::now_ms();
+            tenant
+                .last_login_ms
+                .store(now, std::sync::atomic::Ordering::Relaxed);
+            tenant
+                .last_pkam_ms
+                .store(now, std::sync::atomic::Ordering::Relaxed);
             payload.push_str("success");
             Ok(Reply::Data)
         }

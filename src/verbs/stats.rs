@@ -8,10 +8,17 @@ use super::{Reply, owner_tenant};
 use crate::error::{AtCode, AtError};
 use crate::protocol::command::Stats;
 use crate::protocol::json::{self, ObjectWriter};
+use crate::protocol::time::format_dart_utc;
 use crate::session::Session;
+use std::sync::atomic::Ordering;
 
 /// The metric ids this server reports, in the order plain `stats` lists them.
-const AVAILABLE_IDS: [u32; 5] = [1, 2, 3, 4, 7];
+/// 5 and 6 (top atSigns and keys) need the access log, which comes later;
+/// 11 counts notifications, which come later too.
+const AVAILABLE_IDS: [u32; 11] = [1, 2, 3, 4, 7, 8, 9, 10, 12, 13, 14];
+
+/// Ids answered only when asked for: `stats:15` walks the whole commit log.
+const ON_REQUEST_IDS: [u32; 1] = [15];
 
 pub fn apply(
     session: &mut Session,
@@ -66,11 +73,55 @@ pub fn apply(
                 json::write_str(&mut value, crate::context::PROTOCOL_VERSION);
                 "secondaryServerVersion"
             }
+            8 => {
+                let at = tenant.last_login_ms.load(Ordering::Relaxed);
+                json::write_str(&mut value, &date_or_not_available(at));
+                "LastLoggedInDatetime"
+            }
+            9 => {
+                json::write_str(&mut value, &disk_size_json(tenant.store.disk_bytes()));
+                "diskSize"
+            }
+            10 => {
+                let at = tenant.last_pkam_ms.load(Ordering::Relaxed);
+                json::write_str(&mut value, &date_or_not_available(at));
+                "LastPkam"
+            }
+            12 => {
+                json::write_str(&mut value, "{}");
+                "CommitLogCompactionStats"
+            }
+            13 => {
+                json::write_str(&mut value, "{}");
+                "AccessLogCompactionStats"
+            }
+            14 => {
+                json::write_str(&mut value, "{}");
+                "NotificationCompactionStats"
+            }
+            15 => {
+                let entries = match &regex {
+                    Some(r) => tenant.store.latest_commit_per_key(|key| r.is_match(key))?,
+                    None => tenant.store.latest_commit_per_key(|_| true)?,
+                };
+                let mut map = String::new();
+                let mut obj = ObjectWriter::new(&mut map);
+                for (key, id, op) in &entries {
+                    let mut pair = String::new();
+                    let _ = write!(pair, "[{id},");
+                    json::write_str(&mut pair, op.symbol());
+                    pair.push(']');
+                    obj.field_raw(key, &pair);
+                }
+                obj.finish();
+                json::write_str(&mut value, &map);
+                "LatestCommitEntryOfEachKey"
+            }
             other => {
                 return Err(AtError::new(
                     AtCode::InvalidSyntax,
                     format!(
-                        "stats id {other} is not available on this server (available: 1, 2, 3, 4, 7)"
+                        "stats id {other} is not available on this server (available: {AVAILABLE_IDS:?} and, on request, {ON_REQUEST_IDS:?})"
                     ),
                 ));
             }
@@ -83,4 +134,42 @@ pub fn apply(
     }
     payload.push(']');
     Ok(Reply::DataSpaced)
+}
+
+/// A Dart UTC date, or the reference's `Not Available` when nothing happened
+/// since start.
+fn date_or_not_available(epoch_ms: i64) -> String {
+    if epoch_ms > 0 {
+        format_dart_utc(epoch_ms)
+    } else {
+        "Not Available".to_string()
+    }
+}
+
+/// `{"size":"1.20","units":"MB"}`, or `{"size":"0","unit":"B"}` when empty
+/// (the reference's two spellings).
+fn disk_size_json(bytes: u64) -> String {
+    if bytes == 0 {
+        return r#"{"size":"0","unit":"B"}"#.to_string();
+    }
+    let units = ["B", "KB", "MB", "GB", "TB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1024.0 && unit + 1 < units.len() {
+        size /= 1024.0;
+        unit += 1;
+    }
+    format!(r#"{{"size":"{size:.2}","units":"{}"}}"#, units[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_sizes_use_two_decimals_and_binary_units() {
+        assert_eq!(disk_size_json(0), r#"{"size":"0","unit":"B"}"#);
+        assert_eq!(disk_size_json(512), r#"{"size":"512.00","units":"B"}"#);
+        assert_eq!(disk_size_json(1_258_291), r#"{"size":"1.20","units":"MB"}"#);
+    }
 }
