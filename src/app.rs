@@ -65,10 +65,60 @@ pub fn serve(args: ServeArgs) -> Result<(), String> {
             ..SessionLimits::default()
         },
     };
-    let handle = start_server(plan, |addr| {
+    let signals = crate::signals::block()?;
+    let running = start_server(plan, |addr| {
         tracing::info!(%addr, "atServer ready");
     })?;
-    handle.join()
+    run_until_stopped(running, signals)
+}
+
+/// How long a clean stop may take to flush each store.
+const STOP_FLUSH_MS: u64 = 30_000;
+
+/// The running pieces of an atServer.
+pub struct Running {
+    pub shards: shard::ServeHandle,
+    pub stores: Vec<Store>,
+}
+
+/// Waits for SIGTERM/SIGINT (then flushes the stores and exits cleanly) or
+/// for the shards to stop on their own (a start-up failure).
+fn run_until_stopped(running: Running, signals: crate::signals::StopSignals) -> Result<(), String> {
+    enum Stop {
+        Signal(i32),
+        Shards(Result<(), String>),
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let on_signal = tx.clone();
+    std::thread::Builder::new()
+        .name("atserver-signals".into())
+        .spawn(move || {
+            let _ = on_signal.send(Stop::Signal(signals.wait()));
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    let Running { shards, stores } = running;
+    std::thread::Builder::new()
+        .name("atserver-join".into())
+        .spawn(move || {
+            let _ = tx.send(Stop::Shards(shards.join()));
+        })
+        .map_err(|e| format!("cannot start the join thread: {e}"))?;
+    match rx.recv() {
+        Ok(Stop::Signal(signal)) => {
+            tracing::info!(signal, "stopping: flushing the stores");
+            for store in &stores {
+                if let Err(error) =
+                    store.flush_blocking(std::time::Duration::from_millis(STOP_FLUSH_MS))
+                {
+                    tracing::error!(%error, "flush at stop failed");
+                }
+            }
+            tracing::info!("stopped");
+            std::process::exit(0);
+        }
+        Ok(Stop::Shards(result)) => result,
+        Err(_) => Err("the server's supervisor channel closed".into()),
+    }
 }
 
 /// FNV-1a: a stable home-shard function (std's hasher is randomised).
@@ -102,7 +152,7 @@ fn storage_shard_count(data_dir: &Path, wanted: usize) -> Result<usize, String> 
 pub fn start_server(
     plan: ServerPlan,
     on_bound: impl FnOnce(SocketAddr) + Send + 'static,
-) -> Result<shard::ServeHandle, String> {
+) -> Result<Running, String> {
     let memlock = shard::ensure_memlock()?;
     tracing::info!(memlock_kib = memlock / 1024, "locked-memory limit");
     let tls = server_config(&plan.tls)?;
@@ -131,13 +181,17 @@ pub fn start_server(
         tenants.push(tenant);
     }
     let ctx = Arc::new(ServerContext::new(tenants, tls, plan.limits, plan.data_dir));
-    shard::serve(
+    let shards = shard::serve(
         "atserver",
         plan.listen,
         plan.shards,
         AtServerConnections { ctx },
         on_bound,
-    )
+    )?;
+    Ok(Running {
+        shards,
+        stores: stores.into_iter().flatten().collect(),
+    })
 }
 
 /// Stores the CRAM secret unless the atSign was onboarded (secret deleted).
@@ -251,6 +305,7 @@ fn dev_secrets(
 }
 
 pub fn dev(args: DevArgs) -> Result<(), String> {
+    let signals = crate::signals::block()?;
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
     let certs = devcerts::ensure(&args.data_dir.join("certs"))?;
@@ -322,9 +377,10 @@ pub fn dev(args: DevArgs) -> Result<(), String> {
     let _ = writeln!(out, "ready");
     let _ = out.flush();
     drop(out);
-    let server_result = server.join();
-    directory.join()?;
-    server_result
+    // The directory keeps running in its own threads; a signal or a failed
+    // server ends the process, which ends the directory with it.
+    std::mem::forget(directory);
+    run_until_stopped(server, signals)
 }
 
 #[cfg(test)]

@@ -33,6 +33,8 @@ pub mod session;
 #[cfg(feature = "runtime")]
 pub mod shard;
 #[cfg(feature = "runtime")]
+pub mod signals;
+#[cfg(feature = "runtime")]
 pub mod storage;
 #[cfg(feature = "runtime")]
 pub mod telemetry;

@@ -48,6 +48,15 @@ fn wait_for_addr(child: &mut Child, marker: &str) -> SocketAddr {
 }
 
 fn serve(data: &Path, certs: &atserver::devcerts::DevCerts, secret: &str) -> (Running, SocketAddr) {
+    serve_with(data, certs, secret, "durable")
+}
+
+fn serve_with(
+    data: &Path,
+    certs: &atserver::devcerts::DevCerts,
+    secret: &str,
+    durability: &str,
+) -> (Running, SocketAddr) {
     let mut child = Command::new(BIN)
         .args([
             "serve",
@@ -68,7 +77,7 @@ fn serve(data: &Path, certs: &atserver::devcerts::DevCerts, secret: &str) -> (Ru
         .arg(&certs.key)
         .arg("--data-dir")
         .arg(data)
-        .args(["--durability", "durable"])
+        .args(["--durability", durability])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -113,6 +122,49 @@ fn acknowledged_writes_survive_kill_9() {
         "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"199\"}]\n@durable@"
     );
     assert_eq!(c.send("update:after.app@durable x"), "data:200\n@durable@");
+}
+
+#[test]
+fn sigterm_flushes_the_store_and_exits_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = atserver::devcerts::ensure(&dir.path().join("certs")).expect("certs");
+    let data = dir.path().join("data");
+    let secret = "sigterm-secret";
+    let (mut first, addr) = serve_with(&data, &certs, secret, "fast");
+    let target = TestServer::external(addr, certs.ca.clone());
+    let mut c = Client::connect(&target);
+    c.cram("@durable", secret);
+    for i in 0..20 {
+        assert_eq!(
+            c.send(&format!("update:t{i}.app@durable v{i}")),
+            format!("data:{i}\n@durable@")
+        );
+    }
+    let pid = first.0.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = first.0.try_wait().expect("wait") {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "clean exit on SIGTERM, got {exit:?}");
+    drop(first);
+
+    let (_second, addr) = serve_with(&data, &certs, secret, "fast");
+    let target = TestServer::external(addr, certs.ca.clone());
+    let mut c = Client::connect(&target);
+    c.cram("@durable", secret);
+    assert_eq!(c.send("llookup:t19.app@durable"), "data:v19\n@durable@");
 }
 
 fn directory_exchange(client: &mut Client, query: &str) -> String {

@@ -52,6 +52,14 @@ pub struct WriteOutcome {
     pub existed: bool,
 }
 
+/// What the actor receives.
+pub enum ActorMessage {
+    Write(WriteRequest),
+    /// Persist everything and flush the memtables (a clean stop), then
+    /// answer on the channel.
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
 pub type MutateFn = Box<dyn FnOnce(Option<StoredRecord>) -> Result<Mutation, AtError> + Send>;
 
 pub struct WriteRequest {
@@ -69,7 +77,7 @@ pub(super) fn spawn(
     poisoned: Arc<AtomicBool>,
 ) -> Result<
     (
-        crossbeam_channel::Sender<WriteRequest>,
+        crossbeam_channel::Sender<ActorMessage>,
         std::thread::JoinHandle<()>,
     ),
     AtError,
@@ -107,7 +115,7 @@ struct Pending {
 }
 
 impl Actor {
-    fn run(&mut self, rx: Receiver<WriteRequest>) {
+    fn run(&mut self, rx: Receiver<ActorMessage>) {
         let sweep_every = Duration::from_millis(EXPIRY_SWEEP_INTERVAL_MS);
         let mut next_sweep = Instant::now();
         loop {
@@ -117,21 +125,39 @@ impl Actor {
             }
             let wait = next_sweep.saturating_duration_since(Instant::now());
             let first = match rx.recv_timeout(wait) {
-                Ok(request) => request,
+                Ok(message) => message,
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            let mut requests = vec![first];
-            while requests.len() < BATCH_OPS_MAX {
-                match rx.try_recv() {
-                    Ok(request) => requests.push(request),
-                    Err(_) => break,
+            let mut requests = Vec::new();
+            let mut flushes = Vec::new();
+            let mut next = Some(first);
+            while let Some(message) = next.take() {
+                match message {
+                    ActorMessage::Write(request) => requests.push(request),
+                    ActorMessage::Flush(done) => flushes.push(done),
+                }
+                if requests.len() < BATCH_OPS_MAX {
+                    next = rx.try_recv().ok();
                 }
             }
-            self.apply_batch(requests);
+            if !requests.is_empty() {
+                self.apply_batch(requests);
+            }
+            if !flushes.is_empty() {
+                self.flush_to_disk();
+                for done in flushes {
+                    let _ = done.send(());
+                }
+            }
         }
-        // Every sender is gone: make what was acknowledged in fast mode
-        // durable, and flush the memtables so the next start replays nothing.
+        // Every sender is gone.
+        self.flush_to_disk();
+    }
+
+    /// Makes what was acknowledged in fast mode durable and flushes the
+    /// memtables, so the next start replays nothing.
+    fn flush_to_disk(&self) {
         let _ = self.db.persist(PersistMode::SyncAll);
         let keyspaces = &self.keyspaces;
         for keyspace in [

@@ -53,7 +53,7 @@ pub(crate) struct Keyspaces {
 
 struct StoreInner {
     keyspaces: Keyspaces,
-    writer: crossbeam_channel::Sender<actor::WriteRequest>,
+    writer: crossbeam_channel::Sender<actor::ActorMessage>,
     /// Set by the actor after a failed commit: the store refuses writes from
     /// then on and reports not-ready (poison, don't limp).
     poisoned: Arc<AtomicBool>,
@@ -101,6 +101,20 @@ impl Store {
                 actor: std::sync::Mutex::new(Some(thread)),
             }),
         })
+    }
+
+    /// Blocks until everything written so far is fsynced and the memtables
+    /// are flushed (a clean stop: the next start replays nothing). For the
+    /// main thread at shutdown, never for a shard.
+    pub fn flush_blocking(&self, limit: std::time::Duration) -> Result<(), AtError> {
+        let (done, finished) = std::sync::mpsc::channel();
+        self.inner
+            .writer
+            .send_timeout(actor::ActorMessage::Flush(done), limit)
+            .map_err(|_| store_error("the data store writer did not take the flush"))?;
+        finished
+            .recv_timeout(limit)
+            .map_err(|_| store_error("the data store flush did not finish in time"))
     }
 
     /// Stops the write actor once every write handed to it is applied and
@@ -324,15 +338,15 @@ impl TenantStore {
             ));
         }
         let (reply, done) = futures_channel::oneshot::channel();
-        let mut request = actor::WriteRequest {
+        let mut message = actor::ActorMessage::Write(actor::WriteRequest {
             atsign: self.atsign.clone(),
             key,
             commit,
             mutate,
             reply,
-        };
+        });
         loop {
-            match self.store.inner.writer.try_send(request) {
+            match self.store.inner.writer.try_send(message) {
                 Ok(()) => {
                     return Ok(PendingWrite {
                         done,
@@ -340,7 +354,7 @@ impl TenantStore {
                     });
                 }
                 Err(crossbeam_channel::TrySendError::Full(back)) => {
-                    request = back;
+                    message = back;
                     futures_lite::future::yield_now().await;
                 }
                 Err(crossbeam_channel::TrySendError::Disconnected(_)) => {

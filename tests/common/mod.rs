@@ -61,11 +61,12 @@ pub fn start_with_limits(atsigns: &[(&str, &str)], limits: SessionLimits) -> Tes
         durability: Durability::Fast,
         limits,
     };
-    let handle = start_server(plan, move |addr| {
+    let running = start_server(plan, move |addr| {
         let _ = tx.send(addr);
     })
     .expect("server starts");
-    std::mem::forget(handle);
+    // The server lives until the test process exits.
+    std::mem::forget(running);
     let addr = rx.recv_timeout(READ_TIMEOUT).expect("server bound");
     TestServer {
         addr,
