@@ -17,7 +17,7 @@ fn server() -> &'static TestServer {
     SERVER.get_or_init(|| {
         let atsigns: Vec<(&str, &str)> = [
             "@alice", "@bob", "@errors", "@onboard", "@pkam", "@meta", "@scan", "@stats",
-            "@expiry", "@del", "@ecc", "@pipe", "@order", "@rw",
+            "@expiry", "@del", "@ecc", "@pipe", "@order", "@rw", "@big",
         ]
         .iter()
         .map(|a| (*a, SECRET))
@@ -484,6 +484,26 @@ fn a_read_sent_while_its_write_commits_sees_the_write() {
         c.write(b"llookup:k.rw@rw\n");
         assert_eq!(c.read_reply(), format!("data:{round}\n@rw@"));
         assert_eq!(c.read_reply(), format!("data:v{round}\n@rw@"));
+    }
+}
+
+#[test]
+fn pipelined_reads_of_large_values_arrive_whole_and_in_order() {
+    let mut c = owner("@big");
+    let value = "x".repeat(200_000);
+    assert_eq!(
+        c.send(&format!("update:large.big@big {value}")),
+        "data:0\n@big@"
+    );
+    let mut batch = String::new();
+    for i in 0..20 {
+        batch.push_str("llookup:large.big@big\n");
+        batch.push_str(&format!("update:n{i}.big@big {i}\n"));
+    }
+    c.write(batch.as_bytes());
+    for i in 0..20 {
+        assert_eq!(c.read_reply(), format!("data:{value}\n@big@"));
+        assert_eq!(c.read_reply(), format!("data:{}\n@big@", i + 1));
     }
 }
 

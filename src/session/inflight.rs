@@ -23,6 +23,8 @@ pub(super) enum Slot {
 #[derive(Default)]
 pub struct InFlight {
     pub(super) slots: VecDeque<Slot>,
+    /// Bytes held in `Ready` slots.
+    ready_bytes: usize,
 }
 
 impl InFlight {
@@ -32,6 +34,29 @@ impl InFlight {
 
     pub fn len(&self) -> usize {
         self.slots.len()
+    }
+
+    /// Bytes of computed replies waiting behind in-flight writes.
+    pub fn ready_bytes(&self) -> usize {
+        self.ready_bytes
+    }
+
+    pub(super) fn push_ready(&mut self, reply: Vec<u8>) {
+        self.ready_bytes += reply.len();
+        self.slots.push_back(Slot::Ready(reply));
+    }
+
+    pub(super) fn pop_front(&mut self) -> Option<Slot> {
+        let slot = self.slots.pop_front();
+        if let Some(Slot::Ready(bytes)) = &slot {
+            self.ready_bytes = self.ready_bytes.saturating_sub(bytes.len());
+        }
+        slot
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.slots.clear();
+        self.ready_bytes = 0;
     }
 
     /// Whether a write to `key` is still in flight.

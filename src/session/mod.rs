@@ -118,6 +118,17 @@ async fn run(ctx: Arc<ServerContext>, stream: Socket) {
                         (Frame::Line(line), used) => {
                             consumed += used;
                             flow = session.handle_line(line, &mut inflight, &mut out).await;
+                            if out.len() + inflight.ready_bytes() >= REPLY_BUFFER_BYTES_MAX {
+                                // Large replies: send what is due before
+                                // computing more, so memory stays bounded.
+                                if session.flush(&mut inflight, &mut out).await == Flow::Close {
+                                    flow = Flow::Close;
+                                }
+                                if write_all(&mut tls, &out).await.is_err() {
+                                    break 'connection;
+                                }
+                                out.clear();
+                            }
                         }
                         (Frame::Incomplete, _) => break,
                         (Frame::TooLong, _) => {
@@ -163,6 +174,10 @@ enum Event {
     Read(Result<std::io::Result<usize>, shard::DeadlineExceeded>),
     WriteDone,
 }
+
+/// Reply bytes a connection may buffer before it must write them out: one
+/// pipelined read of `llookup`s of large values cannot pin unbounded memory.
+const REPLY_BUFFER_BYTES_MAX: usize = 1024 * 1024;
 
 /// Replies a connection may have pending before it stops reading more
 /// requests: bounds the memory one pipelining client can pin.

@@ -182,7 +182,7 @@ impl Session {
                     } else {
                         let mut reply = Vec::new();
                         let flow = verbs::run_read(self, &assembled, op, &mut reply);
-                        inflight.slots.push_back(Slot::Ready(reply));
+                        inflight.push_ready(reply);
                         flow
                     }
                 } else if self.flush(inflight, out).await == Flow::Close {
@@ -255,7 +255,7 @@ impl Session {
         } else {
             let mut reply = Vec::new();
             self.write_error(error, &mut reply);
-            inflight.slots.push_back(Slot::Ready(reply));
+            inflight.push_ready(reply);
         }
         Flow::Continue
     }
@@ -286,7 +286,7 @@ impl Session {
                     }
                 }
             };
-            let Some(slot) = inflight.slots.pop_front() else {
+            let Some(slot) = inflight.pop_front() else {
                 return Flow::Continue;
             };
             match (slot, outcome) {
@@ -294,7 +294,7 @@ impl Session {
                 (Slot::Write { .. }, Some(result)) => {
                     let result = result.map(|o| o.commit_id);
                     if verbs::respond_write(self, result, out) == Flow::Close {
-                        inflight.slots.clear();
+                        inflight.clear();
                         return Flow::Close;
                     }
                 }
