@@ -147,3 +147,79 @@ fn durable_writes_survive_a_reopen() {
     );
     assert_eq!(put(&alice, "email@alice", "x", true).commit_id, Some(1));
 }
+
+mod model {
+    //! The store against a `BTreeMap` model: random puts, deletes and
+    //! reopens must leave the same contents and a gap-free commit log.
+
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Put(u8, String),
+        Delete(u8),
+        Reopen,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0u8..8, "[a-z]{0,12}").prop_map(|(k, v)| Op::Put(k, v)),
+            3 => (0u8..8).prop_map(Op::Delete),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    fn key(k: u8) -> String {
+        format!("k{k}.model@alice")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_store_matches_a_map_across_reopens(ops in proptest::collection::vec(op(), 1..40)) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut store = Store::open(dir.path(), Durability::Fast).expect("open");
+            let mut model: BTreeMap<String, String> = BTreeMap::new();
+            let mut commits = 0u64;
+            for op in ops {
+                match op {
+                    Op::Put(k, v) => {
+                        let rec = record(&v, 1);
+                        let outcome = block_on(store.tenant("@alice").write(key(k), true, move |_| {
+                            Ok(Mutation::Put(Box::new(rec), CommitOp::Update))
+                        }))
+                        .expect("put");
+                        prop_assert_eq!(outcome.commit_id, Some(commits));
+                        commits += 1;
+                        model.insert(key(k), v);
+                    }
+                    Op::Delete(k) => {
+                        let outcome = block_on(store.tenant("@alice").write(key(k), true, |_| Ok(Mutation::Delete)))
+                            .expect("delete");
+                        prop_assert_eq!(outcome.commit_id, Some(commits));
+                        commits += 1;
+                        model.remove(&key(k));
+                    }
+                    Op::Reopen => {
+                        prop_assert!(store.close().is_ok());
+                        store = Store::open(dir.path(), Durability::Fast).expect("reopen");
+                    }
+                }
+                let tenant = store.tenant("@alice");
+                for k in 0..8 {
+                    let stored = tenant.get(&key(k)).expect("get").and_then(|r| r.value);
+                    prop_assert_eq!(stored.as_ref(), model.get(&key(k)));
+                }
+                let expected_last = commits.checked_sub(1);
+                prop_assert_eq!(tenant.last_commit_id().expect("last"), expected_last);
+                let ids: Vec<u64> = tenant.commits_from(0, 1_000).expect("log").into_iter().map(|(id, _)| id).collect();
+                prop_assert_eq!(ids, (0..commits).collect::<Vec<_>>());
+            }
+        }
+    }
+}
