@@ -219,26 +219,40 @@ impl TenantStore {
         }
     }
 
+    /// This atSign's commit log from id `from` on, oldest first (reversible),
+    /// each entry decoded and paired with its id.
+    fn commit_log(
+        &self,
+        from: u64,
+    ) -> impl DoubleEndedIterator<Item = Result<(u64, CommitEntry), AtError>> + '_ {
+        let start = layout::commit_key(&self.atsign, from);
+        let end = layout::commit_key(&self.atsign, u64::MAX);
+        self.keyspaces()
+            .commits
+            .range(start..=end)
+            .filter_map(|item| {
+                let (k, v) = match item.into_inner() {
+                    Ok(kv) => kv,
+                    Err(error) => return Some(Err(store_error(error))),
+                };
+                let id = k
+                    .get(k.len().saturating_sub(8)..)
+                    .and_then(layout::decode_u64)?;
+                Some(
+                    CommitEntry::decode(&v)
+                        .map(|entry| (id, entry))
+                        .map_err(store_error),
+                )
+            })
+    }
+
     /// Commit-log entries with id ≥ `from`, oldest first, at most `limit`.
     pub fn commits_from(
         &self,
         from: u64,
         limit: usize,
     ) -> Result<Vec<(u64, CommitEntry)>, AtError> {
-        let start = layout::commit_key(&self.atsign, from);
-        let end = layout::commit_key(&self.atsign, u64::MAX);
-        let mut out = Vec::new();
-        for item in self.keyspaces().commits.range(start..=end).take(limit) {
-            let (k, v) = item.into_inner().map_err(store_error)?;
-            let id = k
-                .get(k.len().saturating_sub(8)..)
-                .and_then(layout::decode_u64);
-            let entry = CommitEntry::decode(&v).map_err(store_error)?;
-            if let Some(id) = id {
-                out.push((id, entry));
-            }
-        }
-        Ok(out)
+        self.commit_log(from).take(limit).collect()
     }
 
     /// The newest commit id whose key satisfies `pred` (`stats:3:<regex>`).
@@ -246,15 +260,10 @@ impl TenantStore {
         &self,
         mut pred: impl FnMut(&str) -> bool,
     ) -> Result<Option<u64>, AtError> {
-        let start = layout::commit_key(&self.atsign, 0);
-        let end = layout::commit_key(&self.atsign, u64::MAX);
-        for item in self.keyspaces().commits.range(start..=end).rev() {
-            let (k, v) = item.into_inner().map_err(store_error)?;
-            let entry = CommitEntry::decode(&v).map_err(store_error)?;
+        for item in self.commit_log(0).rev() {
+            let (id, entry) = item?;
             if pred(&entry.key) {
-                return Ok(k
-                    .get(k.len().saturating_sub(8)..)
-                    .and_then(layout::decode_u64));
+                return Ok(Some(id));
             }
         }
         Ok(None)
@@ -266,20 +275,11 @@ impl TenantStore {
         &self,
         mut pred: impl FnMut(&str) -> bool,
     ) -> Result<Vec<(String, u64, CommitOp)>, AtError> {
-        let start = layout::commit_key(&self.atsign, 0);
-        let end = layout::commit_key(&self.atsign, u64::MAX);
         let mut latest: Vec<(String, u64, CommitOp)> = Vec::new();
         let mut position: std::collections::HashMap<String, usize> =
             std::collections::HashMap::new();
-        for item in self.keyspaces().commits.range(start..=end) {
-            let (k, v) = item.into_inner().map_err(store_error)?;
-            let entry = CommitEntry::decode(&v).map_err(store_error)?;
-            let Some(id) = k
-                .get(k.len().saturating_sub(8)..)
-                .and_then(layout::decode_u64)
-            else {
-                continue;
-            };
+        for item in self.commit_log(0) {
+            let (id, entry) = item?;
             if !pred(&entry.key) {
                 continue;
             }
