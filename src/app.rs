@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::cli::{CertsArgs, DevArgs, DirectoryArgs, DurabilityArg, ServeArgs};
+use crate::cli::{CertsArgs, DevArgs, DirectoryArgs, DurabilityArg, SchedulingArg, ServeArgs};
 use crate::context::{ServerContext, SessionLimits, Tenant};
 use crate::directory::{DirectoryConnections, Records};
 use crate::protocol::atsign::normalize_atsign;
@@ -27,6 +27,7 @@ pub struct ServerPlan {
     pub shards: usize,
     pub durability: Durability,
     pub limits: SessionLimits,
+    pub scheduling: shard::Scheduling,
 }
 
 fn online_cpus() -> usize {
@@ -63,6 +64,10 @@ pub fn serve(args: ServeArgs) -> Result<(), String> {
         limits: SessionLimits {
             inbound_connections_max: args.inbound_max,
             ..SessionLimits::default()
+        },
+        scheduling: match args.shard_scheduling {
+            SchedulingArg::Batch => shard::Scheduling::Batch,
+            SchedulingArg::Normal => shard::Scheduling::Normal,
         },
     };
     let signals = crate::signals::block()?;
@@ -185,6 +190,7 @@ pub fn start_server(
         "atserver",
         plan.listen,
         plan.shards,
+        plan.scheduling,
         AtServerConnections { ctx },
         on_bound,
     )?;
@@ -252,6 +258,7 @@ pub fn directory(args: DirectoryArgs) -> Result<(), String> {
         "directory",
         args.listen,
         args.shards,
+        shard::Scheduling::Batch,
         handler,
         move |addr| {
             tracing::info!(%addr, records = count, "atDirectory ready");
@@ -338,6 +345,7 @@ pub fn dev(args: DevArgs) -> Result<(), String> {
         "directory",
         directory_addr,
         1,
+        shard::Scheduling::Batch,
         DirectoryConnections {
             records: Arc::new(records),
             tls: directory_tls,
@@ -361,6 +369,7 @@ pub fn dev(args: DevArgs) -> Result<(), String> {
         shards: args.shards.unwrap_or_else(online_cpus),
         durability: Durability::Durable,
         limits: SessionLimits::default(),
+        scheduling: shard::Scheduling::Batch,
     };
     let server = start_server(plan, move |addr| {
         let _ = bound_tx.send(addr);

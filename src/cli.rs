@@ -78,6 +78,18 @@ pub struct ServeArgs {
     /// Inbound connections accepted at once; more get AT0012.
     #[arg(long, default_value_t = crate::limits::INBOUND_CONNECTIONS_MAX)]
     pub inbound_max: usize,
+    /// Kernel scheduling policy of the shard threads (see docs/OPERATIONS.md).
+    #[arg(long, value_enum, default_value_t = SchedulingArg::Batch)]
+    pub shard_scheduling: SchedulingArg,
+}
+
+/// `--shard-scheduling`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchedulingArg {
+    /// SCHED_BATCH: a woken shard waits for a free core instead of preempting.
+    Batch,
+    /// SCHED_OTHER, the kernel default.
+    Normal,
 }
 
 #[derive(Args, Debug, Clone)]

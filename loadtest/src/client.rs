@@ -107,6 +107,14 @@ impl Conn {
         Ok(conn)
     }
 
+    /// The socket, the TLS session, the prompt and any plaintext received
+    /// but not consumed, for a driver that takes the connection over.
+    pub fn into_parts(self) -> (TcpStream, rustls::ClientConnection, Vec<u8>, Vec<u8>) {
+        let pending = self.pending().to_vec();
+        let rustls::StreamOwned { conn, sock } = self.stream;
+        (sock, conn, self.prompt, pending)
+    }
+
     fn pending(&self) -> &[u8] {
         self.buf.get(self.consumed..).unwrap_or_default()
     }
@@ -151,14 +159,6 @@ impl Conn {
             .write_all(bytes)
             .map_err(|e| io_err("write", e))?;
         self.stream.flush().map_err(|e| io_err("flush", e))
-    }
-
-    /// The next complete reply already in the buffer, without reading.
-    pub fn buffered_reply(&mut self) -> Option<&[u8]> {
-        let start = self.consumed;
-        let (payload_end, end) = find_reply(self.pending(), &self.prompt)?;
-        self.consumed = start + end;
-        self.buf.get(start..start + payload_end)
     }
 
     /// The next reply's payload (`data:…` or `error:…`), reading as needed.

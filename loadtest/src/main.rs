@@ -4,6 +4,7 @@
 //! same shape of load and prints the ratio. See `loadtest/README.md`.
 
 mod client;
+mod evloop;
 mod procs;
 mod redis;
 mod report;
@@ -77,6 +78,8 @@ enum PkamAlgo {
 const DURATION_MAX: Duration = Duration::from_secs(3600);
 /// Connections of the thread-per-connection scenarios.
 const ACTIVE_CONNECTIONS_MAX: usize = 2_000;
+/// Event-loop threads of the request scenarios.
+const CLIENT_THREADS_MAX: usize = 64;
 /// Connections of `idle`.
 const IDLE_CONNECTIONS_MAX: usize = 100_000;
 /// The server refuses more than 200 unauthenticated commands per second on
@@ -120,7 +123,7 @@ struct Args {
     /// What to run.
     #[arg(long, value_enum, default_value_t = Scenario::UpdateLlookup)]
     scenario: Scenario,
-    /// Concurrent connections (one client thread each; idle: held connections).
+    /// Concurrent connections (idle: held connections).
     #[arg(long, default_value_t = 50)]
     connections: usize,
     /// Requests kept in flight per connection (update-llookup, lookup).
@@ -193,6 +196,10 @@ struct Args {
     /// Allow TLS session resumption (default: every connection does a full handshake).
     #[arg(long)]
     tls_resume: bool,
+    /// update-llookup and lookup: event-loop threads sharing the connections
+    /// (redis-benchmark runs one).
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
     /// idle: threads opening and holding the connections.
     #[arg(long, default_value_t = 8)]
     idle_threads: usize,
@@ -238,6 +245,9 @@ impl Args {
             return Err(format!(
                 "--lookups-per-connection must be 1..={UNAUTH_COMMANDS_PER_CONNECTION_MAX}"
             ));
+        }
+        if self.client_threads == 0 || self.client_threads > CLIENT_THREADS_MAX {
+            return Err(format!("--client-threads must be 1..={CLIENT_THREADS_MAX}"));
         }
         if self.idle_threads == 0 || self.idle_threads > 256 {
             return Err("--idle-threads must be 1..=256".into());
@@ -532,12 +542,15 @@ fn run_scenario(args: &Args, ctx: &Ctx, server_pid: Option<u32>) -> Result<RunRe
                 } else {
                     Mix::UpdateLlookup
                 };
-                for id in 0..args.connections {
+                let threads = args.client_threads.min(args.connections);
+                for t in 0..threads {
+                    let ids =
+                        (args.connections * t / threads)..(args.connections * (t + 1) / threads);
                     workers.push(spawn_worker(
                         scope,
                         shared,
-                        format!("conn-{id}"),
-                        move || scenario::request_worker(ctx, mix, id, ready),
+                        format!("loop-{t}"),
+                        move || evloop::request_loop(ctx, mix, ids, ready),
                     )?);
                 }
                 ready.wait_arrivals(workers.len(), shared);

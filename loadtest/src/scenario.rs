@@ -1,19 +1,15 @@
-//! The scenarios: worker threads (one per active connection) driving the
-//! server, each with its own latency histogram, merged when it ends.
+//! The scenarios' shared pieces (context, start gate, key choice, preload)
+//! and the thread-per-connection workers of `pkam-storm` and `idle`. The
+//! request scenarios run on event loops (`evloop`). Each worker keeps its own
+//! latency histogram, merged when it ends.
 
-use std::collections::VecDeque;
 use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
-
 use crate::client::{Conn, ConnError, PkamKey, Target};
 use crate::report::{Shared, new_histogram};
-
-/// A worker that cannot reconnect this many times in a row gives up.
-const RECONNECT_ATTEMPTS_MAX: u32 = 3;
 
 /// Pause between reconnect attempts.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
@@ -77,10 +73,10 @@ pub enum Mix {
 }
 
 /// A small, fast PRNG (xorshift64*) so key choice costs nothing.
-struct Rng(u64);
+pub struct Rng(u64);
 
 impl Rng {
-    fn new(seed: u64) -> Rng {
+    pub fn new(seed: u64) -> Rng {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
@@ -106,13 +102,6 @@ pub fn open_owner(ctx: &Ctx) -> Result<Conn, ConnError> {
     let mut conn = Conn::connect(&ctx.target)?;
     conn.pkam(&ctx.target.atsign, &ctx.key)?;
     Ok(conn)
-}
-
-fn open_for(ctx: &Ctx, mix: Mix) -> Result<Conn, ConnError> {
-    match mix {
-        Mix::UpdateLlookup => open_owner(ctx),
-        Mix::Lookup => Conn::connect(&ctx.target),
-    }
 }
 
 /// Writes the keys the scenario reads, so reads never miss (pipelined).
@@ -147,15 +136,8 @@ pub fn preload(ctx: &Ctx, mix: Mix) -> Result<(), String> {
     Ok(())
 }
 
-/// Why a pipelined pump ended.
-enum PumpEnd {
-    /// No more requests to send (stopped or budget spent).
-    Stopped,
-    /// The per-connection request cap was reached: reconnect.
-    Recycle,
-}
-
-fn build_request(ctx: &Ctx, mix: Mix, rng: &mut Rng, out: &mut Vec<u8>) {
+/// Appends one request line of the scenario's mix to `out`.
+pub fn build_request(ctx: &Ctx, mix: Mix, rng: &mut Rng, out: &mut Vec<u8>) {
     let atsign = &ctx.target.atsign;
     let i = rng.below(ctx.keys as u64);
     // Writing into a Vec<u8> cannot fail.
@@ -166,131 +148,6 @@ fn build_request(ctx: &Ctx, mix: Mix, rng: &mut Rng, out: &mut Vec<u8>) {
         Mix::UpdateLlookup => writeln!(out, "llookup:lt{i}.bench{atsign}"),
         Mix::Lookup => writeln!(out, "lookup:lk{i}.bench{atsign}"),
     };
-}
-
-/// Keeps up to `ctx.pipeline` requests in flight on `conn` until the run
-/// stops or (lookup) the connection's request cap is reached. On an I/O
-/// error returns it with the number of requests lost in flight.
-fn pump(
-    ctx: &Ctx,
-    mix: Mix,
-    conn: &mut Conn,
-    rng: &mut Rng,
-    hist: &mut Histogram<u64>,
-) -> Result<PumpEnd, (ConnError, u64)> {
-    let shared = &ctx.shared;
-    let mut inflight: VecDeque<Instant> = VecDeque::with_capacity(ctx.pipeline);
-    let mut out = Vec::with_capacity(ctx.pipeline * (ctx.value.len() + 64));
-    let mut sent: u64 = 0;
-    let cap = match mix {
-        Mix::Lookup => ctx.lookups_per_connection,
-        Mix::UpdateLlookup => u64::MAX,
-    };
-    loop {
-        out.clear();
-        let mut fresh = 0;
-        while inflight.len() + fresh < ctx.pipeline && sent < cap && shared.claim() {
-            build_request(ctx, mix, rng, &mut out);
-            fresh += 1;
-            sent += 1;
-        }
-        if fresh > 0 {
-            let now = Instant::now();
-            inflight.extend(std::iter::repeat_n(now, fresh));
-            conn.send(&out).map_err(|e| (e, inflight.len() as u64))?;
-        }
-        if inflight.is_empty() {
-            return Ok(if sent >= cap {
-                PumpEnd::Recycle
-            } else {
-                PumpEnd::Stopped
-            });
-        }
-        let lost = inflight.len() as u64;
-        let mut reply = Some(conn.reply().map_err(|e| (e, lost))?);
-        while let Some(payload) = reply {
-            let now = Instant::now();
-            if let Some(sent_at) = inflight.pop_front() {
-                if payload.starts_with(b"data:") {
-                    let ns = now
-                        .duration_since(sent_at)
-                        .as_nanos()
-                        .min(u128::from(u64::MAX)) as u64;
-                    hist.saturating_record(ns.max(1));
-                    shared.ops.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    shared.error(String::from_utf8_lossy(payload).into_owned());
-                }
-            }
-            reply = if inflight.is_empty() {
-                None
-            } else {
-                conn.buffered_reply()
-            };
-        }
-    }
-}
-
-/// One connection's worker for `update-llookup` and `lookup`: opens its
-/// connection, waits for every worker to be ready, then pumps requests,
-/// reconnecting after failures (bounded) and, for lookup, after
-/// `lookups_per_connection` requests.
-pub fn request_worker(ctx: &Ctx, mix: Mix, id: usize, ready: &Gate) {
-    let shared = &ctx.shared;
-    let mut hist = new_histogram();
-    let mut rng = Rng::new(id as u64 + 1);
-    let mut conn = match open_for(ctx, mix) {
-        Ok(c) => {
-            shared.connections.fetch_add(1, Ordering::Relaxed);
-            Some(c)
-        }
-        Err(e) => {
-            shared.error(format!("connect: {e}"));
-            None
-        }
-    };
-    ready.arrive_and_wait(shared);
-    let mut failures = 0;
-    while !shared.stopped() {
-        let Some(c) = conn.as_mut() else {
-            if failures >= RECONNECT_ATTEMPTS_MAX {
-                break;
-            }
-            match open_for(ctx, mix) {
-                Ok(c) => {
-                    shared.reconnects.fetch_add(1, Ordering::Relaxed);
-                    conn = Some(c);
-                }
-                Err(e) => {
-                    failures += 1;
-                    shared.error(format!("reconnect: {e}"));
-                    std::thread::sleep(RECONNECT_PAUSE);
-                }
-            }
-            continue;
-        };
-        match pump(ctx, mix, c, &mut rng, &mut hist) {
-            Ok(PumpEnd::Stopped) => break,
-            Ok(PumpEnd::Recycle) => {
-                failures = 0;
-                if let Some(c) = conn.take() {
-                    c.close();
-                }
-            }
-            Err((e, lost)) => {
-                failures += 1;
-                shared
-                    .errors
-                    .fetch_add(lost.saturating_sub(1), Ordering::Relaxed);
-                shared.error(format!("{e} ({lost} requests in flight lost)"));
-                conn = None;
-            }
-        }
-    }
-    if let Some(c) = conn {
-        c.close();
-    }
-    shared.merge(&hist);
 }
 
 /// `pkam-storm`: each iteration is a new TCP+TLS connection, `from`,

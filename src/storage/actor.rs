@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use fjall::{Database, OwnedWriteBatch, PersistMode};
-use futures_channel::oneshot;
 
+use super::completion::Completer;
 use super::layout;
 use super::record::{CommitEntry, CommitOp, StoredRecord};
 use super::{Durability, Keyspaces, store_error};
@@ -67,7 +67,7 @@ pub struct WriteRequest {
     pub key: String,
     pub commit: bool,
     pub mutate: MutateFn,
-    pub reply: oneshot::Sender<Result<WriteOutcome, AtError>>,
+    pub reply: Completer,
 }
 
 pub(super) fn spawn(
@@ -189,11 +189,14 @@ impl Actor {
 
     fn apply_batch(&mut self, requests: Vec<WriteRequest>) {
         if self.poisoned.load(Ordering::Acquire) {
-            for request in requests {
-                let _ = request
-                    .reply
-                    .send(Err(store_error("the data store is poisoned")));
-            }
+            let wakers: Vec<_> = requests
+                .into_iter()
+                .filter_map(|r| {
+                    r.reply
+                        .publish(Err(store_error("the data store is poisoned")))
+                })
+                .collect();
+            wakers.into_iter().for_each(std::task::Waker::wake);
             return;
         }
         let mut pending = self.new_pending();
@@ -208,20 +211,24 @@ impl Actor {
             );
             replies.push((request.reply, outcome));
         }
-        match self.commit(pending) {
-            Ok(()) => {
-                for (reply, outcome) in replies {
-                    let _ = reply.send(outcome);
-                }
-            }
-            Err(error) => {
-                tracing::error!(%error, "write batch failed: poisoning the store");
-                self.poisoned.store(true, Ordering::Release);
-                for (reply, _) in replies {
-                    let _ = reply.send(Err(store_error("the data store failed to write")));
-                }
-            }
+        let committed = self.commit(pending);
+        if let Err(error) = &committed {
+            tracing::error!(%error, "write batch failed: poisoning the store");
+            self.poisoned.store(true, Ordering::Release);
         }
+        // Every outcome is published before any connection is woken (see
+        // `completion`): a woken shard must not preempt a half-told batch.
+        let wakers: Vec<_> = replies
+            .into_iter()
+            .filter_map(|(reply, outcome)| {
+                let outcome = match &committed {
+                    Ok(()) => outcome,
+                    Err(_) => Err(store_error("the data store failed to write")),
+                };
+                reply.publish(outcome)
+            })
+            .collect();
+        wakers.into_iter().for_each(std::task::Waker::wake);
     }
 
     /// Records each atSign's last issued commit id once per batch, commits

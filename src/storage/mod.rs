@@ -10,6 +10,7 @@
 //! makes read-modify-write merges atomic and commit ids gap-free without locks.
 
 pub mod actor;
+pub mod completion;
 pub mod layout;
 pub mod record;
 
@@ -337,7 +338,7 @@ impl TenantStore {
                 "the data store refused writes after an I/O failure",
             ));
         }
-        let (reply, done) = futures_channel::oneshot::channel();
+        let (reply, done) = completion::pair();
         let mut message = actor::ActorMessage::Write(actor::WriteRequest {
             atsign: self.atsign.clone(),
             key,
@@ -367,16 +368,19 @@ impl TenantStore {
 
 /// A write the actor has accepted; resolves when its batch is durable.
 pub struct PendingWrite {
-    done: futures_channel::oneshot::Receiver<Result<WriteOutcome, AtError>>,
+    done: completion::Completion,
     /// The outcome once received, until it is taken.
     outcome: Option<Result<WriteOutcome, AtError>>,
+}
+
+fn writer_stopped() -> AtError {
+    store_error("the data store writer has stopped")
 }
 
 impl PendingWrite {
     pub async fn outcome(mut self) -> Result<WriteOutcome, AtError> {
         self.ready().await;
-        self.try_outcome()
-            .unwrap_or_else(|| Err(store_error("the data store writer has stopped")))
+        self.try_outcome().unwrap_or_else(|| Err(writer_stopped()))
     }
 
     /// Resolves once the outcome is known, without taking it.
@@ -385,16 +389,9 @@ impl PendingWrite {
             if self.outcome.is_some() {
                 return std::task::Poll::Ready(());
             }
-            match std::pin::Pin::new(&mut self.done).poll(cx) {
-                std::task::Poll::Ready(result) => {
-                    self.outcome =
-                        Some(result.unwrap_or_else(|_| {
-                            Err(store_error("the data store writer has stopped"))
-                        }));
-                    std::task::Poll::Ready(())
-                }
-                std::task::Poll::Pending => std::task::Poll::Pending,
-            }
+            self.done.poll(cx).map(|outcome| {
+                self.outcome = Some(outcome.unwrap_or_else(|| Err(writer_stopped())));
+            })
         })
         .await
     }
@@ -404,10 +401,10 @@ impl PendingWrite {
         if let Some(outcome) = self.outcome.take() {
             return Some(outcome);
         }
-        match self.done.try_recv() {
-            Ok(Some(outcome)) => Some(outcome),
-            Ok(None) => None,
-            Err(_) => Some(Err(store_error("the data store writer has stopped"))),
+        match self.done.poll_take(None) {
+            completion::Polled::Ready(outcome) => Some(outcome),
+            completion::Polled::Pending => None,
+            completion::Polled::Abandoned => Some(Err(writer_stopped())),
         }
     }
 }

@@ -60,6 +60,7 @@ pub fn start_with_limits(atsigns: &[(&str, &str)], limits: SessionLimits) -> Tes
         shards: 1,
         durability: Durability::Fast,
         limits,
+        scheduling: atserver::shard::Scheduling::Batch,
     };
     let running = start_server(plan, move |addr| {
         let _ = tx.send(addr);

@@ -1,0 +1,414 @@
+//! The request scenarios' driver: one thread multiplexes many non-blocking
+//! TLS connections with `poll(2)`, the way redis-benchmark runs its clients
+//! on one event loop. A thread per connection spent most of the client's CPU
+//! on context switches between 50 threads on 2 cores, which the server then
+//! lacked; one loop keeps the client cheap and the comparison fair.
+
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::ops::Range;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::client::{ConnError, IO_TIMEOUT, find_reply};
+use crate::report::{Shared, new_histogram};
+use crate::scenario::{Ctx, Gate, Mix, Rng, build_request, open_owner};
+
+/// Longest wait in `poll`, so a stop is noticed promptly when nothing moves.
+const POLL_TICK_MS: i32 = 10;
+
+/// Plaintext read from a TLS connection per call.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// A slot that failed to reconnect this many times in a row stays closed.
+const RECONNECT_ATTEMPTS_MAX: u32 = 3;
+
+/// One connection of the loop.
+struct LoopConn {
+    tcp: TcpStream,
+    tls: rustls::ClientConnection,
+    /// Plaintext received and not yet consumed as replies.
+    buf: Vec<u8>,
+    consumed: usize,
+    prompt: Vec<u8>,
+    /// The server's `@` greeting has not been seen yet.
+    awaiting_greeting: bool,
+    /// Send times of the requests waiting for their replies, oldest first.
+    inflight: VecDeque<Instant>,
+    /// Requests sent on this connection (lookup reconnects at a cap).
+    sent: u64,
+    /// When a reply last arrived (or the last request left an idle connection).
+    last_progress: Instant,
+}
+
+impl LoopConn {
+    fn new(
+        tcp: TcpStream,
+        tls: rustls::ClientConnection,
+        prompt: Vec<u8>,
+        pending: Vec<u8>,
+        awaiting_greeting: bool,
+    ) -> Result<LoopConn, ConnError> {
+        tcp.set_nonblocking(true)
+            .map_err(|e| ConnError(format!("non-blocking socket: {e}")))?;
+        Ok(LoopConn {
+            tcp,
+            tls,
+            buf: pending,
+            consumed: 0,
+            prompt,
+            awaiting_greeting,
+            inflight: VecDeque::new(),
+            sent: 0,
+            last_progress: Instant::now(),
+        })
+    }
+
+    /// A fresh unauthenticated connection whose handshake and greeting are
+    /// completed by the loop itself, so a reconnect never blocks the others.
+    fn open_anonymous(ctx: &Ctx) -> Result<LoopConn, ConnError> {
+        let target = &ctx.target;
+        let tcp = TcpStream::connect_timeout(&target.addr, IO_TIMEOUT)
+            .map_err(|e| ConnError(format!("connect: {e}")))?;
+        tcp.set_nodelay(true)
+            .map_err(|e| ConnError(format!("TCP_NODELAY: {e}")))?;
+        let tls =
+            rustls::ClientConnection::new(Arc::clone(&target.tls), target.server_name.clone())
+                .map_err(|e| ConnError(format!("TLS client: {e}")))?;
+        LoopConn::new(tcp, tls, b"@".to_vec(), Vec::new(), true)
+    }
+
+    /// A pkam-authenticated connection (opened blocking, then handed over).
+    fn open_owner(ctx: &Ctx) -> Result<LoopConn, ConnError> {
+        let (tcp, tls, prompt, pending) = open_owner(ctx)?.into_parts();
+        LoopConn::new(tcp, tls, prompt, pending, false)
+    }
+
+    fn open(ctx: &Ctx, mix: Mix) -> Result<LoopConn, ConnError> {
+        match mix {
+            Mix::UpdateLlookup => LoopConn::open_owner(ctx),
+            Mix::Lookup => LoopConn::open_anonymous(ctx),
+        }
+    }
+
+    /// Queues up to the pipeline depth of new requests (rustls holds them
+    /// until its handshake is done).
+    fn fill(&mut self, ctx: &Ctx, mix: Mix, cap: u64, rng: &mut Rng, out: &mut Vec<u8>) {
+        out.clear();
+        let mut fresh = 0;
+        while self.inflight.len() + fresh < ctx.pipeline && self.sent < cap && ctx.shared.claim() {
+            build_request(ctx, mix, rng, out);
+            fresh += 1;
+            self.sent += 1;
+        }
+        if fresh == 0 {
+            return;
+        }
+        if self.inflight.is_empty() {
+            self.last_progress = Instant::now();
+        }
+        // Writing into rustls' plaintext buffer cannot fail short of a closed
+        // session, which the next read reports.
+        let _ = self.tls.writer().write_all(out);
+        let now = Instant::now();
+        self.inflight.extend(std::iter::repeat_n(now, fresh));
+    }
+
+    /// Sends what rustls has encrypted until the socket would block.
+    fn write_out(&mut self) -> Result<(), ConnError> {
+        while self.tls.wants_write() {
+            match self.tls.write_tls(&mut self.tcp) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(ConnError(format!("write: {e}"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads everything the socket holds and decrypts it into `buf`.
+    fn read_in(&mut self, chunk: &mut [u8]) -> Result<(), ConnError> {
+        let failed = |what: &str, e: &dyn std::fmt::Display| ConnError(format!("{what}: {e}"));
+        loop {
+            match self.tls.read_tls(&mut self.tcp) {
+                Ok(0) => {
+                    return Err(ConnError("connection closed by the server".into()));
+                }
+                Ok(_) => {
+                    self.tls
+                        .process_new_packets()
+                        .map_err(|e| failed("TLS", &e))?;
+                    self.drain_plaintext(chunk)?;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(failed("read", &e)),
+            }
+        }
+    }
+
+    fn drain_plaintext(&mut self, chunk: &mut [u8]) -> Result<(), ConnError> {
+        if self.consumed > 0 {
+            self.buf.drain(..self.consumed.min(self.buf.len()));
+            self.consumed = 0;
+        }
+        loop {
+            match self.tls.reader().read(chunk) {
+                Ok(0) => {
+                    return Err(ConnError("the server closed the TLS session".into()));
+                }
+                Ok(n) => self
+                    .buf
+                    .extend_from_slice(chunk.get(..n).unwrap_or_default()),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(ConnError(format!("TLS read: {e}"))),
+            }
+        }
+    }
+
+    /// Matches complete replies with the oldest requests in flight.
+    fn take_replies(
+        &mut self,
+        shared: &Shared,
+        hist: &mut Histogram<u64>,
+    ) -> Result<(), ConnError> {
+        if self.awaiting_greeting {
+            match self.buf.get(self.consumed) {
+                None => return Ok(()),
+                Some(b'@') => {
+                    self.consumed += 1;
+                    self.awaiting_greeting = false;
+                }
+                Some(_) => {
+                    return Err(ConnError("expected the `@` greeting".into()));
+                }
+            }
+        }
+        let now = Instant::now();
+        while !self.inflight.is_empty() {
+            let pending = self.buf.get(self.consumed..).unwrap_or_default();
+            let Some((payload_end, end)) = find_reply(pending, &self.prompt) else {
+                break;
+            };
+            let is_data = pending.starts_with(b"data:");
+            if !is_data {
+                let payload = pending.get(..payload_end).unwrap_or_default();
+                shared.error(String::from_utf8_lossy(payload).into_owned());
+            }
+            self.consumed += end;
+            if let Some(sent_at) = self.inflight.pop_front()
+                && is_data
+            {
+                let ns = now
+                    .duration_since(sent_at)
+                    .as_nanos()
+                    .min(u128::from(u64::MAX)) as u64;
+                hist.saturating_record(ns.max(1));
+                shared.ops.fetch_add(1, Ordering::Relaxed);
+            }
+            self.last_progress = now;
+        }
+        Ok(())
+    }
+
+    /// Says `@exit` and closes the TLS session; errors are irrelevant here.
+    fn close(mut self) {
+        let _ = self.tls.writer().write_all(b"@exit\n");
+        self.tls.send_close_notify();
+        let _ = self.write_out();
+    }
+}
+
+/// A connection slot: its connection (if open) and reconnect bookkeeping.
+struct Slot {
+    conn: Option<LoopConn>,
+    failures: u32,
+}
+
+/// Runs the connections `ids` of an `update-llookup` or `lookup` run on
+/// this thread until the run stops and their replies are in (or lost).
+pub fn request_loop(ctx: &Ctx, mix: Mix, ids: Range<usize>, ready: &Gate) {
+    let shared = &ctx.shared;
+    let mut hist = new_histogram();
+    let mut rng = Rng::new(ids.start as u64 + 1);
+    let mut slots: Vec<Slot> = ids
+        .map(|_| {
+            let conn = match LoopConn::open(ctx, mix) {
+                Ok(c) => {
+                    shared.connections.fetch_add(1, Ordering::Relaxed);
+                    Some(c)
+                }
+                Err(e) => {
+                    shared.error(format!("connect: {e}"));
+                    None
+                }
+            };
+            let failures = u32::from(conn.is_none());
+            Slot { conn, failures }
+        })
+        .collect();
+    ready.arrive_and_wait(shared);
+    let cap = match mix {
+        Mix::Lookup => ctx.lookups_per_connection,
+        Mix::UpdateLlookup => u64::MAX,
+    };
+    let mut out = Vec::with_capacity(ctx.pipeline * (ctx.value.len() + 64));
+    let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+    let mut fds: Vec<libc::pollfd> = Vec::with_capacity(slots.len());
+    let mut polled: Vec<usize> = Vec::with_capacity(slots.len());
+    loop {
+        let stopping = shared.stopped();
+        for slot in &mut slots {
+            service_slot(ctx, mix, cap, stopping, slot, &mut rng, &mut out);
+        }
+        let busy = slots
+            .iter()
+            .any(|s| s.conn.as_ref().is_some_and(|c| !c.inflight.is_empty()));
+        if stopping && !busy {
+            break;
+        }
+        fds.clear();
+        polled.clear();
+        for (i, slot) in slots.iter().enumerate() {
+            if let Some(c) = &slot.conn {
+                let mut events = libc::POLLIN;
+                if c.tls.wants_write() {
+                    events |= libc::POLLOUT;
+                }
+                fds.push(libc::pollfd {
+                    fd: c.tcp.as_raw_fd(),
+                    events,
+                    revents: 0,
+                });
+                polled.push(i);
+            }
+        }
+        if fds.is_empty() {
+            if stopping || slots.iter().all(|s| s.failures >= RECONNECT_ATTEMPTS_MAX) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(POLL_TICK_MS as u64));
+            continue;
+        }
+        // SAFETY: `fds` is a valid, initialised array of `fds.len()` pollfd
+        // structs that lives across the call; poll only writes `revents`.
+        let ready_count =
+            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, POLL_TICK_MS) };
+        if ready_count < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != ErrorKind::Interrupted {
+                shared.error(format!("poll: {e}"));
+                break;
+            }
+            continue;
+        }
+        for (fd, &i) in fds.iter().zip(&polled) {
+            let Some(slot) = slots.get_mut(i) else {
+                continue;
+            };
+            let Some(conn) = slot.conn.as_mut() else {
+                continue;
+            };
+            let mut result = Ok(());
+            if fd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
+                result = conn
+                    .read_in(&mut chunk)
+                    .and_then(|()| conn.take_replies(shared, &mut hist));
+            }
+            if result.is_ok()
+                && !conn.inflight.is_empty()
+                && conn.last_progress.elapsed() > IO_TIMEOUT
+            {
+                result = Err(ConnError(format!(
+                    "no reply within {} s",
+                    IO_TIMEOUT.as_secs()
+                )));
+            }
+            if let Err(e) = result {
+                fail_slot(shared, slot, e);
+            }
+        }
+    }
+    for slot in slots {
+        if let Some(c) = slot.conn {
+            c.close();
+        }
+    }
+    shared.merge(&hist);
+}
+
+/// Reopens, refills and flushes one slot; lookup connections past their
+/// request cap are closed and replaced once their replies are in.
+fn service_slot(
+    ctx: &Ctx,
+    mix: Mix,
+    cap: u64,
+    stopping: bool,
+    slot: &mut Slot,
+    rng: &mut Rng,
+    out: &mut Vec<u8>,
+) {
+    let shared = &ctx.shared;
+    if slot
+        .conn
+        .as_ref()
+        .is_some_and(|c| c.sent >= cap && c.inflight.is_empty())
+        && !stopping
+    {
+        if let Some(c) = slot.conn.take() {
+            c.close();
+        }
+        match LoopConn::open(ctx, mix) {
+            Ok(c) => {
+                shared.reconnects.fetch_add(1, Ordering::Relaxed);
+                slot.failures = 0;
+                slot.conn = Some(c);
+            }
+            Err(e) => {
+                slot.failures += 1;
+                shared.error(format!("reconnect: {e}"));
+            }
+        }
+    }
+    if slot.conn.is_none()
+        && !stopping
+        && slot.failures > 0
+        && slot.failures < RECONNECT_ATTEMPTS_MAX
+    {
+        match LoopConn::open(ctx, mix) {
+            Ok(c) => {
+                shared.reconnects.fetch_add(1, Ordering::Relaxed);
+                slot.conn = Some(c);
+            }
+            Err(e) => {
+                slot.failures += 1;
+                shared.error(format!("reconnect: {e}"));
+            }
+        }
+    }
+    let Some(conn) = slot.conn.as_mut() else {
+        return;
+    };
+    if !stopping {
+        conn.fill(ctx, mix, cap, rng, out);
+    }
+    if let Err(e) = conn.write_out() {
+        fail_slot(shared, slot, e);
+    }
+}
+
+fn fail_slot(shared: &Shared, slot: &mut Slot, e: ConnError) {
+    let lost = slot.conn.as_ref().map_or(0, |c| c.inflight.len() as u64);
+    shared
+        .errors
+        .fetch_add(lost.saturating_sub(1), Ordering::Relaxed);
+    shared.error(format!("{e} ({lost} requests in flight lost)"));
+    slot.conn = None;
+    slot.failures += 1;
+}
