@@ -16,13 +16,13 @@ use fjall::{Database, OwnedWriteBatch, PersistMode};
 
 use super::completion::Completer;
 use super::layout;
+use super::recent::Recent;
 use super::record::{CommitEntry, CommitOp, StoredRecord};
 use super::{Durability, Keyspaces, store_error};
 use crate::error::AtError;
 use crate::protocol::atkey;
 
-/// Requests applied in one batch at most: bounds the latency a batch adds and
-/// the memory its overlay holds.
+/// Requests applied in one batch at most: bounds the latency a batch adds.
 pub const BATCH_OPS_MAX: usize = 512;
 
 /// Capacity of the queue in front of the actor. When full, writers yield and
@@ -89,6 +89,7 @@ pub(super) fn spawn(
         durability,
         poisoned,
         last_commit: HashMap::new(),
+        recent: Recent::default(),
     };
     let thread = std::thread::Builder::new()
         .name("atserver-store".into())
@@ -104,13 +105,14 @@ struct Actor {
     poisoned: Arc<AtomicBool>,
     /// Last issued commit id per atSign, loaded from `meta` on first use.
     last_commit: HashMap<String, Option<u64>>,
+    /// Records written recently, including those of the batch being built.
+    recent: Recent,
 }
 
-/// The state of one batch while it is being built: later requests in the
-/// batch must see what earlier ones wrote.
+/// The state of one batch while it is being built (its records are in
+/// `Actor::recent`, where later requests of the batch see them).
 struct Pending {
     batch: OwnedWriteBatch,
-    overlay: HashMap<Vec<u8>, Option<StoredRecord>>,
     commits_touched: HashMap<String, Option<u64>>,
 }
 
@@ -182,7 +184,6 @@ impl Actor {
     fn new_pending(&self) -> Pending {
         Pending {
             batch: self.db.batch().durability(Some(self.persist_mode())),
-            overlay: HashMap::new(),
             commits_touched: HashMap::new(),
         }
     }
@@ -244,14 +245,19 @@ impl Actor {
                 );
             }
         }
-        pending.batch.commit()?;
+        if let Err(error) = pending.batch.commit() {
+            // What the failed batch staged never reached the keyspaces.
+            self.recent.clear();
+            return Err(error);
+        }
         self.last_commit.extend(commits);
+        self.recent.trim();
         Ok(())
     }
 
-    fn current(&self, pending: &Pending, full_key: &[u8]) -> Result<Option<StoredRecord>, AtError> {
-        if let Some(staged) = pending.overlay.get(full_key) {
-            return Ok(staged.clone());
+    fn current(&self, full_key: &[u8]) -> Result<Option<StoredRecord>, AtError> {
+        if let Some(known) = self.recent.get(full_key) {
+            return Ok(known.clone());
         }
         match self.keyspaces.keys.get(full_key).map_err(store_error)? {
             None => Ok(None),
@@ -289,7 +295,7 @@ impl Actor {
         mutate: MutateFn,
     ) -> Result<WriteOutcome, AtError> {
         let full_key = layout::record_key(atsign, key);
-        let previous = self.current(pending, &full_key)?;
+        let previous = self.current(&full_key)?;
         let existed = previous.is_some();
         let old_expiry = previous.as_ref().and_then(|r| r.meta.expires_at);
         let (op, new_record) = match mutate(previous)? {
@@ -326,7 +332,7 @@ impl Actor {
             }
             None => pending.batch.remove(&self.keyspaces.keys, full_key.clone()),
         }
-        pending.overlay.insert(full_key, new_record);
+        self.recent.remember(full_key, new_record);
         let commit_id = if commit {
             let id = self.next_commit_id(pending, atsign)?;
             let entry = CommitEntry {
@@ -382,7 +388,7 @@ impl Actor {
                 continue;
             };
             let full_key = layout::record_key(atsign, key);
-            let still_due = match self.current(&pending, &full_key) {
+            let still_due = match self.current(&full_key) {
                 Ok(Some(record)) => record.meta.expires_at == Some(at),
                 _ => false,
             };

@@ -12,6 +12,7 @@
 pub mod actor;
 pub mod completion;
 pub mod layout;
+mod recent;
 pub mod record;
 
 use std::path::Path;

@@ -162,6 +162,9 @@ mod model {
     enum Op {
         Put(u8, String),
         Delete(u8),
+        /// Read-modify-writes submitted together (one actor batch, mostly):
+        /// each appends to what the previous write of its key left.
+        Appends(Vec<(u8, String)>),
         Reopen,
     }
 
@@ -169,8 +172,19 @@ mod model {
         prop_oneof![
             6 => (0u8..8, "[a-z]{0,12}").prop_map(|(k, v)| Op::Put(k, v)),
             3 => (0u8..8).prop_map(Op::Delete),
+            3 => proptest::collection::vec((0u8..8, "[a-z]{1,4}"), 1..12).prop_map(Op::Appends),
             1 => Just(Op::Reopen),
         ]
+    }
+
+    fn append(suffix: String) -> actor::MutateFn {
+        Box::new(move |previous: Option<StoredRecord>| {
+            let old = previous.and_then(|r| r.value).unwrap_or_default();
+            Ok(Mutation::Put(
+                Box::new(record(&format!("{old}{suffix}"), 1)),
+                CommitOp::Update,
+            ))
+        })
     }
 
     fn key(k: u8) -> String {
@@ -204,6 +218,19 @@ mod model {
                         prop_assert_eq!(outcome.commit_id, Some(commits));
                         commits += 1;
                         model.remove(&key(k));
+                    }
+                    Op::Appends(appends) => {
+                        let tenant = store.tenant("@alice");
+                        let pending: Vec<_> = appends
+                            .iter()
+                            .map(|(k, v)| block_on(tenant.submit(key(*k), true, append(v.clone()))).expect("submit"))
+                            .collect();
+                        for (pending, (k, v)) in pending.into_iter().zip(appends) {
+                            let outcome = block_on(pending.outcome()).expect("append");
+                            prop_assert_eq!(outcome.commit_id, Some(commits));
+                            commits += 1;
+                            model.entry(key(k)).or_default().push_str(&v);
+                        }
                     }
                     Op::Reopen => {
                         prop_assert!(store.close().is_ok());
