@@ -1,5 +1,5 @@
 //! The request scenarios' driver: one thread multiplexes many non-blocking
-//! TLS connections with `poll(2)`, the way redis-benchmark runs its clients
+//! TLS connections with `epoll(7)`, the way redis-benchmark runs its clients
 //! on one event loop. A thread per connection spent most of the client's CPU
 //! on context switches between 50 threads on 2 cores, which the server then
 //! lacked; one loop keeps the client cheap and the comparison fair.
@@ -19,11 +19,14 @@ use crate::client::{ConnError, IO_TIMEOUT, find_reply};
 use crate::report::{Shared, new_histogram};
 use crate::scenario::{Ctx, Gate, Mix, Rng, build_request, open_owner};
 
-/// Longest wait in `poll`, so a stop is noticed promptly when nothing moves.
+/// Longest wait in `epoll_wait`, so a stop is noticed promptly when nothing moves.
 const POLL_TICK_MS: i32 = 10;
 
 /// Plaintext read from a TLS connection per call.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// How often connections are checked for replies overdue by [`IO_TIMEOUT`].
+const TIMEOUT_SWEEP_MS: u64 = 100;
 
 /// A slot that failed to reconnect this many times in a row stays closed.
 const RECONNECT_ATTEMPTS_MAX: u32 = 3;
@@ -44,6 +47,10 @@ struct LoopConn {
     sent: u64,
     /// When a reply last arrived (or the last request left an idle connection).
     last_progress: Instant,
+    /// Whether the socket is in the loop's epoll set yet.
+    registered: bool,
+    /// Whether the epoll registration asks for writability too.
+    wants_out: bool,
 }
 
 impl LoopConn {
@@ -66,6 +73,8 @@ impl LoopConn {
             inflight: VecDeque::new(),
             sent: 0,
             last_progress: Instant::now(),
+            registered: false,
+            wants_out: false,
         })
     }
 
@@ -225,6 +234,79 @@ impl LoopConn {
     }
 }
 
+/// The loop's epoll set; a connection's slot index is its event data.
+struct Epoll {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Epoll {
+    fn new() -> std::io::Result<Epoll> {
+        // SAFETY: epoll_create1 takes no pointers; a negative result is an error.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by epoll_create1 and is owned by nobody else.
+        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        Ok(Epoll { fd })
+    }
+
+    /// Registers a new connection, and asks for writability only while
+    /// rustls has bytes the socket would not take. Closing a socket removes
+    /// it from the set by itself.
+    fn track(&self, slot: usize, conn: &mut LoopConn) -> std::io::Result<()> {
+        let wants_out = conn.tls.wants_write();
+        let op = if !conn.registered {
+            libc::EPOLL_CTL_ADD
+        } else if wants_out != conn.wants_out {
+            libc::EPOLL_CTL_MOD
+        } else {
+            return Ok(());
+        };
+        let mut flags = libc::EPOLLIN as u32;
+        if wants_out {
+            flags |= libc::EPOLLOUT as u32;
+        }
+        let mut event = libc::epoll_event {
+            events: flags,
+            u64: slot as u64,
+        };
+        // SAFETY: both descriptors are open; `event` is a valid struct we own
+        // for the duration of the call.
+        let done =
+            unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, conn.tcp.as_raw_fd(), &mut event) };
+        if done != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        conn.registered = true;
+        conn.wants_out = wants_out;
+        Ok(())
+    }
+
+    /// Waits up to [`POLL_TICK_MS`]; returns how many events were filled in.
+    fn wait(&self, events: &mut [libc::epoll_event]) -> std::io::Result<usize> {
+        let capacity = i32::try_from(events.len()).unwrap_or(i32::MAX);
+        // SAFETY: `events` is a valid, writable buffer of `capacity` entries.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.fd.as_raw_fd(),
+                events.as_mut_ptr(),
+                capacity,
+                POLL_TICK_MS,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            return if e.kind() == ErrorKind::Interrupted {
+                Ok(0)
+            } else {
+                Err(e)
+            };
+        }
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+}
+
 /// A connection slot: its connection (if open) and reconnect bookkeeping.
 struct Slot {
     conn: Option<LoopConn>,
@@ -260,12 +342,25 @@ pub fn request_loop(ctx: &Ctx, mix: Mix, ids: Range<usize>, ready: &Gate) {
     };
     let mut out = Vec::with_capacity(ctx.pipeline * (ctx.value.len() + 64));
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
-    let mut fds: Vec<libc::pollfd> = Vec::with_capacity(slots.len());
-    let mut polled: Vec<usize> = Vec::with_capacity(slots.len());
+    let epoll = match Epoll::new() {
+        Ok(e) => e,
+        Err(e) => {
+            shared.error(format!("epoll: {e}"));
+            shared.merge(&hist);
+            return;
+        }
+    };
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; slots.len().max(1)];
+    let mut last_sweep = Instant::now();
     loop {
         let stopping = shared.stopped();
-        for slot in &mut slots {
+        for (i, slot) in slots.iter_mut().enumerate() {
             service_slot(ctx, mix, cap, stopping, slot, &mut rng, &mut out);
+            if let Some(conn) = slot.conn.as_mut()
+                && let Err(e) = epoll.track(i, conn)
+            {
+                fail_slot(shared, slot, ConnError(format!("epoll: {e}")));
+            }
         }
         let busy = slots
             .iter()
@@ -273,65 +368,47 @@ pub fn request_loop(ctx: &Ctx, mix: Mix, ids: Range<usize>, ready: &Gate) {
         if stopping && !busy {
             break;
         }
-        fds.clear();
-        polled.clear();
-        for (i, slot) in slots.iter().enumerate() {
-            if let Some(c) = &slot.conn {
-                let mut events = libc::POLLIN;
-                if c.tls.wants_write() {
-                    events |= libc::POLLOUT;
-                }
-                fds.push(libc::pollfd {
-                    fd: c.tcp.as_raw_fd(),
-                    events,
-                    revents: 0,
-                });
-                polled.push(i);
-            }
-        }
-        if fds.is_empty() {
+        if slots.iter().all(|s| s.conn.is_none()) {
             if stopping || slots.iter().all(|s| s.failures >= RECONNECT_ATTEMPTS_MAX) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(POLL_TICK_MS as u64));
             continue;
         }
-        // SAFETY: `fds` is a valid, initialised array of `fds.len()` pollfd
-        // structs that lives across the call; poll only writes `revents`.
-        let ready_count =
-            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, POLL_TICK_MS) };
-        if ready_count < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() != ErrorKind::Interrupted {
-                shared.error(format!("poll: {e}"));
+        let ready = match epoll.wait(&mut events) {
+            Ok(n) => n,
+            Err(e) => {
+                shared.error(format!("epoll_wait: {e}"));
                 break;
             }
-            continue;
-        }
-        for (fd, &i) in fds.iter().zip(&polled) {
-            let Some(slot) = slots.get_mut(i) else {
+        };
+        for event in events.iter().take(ready) {
+            let (flags, index) = (event.events, event.u64);
+            let Some(slot) = usize::try_from(index).ok().and_then(|i| slots.get_mut(i)) else {
                 continue;
             };
             let Some(conn) = slot.conn.as_mut() else {
                 continue;
             };
-            let mut result = Ok(());
-            if fd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
-                result = conn
+            let readable = (libc::EPOLLIN | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+            if flags & readable != 0
+                && let Err(e) = conn
                     .read_in(&mut chunk)
-                    .and_then(|()| conn.take_replies(shared, &mut hist));
-            }
-            if result.is_ok()
-                && !conn.inflight.is_empty()
-                && conn.last_progress.elapsed() > IO_TIMEOUT
+                    .and_then(|()| conn.take_replies(shared, &mut hist))
             {
-                result = Err(ConnError(format!(
-                    "no reply within {} s",
-                    IO_TIMEOUT.as_secs()
-                )));
-            }
-            if let Err(e) = result {
                 fail_slot(shared, slot, e);
+            }
+        }
+        if last_sweep.elapsed() >= Duration::from_millis(TIMEOUT_SWEEP_MS) {
+            last_sweep = Instant::now();
+            for slot in &mut slots {
+                let stuck = slot.conn.as_ref().is_some_and(|c| {
+                    !c.inflight.is_empty() && c.last_progress.elapsed() > IO_TIMEOUT
+                });
+                if stuck {
+                    let e = ConnError(format!("no reply within {} s", IO_TIMEOUT.as_secs()));
+                    fail_slot(shared, slot, e);
+                }
             }
         }
     }

@@ -184,6 +184,10 @@ struct Args {
     /// Executor shards of the started atserver (its default: one per CPU).
     #[arg(long)]
     shards: Option<usize>,
+    /// An extra argument for the started atserver (repeatable), e.g.
+    /// `--server-arg=--shard-scheduling=normal`.
+    #[arg(long = "server-arg", allow_hyphen_values = true)]
+    server_args: Vec<String>,
     /// Durability of the started atserver (fast: like redis without fsync).
     #[arg(long, value_enum, default_value_t = DurabilityArg::Fast)]
     durability: DurabilityArg,
@@ -390,6 +394,7 @@ fn run(args: &Args) -> Result<bool, String> {
                 data_dir: work.path().join("atserver-data"),
                 log: work.path().join("atserver.log"),
                 shards: args.shards,
+                extra_args: &args.server_args,
                 durability: match args.durability {
                     DurabilityArg::Fast => "fast",
                     DurabilityArg::Durable => "durable",

@@ -205,6 +205,8 @@ pub struct AtServerSpec<'a> {
     pub data_dir: PathBuf,
     pub log: PathBuf,
     pub shards: Option<usize>,
+    /// Extra command-line arguments, passed as given.
+    pub extra_args: &'a [String],
     pub durability: &'a str,
 }
 
@@ -255,6 +257,7 @@ pub fn start_atserver(spec: &AtServerSpec<'_>) -> Result<(ChildGuard, SocketAddr
     if let Some(shards) = spec.shards {
         cmd.args(["--shards", &shards.to_string()]);
     }
+    cmd.args(spec.extra_args);
     let mut child =
         spawn_tied(&mut cmd).map_err(|e| format!("cannot start {}: {e}", spec.bin.display()))?;
     let stderr = child.stderr.take();
