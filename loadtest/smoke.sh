@@ -51,7 +51,7 @@ run() {
 
 run update-llookup-p1 --scenario update-llookup --connections 16 --pipeline 1
 run update-llookup-p16 --scenario update-llookup --connections 16 --pipeline 16
-run lookup --scenario lookup --connections 16
+run lookup --scenario lookup --connections 16 --client-threads 2
 run pkam-storm --scenario pkam-storm --connections 4
 run idle --scenario idle --connections 200 --idle-threads 4
 
