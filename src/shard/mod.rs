@@ -255,3 +255,28 @@ pub async fn deadline<T>(
 }
 
 pub use glommio::net::TcpStream as Socket;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy_after(scheduling: Scheduling) -> i32 {
+        std::thread::spawn(move || {
+            apply_scheduling(scheduling);
+            // SAFETY: pid 0 names the calling thread; no pointers are passed.
+            unsafe { libc::sched_getscheduler(0) }
+        })
+        .join()
+        .expect("thread")
+    }
+
+    #[test]
+    fn batch_scheduling_applies_to_the_calling_thread_only() {
+        // SAFETY: pid 0 names the calling thread; no pointers are passed.
+        let inherited = unsafe { libc::sched_getscheduler(0) };
+        assert_eq!(policy_after(Scheduling::Batch), libc::SCHED_BATCH);
+        assert_eq!(policy_after(Scheduling::Normal), inherited);
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::sched_getscheduler(0) }, inherited);
+    }
+}
