@@ -27,5 +27,5 @@ pub mod time;
 mod proptests;
 
 pub use command::{Command, VerbId};
-pub use frame::{Frame, next_line, trim_line};
+pub use frame::{Frame, next_line, next_line_after, trim_line};
 pub use parse::{ParseError, identify, normalize, parse, parse_normalized};

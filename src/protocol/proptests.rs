@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use proptest::strategy::{BoxedStrategy, Union};
 
 use super::command::*;
-use super::frame::{Frame, next_line};
+use super::frame::{Frame, next_line, next_line_after};
 use super::metadata::MetaFragment;
 use super::parse::{identify, normalize, parse, parse_normalized};
 
@@ -768,6 +768,23 @@ proptest! {
                 prop_assert!(buf.len() <= max + 1);
             }
             Frame::TooLong => prop_assert_eq!(used, 0),
+        }
+    }
+
+    #[test]
+    fn framing_in_pieces_matches_framing_at_once(buf in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), any::<u8>()], 0..64), max in 0usize..24, cuts in proptest::collection::vec(0usize..64, 0..6)) {
+        // Feed growing prefixes as reads would, carrying what was scanned.
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(buf.len())).collect();
+        cuts.push(buf.len());
+        cuts.sort_unstable();
+        let mut scanned = 0;
+        for cut in cuts {
+            let framed = next_line_after(&buf[..cut], max, scanned);
+            prop_assert_eq!(framed, next_line(&buf[..cut], max));
+            if framed.0 != Frame::Incomplete {
+                break;
+            }
+            scanned = cut;
         }
     }
 

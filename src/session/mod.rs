@@ -68,6 +68,9 @@ async fn run(ctx: Arc<ServerContext>, stream: Socket) {
     let mut out: Vec<u8> = Vec::new();
     // Idle connections hold small buffers; busy ones grow theirs (see below).
     let mut read_size = READ_SIZE_MIN_BYTES;
+    // Leading bytes of the unconsumed input known to hold no `\n`: a long
+    // line arriving over many reads is scanned once.
+    let mut scanned = 0usize;
     'connection: loop {
         // Wait for input, or for the oldest in-flight write to become
         // durable, whichever comes first: a pipelining client keeps sending
@@ -114,9 +117,10 @@ async fn run(ctx: Arc<ServerContext>, stream: Socket) {
                 let mut consumed = 0;
                 while flow == Flow::Continue {
                     let rest = inbuf.get(consumed..).unwrap_or_default();
-                    match frame::next_line(rest, LINE_BYTES_MAX) {
+                    match frame::next_line_after(rest, LINE_BYTES_MAX, scanned) {
                         (Frame::Line(line), used) => {
                             consumed += used;
+                            scanned = 0;
                             flow = session.handle_line(line, &mut inflight, &mut out).await;
                             if out.len() + inflight.ready_bytes() >= REPLY_BUFFER_BYTES_MAX {
                                 // Large replies: send what is due before
@@ -130,7 +134,10 @@ async fn run(ctx: Arc<ServerContext>, stream: Socket) {
                                 out.clear();
                             }
                         }
-                        (Frame::Incomplete, _) => break,
+                        (Frame::Incomplete, _) => {
+                            scanned = rest.len();
+                            break;
+                        }
                         (Frame::TooLong, _) => {
                             let error = AtError::new(
                                 AtCode::BufferLimit,
