@@ -139,6 +139,13 @@ mod tests {
         }
     }
 
+    /// A waker that counts its wake-ups.
+    fn counting_waker() -> (Arc<CountingWaker>, Waker) {
+        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let waker = Waker::from(counter.clone());
+        (counter, waker)
+    }
+
     fn outcome() -> Outcome {
         Ok(WriteOutcome {
             commit_id: Some(7),
@@ -149,8 +156,7 @@ mod tests {
     #[test]
     fn publishing_hands_back_the_waker_instead_of_waking() {
         let (completer, completion) = pair();
-        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
-        let waker = Waker::from(counter.clone());
+        let (counter, waker) = counting_waker();
         let mut cx = Context::from_waker(&waker);
         assert!(completion.poll(&mut cx).is_pending());
         let handed = completer.publish(outcome());
@@ -172,8 +178,7 @@ mod tests {
     #[test]
     fn a_dropped_completer_wakes_and_reports_abandonment() {
         let (completer, completion) = pair();
-        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
-        let waker = Waker::from(counter.clone());
+        let (counter, waker) = counting_waker();
         let mut cx = Context::from_waker(&waker);
         assert!(completion.poll(&mut cx).is_pending());
         drop(completer);
