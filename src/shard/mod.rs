@@ -29,14 +29,13 @@ pub const IO_MEMORY_BYTES: usize = 512 * 1024;
 pub const REACTOR_TICK_MS: u64 = 10;
 
 /// How the kernel schedules the shard threads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheduling {
     /// `SCHED_BATCH`: a shard woken by a socket or by the storage actor does
     /// not preempt the thread that is running; it runs when a core frees up
     /// (or at the next scheduler tick). On a box with fewer cores than busy
     /// threads this keeps the actor from being cut off mid-batch and lets a
     /// shard gather more work per wake-up (decision 0003).
-    #[default]
     Batch,
     /// `SCHED_OTHER`: the kernel default, with wake-up preemption.
     Normal,

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use fjall::{Database, OwnedWriteBatch, PersistMode};
 
-use super::completion::Completer;
+use super::completion::{self, Completer};
 use super::layout;
 use super::recent::Recent;
 use super::record::{CommitEntry, CommitOp, StoredRecord};
@@ -190,14 +190,11 @@ impl Actor {
 
     fn apply_batch(&mut self, requests: Vec<WriteRequest>) {
         if self.poisoned.load(Ordering::Acquire) {
-            let wakers: Vec<_> = requests
-                .into_iter()
-                .filter_map(|r| {
-                    r.reply
-                        .publish(Err(store_error("the data store is poisoned")))
-                })
-                .collect();
-            wakers.into_iter().for_each(std::task::Waker::wake);
+            completion::publish_all(
+                requests
+                    .into_iter()
+                    .map(|r| (r.reply, Err(store_error("the data store is poisoned")))),
+            );
             return;
         }
         let mut pending = self.new_pending();
@@ -217,19 +214,13 @@ impl Actor {
             tracing::error!(%error, "write batch failed: poisoning the store");
             self.poisoned.store(true, Ordering::Release);
         }
-        // Every outcome is published before any connection is woken (see
-        // `completion`): a woken shard must not preempt a half-told batch.
-        let wakers: Vec<_> = replies
-            .into_iter()
-            .filter_map(|(reply, outcome)| {
-                let outcome = match &committed {
-                    Ok(()) => outcome,
-                    Err(_) => Err(store_error("the data store failed to write")),
-                };
-                reply.publish(outcome)
-            })
-            .collect();
-        wakers.into_iter().for_each(std::task::Waker::wake);
+        completion::publish_all(replies.into_iter().map(|(reply, outcome)| {
+            let outcome = match &committed {
+                Ok(()) => outcome,
+                Err(_) => Err(store_error("the data store failed to write")),
+            };
+            (reply, outcome)
+        }));
     }
 
     /// Records each atSign's last issued commit id once per batch, commits

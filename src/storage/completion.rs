@@ -19,10 +19,12 @@ type Outcome = Result<WriteOutcome, AtError>;
 
 #[derive(Default)]
 struct State {
+    /// The published outcome, until the connection takes it.
     outcome: Option<Outcome>,
     waker: Option<Waker>,
-    /// The actor dropped its side without an outcome (it stopped).
-    abandoned: bool,
+    /// The actor's side is done: it published, or it was dropped without
+    /// an answer (the actor stopped).
+    finished: bool,
 }
 
 #[derive(Default)]
@@ -68,6 +70,7 @@ impl Completer {
         let shared = self.shared.take()?;
         let mut state = shared.lock();
         state.outcome = Some(outcome);
+        state.finished = true;
         state.waker.take()
     }
 }
@@ -77,7 +80,7 @@ impl Drop for Completer {
         if let Some(shared) = self.shared.take() {
             let waker = {
                 let mut state = shared.lock();
-                state.abandoned = true;
+                state.finished = true;
                 state.waker.take()
             };
             if let Some(waker) = waker {
@@ -87,41 +90,49 @@ impl Drop for Completer {
     }
 }
 
-/// What polling a [`Completion`] found.
+/// What [`Completion::take`] found.
 pub enum Polled {
     Ready(Outcome),
-    /// The actor stopped without answering.
+    /// No outcome will come: the actor stopped without answering (or the
+    /// outcome was taken already).
     Abandoned,
     Pending,
 }
 
 impl Completion {
-    /// Takes the outcome if it is there; otherwise remembers `cx`'s waker.
-    pub fn poll_take(&self, cx: Option<&mut Context<'_>>) -> Polled {
+    /// Ready once the actor's side is done; otherwise remembers `cx`'s
+    /// waker. Takes nothing.
+    pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut state = self.shared.lock();
-        if let Some(outcome) = state.outcome.take() {
-            return Polled::Ready(outcome);
+        if state.finished {
+            return Poll::Ready(());
         }
-        if state.abandoned {
-            return Polled::Abandoned;
+        match &state.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => state.waker = Some(cx.waker().clone()),
         }
-        if let Some(cx) = cx {
-            match &state.waker {
-                Some(waker) if waker.will_wake(cx.waker()) => {}
-                _ => state.waker = Some(cx.waker().clone()),
-            }
-        }
-        Polled::Pending
+        Poll::Pending
     }
 
-    /// Polls as a future would.
-    pub fn poll(&self, cx: &mut Context<'_>) -> Poll<Option<Outcome>> {
-        match self.poll_take(Some(cx)) {
-            Polled::Ready(outcome) => Poll::Ready(Some(outcome)),
-            Polled::Abandoned => Poll::Ready(None),
-            Polled::Pending => Poll::Pending,
+    /// Takes the outcome if it is there.
+    pub fn take(&self) -> Polled {
+        let mut state = self.shared.lock();
+        match state.outcome.take() {
+            Some(outcome) => Polled::Ready(outcome),
+            None if state.finished => Polled::Abandoned,
+            None => Polled::Pending,
         }
     }
+}
+
+/// Publishes every outcome of a batch, then wakes the connections waiting
+/// for them, so the first one woken cannot preempt the rest of the telling.
+pub fn publish_all(outcomes: impl IntoIterator<Item = (Completer, Outcome)>) {
+    let wakers: Vec<Waker> = outcomes
+        .into_iter()
+        .filter_map(|(completer, outcome)| completer.publish(outcome))
+        .collect();
+    wakers.into_iter().for_each(Waker::wake);
 }
 
 #[cfg(test)]
@@ -158,21 +169,20 @@ mod tests {
         let (completer, completion) = pair();
         let (counter, waker) = counting_waker();
         let mut cx = Context::from_waker(&waker);
-        assert!(completion.poll(&mut cx).is_pending());
+        assert!(completion.poll_ready(&mut cx).is_pending());
         let handed = completer.publish(outcome());
         assert_eq!(counter.0.load(Ordering::SeqCst), 0);
         handed.expect("the registered waker").wake();
         assert_eq!(counter.0.load(Ordering::SeqCst), 1);
-        assert!(
-            matches!(completion.poll(&mut cx), Poll::Ready(Some(Ok(o))) if o.commit_id == Some(7))
-        );
+        assert!(completion.poll_ready(&mut cx).is_ready());
+        assert!(matches!(completion.take(), Polled::Ready(Ok(o)) if o.commit_id == Some(7)));
     }
 
     #[test]
     fn an_outcome_published_before_polling_is_found() {
         let (completer, completion) = pair();
         assert!(completer.publish(outcome()).is_none());
-        assert!(matches!(completion.poll_take(None), Polled::Ready(Ok(_))));
+        assert!(matches!(completion.take(), Polled::Ready(Ok(_))));
     }
 
     #[test]
@@ -180,16 +190,17 @@ mod tests {
         let (completer, completion) = pair();
         let (counter, waker) = counting_waker();
         let mut cx = Context::from_waker(&waker);
-        assert!(completion.poll(&mut cx).is_pending());
+        assert!(completion.poll_ready(&mut cx).is_pending());
         drop(completer);
         assert_eq!(counter.0.load(Ordering::SeqCst), 1);
-        assert!(matches!(completion.poll(&mut cx), Poll::Ready(None)));
+        assert!(completion.poll_ready(&mut cx).is_ready());
+        assert!(matches!(completion.take(), Polled::Abandoned));
     }
 
     #[test]
     fn errors_pass_through() {
         let (completer, completion) = pair();
         let _ = completer.publish(Err(AtError::new(AtCode::DataStore, "x")));
-        assert!(matches!(completion.poll_take(None), Polled::Ready(Err(_))));
+        assert!(matches!(completion.take(), Polled::Ready(Err(_))));
     }
 }

@@ -350,10 +350,7 @@ impl TenantStore {
         loop {
             match self.store.inner.writer.try_send(message) {
                 Ok(()) => {
-                    return Ok(PendingWrite {
-                        done,
-                        outcome: None,
-                    });
+                    return Ok(PendingWrite { done });
                 }
                 Err(crossbeam_channel::TrySendError::Full(back)) => {
                     message = back;
@@ -370,8 +367,6 @@ impl TenantStore {
 /// A write the actor has accepted; resolves when its batch is durable.
 pub struct PendingWrite {
     done: completion::Completion,
-    /// The outcome once received, until it is taken.
-    outcome: Option<Result<WriteOutcome, AtError>>,
 }
 
 fn writer_stopped() -> AtError {
@@ -386,23 +381,12 @@ impl PendingWrite {
 
     /// Resolves once the outcome is known, without taking it.
     pub async fn ready(&mut self) {
-        std::future::poll_fn(|cx| {
-            if self.outcome.is_some() {
-                return std::task::Poll::Ready(());
-            }
-            self.done.poll(cx).map(|outcome| {
-                self.outcome = Some(outcome.unwrap_or_else(|| Err(writer_stopped())));
-            })
-        })
-        .await
+        std::future::poll_fn(|cx| self.done.poll_ready(cx)).await
     }
 
     /// The outcome if it is known by now.
     pub fn try_outcome(&mut self) -> Option<Result<WriteOutcome, AtError>> {
-        if let Some(outcome) = self.outcome.take() {
-            return Some(outcome);
-        }
-        match self.done.poll_take(None) {
+        match self.done.take() {
             completion::Polled::Ready(outcome) => Some(outcome),
             completion::Polled::Pending => None,
             completion::Polled::Abandoned => Some(Err(writer_stopped())),
