@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::client::{ConnError, IO_TIMEOUT, find_reply};
-use crate::report::{Shared, new_histogram};
+use crate::report::{Shared, new_histogram, record_op};
 use crate::scenario::{Ctx, Gate, Mix, Rng, build_request, open_owner};
 
 /// Longest wait in `epoll_wait`, so a stop is noticed promptly when nothing moves.
@@ -118,13 +118,13 @@ impl LoopConn {
         if fresh == 0 {
             return;
         }
+        let now = Instant::now();
         if self.inflight.is_empty() {
-            self.last_progress = Instant::now();
+            self.last_progress = now;
         }
         // Writing into rustls' plaintext buffer cannot fail short of a closed
         // session, which the next read reports.
         let _ = self.tls.writer().write_all(out);
-        let now = Instant::now();
         self.inflight.extend(std::iter::repeat_n(now, fresh));
     }
 
@@ -214,12 +214,7 @@ impl LoopConn {
             if let Some(sent_at) = self.inflight.pop_front()
                 && is_data
             {
-                let ns = now
-                    .duration_since(sent_at)
-                    .as_nanos()
-                    .min(u128::from(u64::MAX)) as u64;
-                hist.saturating_record(ns.max(1));
-                shared.ops.fetch_add(1, Ordering::Relaxed);
+                record_op(shared, hist, now.duration_since(sent_at));
             }
             self.last_progress = now;
         }
@@ -432,35 +427,22 @@ fn service_slot(
     out: &mut Vec<u8>,
 ) {
     let shared = &ctx.shared;
-    if slot
-        .conn
-        .as_ref()
-        .is_some_and(|c| c.sent >= cap && c.inflight.is_empty())
-        && !stopping
-    {
-        if let Some(c) = slot.conn.take() {
-            c.close();
-        }
-        match LoopConn::open(ctx, mix) {
-            Ok(c) => {
-                shared.reconnects.fetch_add(1, Ordering::Relaxed);
-                slot.failures = 0;
-                slot.conn = Some(c);
-            }
-            Err(e) => {
-                slot.failures += 1;
-                shared.error(format!("reconnect: {e}"));
-            }
-        }
+    let recycle = !stopping
+        && slot
+            .conn
+            .as_ref()
+            .is_some_and(|c| c.sent >= cap && c.inflight.is_empty());
+    if recycle && let Some(c) = slot.conn.take() {
+        c.close();
     }
-    if slot.conn.is_none()
-        && !stopping
-        && slot.failures > 0
-        && slot.failures < RECONNECT_ATTEMPTS_MAX
-    {
+    let retry = slot.failures > 0 && slot.failures < RECONNECT_ATTEMPTS_MAX;
+    if !stopping && slot.conn.is_none() && (recycle || retry) {
         match LoopConn::open(ctx, mix) {
             Ok(c) => {
                 shared.reconnects.fetch_add(1, Ordering::Relaxed);
+                if recycle {
+                    slot.failures = 0;
+                }
                 slot.conn = Some(c);
             }
             Err(e) => {

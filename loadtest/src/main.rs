@@ -524,18 +524,36 @@ fn wait_until(shared: &Shared, until: Instant) {
     shared.stop.store(true, Ordering::Relaxed);
 }
 
+/// The measured window of a run and the process samples around it.
+struct Measured {
+    started: Instant,
+    ended: Instant,
+    server0: ProcSample,
+    client0: ProcSample,
+    /// Server and client samples at the end, when the scenario takes them
+    /// itself (idle); otherwise they are taken once the workers drained.
+    ends: Option<(ProcSample, ProcSample)>,
+}
+
+/// Prints the progress line until the run's duration is over (or it is
+/// stopped), stops the run and returns when it ended.
+fn show_progress_until_over<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    shared: &'scope Shared,
+    started: Instant,
+    done: &'scope std::sync::atomic::AtomicBool,
+    duration: Duration,
+) -> Instant {
+    scope.spawn(move || progress(shared, started, done));
+    wait_until(shared, started + duration);
+    Instant::now()
+}
+
 fn run_scenario(args: &Args, ctx: &Ctx, server_pid: Option<u32>) -> Result<RunReport, String> {
     let shared = &ctx.shared;
     let done = std::sync::atomic::AtomicBool::new(false);
     let mut extra: Vec<(String, Value)> = Vec::new();
-    let mut measured: Option<(
-        Instant,
-        Instant,
-        ProcSample,
-        ProcSample,
-        ProcSample,
-        ProcSample,
-    )> = None;
+    let mut measured: Option<Measured> = None;
     let (ready, opened, probe) = (Gate::default(), Gate::default(), Gate::default());
     let (ready, opened, probe) = (&ready, &opened, &probe);
     std::thread::scope(|scope| -> Result<(), String> {
@@ -562,17 +580,14 @@ fn run_scenario(args: &Args, ctx: &Ctx, server_pid: Option<u32>) -> Result<RunRe
                 ready.open();
                 let (server0, client0) = samples(server_pid);
                 let started = Instant::now();
-                let done = &done;
-                scope.spawn(move || progress(shared, started, done));
-                wait_until(shared, started + args.duration);
-                measured = Some((
+                let ended = show_progress_until_over(scope, shared, started, &done, args.duration);
+                measured = Some(Measured {
                     started,
-                    Instant::now(),
+                    ended,
                     server0,
                     client0,
-                    ProcSample::default(),
-                    ProcSample::default(),
-                ));
+                    ends: None,
+                });
             }
             Scenario::PkamStorm => {
                 let (server0, client0) = samples(server_pid);
@@ -585,17 +600,14 @@ fn run_scenario(args: &Args, ctx: &Ctx, server_pid: Option<u32>) -> Result<RunRe
                         move || scenario::pkam_storm_worker(ctx),
                     )?);
                 }
-                let done = &done;
-                scope.spawn(move || progress(shared, started, done));
-                wait_until(shared, started + args.duration);
-                measured = Some((
+                let ended = show_progress_until_over(scope, shared, started, &done, args.duration);
+                measured = Some(Measured {
                     started,
-                    Instant::now(),
+                    ended,
                     server0,
                     client0,
-                    ProcSample::default(),
-                    ProcSample::default(),
-                ));
+                    ends: None,
+                });
             }
             Scenario::Idle => {
                 let threads = args.idle_threads.min(args.connections);
@@ -648,7 +660,13 @@ fn run_scenario(args: &Args, ctx: &Ctx, server_pid: Option<u32>) -> Result<RunRe
                 probe.wait_arrivals(workers.len(), shared);
                 probe.open();
                 // Throughput of idle = connections opened (and authenticated) per second.
-                measured = Some((started, open_done, server0, client0, server2, client1));
+                measured = Some(Measured {
+                    started,
+                    ended: open_done,
+                    server0,
+                    client0,
+                    ends: Some((server2, client1)),
+                });
             }
             Scenario::Notify => {
                 return Err("scenario `notify` is not implemented by the server yet".into());
@@ -662,16 +680,17 @@ fn run_scenario(args: &Args, ctx: &Ctx, server_pid: Option<u32>) -> Result<RunRe
         done.store(true, Ordering::Relaxed);
         Ok(())
     })?;
-    let Some((started, ended, server0, client0, server_end, client_end)) = measured else {
+    let Some(Measured {
+        started,
+        ended,
+        server0,
+        client0,
+        ends,
+    }) = measured
+    else {
         return Err("the run did not start".into());
     };
-    // Request scenarios are sampled after the workers drained; idle above.
-    let (server_end, client_end) = if args.scenario == Scenario::Idle {
-        (server_end, client_end)
-    } else {
-        let (s, c) = samples(server_pid);
-        (s, c)
-    };
+    let (server_end, client_end) = ends.unwrap_or_else(|| samples(server_pid));
     let hist = shared.latency.lock().ok().and_then(|h| h.clone());
     let latency = hist
         .as_ref()

@@ -1,6 +1,6 @@
 //! Runs `redis-benchmark` (TLS) and parses its report.
 
-use std::io::Read as _;
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -132,24 +132,18 @@ pub fn run(
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot run redis-benchmark: {e}"))?;
-    let mut stdout = child
-        .stdout
-        .take()
-        .ok_or("redis-benchmark stdout was not piped")?;
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
-    let mut stderr = child
-        .stderr
-        .take()
-        .ok_or("redis-benchmark stderr was not piped")?;
-    let err_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
+    let reader = read_in_background(
+        child
+            .stdout
+            .take()
+            .ok_or("redis-benchmark stdout was not piped")?,
+    );
+    let err_reader = read_in_background(
+        child
+            .stderr
+            .take()
+            .ok_or("redis-benchmark stderr was not piped")?,
+    );
     let deadline = Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {
@@ -213,6 +207,16 @@ pub fn worst_latency(tests: &[RedisTest]) -> Latency {
         p999: acc.p999.max(t.latency.p999),
         max: acc.max.max(t.latency.max),
         mean: acc.mean.max(t.latency.mean),
+    })
+}
+
+/// Reads a child's pipe to its end on a thread, so a full pipe never blocks
+/// the child while we wait for it.
+fn read_in_background(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
     })
 }
 

@@ -18,6 +18,14 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).expect("constant histogram bounds are valid")
 }
 
+/// Counts one successful operation that took `took`, in `hist` (the
+/// worker's own histogram) and in the shared counter.
+pub fn record_op(shared: &Shared, hist: &mut Histogram<u64>, took: Duration) {
+    let ns = took.as_nanos().min(u128::from(u64::MAX)) as u64;
+    hist.saturating_record(ns.max(1));
+    shared.ops.fetch_add(1, Ordering::Relaxed);
+}
+
 /// What every worker updates while it runs.
 #[derive(Default)]
 pub struct Shared {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::client::{Conn, ConnError, PkamKey, Target};
-use crate::report::{Shared, new_histogram};
+use crate::report::{Shared, new_histogram, record_op};
 
 /// Pause between reconnect attempts.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
@@ -160,9 +160,7 @@ pub fn pkam_storm_worker(ctx: &Ctx) {
         match open_owner(ctx) {
             Ok(conn) => {
                 conn.close();
-                let ns = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
-                hist.saturating_record(ns.max(1));
-                shared.ops.fetch_add(1, Ordering::Relaxed);
+                record_op(shared, &mut hist, started.elapsed());
                 shared.connections.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
@@ -188,9 +186,7 @@ pub fn idle_worker(ctx: &Ctx, count: usize, opened: &Gate, probe: &Gate) {
         let started = Instant::now();
         match open_owner(ctx) {
             Ok(conn) => {
-                let ns = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
-                hist.saturating_record(ns.max(1));
-                shared.ops.fetch_add(1, Ordering::Relaxed);
+                record_op(shared, &mut hist, started.elapsed());
                 shared.connections.fetch_add(1, Ordering::Relaxed);
                 conns.push(conn);
             }
