@@ -18,6 +18,7 @@ Environment:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import queue
@@ -76,12 +77,24 @@ _ALL_EVENTS: dict[int, list[WireEvent]] = {}  # per connection, whole session
 
 _orig_write = AtConnection.write
 _orig_read = AtConnection.read
+_wire_serials = itertools.count(1)
+
+
+def _wire_key(conn) -> int:
+    """A key unique to one connection object for the whole session. `id()` is not: CPython
+    reuses a collected object's address, which merged an earlier test's exchanges into a
+    later test's connection."""
+    key = getattr(conn, "_interop_wire_serial", None)
+    if key is None:
+        key = next(_wire_serials)
+        conn._interop_wire_serial = key
+    return key
 
 
 def _recording_write(self, data: str):
-    ev = WireEvent(id(self), f"{type(self).__name__}({self})", "C", data)
+    ev = WireEvent(_wire_key(self), f"{type(self).__name__}({self})", "C", data)
     TRANSCRIPT.append(ev)
-    _ALL_EVENTS.setdefault(id(self), []).append(ev)
+    _ALL_EVENTS.setdefault(_wire_key(self), []).append(ev)
     return _orig_write(self, data)
 
 
@@ -89,13 +102,13 @@ def _recording_read(self):
     try:
         data = _orig_read(self)
     except BaseException as e:  # noqa: BLE001 - record and re-raise (timeouts, resets)
-        ev = WireEvent(id(self), f"{type(self).__name__}({self})", "S", f"<read failed: {e!r}>")
+        ev = WireEvent(_wire_key(self), f"{type(self).__name__}({self})", "S", f"<read failed: {e!r}>")
         TRANSCRIPT.append(ev)
-        _ALL_EVENTS.setdefault(id(self), []).append(ev)
+        _ALL_EVENTS.setdefault(_wire_key(self), []).append(ev)
         raise
-    ev = WireEvent(id(self), f"{type(self).__name__}({self})", "S", data)
+    ev = WireEvent(_wire_key(self), f"{type(self).__name__}({self})", "S", data)
     TRANSCRIPT.append(ev)
-    _ALL_EVENTS.setdefault(id(self), []).append(ev)
+    _ALL_EVENTS.setdefault(_wire_key(self), []).append(ev)
     return data
 
 
@@ -109,7 +122,7 @@ def exchanges(conn) -> list[tuple[str | None, str]]:
     The greeting read by connect() has sent=None. Texts are exact bytes (decoded)."""
     out: list[tuple[str | None, str]] = []
     pending: str | None = None
-    for ev in _ALL_EVENTS.get(id(conn), []):
+    for ev in _ALL_EVENTS.get(_wire_key(conn), []):
         if ev.direction == "C":
             if pending is not None:
                 out.append((pending, "<no reply read>"))
