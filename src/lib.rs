@@ -23,11 +23,15 @@ pub mod auth;
 #[cfg(feature = "runtime")]
 pub mod cli;
 #[cfg(feature = "runtime")]
+pub mod clock;
+#[cfg(feature = "runtime")]
 pub mod context;
 #[cfg(feature = "runtime")]
 pub mod devcerts;
 #[cfg(feature = "runtime")]
 pub mod directory;
+#[cfg(feature = "runtime")]
+pub mod health;
 #[cfg(feature = "runtime")]
 pub mod session;
 #[cfg(feature = "runtime")]
