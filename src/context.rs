@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crate::storage::TenantStore;
@@ -22,6 +22,14 @@ pub struct Tenant {
     pub last_login_ms: AtomicI64,
     /// Epoch ms of the last successful pkam, 0 = none since start (`stats:10`).
     pub last_pkam_ms: AtomicI64,
+}
+
+impl std::fmt::Debug for Tenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tenant")
+            .field("atsign", &self.atsign)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Tenant {
@@ -64,6 +72,9 @@ pub struct ServerContext {
     pub limits: SessionLimits,
     /// Open inbound connections across all shards (an atomic, not a lock).
     active_connections: AtomicUsize,
+    /// Cleared when the process is stopping (a signal or a fatal failure):
+    /// new connections are then refused.
+    accepting: AtomicBool,
     pub data_dir: std::path::PathBuf,
 }
 
@@ -84,6 +95,7 @@ impl ServerContext {
             rng: ring::rand::SystemRandom::new(),
             limits,
             active_connections: AtomicUsize::new(0),
+            accepting: AtomicBool::new(true),
             data_dir,
         }
     }
@@ -100,6 +112,16 @@ impl ServerContext {
         } else {
             None
         }
+    }
+
+    /// Whether new connections are still taken.
+    pub fn is_accepting(&self) -> bool {
+        self.accepting.load(Ordering::Acquire)
+    }
+
+    /// Refuses every connection from now on (the process is stopping).
+    pub fn stop_accepting(&self) {
+        self.accepting.store(false, Ordering::Release);
     }
 
     pub fn active_connections(&self) -> usize {
@@ -126,5 +148,30 @@ pub struct ConnectionSlot {
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.ctx.active_connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Tenants for unit tests: each is a view of one shared store in a temporary
+/// folder that lives as long as the test process.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::{Arc, OnceLock};
+
+    use super::Tenant;
+    use crate::storage::{Durability, Store};
+
+    fn store() -> &'static Store {
+        static STORE: OnceLock<(tempfile::TempDir, Store)> = OnceLock::new();
+        let (_, store) = STORE.get_or_init(|| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = Store::open(dir.path(), Durability::Fast).expect("store");
+            (dir, store)
+        });
+        store
+    }
+
+    /// A tenant for `atsign` backed by the shared test store.
+    pub fn tenant(atsign: &str) -> Arc<Tenant> {
+        Arc::new(Tenant::new(atsign.to_string(), store().tenant(atsign)))
     }
 }

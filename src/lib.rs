@@ -25,6 +25,8 @@ pub mod cli;
 #[cfg(feature = "runtime")]
 pub mod clock;
 #[cfg(feature = "runtime")]
+pub mod connection;
+#[cfg(feature = "runtime")]
 pub mod context;
 #[cfg(feature = "runtime")]
 pub mod devcerts;

@@ -325,7 +325,7 @@ fn random_hex(bytes: usize) -> Result<String, String> {
 }
 
 fn tls_config(ca: &Path, resume: bool) -> Result<Arc<rustls::ClientConfig>, String> {
-    let config = atserver::session::tls::client_config(ca)?;
+    let config = atserver::session::tls::client_config(ca).map_err(|e| e.to_string())?;
     if resume {
         return Ok(config);
     }

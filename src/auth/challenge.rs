@@ -42,15 +42,16 @@ pub struct Challenge {
 }
 
 impl Challenge {
-    pub fn new(session_id: &str, atsign: &str, nonce: &str) -> Challenge {
+    pub fn new(session_id: &str, atsign: &str, nonce: &str, issued: Instant) -> Challenge {
         Challenge {
             text: format!("{session_id}{atsign}:{nonce}"),
-            issued: Instant::now(),
+            issued,
         }
     }
 
-    pub fn is_fresh(&self) -> bool {
-        self.issued.elapsed() <= Duration::from_millis(CHALLENGE_TTL_MS)
+    /// Whether the challenge may still be answered at `now`.
+    pub fn is_fresh(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.issued) <= Duration::from_millis(CHALLENGE_TTL_MS)
     }
 }
 
@@ -74,8 +75,11 @@ mod tests {
 
     #[test]
     fn the_challenge_text_is_session_atsign_colon_nonce() {
-        let c = Challenge::new("_abc", "@alice", "n1");
+        let issued = Instant::now();
+        let c = Challenge::new("_abc", "@alice", "n1", issued);
         assert_eq!(c.text, "_abc@alice:n1");
-        assert!(c.is_fresh());
+        assert!(c.is_fresh(issued));
+        assert!(c.is_fresh(issued + Duration::from_millis(CHALLENGE_TTL_MS)));
+        assert!(!c.is_fresh(issued + Duration::from_millis(CHALLENGE_TTL_MS + 1)));
     }
 }

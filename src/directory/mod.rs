@@ -12,31 +12,16 @@ pub mod records;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite};
 
+use crate::clock::Clock;
 use crate::limits::{
     DIRECTORY_IDLE_MS, DIRECTORY_LINE_BYTES_MAX, DIRECTORY_MISS_DELAY_MS, DIRECTORY_MISSES_MAX,
-    TLS_HANDSHAKE_MS, WRITE_MS,
 };
-use crate::shard::{self, ConnectionFuture, ConnectionHandler, Socket};
+use crate::protocol::frame::Frame;
+use crate::session::io;
+use crate::session::lines::LineBuffer;
 pub use records::Records;
-
-/// The connection factory of the directory, handed to every shard.
-#[derive(Clone)]
-pub struct DirectoryConnections {
-    pub records: Arc<Records>,
-    pub tls: Arc<rustls::ServerConfig>,
-}
-
-impl ConnectionHandler for DirectoryConnections {
-    fn handle(&self, _shard: usize, stream: Socket) -> ConnectionFuture {
-        Box::pin(serve_connection(
-            self.records.clone(),
-            self.tls.clone(),
-            stream,
-        ))
-    }
-}
 
 /// What to do with one complete input line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,58 +78,51 @@ impl DirectorySession {
     }
 }
 
-async fn serve_connection(records: Arc<Records>, tls: Arc<rustls::ServerConfig>, stream: Socket) {
-    let acceptor = futures_rustls::TlsAcceptor::from(tls);
-    let handshake = shard::deadline(
-        Duration::from_millis(TLS_HANDSHAKE_MS),
-        acceptor.accept(stream),
-    );
-    let Ok(Ok(mut tls)) = handshake.await else {
+/// Serves one accepted directory connection until either side ends it.
+pub async fn serve<S, C>(records: Arc<Records>, tls: Arc<rustls::ServerConfig>, stream: S, clock: C)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    C: Clock,
+{
+    let Ok(mut tls) = io::accept_tls(&clock, tls, stream).await else {
         return;
     };
-    let write_deadline = Duration::from_millis(WRITE_MS);
-    let greet = async {
-        tls.write_all(b"@").await?;
-        tls.flush().await
-    };
-    if !matches!(shard::deadline(write_deadline, greet).await, Ok(Ok(()))) {
+    if io::write_all(&clock, &mut tls, b"@").await.is_err() {
         return;
     }
     let mut session = DirectorySession::default();
-    let mut buffer: Vec<u8> = Vec::with_capacity(DIRECTORY_LINE_BYTES_MAX);
-    let mut chunk = [0u8; DIRECTORY_LINE_BYTES_MAX + 1];
+    let mut input = LineBuffer::new(DIRECTORY_LINE_BYTES_MAX);
+    let idle = Duration::from_millis(DIRECTORY_IDLE_MS);
     'connection: loop {
-        let idle = Duration::from_millis(DIRECTORY_IDLE_MS);
-        let n = match shard::deadline(idle, tls.read(&mut chunk)).await {
-            Ok(Ok(n)) if n > 0 => n,
+        let room = input.spare(DIRECTORY_LINE_BYTES_MAX + 1);
+        let read = match clock.deadline(idle, tls.read(room)).await {
+            Ok(Ok(read)) if read > 0 => read,
             _ => break,
         };
-        buffer.extend_from_slice(chunk.get(..n).unwrap_or_default());
-        while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buffer.drain(..=end).collect();
-            match session.answer(&records, line.get(..end).unwrap_or_default()) {
+        input.filled(DIRECTORY_LINE_BYTES_MAX + 1, read);
+        loop {
+            let answer = match input.next_line() {
+                Frame::Line(line) => session.answer(&records, line),
+                Frame::Incomplete => break,
+                // The reference destroys the socket on overflow.
+                Frame::TooLong => break 'connection,
+            };
+            match answer {
                 Answer::Ignore => {}
                 Answer::Close => break 'connection,
                 Answer::Reply { bytes, delay_ms } => {
                     if delay_ms > 0 {
-                        shard::sleep(Duration::from_millis(delay_ms)).await;
+                        clock.sleep(Duration::from_millis(delay_ms)).await;
                     }
-                    let write = async {
-                        tls.write_all(&bytes).await?;
-                        tls.flush().await
-                    };
-                    if !matches!(shard::deadline(write_deadline, write).await, Ok(Ok(()))) {
+                    if io::write_all(&clock, &mut tls, &bytes).await.is_err() {
                         break 'connection;
                     }
                 }
             }
         }
-        if buffer.len() > DIRECTORY_LINE_BYTES_MAX {
-            // The reference destroys the socket on overflow.
-            break;
-        }
+        input.compact();
     }
-    let _ = shard::deadline(write_deadline, tls.close()).await;
+    io::close(&clock, &mut tls).await;
 }
 
 #[cfg(test)]

@@ -2,10 +2,10 @@
 //!
 //! Pipelined writes are handed to the storage actor without waiting, so the
 //! ones a client sends back to back share a batch (and one fsync). Their
-//! replies, and those of reads that ran meanwhile, wait here until
-//! [`Session::flush`](super::Session::flush) emits them in request order.
-//! Anything whose answer could depend on an in-flight write (a read of the
-//! same key, `scan`, `stats`, auth…) flushes first.
+//! replies, and those of reads that ran meanwhile, wait here until the
+//! pipeline ([`super::pipeline`]) emits them in request order. Anything
+//! whose answer could depend on an in-flight write (a read of the same key,
+//! `scan`, `stats`, auth…) flushes first.
 
 use std::collections::VecDeque;
 
@@ -22,7 +22,7 @@ pub(super) enum Slot {
 
 #[derive(Default)]
 pub struct InFlight {
-    pub(super) slots: VecDeque<Slot>,
+    slots: VecDeque<Slot>,
     /// Bytes held in `Ready` slots.
     ready_bytes: usize,
 }
@@ -42,15 +42,31 @@ impl InFlight {
     }
 
     pub(super) fn push_ready(&mut self, reply: Vec<u8>) {
+        debug_assert_eq!(self.ready_bytes, self.counted_ready_bytes());
         self.ready_bytes += reply.len();
         self.slots.push_back(Slot::Ready(reply));
+        debug_assert_eq!(self.ready_bytes, self.counted_ready_bytes());
+    }
+
+    pub(super) fn push_write(&mut self, key: String, pending: PendingWrite) {
+        self.slots.push_back(Slot::Write { key, pending });
+    }
+
+    pub(super) fn push_silent(&mut self, key: String, pending: PendingWrite) {
+        self.slots.push_back(Slot::Silent { key, pending });
+    }
+
+    pub(super) fn front_mut(&mut self) -> Option<&mut Slot> {
+        self.slots.front_mut()
     }
 
     pub(super) fn pop_front(&mut self) -> Option<Slot> {
+        debug_assert_eq!(self.ready_bytes, self.counted_ready_bytes());
         let slot = self.slots.pop_front();
         if let Some(Slot::Ready(bytes)) = &slot {
             self.ready_bytes = self.ready_bytes.saturating_sub(bytes.len());
         }
+        debug_assert_eq!(self.ready_bytes, self.counted_ready_bytes());
         slot
     }
 
@@ -75,6 +91,22 @@ impl InFlight {
                 pending.ready().await
             }
             Some(Slot::Ready(_)) | None => {}
+        }
+    }
+
+    /// The ready bytes recounted from the slots, for the assertions that
+    /// pair with every change of `ready_bytes` (debug builds only walk it).
+    fn counted_ready_bytes(&self) -> usize {
+        if cfg!(debug_assertions) {
+            self.slots
+                .iter()
+                .map(|slot| match slot {
+                    Slot::Ready(bytes) => bytes.len(),
+                    _ => 0,
+                })
+                .sum()
+        } else {
+            self.ready_bytes
         }
     }
 }

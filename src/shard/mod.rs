@@ -11,9 +11,11 @@ use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use futures_lite::FutureExt;
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
+
+use crate::clock::Clock;
+use crate::health::FatalSink;
 
 /// Below this locked-memory limit glommio refuses to start (measured: it
 /// needs 512 KiB even as root).
@@ -57,6 +59,77 @@ fn apply_scheduling(policy: Scheduling) {
     }
 }
 
+/// The shards' timers: glommio's timer wheel of the calling shard.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ShardClock;
+
+impl Clock for ShardClock {
+    type Sleep = ShardSleep;
+
+    fn sleep(&self, duration: Duration) -> Self::Sleep {
+        ShardSleep(glommio::timer::Timer::new(duration))
+    }
+}
+
+/// A glommio timer that resolves to `()`.
+pub struct ShardSleep(glommio::timer::Timer);
+
+impl Future for ShardSleep {
+    type Output = ();
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
+}
+
+/// Why shards could not start or stopped.
+#[derive(Debug)]
+pub enum ShardError {
+    /// `getrlimit(RLIMIT_MEMLOCK)` failed.
+    MemlockUnreadable(std::io::Error),
+    /// The locked-memory limit is below what glommio needs.
+    MemlockTooLow { limit_kib: u64 },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    /// A shard thread panicked while the listeners were being bound.
+    StartupLockPoisoned,
+    /// glommio could not create the executors.
+    Start { name: String, reason: String },
+    /// An executor thread ended abnormally.
+    Executor { reason: String },
+}
+
+impl std::fmt::Display for ShardError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShardError::MemlockUnreadable(error) => {
+                write!(
+                    f,
+                    "cannot read the locked-memory limit (RLIMIT_MEMLOCK): {error}"
+                )
+            }
+            ShardError::MemlockTooLow { limit_kib } => write!(
+                f,
+                "locked-memory limit is {limit_kib} KiB; glommio needs at least {} KiB: run `ulimit -l 65536` (or set LimitMEMLOCK in systemd)",
+                MEMLOCK_BYTES_MIN / 1024
+            ),
+            ShardError::Bind { addr, source } => write!(f, "cannot bind {addr}: {source}"),
+            ShardError::StartupLockPoisoned => f.write_str("start-up lock poisoned"),
+            ShardError::Start { name, reason } => {
+                write!(f, "cannot start {name} executors: {reason}")
+            }
+            ShardError::Executor { reason } => write!(f, "executor failed: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ShardError {}
+
 /// What a shard runs for each accepted connection.
 pub type ConnectionFuture = Pin<Box<dyn Future<Output = ()>>>;
 
@@ -67,7 +140,7 @@ pub trait ConnectionHandler: Clone + Send + 'static {
 }
 
 /// Raises the soft RLIMIT_MEMLOCK to the hard limit and checks it is enough.
-pub fn ensure_memlock() -> Result<u64, String> {
+pub fn ensure_memlock() -> Result<u64, ShardError> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -75,7 +148,9 @@ pub fn ensure_memlock() -> Result<u64, String> {
     // SAFETY: getrlimit writes into the struct we own; the resource id is valid.
     let got = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) };
     if got != 0 {
-        return Err("cannot read the locked-memory limit (RLIMIT_MEMLOCK)".into());
+        return Err(ShardError::MemlockUnreadable(
+            std::io::Error::last_os_error(),
+        ));
     }
     if limit.rlim_cur < limit.rlim_max {
         let raised = libc::rlimit {
@@ -88,26 +163,26 @@ pub fn ensure_memlock() -> Result<u64, String> {
         }
     }
     if limit.rlim_cur != libc::RLIM_INFINITY && limit.rlim_cur < MEMLOCK_BYTES_MIN {
-        return Err(format!(
-            "locked-memory limit is {} KiB; glommio needs at least {} KiB: run `ulimit -l 65536` (or set LimitMEMLOCK in systemd)",
-            limit.rlim_cur / 1024,
-            MEMLOCK_BYTES_MIN / 1024
-        ));
+        return Err(ShardError::MemlockTooLow {
+            limit_kib: limit.rlim_cur / 1024,
+        });
     }
     Ok(limit.rlim_cur)
 }
 
 /// Runs `shards` executors, each accepting on `listen` with SO_REUSEPORT,
 /// until the process ends. `on_bound` gets the bound address once (useful
-/// with port 0). Returns only on a start-up failure.
+/// with port 0). A shard that dies (a panic, a failed listener) reports to
+/// `fatal`, so a half-alive process does not go on serving.
 pub fn serve<H: ConnectionHandler>(
     name: &str,
     listen: SocketAddr,
     shards: usize,
     scheduling: Scheduling,
     handler: H,
+    fatal: FatalSink,
     on_bound: impl FnOnce(SocketAddr) + Send + 'static,
-) -> Result<ServeHandle, String> {
+) -> Result<ServeHandle, ShardError> {
     let shards = shards.max(1);
     // Shard 0 binds first (resolving port 0); the others then bind the same
     // address. This start-up rendezvous is the only lock, and it is never
@@ -131,6 +206,12 @@ pub fn serve<H: ConnectionHandler>(
         .on_all_shards(move || async move {
             apply_scheduling(scheduling);
             let shard = glommio::executor().id();
+            // Reports this shard's end, however it comes: its accept loop
+            // never returns while the shard is healthy.
+            let _alive = ShardAlive {
+                name: format!("{label} shard {shard}"),
+                fatal: fatal.clone(),
+            };
             let listener = match bind_in_order(listen, &rendezvous) {
                 Ok(listener) => listener,
                 Err(error) => {
@@ -149,7 +230,9 @@ pub fn serve<H: ConnectionHandler>(
             // a completion failed to wake it (decision 0002).
             glommio::spawn_local(async {
                 loop {
-                    sleep(Duration::from_millis(REACTOR_TICK_MS)).await;
+                    ShardClock
+                        .sleep(Duration::from_millis(REACTOR_TICK_MS))
+                        .await;
                 }
             })
             .detach();
@@ -163,36 +246,64 @@ pub fn serve<H: ConnectionHandler>(
                     Err(error) => {
                         // EMFILE and friends: back off instead of spinning.
                         tracing::warn!(%error, shard, "{label}: accept failed");
-                        sleep(Duration::from_millis(50)).await;
+                        ShardClock
+                            .sleep(Duration::from_millis(ACCEPT_RETRY_MS))
+                            .await;
                     }
                 }
             }
         })
-        .map_err(|e| format!("cannot start {name} executors: {e}"))?;
+        .map_err(|e| ShardError::Start {
+            name: name.to_string(),
+            reason: e.to_string(),
+        })?;
     Ok(ServeHandle { handles })
+}
+
+/// How long a shard waits before accepting again after `accept` failed
+/// (EMFILE and friends), instead of spinning.
+pub const ACCEPT_RETRY_MS: u64 = 50;
+
+/// Lives as long as a shard's accept loop; reports the shard's end.
+struct ShardAlive {
+    name: String,
+    fatal: FatalSink,
+}
+
+impl Drop for ShardAlive {
+    fn drop(&mut self) {
+        let reason = if std::thread::panicking() {
+            "panicked"
+        } else {
+            "stopped"
+        };
+        self.fatal.report(self.name.clone(), reason);
+    }
 }
 
 /// Start-up rendezvous: where shard 0 bound, once it has.
 enum BindState {
     Pending,
     Binding,
+    /// Where shard 0 bound, or why it could not (as text: the error itself
+    /// went back from shard 0).
     Bound(Result<SocketAddr, String>),
 }
 
 type Rendezvous = (Mutex<BindState>, Condvar);
 
-fn bind_in_order(listen: SocketAddr, rendezvous: &Rendezvous) -> Result<TcpListener, String> {
+fn bind_in_order(listen: SocketAddr, rendezvous: &Rendezvous) -> Result<TcpListener, ShardError> {
     let (slot, ready) = rendezvous;
-    let poisoned = |_| "start-up lock poisoned".to_string();
+    let poisoned = |_| ShardError::StartupLockPoisoned;
     let mut state = slot.lock().map_err(poisoned)?;
     if matches!(*state, BindState::Pending) {
         *state = BindState::Binding;
         drop(state);
-        let result = TcpListener::bind(listen).map_err(|e| format!("cannot bind {listen}: {e}"));
-        let addr = result
-            .as_ref()
-            .map_err(Clone::clone)
-            .and_then(|l| l.local_addr().map_err(|e| e.to_string()));
+        let result = TcpListener::bind(listen).map_err(|e| bind_error(listen, e));
+        let addr = match &result {
+            Ok(listener) => listener.local_addr().map_err(|e| e.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
         *slot.lock().map_err(poisoned)? = BindState::Bound(addr);
         ready.notify_all();
         return result;
@@ -202,9 +313,14 @@ fn bind_in_order(listen: SocketAddr, rendezvous: &Rendezvous) -> Result<TcpListe
             BindState::Bound(Ok(addr)) => {
                 let addr = *addr;
                 drop(state);
-                return TcpListener::bind(addr).map_err(|e| format!("cannot bind {addr}: {e}"));
+                return TcpListener::bind(addr).map_err(|e| bind_error(addr, e));
             }
-            BindState::Bound(Err(error)) => return Err(error.clone()),
+            BindState::Bound(Err(error)) => {
+                return Err(ShardError::Bind {
+                    addr: listen,
+                    source: std::io::Error::other(error.clone()),
+                });
+            }
             BindState::Pending | BindState::Binding => {
                 state = ready.wait(state).map_err(poisoned)?;
             }
@@ -212,45 +328,34 @@ fn bind_in_order(listen: SocketAddr, rendezvous: &Rendezvous) -> Result<TcpListe
     }
 }
 
+fn bind_error(addr: SocketAddr, source: glommio::GlommioError<()>) -> ShardError {
+    ShardError::Bind {
+        addr,
+        source: source.into(),
+    }
+}
+
 /// The running executors of one `serve` call.
 pub struct ServeHandle {
-    handles: glommio::PoolThreadHandles<Result<(), String>>,
+    handles: glommio::PoolThreadHandles<Result<(), ShardError>>,
 }
 
 impl ServeHandle {
     /// Blocks until every shard has stopped; reports the first failure.
-    pub fn join(self) -> Result<(), String> {
+    pub fn join(self) -> Result<(), ShardError> {
         for result in self.handles.join_all() {
             match result {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => return Err(error),
-                Err(error) => return Err(format!("executor failed: {error}")),
+                Err(error) => {
+                    return Err(ShardError::Executor {
+                        reason: error.to_string(),
+                    });
+                }
             }
         }
         Ok(())
     }
-}
-
-/// Sleeps on the current shard's timer wheel.
-pub async fn sleep(duration: Duration) {
-    glommio::timer::sleep(duration).await;
-}
-
-/// Why an operation under a deadline did not complete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeadlineExceeded;
-
-/// Runs `future` but gives up after `limit`.
-pub async fn deadline<T>(
-    limit: Duration,
-    future: impl Future<Output = T>,
-) -> Result<T, DeadlineExceeded> {
-    async { Ok(future.await) }
-        .or(async {
-            glommio::timer::Timer::new(limit).await;
-            Err(DeadlineExceeded)
-        })
-        .await
 }
 
 pub use glommio::net::TcpStream as Socket;

@@ -4,12 +4,13 @@
 //! entry is committed anyway, as the reference does) — or `data:-1` for keys
 //! kept out of the commit log.
 
+use super::checks::check_owner;
+use super::now_ms;
 use super::write::PreparedWrite;
-use super::{check_owner, now_ms, owner_tenant};
+use crate::connection::Owner;
 use crate::error::{AtCode, AtError};
 use crate::protocol::atkey::{self, canonical_key};
 use crate::protocol::command::Delete;
-use crate::session::Session;
 use crate::storage::actor::MutateFn;
 use crate::storage::{CommitOp, Mutation, StoredRecord};
 
@@ -17,8 +18,8 @@ use crate::storage::{CommitOp, Mutation, StoredRecord};
 /// secret back from the command line.
 pub const SECRET_DELETED_KEY: &str = "privatekey:at_secret_deleted";
 
-pub fn prepare(session: &Session, cmd: Delete<'_>) -> Result<PreparedWrite, AtError> {
-    let tenant = owner_tenant(session)?;
+pub fn prepare(owner: &Owner, cmd: Delete<'_>) -> Result<PreparedWrite, AtError> {
+    let tenant = owner.tenant().clone();
     check_owner(cmd.key.owner, &tenant.atsign, "delete")?;
     let key = cmd.key.assemble();
     let name_with_owner = canonical_key(&cmd.key.name_with_owner());

@@ -5,24 +5,32 @@
 //! authenticated connection (the SDK's onboarding does this) issues a new
 //! challenge and keeps the authentication if it names the same atSign.
 
+use std::time::Instant;
+
 use super::Reply;
-use crate::auth::challenge::{Challenge, uuid_v4};
+use crate::auth::challenge::uuid_v4;
+use crate::connection::ConnectionState;
+use crate::context::ServerContext;
 use crate::error::{AtCode, AtError};
 use crate::protocol::atsign::normalize_atsign;
 use crate::protocol::command::From;
 use crate::protocol::json;
 use crate::protocol::reply::ErrorStyle;
-use crate::session::{Auth, Session};
 
 /// Clients newer than this get JSON error lines (the reference's rule).
 const JSON_ERRORS_AFTER_VERSION: (u64, u64, u64) = (3, 0, 37);
 
-pub fn apply(session: &mut Session, cmd: From<'_>, payload: &mut String) -> Result<Reply, AtError> {
+pub fn apply(
+    server: &ServerContext,
+    state: &mut ConnectionState,
+    cmd: From<'_>,
+    payload: &mut String,
+) -> Result<Reply, AtError> {
     let atsign = normalize_atsign(cmd.atsign).map_err(AtError::from)?;
     if let Some(config) = cmd.client_config {
-        session.error_style = error_style_for(config)?;
+        state.set_error_style(error_style_for(config)?);
     }
-    let Some(tenant) = session.ctx.tenant(&atsign).cloned() else {
+    let Some(tenant) = server.tenant(&atsign).cloned() else {
         // Another atSign proving itself (from + pol) is server-to-server
         // authentication, which a later milestone brings.
         return Err(AtError::new(
@@ -32,15 +40,8 @@ pub fn apply(session: &mut Session, cmd: From<'_>, payload: &mut String) -> Resu
             ),
         ));
     };
-    let same_atsign = session.tenant.as_ref().is_some_and(|t| t.atsign == atsign);
-    if !same_atsign {
-        session.auth = Auth::None;
-    }
-    let nonce = uuid_v4(&session.ctx.rng);
-    let challenge = Challenge::new(&session.session_id, &atsign, &nonce);
-    payload.push_str(&challenge.text);
-    session.challenge = Some(challenge);
-    session.tenant = Some(tenant);
+    let nonce = uuid_v4(&server.rng);
+    payload.push_str(state.issue_challenge(tenant, &nonce, Instant::now()));
     Ok(Reply::Data)
 }
 

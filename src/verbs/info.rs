@@ -1,20 +1,19 @@
 //! `info`, `info:brief`: version, uptime and the features this server serves.
 
 use super::Reply;
-use crate::context::PROTOCOL_VERSION;
+use crate::context::{PROTOCOL_VERSION, ServerContext};
 use crate::error::{AtCode, AtError};
 use crate::protocol::command::{Info, InfoForm};
 use crate::protocol::json::ObjectWriter;
 use crate::protocol::time::uptime_words;
-use crate::session::Session;
 
 /// Optional protocol features (`notify.multi`, `notify.eph`, …) this server
 /// implements. Clients only use what is listed, so this stays empty until
 /// one of them is served.
 const FEATURES_JSON: &str = "[]";
 
-pub fn apply(session: &mut Session, cmd: Info, payload: &mut String) -> Result<Reply, AtError> {
-    let uptime_ms = u64::try_from(session.ctx.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+pub fn apply(server: &ServerContext, cmd: Info, payload: &mut String) -> Result<Reply, AtError> {
+    let uptime_ms = u64::try_from(server.started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let mut obj = ObjectWriter::new(payload);
     obj.field_str("version", PROTOCOL_VERSION);
     match cmd.form {

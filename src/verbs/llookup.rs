@@ -3,21 +3,20 @@
 //! `data:null`; a null value ⇒ `data:null`.
 
 use super::metadata::{write_all_json, write_meta_json};
-use super::{Reply, now_ms, owner_tenant};
+use super::{Reply, now_ms};
+use crate::connection::Owner;
 use crate::error::AtError;
 use crate::protocol::command::LookupOp;
-use crate::session::Session;
 use crate::storage::TenantStore;
 
-/// `key` is the assembled, canonical key (see [`super::plan`]).
+/// `key` is the assembled, canonical key (see [`super::read_key`]).
 pub fn apply(
-    session: &Session,
+    owner: &Owner,
     key: &str,
     op: LookupOp,
     payload: &mut String,
 ) -> Result<Reply, AtError> {
-    let tenant = owner_tenant(session)?;
-    read_local(&tenant.store, key, op, key, payload)?;
+    read_local(&owner.tenant().store, key, op, key, payload)?;
     Ok(Reply::Data)
 }
 

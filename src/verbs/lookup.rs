@@ -8,34 +8,37 @@
 
 use super::llookup::read_local;
 use super::{Reply, now_ms};
+use crate::connection::Caller;
+use crate::context::ServerContext;
 use crate::error::{AtCode, AtError};
 use crate::protocol::atkey::canonical_key;
 use crate::protocol::atsign::normalize_atsign;
 use crate::protocol::command::Lookup;
-use crate::session::Session;
 
+/// Anonymous callers (and, until server-to-server lookups land, peers)
+/// see public data only.
 pub fn apply(
-    session: &mut Session,
+    server: &ServerContext,
+    caller: &Caller,
     cmd: Lookup<'_>,
     payload: &mut String,
 ) -> Result<Reply, AtError> {
     let owner = normalize_atsign(cmd.owner).map_err(AtError::from)?;
-    let Some(me) = session.owner().cloned() else {
+    let Caller::Owner(me) = caller else {
         let key = canonical_key(&format!("public:{}{}", cmd.name, owner));
-        let tenant = session
-            .ctx
+        let tenant = server
             .tenant(&owner)
             .cloned()
             .ok_or_else(|| AtError::key_not_found(&key))?;
         read_local(&tenant.store, &key, cmd.op, &key, payload)?;
         return Ok(Reply::Data);
     };
-    let key = canonical_key(&format!("{}:{}{}", me.atsign, cmd.name, owner));
-    if owner == me.atsign {
-        read_local(&me.store, &key, cmd.op, &key, payload)?;
+    let key = canonical_key(&format!("{}:{}{}", me.atsign(), cmd.name, owner));
+    if owner == me.atsign() {
+        read_local(&me.tenant().store, &key, cmd.op, &key, payload)?;
         return Ok(Reply::Data);
     }
-    let Some(other) = session.ctx.tenant(&owner).cloned() else {
+    let Some(other) = server.tenant(&owner).cloned() else {
         return Err(remote_not_supported(&owner));
     };
     // A remote owner's inactive record is "not found" (reference §5.2).

@@ -1,21 +1,28 @@
 //! `pkam:[signingAlgo:…:][hashingAlgo:…:][enrollmentId:…:]<signature>`.
 
+use std::time::Instant;
+
 use super::Reply;
+use super::cram::missing_challenge;
 use crate::auth::pkam;
+use crate::connection::{AuthMethod, ConnectionState};
 use crate::error::{AtCode, AtError};
 use crate::protocol::command::Pkam;
-use crate::session::{Auth, Session};
 
 /// The legacy PKAM public key (written by the onboarding client).
 pub const PKAM_PUBLIC_KEY: &str = "privatekey:at_pkam_publickey";
 
-pub fn apply(session: &mut Session, cmd: Pkam<'_>, payload: &mut String) -> Result<Reply, AtError> {
-    let (Some(tenant), Some(challenge)) = (session.tenant.clone(), session.challenge.take()) else {
-        return Err(super::no_challenge(session));
+pub fn apply(
+    state: &mut ConnectionState,
+    cmd: Pkam<'_>,
+    payload: &mut String,
+) -> Result<Reply, AtError> {
+    let Some((tenant, challenge)) = state.take_challenge() else {
+        return Err(missing_challenge(state));
     };
     if let Some(enrollment) = cmd.enrollment_id {
         // No enrollment exists until APKAM lands: every id is unknown.
-        session.auth = Auth::None;
+        state.forget_authentication();
         return Err(AtError::new(
             AtCode::ApkamExpired,
             format!("enrollment_id: {enrollment} is expired or invalid"),
@@ -27,8 +34,8 @@ pub fn apply(session: &mut Session, cmd: Pkam<'_>, payload: &mut String) -> Resu
         .read(PKAM_PUBLIC_KEY, |r| r.value_str().map(str::to_string))?
         .flatten()
         .ok_or_else(|| AtError::key_not_found(PKAM_PUBLIC_KEY))?;
-    if !challenge.is_fresh() {
-        return Err(session.auth_failure("pkam authentication failed"));
+    if !challenge.is_fresh(Instant::now()) {
+        return Err(state.fail_authentication("pkam authentication failed"));
     }
     match pkam::verify(
         cmd.signing_algo,
@@ -38,7 +45,7 @@ pub fn apply(session: &mut Session, cmd: Pkam<'_>, payload: &mut String) -> Resu
         cmd.signature,
     ) {
         Ok(()) => {
-            session.auth = Auth::Pkam;
+            state.authenticate_owner(AuthMethod::Pkam);
             let now = super::now_ms();
             tenant
                 .last_login_ms
@@ -51,7 +58,7 @@ pub fn apply(session: &mut Session, cmd: Pkam<'_>, payload: &mut String) -> Resu
         }
         Err(failure) => {
             tracing::debug!(?failure, atsign = %tenant.atsign, "pkam refused");
-            Err(session.auth_failure("pkam authentication failed"))
+            Err(state.fail_authentication("pkam authentication failed"))
         }
     }
 }

@@ -6,20 +6,24 @@
 use super::llookup::read_local;
 use super::lookup::remote_not_supported;
 use super::{Reply, now_ms};
+use crate::connection::Owner;
+use crate::context::ServerContext;
 use crate::error::AtError;
 use crate::protocol::atkey::canonical_key;
 use crate::protocol::atsign::normalize_atsign;
 use crate::protocol::command::PLookup;
-use crate::session::Session;
 
+/// Only owners look up public data through their own server; the proof is
+/// all this needs of the caller.
 pub fn apply(
-    session: &mut Session,
+    server: &ServerContext,
+    _owner: &Owner,
     cmd: PLookup<'_>,
     payload: &mut String,
 ) -> Result<Reply, AtError> {
     let owner = normalize_atsign(cmd.owner).map_err(AtError::from)?;
     let key = canonical_key(&format!("public:{}{}", cmd.name, owner));
-    let Some(tenant) = session.ctx.tenant(&owner).cloned() else {
+    let Some(tenant) = server.tenant(&owner).cloned() else {
         return Err(remote_not_supported(&owner));
     };
     let active = tenant.store.read(&key, |r| r.is_active(now_ms()))?;

@@ -8,10 +8,11 @@
 
 use super::lookup::remote_not_supported;
 use super::{Reply, now_ms};
+use crate::connection::Caller;
+use crate::context::ServerContext;
 use crate::error::{AtCode, AtError};
 use crate::protocol::command::Scan;
 use crate::protocol::json;
-use crate::session::Session;
 
 /// Longest regex accepted; the compiled-size bound below guards the rest.
 const SCAN_REGEX_CHARS_MAX: usize = 1_024;
@@ -19,7 +20,12 @@ const SCAN_REGEX_CHARS_MAX: usize = 1_024;
 /// Compiled size bound for a client-supplied regex.
 const SCAN_REGEX_BYTES_MAX: usize = 1 << 20;
 
-pub fn apply(session: &mut Session, cmd: Scan<'_>, payload: &mut String) -> Result<Reply, AtError> {
+pub fn apply(
+    server: &ServerContext,
+    caller: &Caller,
+    cmd: Scan<'_>,
+    payload: &mut String,
+) -> Result<Reply, AtError> {
     if cmd.commit_log {
         return Err(AtError::new(
             AtCode::InternalServerException,
@@ -41,12 +47,12 @@ pub fn apply(session: &mut Session, cmd: Scan<'_>, payload: &mut String) -> Resu
         first = false;
         json::write_str(payload, shown);
     };
-    if let Some(me) = session.owner().cloned() {
+    if let Caller::Owner(me) = caller {
         if let Some(other) = cmd.for_atsign {
             return Err(remote_not_supported(other));
         }
         let show_hidden = cmd.show_hidden.unwrap_or(false);
-        me.store.for_each(|key, record| {
+        me.tenant().store.for_each(|key, record| {
             if record.is_active(now) && owner_sees(key, show_hidden) && matches(key) {
                 emit(payload, key);
             }
@@ -56,9 +62,14 @@ pub fn apply(session: &mut Session, cmd: Scan<'_>, payload: &mut String) -> Resu
         if cmd.for_atsign.is_some() {
             return Err(AtError::needs_auth());
         }
-        let tenants: Vec<_> = match &session.tenant {
+        let named = match caller {
+            Caller::Anonymous(anonymous) => anonymous.tenant(),
+            Caller::Peer(peer) => Some(peer.tenant()),
+            Caller::Owner(owner) => Some(owner.tenant()),
+        };
+        let tenants: Vec<_> = match named {
             Some(tenant) => vec![tenant.clone()],
-            None => session.ctx.tenants.values().cloned().collect(),
+            None => server.tenants.values().cloned().collect(),
         };
         for tenant in tenants {
             tenant.store.for_each(|key, record| {

@@ -4,12 +4,13 @@
 
 use std::fmt::Write as _;
 
-use super::{Reply, owner_tenant};
+use super::Reply;
+use crate::connection::Owner;
+use crate::context::ServerContext;
 use crate::error::{AtCode, AtError};
 use crate::protocol::command::Stats;
 use crate::protocol::json::{self, ObjectWriter};
 use crate::protocol::time::format_dart_utc;
-use crate::session::Session;
 use std::sync::atomic::Ordering;
 
 /// The metric ids this server reports, in the order plain `stats` lists them.
@@ -21,11 +22,12 @@ const AVAILABLE_IDS: [u32; 11] = [1, 2, 3, 4, 7, 8, 9, 10, 12, 13, 14];
 const ON_REQUEST_IDS: [u32; 1] = [15];
 
 pub fn apply(
-    session: &mut Session,
+    server: &ServerContext,
+    owner: &Owner,
     cmd: Stats<'_>,
     payload: &mut String,
 ) -> Result<Reply, AtError> {
-    let tenant = owner_tenant(session)?;
+    let tenant = owner.tenant();
     let ids: &[u32] = if cmd.ids.is_empty() {
         &AVAILABLE_IDS
     } else {
@@ -48,7 +50,7 @@ pub fn apply(
         let mut value = String::new();
         let name = match id {
             1 => {
-                json::write_str(&mut value, &session.ctx.active_connections().to_string());
+                json::write_str(&mut value, &server.active_connections().to_string());
                 "activeInboundConnections"
             }
             2 => {

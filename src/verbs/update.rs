@@ -3,18 +3,19 @@
 //! Reply: `data:<commit id>`, or `data:-1` for keys kept out of the commit
 //! log (`privatekey:`, `private:`, `public:_x`, `local:`) or written with `:nc`.
 
+use super::checks::{check_key_length, check_owner};
 use super::metadata::MetaUpdate;
+use super::now_ms;
 use super::write::PreparedWrite;
-use super::{check_key_length, check_owner, now_ms, owner_tenant};
+use crate::connection::Owner;
 use crate::error::{AtCode, AtError};
 use crate::protocol::atkey::{self, KeyType};
 use crate::protocol::command::Update;
-use crate::session::Session;
 use crate::storage::actor::MutateFn;
 use crate::storage::{CommitOp, Mutation, StoredRecord};
 
-pub fn prepare(session: &Session, cmd: Update<'_>) -> Result<PreparedWrite, AtError> {
-    let tenant = owner_tenant(session)?;
+pub fn prepare(owner: &Owner, cmd: Update<'_>) -> Result<PreparedWrite, AtError> {
+    let tenant = owner.tenant().clone();
     check_owner(cmd.key.owner, &tenant.atsign, "update")?;
     let key = cmd.key.assemble();
     check_writable_type(&key, &tenant.atsign)?;

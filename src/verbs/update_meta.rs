@@ -1,19 +1,20 @@
 //! `update:meta[:nc][:public|:@for]:<key>@<owner><meta>`: metadata only.
 //! A missing key gets a record with a null value (`llookup` ⇒ `data:null`).
 
+use super::checks::{check_key_length, check_owner};
 use super::metadata::MetaUpdate;
+use super::now_ms;
 use super::update::{check_writable_type, live_or_unborn, refuse_immutable};
 use super::write::PreparedWrite;
-use super::{check_key_length, check_owner, now_ms, owner_tenant};
+use crate::connection::Owner;
 use crate::error::{AtCode, AtError};
 use crate::protocol::atkey;
 use crate::protocol::command::UpdateMeta;
-use crate::session::Session;
 use crate::storage::actor::MutateFn;
 use crate::storage::{CommitOp, Mutation, StoredRecord};
 
-pub fn prepare(session: &Session, cmd: UpdateMeta<'_>) -> Result<PreparedWrite, AtError> {
-    let tenant = owner_tenant(session)?;
+pub fn prepare(owner: &Owner, cmd: UpdateMeta<'_>) -> Result<PreparedWrite, AtError> {
+    let tenant = owner.tenant().clone();
     check_owner(cmd.key.owner, &tenant.atsign, "update")?;
     let key = cmd.key.assemble();
     if key.starts_with("privatekey:") {

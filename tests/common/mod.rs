@@ -62,7 +62,7 @@ pub fn start_with_limits(atsigns: &[(&str, &str)], limits: SessionLimits) -> Tes
         limits,
         scheduling: atserver::shard::Scheduling::Batch,
     };
-    let running = start_server(plan, move |addr| {
+    let running = start_server(plan, atserver::health::FatalSink::log_only(), move |addr| {
         let _ = tx.send(addr);
     })
     .expect("server starts");

@@ -1,4 +1,9 @@
-//! Turns parsed command lines into running servers.
+//! Turns parsed command lines into running servers: opens the stores,
+//! provisions the atSigns, starts the shards and hands the process to the
+//! [`Supervisor`].
+
+mod error;
+mod supervisor;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -7,16 +12,22 @@ use std::sync::Arc;
 
 use crate::cli::{CertsArgs, DevArgs, DirectoryArgs, DurabilityArg, SchedulingArg, ServeArgs};
 use crate::context::{ServerContext, SessionLimits, Tenant};
-use crate::directory::{DirectoryConnections, Records};
+use crate::directory::Records;
+use crate::health::FatalSink;
 use crate::protocol::atsign::normalize_atsign;
-use crate::session::AtServerConnections;
 use crate::session::tls::{TlsFiles, server_config};
+use crate::shard::{self, ConnectionFuture, ConnectionHandler, ShardClock, Socket};
 use crate::storage::{CommitOp, Durability, Mutation, Store, StoredRecord};
-use crate::{devcerts, shard};
+use crate::{devcerts, directory, session};
+pub use error::{AppError, EXIT_FATAL};
+pub use supervisor::{STOP_FLUSH_MS, Supervisor};
 
 /// Name of the file that pins how many storage shards a data folder has:
 /// an atSign's home keyspace must not move when the executor count changes.
 const STORAGE_SHARDS_FILE: &str = "storage-shards";
+
+/// How long `dev` waits for its atServer to listen.
+const DEV_START_MS: u64 = 30_000;
 
 /// Everything `serve` needs, independent of where it came from.
 pub struct ServerPlan {
@@ -36,9 +47,47 @@ fn online_cpus() -> usize {
         .unwrap_or(1)
 }
 
-pub fn serve(args: ServeArgs) -> Result<(), String> {
+/// The accepted connections of an atServer, for every shard.
+#[derive(Clone)]
+struct AtServerConnections {
+    server: Arc<ServerContext>,
+}
+
+impl ConnectionHandler for AtServerConnections {
+    fn handle(&self, _shard: usize, stream: Socket) -> ConnectionFuture {
+        let peer = stream.peer_addr().ok();
+        Box::pin(session::serve(
+            self.server.clone(),
+            stream,
+            peer,
+            ShardClock,
+        ))
+    }
+}
+
+/// The accepted connections of an atDirectory, for every shard.
+#[derive(Clone)]
+struct DirectoryConnections {
+    records: Arc<Records>,
+    tls: Arc<rustls::ServerConfig>,
+}
+
+impl ConnectionHandler for DirectoryConnections {
+    fn handle(&self, _shard: usize, stream: Socket) -> ConnectionFuture {
+        Box::pin(directory::serve(
+            self.records.clone(),
+            self.tls.clone(),
+            stream,
+            ShardClock,
+        ))
+    }
+}
+
+pub fn serve(args: ServeArgs) -> Result<(), AppError> {
     if args.cram_secrets.len() > args.atsigns.len() {
-        return Err("more --cram-secret than --atsign values".into());
+        return Err(AppError::Usage(
+            "more --cram-secret than --atsign values".into(),
+        ));
     }
     let mut atsigns = Vec::new();
     for (i, atsign) in args.atsigns.iter().enumerate() {
@@ -70,60 +119,25 @@ pub fn serve(args: ServeArgs) -> Result<(), String> {
             SchedulingArg::Normal => shard::Scheduling::Normal,
         },
     };
-    let signals = crate::signals::block()?;
-    let running = start_server(plan, |addr| {
+    let signals = crate::signals::block().map_err(AppError::Signals)?;
+    let supervisor = Supervisor::new();
+    supervisor.report_panics();
+    let running = start_server(plan, supervisor.fatal_sink(), |addr| {
         tracing::info!(%addr, "atServer ready");
     })?;
-    run_until_stopped(running, signals)
+    let Running {
+        shards,
+        server,
+        stores,
+    } = running;
+    supervisor.run(signals, vec![shards], Some(server), stores)
 }
-
-/// How long a clean stop may take to flush each store.
-const STOP_FLUSH_MS: u64 = 30_000;
 
 /// The running pieces of an atServer.
 pub struct Running {
     pub shards: shard::ServeHandle,
+    pub server: Arc<ServerContext>,
     pub stores: Vec<Store>,
-}
-
-/// Waits for SIGTERM/SIGINT (then flushes the stores and exits cleanly) or
-/// for the shards to stop on their own (a start-up failure).
-fn run_until_stopped(running: Running, signals: crate::signals::StopSignals) -> Result<(), String> {
-    enum Stop {
-        Signal(i32),
-        Shards(Result<(), String>),
-    }
-    let (tx, rx) = std::sync::mpsc::channel();
-    let on_signal = tx.clone();
-    std::thread::Builder::new()
-        .name("atserver-signals".into())
-        .spawn(move || {
-            let _ = on_signal.send(Stop::Signal(signals.wait()));
-        })
-        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
-    let Running { shards, stores } = running;
-    std::thread::Builder::new()
-        .name("atserver-join".into())
-        .spawn(move || {
-            let _ = tx.send(Stop::Shards(shards.join()));
-        })
-        .map_err(|e| format!("cannot start the join thread: {e}"))?;
-    match rx.recv() {
-        Ok(Stop::Signal(signal)) => {
-            tracing::info!(signal, "stopping: flushing the stores");
-            for store in &stores {
-                if let Err(error) =
-                    store.flush_blocking(std::time::Duration::from_millis(STOP_FLUSH_MS))
-                {
-                    tracing::error!(%error, "flush at stop failed");
-                }
-            }
-            tracing::info!("stopped");
-            std::process::exit(0);
-        }
-        Ok(Stop::Shards(result)) => result,
-        Err(_) => Err("the server's supervisor channel closed".into()),
-    }
 }
 
 /// FNV-1a: a stable home-shard function (std's hasher is randomised).
@@ -136,7 +150,7 @@ pub fn shard_for(atsign: &str, shards: usize) -> usize {
     (hash % shards.max(1) as u64) as usize
 }
 
-fn storage_shard_count(data_dir: &Path, wanted: usize) -> Result<usize, String> {
+fn storage_shard_count(data_dir: &Path, wanted: usize) -> Result<usize, AppError> {
     let path = data_dir.join(STORAGE_SHARDS_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => text
@@ -144,80 +158,111 @@ fn storage_shard_count(data_dir: &Path, wanted: usize) -> Result<usize, String> 
             .parse::<usize>()
             .ok()
             .filter(|&n| n > 0)
-            .ok_or_else(|| format!("{} is corrupt: expected a shard count", path.display())),
+            .ok_or(AppError::Corrupt {
+                path,
+                detail: "expected a storage shard count",
+            }),
         Err(_) => {
-            std::fs::write(&path, format!("{wanted}\n"))
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            std::fs::write(&path, format!("{wanted}\n")).map_err(|source| AppError::Io {
+                what: "write",
+                path,
+                source,
+            })?;
             Ok(wanted)
         }
     }
 }
 
-/// Opens the stores, provisions the atSigns and starts the shards.
-pub fn start_server(
-    plan: ServerPlan,
-    on_bound: impl FnOnce(SocketAddr) + Send + 'static,
-) -> Result<Running, String> {
-    let memlock = shard::ensure_memlock()?;
-    tracing::info!(memlock_kib = memlock / 1024, "locked-memory limit");
+/// Opens the stores and provisions the atSigns of `plan`: everything a
+/// server needs but its listeners. Transcripts and tests use this directly.
+pub fn open_server(
+    plan: &ServerPlan,
+    fatal: &FatalSink,
+) -> Result<(Arc<ServerContext>, Vec<Store>), AppError> {
     let tls = server_config(&plan.tls)?;
-    std::fs::create_dir_all(&plan.data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", plan.data_dir.display()))?;
+    std::fs::create_dir_all(&plan.data_dir).map_err(|source| AppError::Io {
+        what: "create",
+        path: plan.data_dir.clone(),
+        source,
+    })?;
     let storage_shards = storage_shard_count(&plan.data_dir, plan.shards.max(1))?;
     let mut stores: Vec<Option<Store>> = vec![None; storage_shards];
     let mut tenants = Vec::new();
     for (raw, secret) in &plan.atsigns {
-        let atsign =
-            normalize_atsign(raw).map_err(|e| format!("invalid atSign {raw:?}: {}", e.message))?;
+        let atsign = normalize_atsign(raw)
+            .map_err(|e| AppError::Usage(format!("invalid atSign {raw:?}: {}", e.message)))?;
         let home = shard_for(&atsign, storage_shards);
         let store = match stores.get_mut(home) {
             Some(Some(store)) => store.clone(),
             Some(slot) => {
                 let dir = plan.data_dir.join(format!("shard-{home}"));
-                let store = Store::open(&dir, plan.durability).map_err(|e| e.message)?;
+                let _ = fatal;
+                let store = Store::open(&dir, plan.durability)?;
                 *slot = Some(store.clone());
                 store
             }
-            None => return Err("storage shard out of range".into()),
+            None => {
+                return Err(AppError::Usage(format!(
+                    "storage shard {home} out of range"
+                )));
+            }
         };
         let tenant = Tenant::new(atsign.clone(), store.tenant(&atsign));
         provision_secret(&tenant, secret.as_deref())?;
         tracing::info!(%atsign, storage_shard = home, "hosting");
         tenants.push(tenant);
     }
-    let ctx = Arc::new(ServerContext::new(tenants, tls, plan.limits, plan.data_dir));
+    let server = Arc::new(ServerContext::new(
+        tenants,
+        tls,
+        plan.limits.clone(),
+        plan.data_dir.clone(),
+    ));
+    Ok((server, stores.into_iter().flatten().collect()))
+}
+
+/// Opens the stores, provisions the atSigns and starts the shards.
+pub fn start_server(
+    plan: ServerPlan,
+    fatal: FatalSink,
+    on_bound: impl FnOnce(SocketAddr) + Send + 'static,
+) -> Result<Running, AppError> {
+    let memlock = shard::ensure_memlock()?;
+    tracing::info!(memlock_kib = memlock / 1024, "locked-memory limit");
+    let (server, stores) = open_server(&plan, &fatal)?;
     let shards = shard::serve(
         "atserver",
         plan.listen,
         plan.shards,
         plan.scheduling,
-        AtServerConnections { ctx },
+        AtServerConnections {
+            server: server.clone(),
+        },
+        fatal,
         on_bound,
     )?;
     Ok(Running {
         shards,
-        stores: stores.into_iter().flatten().collect(),
+        server,
+        stores,
     })
 }
 
 /// Stores the CRAM secret unless the atSign was onboarded (secret deleted).
-fn provision_secret(tenant: &Tenant, secret: Option<&str>) -> Result<(), String> {
+fn provision_secret(tenant: &Tenant, secret: Option<&str>) -> Result<(), AppError> {
     let Some(secret) = secret else { return Ok(()) };
     if secret.is_empty() {
-        return Err(format!("the CRAM secret of {} is empty", tenant.atsign));
+        return Err(AppError::Usage(format!(
+            "the CRAM secret of {} is empty",
+            tenant.atsign
+        )));
     }
-    let deleted = tenant
-        .store
-        .get(crate::verbs::SECRET_DELETED_KEY)
-        .map_err(|e| e.message)?;
+    let deleted = tenant.store.get(crate::verbs::SECRET_DELETED_KEY)?;
     if deleted.is_some() {
         tracing::info!(atsign = %tenant.atsign, "already onboarded: the CRAM secret is not restored");
         return Ok(());
     }
-    let current = tenant
-        .store
-        .get(crate::verbs::SECRET_KEY)
-        .map_err(|e| e.message)?;
+    let current = tenant.store.get(crate::verbs::SECRET_KEY)?;
     if current.and_then(|r| r.value).as_deref() == Some(secret) {
         return Ok(());
     }
@@ -230,45 +275,52 @@ fn provision_secret(tenant: &Tenant, secret: Option<&str>) -> Result<(), String>
             let record = StoredRecord::written_by(Some(value), &writer, now);
             Ok(Mutation::Put(Box::new(record), CommitOp::Update))
         });
-    futures_lite::future::block_on(write)
-        .map(|_| ())
-        .map_err(|e| e.message)
+    futures_lite::future::block_on(write)?;
+    Ok(())
 }
 
-pub fn directory(args: DirectoryArgs) -> Result<(), String> {
-    shard::ensure_memlock()?;
+fn load_records(args: &DirectoryArgs) -> Result<Records, AppError> {
     let mut records = Records::default();
     if let Some(file) = &args.records_file {
-        records.load_file(file)?;
+        records.load_file(file).map_err(AppError::Records)?;
     }
     for spec in &args.records {
-        records.insert_spec(spec)?;
+        records.insert_spec(spec).map_err(AppError::Records)?;
     }
+    Ok(records)
+}
+
+pub fn directory(args: DirectoryArgs) -> Result<(), AppError> {
+    let signals = crate::signals::block().map_err(AppError::Signals)?;
+    shard::ensure_memlock()?;
+    let records = load_records(&args)?;
     let tls = server_config(&TlsFiles {
         cert: args.tls_cert,
         key: args.tls_key,
         ca: None,
     })?;
     let count = records.len();
-    let handler = DirectoryConnections {
-        records: Arc::new(records),
-        tls,
-    };
+    let supervisor = Supervisor::new();
+    supervisor.report_panics();
     let handle = shard::serve(
         "directory",
         args.listen,
         args.shards,
         shard::Scheduling::Batch,
-        handler,
+        DirectoryConnections {
+            records: Arc::new(records),
+            tls,
+        },
+        supervisor.fatal_sink(),
         move |addr| {
             tracing::info!(%addr, records = count, "atDirectory ready");
         },
     )?;
-    handle.join()
+    supervisor.run(signals, vec![handle], None, Vec::new())
 }
 
-pub fn certs(args: CertsArgs) -> Result<(), String> {
-    let certs = devcerts::ensure(&args.out)?;
+pub fn certs(args: CertsArgs) -> Result<(), AppError> {
+    let certs = devcerts::ensure(&args.out).map_err(AppError::Certs)?;
     println!("ca {}", certs.ca.display());
     println!("cert {}", certs.cert.display());
     println!("key {}", certs.key.display());
@@ -280,7 +332,7 @@ fn dev_secrets(
     data_dir: &Path,
     atsigns: &[String],
     given: &[String],
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, AppError> {
     let path = data_dir.join("dev-secrets");
     let known: Vec<(String, String)> = std::fs::read_to_string(&path)
         .unwrap_or_default()
@@ -307,15 +359,22 @@ fn dev_secrets(
         .zip(&secrets)
         .map(|(a, s)| format!("{a} {s}\n"))
         .collect();
-    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    std::fs::write(&path, text).map_err(|source| AppError::Io {
+        what: "write",
+        path,
+        source,
+    })?;
     Ok(secrets)
 }
 
-pub fn dev(args: DevArgs) -> Result<(), String> {
-    let signals = crate::signals::block()?;
-    std::fs::create_dir_all(&args.data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
-    let certs = devcerts::ensure(&args.data_dir.join("certs"))?;
+pub fn dev(args: DevArgs) -> Result<(), AppError> {
+    let signals = crate::signals::block().map_err(AppError::Signals)?;
+    std::fs::create_dir_all(&args.data_dir).map_err(|source| AppError::Io {
+        what: "create",
+        path: args.data_dir.clone(),
+        source,
+    })?;
+    let certs = devcerts::ensure(&args.data_dir.join("certs")).map_err(AppError::Certs)?;
     let raw = if args.atsigns.is_empty() {
         vec!["@alice".into(), "@bob".into()]
     } else {
@@ -323,8 +382,10 @@ pub fn dev(args: DevArgs) -> Result<(), String> {
     };
     let mut atsigns = Vec::new();
     for a in &raw {
-        atsigns
-            .push(normalize_atsign(a).map_err(|e| format!("invalid atSign {a:?}: {}", e.message))?);
+        atsigns.push(
+            normalize_atsign(a)
+                .map_err(|e| AppError::Usage(format!("invalid atSign {a:?}: {}", e.message)))?,
+        );
     }
     let secrets = dev_secrets(&args.data_dir, &atsigns, &args.cram_secrets)?;
     let loopback = std::net::Ipv4Addr::LOCALHOST;
@@ -333,7 +394,9 @@ pub fn dev(args: DevArgs) -> Result<(), String> {
 
     let mut records = Records::default();
     for atsign in &atsigns {
-        records.insert(atsign, &server_addr.to_string())?;
+        records
+            .insert(atsign, &server_addr.to_string())
+            .map_err(AppError::Records)?;
     }
     let directory_tls = server_config(&TlsFiles {
         cert: certs.cert.clone(),
@@ -341,6 +404,8 @@ pub fn dev(args: DevArgs) -> Result<(), String> {
         ca: None,
     })?;
     shard::ensure_memlock()?;
+    let supervisor = Supervisor::new();
+    supervisor.report_panics();
     let directory = shard::serve(
         "directory",
         directory_addr,
@@ -350,6 +415,7 @@ pub fn dev(args: DevArgs) -> Result<(), String> {
             records: Arc::new(records),
             tls: directory_tls,
         },
+        supervisor.fatal_sink(),
         |_| {},
     )?;
     let (bound_tx, bound_rx) = std::sync::mpsc::channel();
@@ -371,12 +437,16 @@ pub fn dev(args: DevArgs) -> Result<(), String> {
         limits: SessionLimits::default(),
         scheduling: shard::Scheduling::Batch,
     };
-    let server = start_server(plan, move |addr| {
+    let server = start_server(plan, supervisor.fatal_sink(), move |addr| {
         let _ = bound_tx.send(addr);
     })?;
     let bound = bound_rx
-        .recv_timeout(std::time::Duration::from_secs(30))
-        .map_err(|_| "the atServer did not start listening".to_string())?;
+        .recv_timeout(std::time::Duration::from_millis(DEV_START_MS))
+        .map_err(|_| {
+            AppError::Usage(format!(
+                "the atServer did not start listening within {DEV_START_MS} ms"
+            ))
+        })?;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "directory {directory_addr}");
     let _ = writeln!(out, "ca {}", certs.ca.display());
@@ -386,10 +456,12 @@ pub fn dev(args: DevArgs) -> Result<(), String> {
     let _ = writeln!(out, "ready");
     let _ = out.flush();
     drop(out);
-    // The directory keeps running in its own threads; a signal or a failed
-    // server ends the process, which ends the directory with it.
-    std::mem::forget(directory);
-    run_until_stopped(server, signals)
+    let Running {
+        shards,
+        server,
+        stores,
+    } = server;
+    supervisor.run(signals, vec![shards, directory], Some(server), stores)
 }
 
 #[cfg(test)]
@@ -407,7 +479,7 @@ mod tests {
     #[test]
     fn the_storage_shard_count_is_pinned_at_creation() {
         let dir = tempfile::tempdir().expect("tempdir");
-        assert_eq!(storage_shard_count(dir.path(), 2), Ok(2));
-        assert_eq!(storage_shard_count(dir.path(), 8), Ok(2));
+        assert_eq!(storage_shard_count(dir.path(), 2).ok(), Some(2));
+        assert_eq!(storage_shard_count(dir.path(), 8).ok(), Some(2));
     }
 }

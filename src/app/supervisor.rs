@@ -1,0 +1,147 @@
+//! The supervisor of a running server: waits for a stop signal, for the
+//! shards to end, or for a fatal failure, and ends the process accordingly.
+//!
+//! On SIGTERM/SIGINT it stops accepting, flushes every store and exits 0.
+//! On a fatal failure (a poisoned or dead store, a dead shard, a panic on
+//! any thread) it stops accepting, logs why, flushes the stores that are
+//! still healthy and returns [`AppError::Fatal`], which exits with
+//! [`super::error::EXIT_FATAL`] so a process supervisor restarts the server.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::Duration;
+
+use super::error::AppError;
+use crate::context::ServerContext;
+use crate::health::{Fatal, FatalSink};
+use crate::shard::{ServeHandle, ShardError};
+use crate::storage::Store;
+
+/// How long a stop may take to flush each store.
+pub const STOP_FLUSH_MS: u64 = 30_000;
+
+/// Why the supervisor woke.
+enum Stop {
+    Signal(i32),
+    Shards(Result<(), ShardError>),
+    Fatal(Fatal),
+}
+
+/// What the supervisor watches.
+pub struct Supervisor {
+    tx: Sender<Stop>,
+    rx: Receiver<Stop>,
+}
+
+impl Supervisor {
+    pub fn new() -> Supervisor {
+        let (tx, rx) = std::sync::mpsc::channel();
+        Supervisor { tx, rx }
+    }
+
+    /// Where the server's components report fatal failures.
+    pub fn fatal_sink(&self) -> FatalSink {
+        let tx = self.tx.clone();
+        FatalSink::new(move |fatal| {
+            let _ = tx.send(Stop::Fatal(fatal));
+        })
+    }
+
+    /// Makes a panic on any thread fatal: the default report is printed,
+    /// then the supervisor stops the process (a shard or actor that
+    /// panicked is gone, and a half-alive server must not go on serving).
+    pub fn report_panics(&self) {
+        let sink = self.fatal_sink();
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            previous(info);
+            let thread = std::thread::current();
+            let name = thread.name().unwrap_or("unnamed").to_string();
+            sink.report(format!("thread {name}"), format!("panicked: {info}"));
+        }));
+    }
+
+    /// Blocks until a signal, the shards' end or a fatal failure.
+    pub fn run(
+        self,
+        signals: crate::signals::StopSignals,
+        shards: Vec<ServeHandle>,
+        server: Option<Arc<ServerContext>>,
+        stores: Vec<Store>,
+    ) -> Result<(), AppError> {
+        let on_signal = self.tx.clone();
+        std::thread::Builder::new()
+            .name("atserver-signals".into())
+            .spawn(move || {
+                let _ = on_signal.send(Stop::Signal(signals.wait()));
+            })
+            .map_err(|source| AppError::Thread {
+                what: "signal",
+                source,
+            })?;
+        for handle in shards {
+            let on_end = self.tx.clone();
+            std::thread::Builder::new()
+                .name("atserver-join".into())
+                .spawn(move || {
+                    let _ = on_end.send(Stop::Shards(handle.join()));
+                })
+                .map_err(|source| AppError::Thread {
+                    what: "join",
+                    source,
+                })?;
+        }
+        let stop = self.rx.recv();
+        if let Some(server) = &server {
+            server.stop_accepting();
+        }
+        match stop {
+            Ok(Stop::Signal(signal)) => {
+                tracing::info!(signal, "stopping: flushing the stores");
+                flush(&stores).map_err(AppError::Fatal)?;
+                tracing::info!("stopped");
+                Ok(())
+            }
+            Ok(Stop::Fatal(fatal)) => {
+                tracing::error!(%fatal, "stopping after a fatal failure");
+                let _ = flush(&stores);
+                Err(AppError::Fatal(fatal))
+            }
+            Ok(Stop::Shards(Err(error))) => Err(AppError::Shard(error)),
+            Ok(Stop::Shards(Ok(()))) => Err(AppError::Fatal(Fatal {
+                component: "shards".into(),
+                reason: "stopped".into(),
+            })),
+            Err(_) => Err(AppError::Fatal(Fatal {
+                component: "supervisor".into(),
+                reason: "every report channel closed".into(),
+            })),
+        }
+    }
+}
+
+impl Default for Supervisor {
+    fn default() -> Self {
+        Supervisor::new()
+    }
+}
+
+/// Flushes every store that can still take it (a poisoned one is skipped:
+/// its writer refuses work and what it acknowledged is already durable).
+/// Reports the first store that could not be flushed.
+fn flush(stores: &[Store]) -> Result<(), Fatal> {
+    let mut failed = None;
+    for store in stores {
+        if store.is_poisoned() {
+            continue;
+        }
+        if let Err(error) = store.flush_blocking(Duration::from_millis(STOP_FLUSH_MS)) {
+            tracing::error!(%error, "flush at stop failed");
+            failed.get_or_insert(Fatal {
+                component: "store".into(),
+                reason: format!("flush at stop failed: {error}"),
+            });
+        }
+    }
+    failed.map_or(Ok(()), Err)
+}

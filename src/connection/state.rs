@@ -1,0 +1,282 @@
+//! [`ConnectionState`]: what one connection has established so far.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::caller::{Anonymous, AuthMethod, Caller, Owner, Peer};
+use crate::auth::challenge::Challenge;
+use crate::context::Tenant;
+use crate::error::{AtCode, AtError};
+use crate::limits::{AUTH_FAILURES_MAX, UNAUTH_COMMANDS_PER_SEC_MAX};
+use crate::protocol::reply::{self, ErrorStyle, Prompt};
+
+/// What the other end has proven.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Proven {
+    Nothing,
+    /// The owner of `ConnectionState::tenant`.
+    Owner(AuthMethod),
+    /// The atServer of this atSign (with its `@`), by `pol`.
+    Peer(String),
+}
+
+/// The state of one connection. Fields are private: verbs change them only
+/// through the methods below, each of which keeps the invariants (a proven
+/// owner always has a tenant; naming another atSign drops the proof).
+#[derive(Debug)]
+pub struct ConnectionState {
+    /// `_<uuid>`, fixed for the connection's life.
+    session_id: String,
+    /// The hosted atSign this connection talks to, once known.
+    tenant: Option<Arc<Tenant>>,
+    proven: Proven,
+    /// The outstanding `from:` challenge; single use.
+    challenge: Option<Challenge>,
+    error_style: ErrorStyle,
+    /// Failed `cram`/`pkam` attempts so far; the connection closes at
+    /// [`AUTH_FAILURES_MAX`].
+    auth_failures: u32,
+    /// Start of the current one-second window of the unauthenticated rate
+    /// limit, and the commands counted in it.
+    rate_window_start: Instant,
+    rate_window_count: u32,
+}
+
+impl ConnectionState {
+    /// A fresh connection. `tenant` is the atSign it talks to before it
+    /// names one: set when the process hosts exactly one.
+    pub fn new(session_id: String, tenant: Option<Arc<Tenant>>, now: Instant) -> ConnectionState {
+        ConnectionState {
+            session_id,
+            tenant,
+            proven: Proven::Nothing,
+            challenge: None,
+            error_style: ErrorStyle::Legacy,
+            auth_failures: 0,
+            rate_window_start: now,
+            rate_window_count: 0,
+        }
+    }
+
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    /// The hosted atSign this connection talks to, once known.
+    pub fn tenant(&self) -> Option<&Arc<Tenant>> {
+        self.tenant.as_ref()
+    }
+
+    /// The typed proof of who is calling, for the gate to hand to a verb.
+    pub fn caller(&self) -> Caller {
+        match (&self.proven, &self.tenant) {
+            (Proven::Owner(method), Some(tenant)) => Caller::Owner(Owner {
+                tenant: tenant.clone(),
+                method: *method,
+            }),
+            (Proven::Peer(atsign), Some(tenant)) => Caller::Peer(Peer {
+                tenant: tenant.clone(),
+                atsign: atsign.clone(),
+            }),
+            _ => Caller::Anonymous(Anonymous {
+                tenant: self.tenant.clone(),
+            }),
+        }
+    }
+
+    /// Whether the owner is proven on this connection.
+    pub fn is_owner(&self) -> bool {
+        matches!(self.proven, Proven::Owner(_)) && self.tenant.is_some()
+    }
+
+    /// Whether anything is proven (owner or peer): such connections get the
+    /// longer idle limit and are not rate limited.
+    pub fn is_authenticated(&self) -> bool {
+        self.proven != Proven::Nothing && self.tenant.is_some()
+    }
+
+    /// The prompt written after a normal reply (wire.md §4).
+    pub fn prompt(&self) -> Prompt<'_> {
+        match (&self.proven, &self.tenant) {
+            (Proven::Owner(_), Some(tenant)) => Prompt::Owner(&tenant.atsign),
+            (Proven::Peer(atsign), Some(_)) => Prompt::Pol(atsign),
+            _ => Prompt::Anonymous,
+        }
+    }
+
+    pub fn set_error_style(&mut self, style: ErrorStyle) {
+        self.error_style = style;
+    }
+
+    /// Writes `error` in this connection's style and with its prompt. An
+    /// exception error on a pol connection gets `@` and the unauthenticated
+    /// description, as the reference's global handler knows only owners.
+    pub fn write_error(&self, error: &AtError, out: &mut Vec<u8>) {
+        if error.response_object {
+            reply::response_error(out, error.code.code(), &error.message, self.prompt());
+            return;
+        }
+        match (&self.proven, &self.tenant) {
+            (Proven::Owner(_), Some(tenant)) => {
+                reply::error(out, error, self.error_style, true, &tenant.atsign)
+            }
+            _ => reply::error(out, error, self.error_style, false, ""),
+        }
+    }
+
+    /// `from:` for a hosted atSign: issues a fresh single-use challenge and
+    /// returns its text. Naming another atSign than before drops whatever
+    /// was proven; naming the same one keeps it (the SDK's onboarding sends
+    /// `from:` again on its cram connection before switching to pkam).
+    pub fn issue_challenge(&mut self, tenant: Arc<Tenant>, nonce: &str, now: Instant) -> &str {
+        let same = self
+            .tenant
+            .as_ref()
+            .is_some_and(|t| t.atsign == tenant.atsign);
+        if !same {
+            self.proven = Proven::Nothing;
+        }
+        let challenge = Challenge::new(&self.session_id, &tenant.atsign, nonce, now);
+        self.tenant = Some(tenant);
+        &self.challenge.insert(challenge).text
+    }
+
+    /// Takes the outstanding challenge for one `cram`/`pkam` attempt, with
+    /// the atSign it was issued for. `None` without a `from:` first.
+    pub fn take_challenge(&mut self) -> Option<(Arc<Tenant>, Challenge)> {
+        let challenge = self.challenge.take()?;
+        Some((self.tenant.clone()?, challenge))
+    }
+
+    /// The owner of the current atSign proved itself.
+    pub fn authenticate_owner(&mut self, method: AuthMethod) {
+        debug_assert!(self.tenant.is_some(), "an owner is proven for a tenant");
+        self.proven = Proven::Owner(method);
+    }
+
+    /// Another atServer proved it is `atsign` (server-to-server `pol`).
+    pub fn authenticate_peer(&mut self, atsign: String) {
+        debug_assert!(self.tenant.is_some(), "a peer talks to a tenant");
+        self.proven = Proven::Peer(atsign);
+    }
+
+    /// Drops whatever was proven (a `pkam` for an enrollment this server
+    /// does not know ends the old authentication, as in the reference).
+    pub fn forget_authentication(&mut self) {
+        self.proven = Proven::Nothing;
+    }
+
+    /// A failed `cram`/`pkam`: drops the authentication and counts the
+    /// failure. The returned AT0401 closes the connection once
+    /// [`AUTH_FAILURES_MAX`] failures are reached.
+    pub fn fail_authentication(&mut self, message: &str) -> AtError {
+        self.auth_failures = self.auth_failures.saturating_add(1);
+        self.proven = Proven::Nothing;
+        let error = AtError::new(AtCode::AuthFailed, message);
+        if self.auth_failures >= AUTH_FAILURES_MAX {
+            error.closing()
+        } else {
+            error
+        }
+    }
+
+    /// Counts one command against the unauthenticated rate limit; false when
+    /// it is over [`UNAUTH_COMMANDS_PER_SEC_MAX`] in the current second.
+    /// Authenticated connections are not limited.
+    pub fn admit_command(&mut self, now: Instant) -> bool {
+        if self.is_authenticated() {
+            return true;
+        }
+        if now.saturating_duration_since(self.rate_window_start) >= Duration::from_secs(1) {
+            self.rate_window_start = now;
+            self.rate_window_count = 0;
+        }
+        self.rate_window_count = self.rate_window_count.saturating_add(1);
+        self.rate_window_count <= UNAUTH_COMMANDS_PER_SEC_MAX
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::CallerKind;
+
+    fn tenant(atsign: &str) -> Arc<Tenant> {
+        crate::context::testing::tenant(atsign)
+    }
+
+    fn state() -> ConnectionState {
+        ConnectionState::new("_s".into(), None, Instant::now())
+    }
+
+    #[test]
+    fn a_challenge_names_the_tenant_and_is_single_use() {
+        let mut s = state();
+        assert!(s.take_challenge().is_none());
+        let text = s
+            .issue_challenge(tenant("@alice"), "n1", Instant::now())
+            .to_string();
+        assert_eq!(text, "_s@alice:n1");
+        let (t, c) = s.take_challenge().expect("issued");
+        assert_eq!(
+            (t.atsign.as_str(), c.text.as_str()),
+            ("@alice", "_s@alice:n1")
+        );
+        assert!(s.take_challenge().is_none());
+    }
+
+    #[test]
+    fn owners_get_their_prompt_and_lose_it_by_naming_another_atsign() {
+        let mut s = state();
+        s.issue_challenge(tenant("@alice"), "n1", Instant::now());
+        s.authenticate_owner(AuthMethod::Cram);
+        assert_eq!(s.caller().kind(), CallerKind::Owner);
+        assert_eq!(s.prompt(), Prompt::Owner("@alice"));
+        s.issue_challenge(tenant("@alice"), "n2", Instant::now());
+        assert!(s.is_owner(), "the same atSign keeps the proof");
+        s.issue_challenge(tenant("@bob"), "n3", Instant::now());
+        assert!(!s.is_owner());
+        assert_eq!(s.caller().kind(), CallerKind::Anonymous);
+        assert_eq!(s.prompt(), Prompt::Anonymous);
+    }
+
+    #[test]
+    fn peers_get_the_pol_prompt_but_exception_errors_get_the_bare_one() {
+        let mut s = ConnectionState::new("_s".into(), Some(tenant("@alice")), Instant::now());
+        s.authenticate_peer("@bob".into());
+        assert_eq!(s.caller().kind(), CallerKind::Peer);
+        assert_eq!(s.prompt(), Prompt::Pol("@bob"));
+        let mut out = Vec::new();
+        s.write_error(&AtError::invalid_command(), &mut out);
+        assert_eq!(out, b"error:AT0003-Exception: invalid command\n@");
+    }
+
+    #[test]
+    fn failed_attempts_drop_the_proof_and_close_at_the_limit() {
+        let mut s = state();
+        s.issue_challenge(tenant("@alice"), "n", Instant::now());
+        s.authenticate_owner(AuthMethod::Pkam);
+        let first = s.fail_authentication("no");
+        assert!(!first.close && !s.is_owner());
+        for _ in 1..AUTH_FAILURES_MAX - 1 {
+            assert!(!s.fail_authentication("no").close);
+        }
+        assert!(s.fail_authentication("no").close);
+    }
+
+    #[test]
+    fn the_rate_limit_counts_per_second_and_spares_the_authenticated() {
+        let start = Instant::now();
+        let mut s = ConnectionState::new("_s".into(), None, start);
+        for _ in 0..UNAUTH_COMMANDS_PER_SEC_MAX {
+            assert!(s.admit_command(start));
+        }
+        assert!(!s.admit_command(start));
+        assert!(s.admit_command(start + Duration::from_secs(1)));
+        s.issue_challenge(tenant("@alice"), "n", start);
+        s.authenticate_owner(AuthMethod::Cram);
+        for _ in 0..2 * UNAUTH_COMMANDS_PER_SEC_MAX {
+            assert!(s.admit_command(start + Duration::from_secs(1)));
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! The request pipeline of one connection, without I/O: lines in, reply
+//! bytes out, in request order.
+//!
+//! Each line goes through the gate ([`crate::verbs::gate`]); what passes is
+//! run by its row's ordering class. Writes are handed to the storage actor
+//! without waiting and answered, in order, once durable ([`InFlight`]); a
+//! keyed read runs at once unless a write to its key is in flight; every
+//! other verb first waits for all in-flight writes, so a client always reads
+//! its own writes. Nothing here touches a socket: the I/O task
+//! ([`super::serve`]) and the in-process transcript driver
+//! ([`super::transcript`]) both drive it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::inflight::{InFlight, Slot};
+use super::lines::LineBuffer;
+use crate::auth::challenge::uuid_v4;
+use crate::clock::Clock;
+use crate::connection::ConnectionState;
+use crate::context::ServerContext;
+use crate::error::{AtCode, AtError};
+use crate::limits::LINE_BYTES_MAX;
+use crate::protocol::frame::Frame;
+use crate::protocol::reply;
+use crate::verbs::table::Ordering;
+use crate::verbs::{self, Planned, PreparedWrite, Reply, Verdict};
+
+/// Reply bytes a connection may buffer before it must write them out: one
+/// pipelined read of `llookup`s of large values cannot pin unbounded memory.
+pub const REPLY_BUFFER_BYTES_MAX: usize = 1024 * 1024;
+
+/// Replies a connection may have pending before it stops reading more
+/// requests: bounds the memory one pipelining client can pin.
+pub const INFLIGHT_REPLIES_MAX: usize = 1_024;
+
+/// Reused scratch buffers above this capacity are freed when the
+/// connection goes quiet.
+const SCRATCH_BYTES_MAX: usize = 4 * 1024;
+
+/// Whether the connection goes on after a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Close,
+}
+
+/// Why [`Pipeline::answer`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Every complete line is answered or in flight: read more.
+    NeedInput,
+    /// The reply buffer is full: write it out, then call again.
+    WriteOut,
+    /// Write what is buffered, then close.
+    Close,
+}
+
+/// One connection's request pipeline.
+pub struct Pipeline<C: Clock> {
+    server: Arc<ServerContext>,
+    state: ConnectionState,
+    inflight: InFlight,
+    clock: C,
+    /// Reused buffer for reply payloads: no allocation per request.
+    payload: String,
+    /// Reused buffer for the assembled key of a keyed read.
+    key: String,
+    /// Reused buffer for a line that normalisation had to change.
+    normalized: String,
+}
+
+impl<C: Clock> Pipeline<C> {
+    /// A new connection's pipeline, with a fresh session id.
+    pub fn new(server: Arc<ServerContext>, clock: C) -> Pipeline<C> {
+        let session_id = format!("_{}", uuid_v4(&server.rng));
+        let tenant = server.sole_tenant().cloned();
+        Pipeline {
+            state: ConnectionState::new(session_id, tenant, Instant::now()),
+            server,
+            inflight: InFlight::default(),
+            clock,
+            payload: String::new(),
+            key: String::new(),
+            normalized: String::new(),
+        }
+    }
+
+    pub fn state(&self) -> &ConnectionState {
+        &self.state
+    }
+
+    /// How long the connection may stay silent before it is closed.
+    pub fn idle_limit(&self) -> Duration {
+        let limits = &self.server.limits;
+        Duration::from_millis(if self.state.is_authenticated() {
+            limits.idle_auth_ms
+        } else {
+            limits.idle_unauth_ms
+        })
+    }
+
+    /// Whether replies are waiting for in-flight writes.
+    pub fn has_pending(&self) -> bool {
+        !self.inflight.is_empty()
+    }
+
+    /// Whether the connection may read more requests: false once
+    /// [`INFLIGHT_REPLIES_MAX`] replies are pending.
+    pub fn can_take_more(&self) -> bool {
+        self.inflight.len() < INFLIGHT_REPLIES_MAX
+    }
+
+    /// Answers the complete lines in `input`, appending replies to `out`,
+    /// until it needs more input, must write out, or must close.
+    pub async fn answer(&mut self, input: &mut LineBuffer, out: &mut Vec<u8>) -> Progress {
+        loop {
+            match input.next_line() {
+                Frame::Line(line) => {
+                    if self.handle_line(line, out).await == Flow::Close {
+                        return Progress::Close;
+                    }
+                    if out.len() + self.inflight.ready_bytes() >= REPLY_BUFFER_BYTES_MAX {
+                        // Large replies: send what is due before computing
+                        // more, so memory stays bounded.
+                        if self.flush(out).await == Flow::Close {
+                            return Progress::Close;
+                        }
+                        return Progress::WriteOut;
+                    }
+                }
+                Frame::Incomplete => {
+                    return match self.emit_ready(out) {
+                        Flow::Continue => Progress::NeedInput,
+                        Flow::Close => Progress::Close,
+                    };
+                }
+                Frame::TooLong => {
+                    let error = AtError::new(
+                        AtCode::BufferLimit,
+                        format!(
+                            "InboundBuffer overflow: server received request which exceeded the buffer size limit of {LINE_BYTES_MAX} bytes. Terminating the connection."
+                        ),
+                    );
+                    self.flush(out).await;
+                    self.state.write_error(&error, out);
+                    return Progress::Close;
+                }
+            }
+        }
+    }
+
+    /// Handles one request line (without its `\n`). Its reply is appended to
+    /// `out`, or queued behind replies that are not known yet.
+    pub async fn handle_line(&mut self, raw: &[u8], out: &mut Vec<u8>) -> Flow {
+        let mut normalized = std::mem::take(&mut self.normalized);
+        let flow = match verbs::gate::admit(&mut self.state, raw, &mut normalized, Instant::now()) {
+            Verdict::Blank => Flow::Continue,
+            Verdict::Exit => {
+                self.flush(out).await;
+                Flow::Close
+            }
+            Verdict::Refuse(error) => self.queue_error(&error, out).await,
+            Verdict::Run(planned) => self.run(planned, out).await,
+        };
+        self.normalized = normalized;
+        flow
+    }
+
+    async fn run(&mut self, planned: Planned<'_>, out: &mut Vec<u8>) -> Flow {
+        match planned.row.ordering {
+            Ordering::Write => match verbs::prepare_write(planned) {
+                Ok(write) => self.submit(write, out).await,
+                Err(error) => self.queue_error(&error, out).await,
+            },
+            Ordering::KeyedRead => match verbs::read_key(&planned.command) {
+                Some(key) => {
+                    let mut assembled = std::mem::take(&mut self.key);
+                    key.assemble_into(&mut assembled);
+                    let flow = self.keyed_read(planned, &assembled, out).await;
+                    self.key = assembled;
+                    flow
+                }
+                None => self.barrier(planned, out).await,
+            },
+            Ordering::Barrier => self.barrier(planned, out).await,
+        }
+    }
+
+    /// Runs a command after every in-flight write has completed.
+    async fn barrier(&mut self, planned: Planned<'_>, out: &mut Vec<u8>) -> Flow {
+        if self.flush(out).await == Flow::Close {
+            return Flow::Close;
+        }
+        let mut payload = std::mem::take(&mut self.payload);
+        payload.clear();
+        let result = verbs::run(
+            &self.server,
+            &mut self.state,
+            planned,
+            &self.clock,
+            &mut payload,
+        )
+        .await;
+        let flow = self.respond(result, &payload, out);
+        self.payload = payload;
+        flow
+    }
+
+    /// Reads `key` at once unless a write to it is in flight; the reply
+    /// queues behind earlier replies that are not known yet.
+    async fn keyed_read(&mut self, planned: Planned<'_>, key: &str, out: &mut Vec<u8>) -> Flow {
+        if self.inflight.touches(key) && self.flush(out).await == Flow::Close {
+            return Flow::Close;
+        }
+        let mut payload = std::mem::take(&mut self.payload);
+        payload.clear();
+        let result = verbs::run_keyed_read(planned, key, &mut payload);
+        let flow = match result {
+            Err(error) if error.close || !self.inflight.is_empty() => {
+                self.queue_error(&error, out).await
+            }
+            result if self.inflight.is_empty() => self.respond(result, &payload, out),
+            result => {
+                let mut reply = Vec::new();
+                let flow = self.respond(result, &payload, &mut reply);
+                self.inflight.push_ready(reply);
+                flow
+            }
+        };
+        self.payload = payload;
+        flow
+    }
+
+    /// The one place a handler's result becomes reply bytes.
+    fn respond(&self, result: Result<Reply, AtError>, payload: &str, out: &mut Vec<u8>) -> Flow {
+        match result {
+            Ok(Reply::Data) => reply::data(out, payload, self.state.prompt()),
+            Ok(Reply::DataSpaced) => reply::data_spaced(out, payload, self.state.prompt()),
+            Err(error) => {
+                self.state.write_error(&error, out);
+                if error.close {
+                    return Flow::Close;
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Hands a write (and its follow-up) to the storage actor without
+    /// waiting for it to be durable.
+    async fn submit(&mut self, write: PreparedWrite, out: &mut Vec<u8>) -> Flow {
+        let PreparedWrite {
+            tenant,
+            key,
+            commit,
+            mutate,
+            follow_up,
+        } = write;
+        match tenant.store.submit(key.clone(), commit, mutate).await {
+            Ok(pending) => self.inflight.push_write(key, pending),
+            Err(error) => return self.queue_error(&error, out).await,
+        }
+        if let Some(next) = follow_up {
+            let PreparedWrite {
+                tenant,
+                key,
+                commit,
+                mutate,
+                ..
+            } = *next;
+            match tenant.store.submit(key.clone(), commit, mutate).await {
+                Ok(pending) => self.inflight.push_silent(key, pending),
+                Err(error) => tracing::warn!(%error, "follow-up write refused"),
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Queues an error reply in order; an error that closes the connection
+    /// first lets everything before it be answered.
+    async fn queue_error(&mut self, error: &AtError, out: &mut Vec<u8>) -> Flow {
+        if error.close {
+            self.flush(out).await;
+            self.state.write_error(error, out);
+            return Flow::Close;
+        }
+        if self.inflight.is_empty() {
+            self.state.write_error(error, out);
+        } else {
+            let mut reply = Vec::new();
+            self.state.write_error(error, &mut reply);
+            self.inflight.push_ready(reply);
+        }
+        Flow::Continue
+    }
+
+    /// Resolves once the oldest in-flight write is durable.
+    pub async fn oldest_write_done(&mut self) {
+        self.inflight.wait_front().await;
+    }
+
+    /// Waits for every in-flight write and appends all queued replies, in
+    /// request order. Stops at an error that closes the connection.
+    pub async fn flush(&mut self, out: &mut Vec<u8>) -> Flow {
+        while !self.inflight.is_empty() {
+            self.inflight.wait_front().await;
+            if self.emit_ready(out) == Flow::Close {
+                return Flow::Close;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Appends the replies at the front of the queue that are known by now,
+    /// without waiting. Stops at an error that closes the connection.
+    pub fn emit_ready(&mut self, out: &mut Vec<u8>) -> Flow {
+        loop {
+            let outcome = match self.inflight.front_mut() {
+                None => return Flow::Continue,
+                Some(Slot::Ready(_)) => None,
+                Some(Slot::Write { pending, .. } | Slot::Silent { pending, .. }) => {
+                    match pending.try_outcome() {
+                        Some(outcome) => Some(outcome),
+                        None => return Flow::Continue,
+                    }
+                }
+            };
+            let Some(slot) = self.inflight.pop_front() else {
+                return Flow::Continue;
+            };
+            match (slot, outcome) {
+                (Slot::Ready(bytes), _) => out.extend_from_slice(&bytes),
+                (Slot::Write { .. }, Some(result)) => {
+                    let mut payload = std::mem::take(&mut self.payload);
+                    payload.clear();
+                    let result = result.map(|outcome| {
+                        verbs::write::write_commit_id(&mut payload, outcome.commit_id);
+                        Reply::Data
+                    });
+                    let flow = self.respond(result, &payload, out);
+                    self.payload = payload;
+                    if flow == Flow::Close {
+                        self.inflight.clear();
+                        return Flow::Close;
+                    }
+                }
+                (Slot::Silent { .. }, Some(Err(error))) => {
+                    tracing::warn!(%error, "follow-up write failed");
+                }
+                (Slot::Silent { .. } | Slot::Write { .. }, _) => {}
+            }
+        }
+    }
+
+    /// Frees scratch buffers a burst grew, once the connection is quiet.
+    pub fn release_buffers(&mut self) {
+        for buffer in [&mut self.payload, &mut self.key, &mut self.normalized] {
+            if buffer.capacity() > SCRATCH_BYTES_MAX {
+                *buffer = String::new();
+            }
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! An in-process transcript driver: request bytes in, reply bytes out, the
+//! real pipeline and stores, no TLS and no socket.
+//!
+//! For byte-exact tests that need no network and for fuzzing whole
+//! sessions. Sleeps (`noop:<ms>`) end at once ([`InstantClock`]), and every
+//! reply a line will get is produced before [`Transcript::feed`] returns
+//! (in-flight writes are awaited), so a transcript's output depends only on
+//! its input.
+
+use std::sync::Arc;
+
+use super::lines::LineBuffer;
+use super::pipeline::{Pipeline, Progress};
+use crate::clock::InstantClock;
+use crate::context::ServerContext;
+use crate::limits::LINE_BYTES_MAX;
+
+/// One simulated connection.
+pub struct Transcript {
+    pipeline: Pipeline<InstantClock>,
+    input: LineBuffer,
+    closed: bool,
+}
+
+impl Transcript {
+    /// What a new connection receives before it sends anything.
+    pub const GREETING: &'static [u8] = b"@";
+
+    /// A new connection to `server` (its greeting is [`Self::GREETING`]).
+    pub fn new(server: Arc<ServerContext>) -> Transcript {
+        Transcript {
+            pipeline: Pipeline::new(server, InstantClock),
+            input: LineBuffer::new(LINE_BYTES_MAX),
+            closed: false,
+        }
+    }
+
+    /// Feeds `bytes` as if they arrived from the client and returns every
+    /// reply they complete, in order. Once the connection has closed, later
+    /// bytes get nothing.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        if self.closed {
+            return out;
+        }
+        self.input.extend(bytes);
+        futures_lite::future::block_on(async {
+            loop {
+                match self.pipeline.answer(&mut self.input, &mut out).await {
+                    Progress::WriteOut => continue,
+                    Progress::NeedInput => {
+                        if self.pipeline.flush(&mut out).await == super::Flow::Close {
+                            self.closed = true;
+                        }
+                        break;
+                    }
+                    Progress::Close => {
+                        self.closed = true;
+                        break;
+                    }
+                }
+            }
+        });
+        self.input.compact();
+        out
+    }
+
+    /// Sends one line (a `\n` is added) and returns its reply as text.
+    pub fn send(&mut self, line: &str) -> String {
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        String::from_utf8_lossy(&self.feed(&bytes)).into_owned()
+    }
+
+    /// Whether the server side has closed the connection.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+}
