@@ -218,6 +218,47 @@ fn the_directory_answers_lookups_and_throttles_misses() {
     assert!(c.is_closed(), "third miss closes");
 }
 
+/// The C SDK sends a blank line right after the directory's `@`: the
+/// reference looks up `""`, answers `null` and counts it as a miss.
+#[test]
+fn the_directory_answers_a_blank_line_as_a_missed_lookup() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = atserver::devcerts::ensure(dir.path()).expect("certs");
+    let mut child = Command::new(BIN)
+        .args([
+            "directory",
+            "--listen",
+            "127.0.0.1:0",
+            "--record",
+            "alice=127.0.0.1:6464",
+        ])
+        .arg("--tls-cert")
+        .arg(&certs.cert)
+        .arg("--tls-key")
+        .arg(&certs.key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn directory");
+    let addr = wait_for_addr(&mut child, "atDirectory ready");
+    let _running = Running(child);
+    let mut c = Client::connect_raw(addr, &certs.ca);
+    assert_eq!(c.read_exactly(1), b"@");
+    c.write(b"\r\n");
+    assert_eq!(c.read_exactly(7), b"null\r\n@");
+    assert_eq!(directory_exchange(&mut c, "alice"), "127.0.0.1:6464\r\n@");
+    // The blank line was the first miss: this one is the second (delayed),
+    // and a third closes.
+    let started = Instant::now();
+    assert_eq!(directory_exchange(&mut c, ""), "null\r\n@");
+    assert!(
+        started.elapsed() >= Duration::from_millis(2_500),
+        "the second miss is delayed"
+    );
+    c.write(b" \r\n");
+    assert!(c.is_closed(), "the third miss closes");
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")

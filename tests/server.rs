@@ -17,7 +17,7 @@ fn server() -> &'static TestServer {
     SERVER.get_or_init(|| {
         let atsigns: Vec<(&str, &str)> = [
             "@alice", "@bob", "@errors", "@onboard", "@pkam", "@meta", "@scan", "@stats",
-            "@expiry", "@del", "@ecc", "@pipe", "@order", "@rw", "@big",
+            "@expiry", "@del", "@ecc", "@pipe", "@order", "@rw", "@big", "@blank", "@csdk",
         ]
         .iter()
         .map(|a| (*a, SECRET))
@@ -602,4 +602,60 @@ fn connections_beyond_the_inbound_limit_get_at0012() {
     let refused = third.read_exactly("error:AT0012-Inbound connection limit exceeded\n".len());
     assert_eq!(refused, b"error:AT0012-Inbound connection limit exceeded\n");
     assert!(third.is_closed());
+}
+
+#[test]
+fn a_blank_line_is_an_unknown_command_in_either_auth_state() {
+    let mut c = Client::connect(server());
+    c.write(b"\r\n");
+    assert_eq!(c.read_reply(), "error:AT0003-Exception: invalid command\n@");
+    // Pipelined blank lines are answered in order like any other line.
+    c.write(b"\n \t \r\nnoop:0\n");
+    for _ in 0..2 {
+        assert_eq!(c.read_reply(), "error:AT0003-Exception: invalid command\n@");
+    }
+    assert_eq!(c.read_reply(), "data:ok\n@");
+    let mut o = owner("@blank");
+    o.write(b"\r\n");
+    assert_eq!(
+        o.read_reply(),
+        "error:AT0003-Invalid syntax : invalid command\n@blank@"
+    );
+    assert_eq!(o.send("noop:0"), "data:ok\n@blank@");
+}
+
+/// What the official C SDK (at_c) does on every atServer connection: read
+/// the `@`, send a blank CRLF line and wait for its reply, then `from:`
+/// without the `@`, pkam, and its CRLF-terminated requests.
+#[test]
+fn the_c_sdk_connect_sequence_works() {
+    let mut setup = owner("@csdk");
+    let public = include_str!("../src/auth/testdata/rsa2048.spki.b64");
+    assert_eq!(
+        setup.send(&format!("update:privatekey:at_pkam_publickey {public}")),
+        "data:-1\n@csdk@"
+    );
+    let mut c = Client::connect(server());
+    c.write(b"\r\n");
+    assert_eq!(c.read_reply(), "error:AT0003-Exception: invalid command\n@");
+    c.write(b"from:csdk\r\n");
+    let reply = c.read_reply();
+    let challenge = reply
+        .strip_prefix("data:")
+        .and_then(|r| r.strip_suffix("\n@"))
+        .expect("a challenge");
+    assert!(
+        challenge.starts_with('_') && challenge.contains("@csdk:"),
+        "{challenge}"
+    );
+    c.write(format!("pkam:{}\r\n", sign(challenge)).as_bytes());
+    assert_eq!(c.read_reply(), "data:success\n@csdk@");
+    c.write(b"noop:0\r\n");
+    assert_eq!(c.read_reply(), "data:ok\n@csdk@");
+    c.write(b"llookup:shared_key.bob@csdk\r\n");
+    let missing = c.read_reply();
+    assert!(
+        missing.starts_with("error:AT0015-key not found"),
+        "{missing}"
+    );
 }

@@ -3,6 +3,7 @@
 //! [`Supervisor`].
 
 mod error;
+mod scratch;
 mod supervisor;
 
 use std::io::Write as _;
@@ -20,6 +21,7 @@ use crate::shard::{self, ConnectionFuture, ConnectionHandler, ShardClock, Socket
 use crate::storage::{CommitOp, Durability, Mutation, Store, StoredRecord};
 use crate::{devcerts, directory, session};
 pub use error::{AppError, EXIT_FATAL};
+pub use scratch::ScratchServer;
 pub use supervisor::{STOP_FLUSH_MS, Supervisor};
 
 /// Name of the file that pins how many storage shards a data folder has:

@@ -32,7 +32,6 @@ pub enum Answer {
         delay_ms: u64,
     },
     Close,
-    Ignore,
 }
 
 /// Per-connection lookup state (miss throttling).
@@ -47,10 +46,9 @@ impl DirectorySession {
         let Ok(text) = std::str::from_utf8(line) else {
             return Answer::Close;
         };
+        // A blank line is looked up like any name (and misses), as the
+        // reference does: the C SDK sends one right after connecting.
         let query = text.trim().to_lowercase();
-        if query.is_empty() {
-            return Answer::Ignore;
-        }
         if query == "@exit" {
             return Answer::Close;
         }
@@ -108,7 +106,6 @@ where
                 Frame::TooLong => break 'connection,
             };
             match answer {
-                Answer::Ignore => {}
                 Answer::Close => break 'connection,
                 Answer::Reply { bytes, delay_ms } => {
                     if delay_ms > 0 {
@@ -175,9 +172,21 @@ mod tests {
     }
 
     #[test]
-    fn exit_closes_and_blank_lines_are_ignored() {
+    fn exit_closes() {
         let mut s = DirectorySession::default();
         assert_eq!(s.answer(&records(), b"@exit"), Answer::Close);
-        assert_eq!(s.answer(&records(), b"  "), Answer::Ignore);
+    }
+
+    #[test]
+    fn a_blank_line_is_a_lookup_that_misses() {
+        let mut s = DirectorySession::default();
+        let r = records();
+        let null = |delay_ms| Answer::Reply {
+            bytes: b"null\r\n@".to_vec(),
+            delay_ms,
+        };
+        assert_eq!(s.answer(&r, b"\r"), null(0));
+        assert_eq!(s.answer(&r, b"  "), null(DIRECTORY_MISS_DELAY_MS));
+        assert_eq!(s.answer(&r, b""), Answer::Close);
     }
 }

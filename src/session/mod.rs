@@ -7,6 +7,7 @@
 //! deadline. The pipeline touches no socket, so [`transcript`] drives the
 //! same logic in-process.
 
+pub mod fuzzing;
 pub mod inflight;
 pub mod io;
 pub mod lines;

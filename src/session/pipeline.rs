@@ -155,7 +155,6 @@ impl<C: Clock> Pipeline<C> {
     pub async fn handle_line(&mut self, raw: &[u8], out: &mut Vec<u8>) -> Flow {
         let mut normalized = std::mem::take(&mut self.normalized);
         let flow = match verbs::gate::admit(&mut self.state, raw, &mut normalized, Instant::now()) {
-            Verdict::Blank => Flow::Continue,
             Verdict::Exit => {
                 self.flush(out).await;
                 Flow::Close

@@ -2,12 +2,14 @@
 //! place and one order, before any handler sees it.
 //!
 //! The order (the reference's where clients can observe it):
-//! 1. **exit**: the trimmed line `@exit` closes the connection, no reply;
-//!    a blank line gets no reply either.
+//! 1. **exit**: the trimmed line `@exit` closes the connection, no reply.
 //! 2. **rate limit**: an unauthenticated connection may send at most
 //!    [`UNAUTH_COMMANDS_PER_SEC_MAX`] commands a second (AT0011 beyond).
 //! 3. **identify**: UTF-8, normalised (wire.md §5), matched to a verb in the
-//!    reference's dispatch order; none ⇒ AT0003 `invalid command`.
+//!    reference's dispatch order; none ⇒ AT0003 `invalid command`. A blank
+//!    line is a command too: it matches no verb, so it gets that answer, as
+//!    in the reference (the C SDK sends one right after connecting and waits
+//!    for the reply).
 //! 4. **access**: the verb's row admits the caller's kind, else AT0401 —
 //!    before the syntax is checked; then the row's namespace rule for an
 //!    enrolled caller (APKAM).
@@ -35,8 +37,6 @@ use crate::protocol::parse::{self, normalize};
 pub enum Verdict<'a> {
     /// `@exit`: answer everything before it, then close without a reply.
     Exit,
-    /// A blank line: nothing to answer.
-    Blank,
     /// Refused before any handler ran.
     Refuse(AtError),
     /// Run it.
@@ -62,9 +62,6 @@ pub fn admit<'a>(
 ) -> Verdict<'a> {
     // 1. exit
     let line = trim_line(raw);
-    if line.is_empty() {
-        return Verdict::Blank;
-    }
     if line == b"@exit" {
         return Verdict::Exit;
     }
@@ -211,17 +208,18 @@ mod tests {
     }
 
     #[test]
-    fn exit_blank_lines_and_unknown_verbs_come_first() {
+    fn exit_comes_first_and_blank_lines_are_unknown_verbs() {
         let mut scratch = String::new();
         let mut state = anonymous();
         assert!(matches!(
             admit(&mut state, b"@exit\r", &mut scratch, Instant::now()),
             Verdict::Exit
         ));
-        assert!(matches!(
-            admit(&mut state, b"  ", &mut scratch, Instant::now()),
-            Verdict::Blank
-        ));
+        for blank in ["", "  ", "\t \r"] {
+            let error = refusal(&mut state, blank).expect("blank");
+            assert_eq!(error.code, AtCode::InvalidSyntax);
+            assert_eq!(error.message, "invalid command");
+        }
         let error = refusal(&mut state, "exit").expect("unknown");
         assert_eq!(error.message, "invalid command");
         let error = refusal(&mut state, "update:\u{1}").expect("owner verb");
