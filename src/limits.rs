@@ -17,6 +17,15 @@ pub const CACHED_KEY_CHARS_MAX: usize = 255;
 /// Longest atSign name after the `@` (the key grammar's `{1,55}`).
 pub const ATSIGN_CHARS_MAX: usize = 55;
 
+/// Longest `ttl` or `ttb` accepted, in ms: a century. Deadlines are
+/// `now + ttb + ttl`, which must stay a date every client can represent
+/// (ISO dates with four-digit years end in 9999); AT0003 beyond.
+pub const TIME_TO_LIVE_MS_MAX: i64 = 100 * 365 * 24 * 3_600 * 1_000;
+
+/// Longest `ttr` accepted, in seconds (the reference counts ttr in
+/// seconds): the same century.
+pub const TIME_TO_REFRESH_SECS_MAX: i64 = TIME_TO_LIVE_MS_MAX / 1_000;
+
 /// `noop:<ms>` refuses longer delays (AT0022), as the reference does.
 pub const NOOP_DELAY_MS_MAX: u64 = 5_000;
 
@@ -34,6 +43,19 @@ pub const DIRECTORY_MISSES_MAX: u32 = 3;
 /// Delay before answering the second and later missed lookups on one
 /// directory connection (reference abuse throttling).
 pub const DIRECTORY_MISS_DELAY_MS: u64 = 3_000;
+
+/// Longest client-supplied regex (`scan`, `stats`, `monitor`,
+/// `notify:list`): real clients send namespace filters of a few dozen
+/// characters.
+pub const PATTERN_CHARS_MAX: usize = 1_024;
+
+/// What compiling one client regex may build, for its program and for its
+/// lazy DFA each: a MiB keeps a hostile counted repetition from costing
+/// more than a moment of one core.
+pub const PATTERN_COMPILED_BYTES_MAX: usize = 1 << 20;
+
+/// Deepest nesting of groups and repetitions in a client regex.
+pub const PATTERN_NESTING_MAX: u32 = 64;
 
 const _: () = assert!(KEY_CHARS_MAX < CACHED_KEY_CHARS_MAX);
 const _: () = assert!(ATSIGN_CHARS_MAX < KEY_CHARS_MAX);

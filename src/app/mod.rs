@@ -351,7 +351,9 @@ fn dev_secrets(
             Some(s) => s.clone(),
             None => match known.iter().find(|(a, _)| a == atsign) {
                 Some((_, s)) => s.clone(),
-                None => crate::auth::challenge::uuid_v4(&rng).replace('-', ""),
+                None => crate::auth::challenge::uuid_v4(&rng)
+                    .map_err(|_| AppError::Usage("the system random-number source failed".into()))?
+                    .replace('-', ""),
             },
         };
         secrets.push(secret);

@@ -22,7 +22,9 @@ pub fn whole_session(server: &Arc<ServerContext>, owner: (&str, &str), data: &[u
     let Some((&mode, requests)) = data.split_first() else {
         return;
     };
-    let mut transcript = Transcript::new(server.clone());
+    let Ok(mut transcript) = Transcript::new(server.clone()) else {
+        return;
+    };
     if mode & 1 == 1 {
         log_in(&mut transcript, owner);
     }

@@ -68,7 +68,14 @@ where
     {
         return;
     }
-    let mut pipeline = Pipeline::new(server.clone(), clock.clone());
+    let mut pipeline = match Pipeline::new(server.clone(), clock.clone()) {
+        Ok(pipeline) => pipeline,
+        Err(error) => {
+            tracing::error!(?peer, %error, "connection refused");
+            io::close(&clock, &mut tls).await;
+            return;
+        }
+    };
     let mut input = LineBuffer::new(LINE_BYTES_MAX);
     let mut out: Vec<u8> = Vec::new();
     // Idle connections hold small buffers; busy ones grow theirs.

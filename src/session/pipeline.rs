@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::inflight::{InFlight, Slot};
 use super::lines::LineBuffer;
-use crate::auth::challenge::uuid_v4;
+use crate::auth::challenge::{RandomnessFailed, uuid_v4};
 use crate::clock::Clock;
 use crate::connection::ConnectionState;
 use crate::context::ServerContext;
@@ -71,11 +71,12 @@ pub struct Pipeline<C: Clock> {
 }
 
 impl<C: Clock> Pipeline<C> {
-    /// A new connection's pipeline, with a fresh session id.
-    pub fn new(server: Arc<ServerContext>, clock: C) -> Pipeline<C> {
-        let session_id = format!("_{}", uuid_v4(&server.rng));
+    /// A new connection's pipeline, with a fresh session id (which needs
+    /// the random-number source).
+    pub fn new(server: Arc<ServerContext>, clock: C) -> Result<Pipeline<C>, RandomnessFailed> {
+        let session_id = format!("_{}", uuid_v4(&server.rng)?);
         let tenant = server.sole_tenant().cloned();
-        Pipeline {
+        Ok(Pipeline {
             state: ConnectionState::new(session_id, tenant, Instant::now()),
             server,
             inflight: InFlight::default(),
@@ -83,7 +84,7 @@ impl<C: Clock> Pipeline<C> {
             payload: String::new(),
             key: String::new(),
             normalized: String::new(),
-        }
+        })
     }
 
     pub fn state(&self) -> &ConnectionState {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::lines::LineBuffer;
 use super::pipeline::{Pipeline, Progress};
+use crate::auth::challenge::RandomnessFailed;
 use crate::clock::InstantClock;
 use crate::context::ServerContext;
 use crate::limits::LINE_BYTES_MAX;
@@ -27,12 +28,12 @@ impl Transcript {
     pub const GREETING: &'static [u8] = b"@";
 
     /// A new connection to `server` (its greeting is [`Self::GREETING`]).
-    pub fn new(server: Arc<ServerContext>) -> Transcript {
-        Transcript {
-            pipeline: Pipeline::new(server, InstantClock),
+    pub fn new(server: Arc<ServerContext>) -> Result<Transcript, RandomnessFailed> {
+        Ok(Transcript {
+            pipeline: Pipeline::new(server, InstantClock)?,
             input: LineBuffer::new(LINE_BYTES_MAX),
             closed: false,
-        }
+        })
     }
 
     /// Feeds `bytes` as if they arrived from the client and returns every

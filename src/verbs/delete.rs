@@ -4,7 +4,7 @@
 //! entry is committed anyway, as the reference does) — or `data:-1` for keys
 //! kept out of the commit log.
 
-use super::checks::check_owner;
+use super::checks::{check_key_length, check_owner};
 use super::now_ms;
 use super::write::PreparedWrite;
 use crate::connection::Owner;
@@ -22,6 +22,7 @@ pub fn prepare(owner: &Owner, cmd: Delete<'_>) -> Result<PreparedWrite, AtError>
     let tenant = owner.tenant().clone();
     check_owner(cmd.key.owner, &tenant.atsign, "delete")?;
     let key = cmd.key.assemble();
+    check_key_length(&key)?;
     let name_with_owner = canonical_key(&cmd.key.name_with_owner());
     if !cmd.key.cached && atkey::is_protected(&name_with_owner, &tenant.atsign) {
         return Err(AtError::new(

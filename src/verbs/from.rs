@@ -40,7 +40,7 @@ pub fn apply(
             ),
         ));
     };
-    let nonce = uuid_v4(&server.rng);
+    let nonce = uuid_v4(&server.rng)?;
     payload.push_str(state.issue_challenge(tenant, &nonce, Instant::now()));
     Ok(Reply::Data)
 }

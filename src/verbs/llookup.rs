@@ -2,6 +2,7 @@
 //! reads its own store. Missing ⇒ AT0015; present but not born or expired ⇒
 //! `data:null`; a null value ⇒ `data:null`.
 
+use super::checks::check_key_length;
 use super::metadata::{write_all_json, write_meta_json};
 use super::{Reply, now_ms};
 use crate::connection::Owner;
@@ -16,6 +17,7 @@ pub fn apply(
     op: LookupOp,
     payload: &mut String,
 ) -> Result<Reply, AtError> {
+    check_key_length(key)?;
     read_local(&owner.tenant().store, key, op, key, payload)?;
     Ok(Reply::Data)
 }

@@ -6,6 +6,7 @@
 //! would return, without a network hop). Other atSigns need server-to-server
 //! lookups, which a later milestone brings.
 
+use super::checks::check_key_length;
 use super::llookup::read_local;
 use super::{Reply, now_ms};
 use crate::connection::Caller;
@@ -26,6 +27,7 @@ pub fn apply(
     let owner = normalize_atsign(cmd.owner).map_err(AtError::from)?;
     let Caller::Owner(me) = caller else {
         let key = canonical_key(&format!("public:{}{}", cmd.name, owner));
+        check_key_length(&key)?;
         let tenant = server
             .tenant(&owner)
             .cloned()
@@ -34,6 +36,7 @@ pub fn apply(
         return Ok(Reply::Data);
     };
     let key = canonical_key(&format!("{}:{}{}", me.atsign(), cmd.name, owner));
+    check_key_length(&key)?;
     if owner == me.atsign() {
         read_local(&me.tenant().store, &key, cmd.op, &key, payload)?;
         return Ok(Reply::Data);

@@ -5,6 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use crate::error::{AtCode, AtError};
+use crate::limits::{TIME_TO_LIVE_MS_MAX, TIME_TO_REFRESH_SECS_MAX};
 use crate::protocol::json::{self, ObjectWriter};
 use crate::protocol::metadata::MetaFragment;
 use crate::protocol::time::{format_dart_utc, parse_iso_utc};
@@ -97,6 +98,18 @@ impl MetaUpdate {
                 "Valid values for TTR are -1 and greater than or equal to 1",
             ));
         }
+        for (name, value) in [("TTL", f.ttl), ("TTB", f.ttb)] {
+            if value.is_some_and(|v| v > TIME_TO_LIVE_MS_MAX) {
+                return Err(syntax(&format!(
+                    "Valid value for {name} should be at most {TIME_TO_LIVE_MS_MAX} ms (a century)"
+                )));
+            }
+        }
+        if f.ttr.is_some_and(|v| v > TIME_TO_REFRESH_SECS_MAX) {
+            return Err(syntax(&format!(
+                "Valid value for TTR should be at most {TIME_TO_REFRESH_SECS_MAX} s (a century)"
+            )));
+        }
         if let Some(app) = f.app_metadata.filter(|t| !t.eq_ignore_ascii_case("null")) {
             let decoded = STANDARD
                 .decode(app)
@@ -153,20 +166,23 @@ impl MetaUpdate {
         };
         // ccd only means something while a ttr is in force.
         let ccd = if ttr.is_some() { ccd } else { None };
+        // The fields were bounded by `from_fragment` (a century each), so
+        // these sums stay far inside i64; saturating keeps that true even for
+        // a stored record written by an older build.
         let available_at = self
             .available_at
-            .or_else(|| self.ttb.map(|ttb| now + ttb))
+            .or_else(|| self.ttb.map(|ttb| now.saturating_add(ttb)))
             .or(if existed { old.available_at } else { None });
         let expires_at = match (self.expires_at, self.ttl) {
             (Some(at), _) => Some(at),
             (None, Some(0)) => None,
-            (None, Some(ttl)) => Some(now + ttl + ttb.unwrap_or(0)),
+            (None, Some(ttl)) => Some(now.saturating_add(ttl).saturating_add(ttb.unwrap_or(0))),
             // A write that says nothing about expiry keeps the clock running.
             (None, None) => old.expires_at,
         };
-        let ttl = ttl.or_else(|| self.expires_at.map(|at| (at - now).max(1)));
+        let ttl = ttl.or_else(|| self.expires_at.map(|at| at.saturating_sub(now).max(1)));
         let refresh_at = match ttr {
-            Some(ttr) if ttr > 0 => Some(now + ttr * 1000),
+            Some(ttr) if ttr > 0 => Some(now.saturating_add(ttr.saturating_mul(1000))),
             _ => None,
         };
         StoredMeta {
@@ -365,6 +381,39 @@ mod tests {
             (meta.ttr, meta.ccd, meta.refresh_at),
             (Some(-1), Some(true), None)
         );
+    }
+
+    #[test]
+    fn time_fields_beyond_a_century_are_refused_before_any_arithmetic() {
+        for fragment in [
+            MetaFragment {
+                ttl: Some(i64::MAX),
+                ..MetaFragment::default()
+            },
+            MetaFragment {
+                ttb: Some(TIME_TO_LIVE_MS_MAX + 1),
+                ..MetaFragment::default()
+            },
+            MetaFragment {
+                ttr: Some(i64::MAX / 1000 + 1),
+                ..MetaFragment::default()
+            },
+        ] {
+            let error = MetaUpdate::from_fragment(&fragment)
+                .map(|_| ())
+                .unwrap_err();
+            assert_eq!(error.code, AtCode::InvalidSyntax, "{fragment:?}");
+            assert!(error.message.contains("at most"), "{}", error.message);
+        }
+        let longest = MetaUpdate::from_fragment(&MetaFragment {
+            ttl: Some(TIME_TO_LIVE_MS_MAX),
+            ttb: Some(TIME_TO_LIVE_MS_MAX),
+            ttr: Some(TIME_TO_REFRESH_SECS_MAX),
+            ..MetaFragment::default()
+        })
+        .expect("the horizon itself is accepted");
+        let meta = longest.merge(None, "@alice", i64::MAX - 1);
+        assert_eq!(meta.expires_at, Some(i64::MAX), "saturates, never wraps");
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod llookup;
 mod lookup;
 pub mod metadata;
 mod noop;
+mod pattern;
 mod pkam;
 mod plookup;
 mod scan;

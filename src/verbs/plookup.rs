@@ -3,6 +3,7 @@
 //! directly (the reference goes over the network even to itself; the bytes
 //! are the same). Inactive public records are "not found", as remotely.
 
+use super::checks::check_key_length;
 use super::llookup::read_local;
 use super::lookup::remote_not_supported;
 use super::{Reply, now_ms};
@@ -23,6 +24,7 @@ pub fn apply(
 ) -> Result<Reply, AtError> {
     let owner = normalize_atsign(cmd.owner).map_err(AtError::from)?;
     let key = canonical_key(&format!("public:{}{}", cmd.name, owner));
+    check_key_length(&key)?;
     let Some(tenant) = server.tenant(&owner).cloned() else {
         return Err(remote_not_supported(&owner));
     };

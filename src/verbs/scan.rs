@@ -14,12 +14,6 @@ use crate::error::{AtCode, AtError};
 use crate::protocol::command::Scan;
 use crate::protocol::json;
 
-/// Longest regex accepted; the compiled-size bound below guards the rest.
-const SCAN_REGEX_CHARS_MAX: usize = 1_024;
-
-/// Compiled size bound for a client-supplied regex.
-const SCAN_REGEX_BYTES_MAX: usize = 1 << 20;
-
 pub fn apply(
     server: &ServerContext,
     caller: &Caller,
@@ -33,7 +27,7 @@ pub fn apply(
         ));
     }
     let regex = match cmd.regex {
-        Some(text) => Some(compile(text)?),
+        Some(text) => Some(super::pattern::compile(text)?),
         None => None,
     };
     let matches = |key: &str| regex.as_ref().is_none_or(|r| r.is_match(key));
@@ -98,24 +92,6 @@ fn owner_sees(key: &str, show_hidden: bool) -> bool {
     !key.starts_with("public:_")
 }
 
-fn compile(text: &str) -> Result<regex::Regex, AtError> {
-    if text.len() > SCAN_REGEX_CHARS_MAX {
-        return Err(AtError::new(
-            AtCode::InvalidSyntax,
-            format!("scan regex longer than {SCAN_REGEX_CHARS_MAX} characters"),
-        ));
-    }
-    regex::RegexBuilder::new(text)
-        .size_limit(SCAN_REGEX_BYTES_MAX)
-        .build()
-        .map_err(|e| {
-            AtError::new(
-                AtCode::InvalidSyntax,
-                format!("Invalid regex: {e}").replace('\n', " "),
-            )
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,14 +109,5 @@ mod tests {
         assert!(!owner_sees("public:_x@alice", true));
         assert!(!owner_sees("privatekey:at_pkam_publickey", true));
         assert!(!owner_sees("private:blocklist@alice", true));
-    }
-
-    #[test]
-    fn bad_regexes_are_syntax_errors() {
-        assert_eq!(
-            compile("(").map(|_| ()).map_err(|e| e.code),
-            Err(AtCode::InvalidSyntax)
-        );
-        assert!(compile(".*\\.wavi").is_ok());
     }
 }

@@ -34,12 +34,7 @@ pub fn apply(
         &cmd.ids
     };
     let regex = match cmd.regex {
-        Some(text) => Some(regex::Regex::new(text).map_err(|e| {
-            AtError::new(
-                AtCode::InvalidSyntax,
-                format!("Invalid regex: {e}").replace('\n', " "),
-            )
-        })?),
+        Some(text) => Some(super::pattern::compile(text)?),
         None => None,
     };
     payload.push('[');
