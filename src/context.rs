@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use crate::admission::Admission;
 use std::time::Instant;
 
 use crate::storage::TenantStore;
@@ -43,35 +45,15 @@ impl Tenant {
     }
 }
 
-/// Bounds and switches that connections read.
-#[derive(Debug, Clone)]
-pub struct SessionLimits {
-    /// Inbound connections per process; beyond it new ones get AT0012.
-    pub inbound_connections_max: usize,
-    /// Idle time before an unauthenticated connection is closed.
-    pub idle_unauth_ms: u64,
-    /// Idle time before an authenticated connection is closed.
-    pub idle_auth_ms: u64,
-}
-
-impl Default for SessionLimits {
-    fn default() -> Self {
-        SessionLimits {
-            inbound_connections_max: crate::limits::INBOUND_CONNECTIONS_MAX,
-            idle_unauth_ms: crate::limits::IDLE_UNAUTH_MS,
-            idle_auth_ms: crate::limits::IDLE_AUTH_MS,
-        }
-    }
-}
+pub use crate::admission::SessionLimits;
 
 pub struct ServerContext {
     pub tenants: HashMap<String, Arc<Tenant>>,
     pub tls: Arc<rustls::ServerConfig>,
     pub started: Instant,
     pub rng: ring::rand::SystemRandom,
-    pub limits: SessionLimits,
-    /// Open inbound connections across all shards (an atomic, not a lock).
-    active_connections: AtomicUsize,
+    /// Who gets a connection and for how long (atomics, not locks).
+    pub admission: Arc<Admission>,
     /// Cleared when the process is stopping (a signal or a fatal failure):
     /// new connections are then refused.
     accepting: AtomicBool,
@@ -93,8 +75,7 @@ impl ServerContext {
             tls,
             started: Instant::now(),
             rng: ring::rand::SystemRandom::new(),
-            limits,
-            active_connections: AtomicUsize::new(0),
+            admission: Admission::new(limits),
             accepting: AtomicBool::new(true),
             data_dir,
         }
@@ -124,30 +105,9 @@ impl ServerContext {
         self.accepting.store(false, Ordering::Release);
     }
 
+    /// Open inbound connections (`stats:1`).
     pub fn active_connections(&self) -> usize {
-        self.active_connections.load(Ordering::Relaxed)
-    }
-
-    /// Counts a new connection; `None` when the limit is reached.
-    pub fn admit(self: &Arc<Self>) -> Option<ConnectionSlot> {
-        let previous = self.active_connections.fetch_add(1, Ordering::AcqRel);
-        let slot = ConnectionSlot { ctx: self.clone() };
-        if previous >= self.limits.inbound_connections_max {
-            drop(slot);
-            return None;
-        }
-        Some(slot)
-    }
-}
-
-/// Releases its connection count when dropped, however the task ends.
-pub struct ConnectionSlot {
-    ctx: Arc<ServerContext>,
-}
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.ctx.active_connections.fetch_sub(1, Ordering::AcqRel);
+        self.admission.connections()
     }
 }
 

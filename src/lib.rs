@@ -14,6 +14,9 @@
 
 pub mod error;
 pub mod limits;
+
+#[cfg(feature = "runtime")]
+pub mod admission;
 pub mod protocol;
 
 #[cfg(feature = "runtime")]

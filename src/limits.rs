@@ -60,22 +60,88 @@ pub const PATTERN_NESTING_MAX: u32 = 64;
 const _: () = assert!(KEY_CHARS_MAX < CACHED_KEY_CHARS_MAX);
 const _: () = assert!(ATSIGN_CHARS_MAX < KEY_CHARS_MAX);
 
-/// Inbound connections one process accepts at once (AT0012 beyond). The
-/// reference defaults to 200 per atSign; this server is built for 10,000
-/// idle monitors and more, so the default is generous and configurable.
+/// Inbound connections one process accepts at once, counted at accept
+/// (AT0012 beyond). The reference defaults to 200 per atSign; this server is
+/// built for 10,000 idle monitors and more, so the default is generous and
+/// configurable (`--inbound-max`).
 pub const INBOUND_CONNECTIONS_MAX: usize = 50_000;
 
-/// An unauthenticated connection that stays silent this long is closed
-/// (the reference's `inbound_idle_time_millis`).
+/// Connections that have not authenticated yet (in their TLS handshake or
+/// after it). Beyond it the one unauthenticated the longest is evicted, so
+/// silent sockets cannot keep an owner out. An owner authenticates within
+/// milliseconds of connecting; ten thousand is far more than real clients
+/// ever have in that state at once.
+pub const UNAUTH_CONNECTIONS_MAX: usize = 10_000;
+
+/// Extra registry places for newcomers while the connections evicted for
+/// them are still closing.
+pub const ADMISSION_EVICTION_SLACK: usize = 1_024;
+
+/// Unauthenticated connections one source address (IPv4 address, IPv6
+/// /64) may hold. Devices behind one NAT each authenticate within
+/// milliseconds, so 64 at once is plenty; one host cannot fill the quota.
+pub const CONNECTIONS_PER_SOURCE_MAX: u32 = 64;
+
+/// Buckets the per-source counts are hashed into: a fixed table, so no
+/// number of source addresses can grow the server's memory.
+pub const SOURCE_BUCKETS: usize = 4_096;
+
+/// TLS handshakes in progress at once. A full handshake costs 0.15–0.8 ms
+/// of CPU and some tens of KiB; beyond it the oldest handshake is evicted.
+pub const TLS_HANDSHAKES_MAX: usize = 1_024;
+
+/// Handshakes done only to tell a refused client why (AT0012): beyond
+/// this many at once, refused connections are closed without a word, so
+/// refusing costs bounded CPU.
+pub const REFUSAL_HANDSHAKES_MAX: usize = 64;
+
+/// Deadline of a refusal handshake and its error line.
+pub const REFUSAL_HANDSHAKE_MS: u64 = 2_000;
+
+/// An unauthenticated connection that sends no complete line for this long
+/// is closed (the reference's `inbound_idle_time_millis`), while the
+/// unauthenticated pool is at most half full.
 pub const IDLE_UNAUTH_MS: u64 = 600_000;
+
+/// What the unauthenticated idle deadline shrinks to as the pool fills
+/// (the reference's minimum).
+pub const IDLE_UNAUTH_MIN_MS: u64 = 5_000;
+
+/// What the authenticated idle deadline shrinks to as the pool fills (the
+/// reference's minimum; monitors send a `noop:0` every 30 s).
+pub const IDLE_AUTH_MIN_MS: u64 = 60_000;
 
 /// An authenticated connection that stays silent this long is closed. The
 /// reference allows 30 days; a day bounds abandoned sockets while monitors
 /// stay alive through their 30 s `noop:0` heartbeats.
 pub const IDLE_AUTH_MS: u64 = 86_400_000;
 
-/// Deadline for a TLS handshake to complete after accept.
+/// Deadline for a TLS handshake to complete after accept, while at most
+/// half of [`TLS_HANDSHAKES_MAX`] are in progress.
 pub const TLS_HANDSHAKE_MS: u64 = 10_000;
+
+/// What the handshake deadline shrinks to as handshakes pile up: a real
+/// client on a slow link still completes within a second.
+pub const TLS_HANDSHAKE_MIN_MS: u64 = 1_000;
+
+/// Longest line an unauthenticated connection may send (AT0005 and close
+/// beyond). The largest legitimate pre-authentication lines are a `pkam`
+/// with an ML-DSA-65 signature (3,309 bytes, 4,412 in base64, plus its
+/// prefix and enrollment id) and an OTP `enroll:request` whose JSON carries
+/// an ML-DSA-65 public key (1,952 bytes, 2,604 in base64), an encrypted
+/// symmetric key and names: both under 6 KiB. 16 KiB leaves room for
+/// `clientConfig` and future fields without letting ten thousand waiting
+/// connections hold 10 MB each.
+pub const UNAUTH_LINE_BYTES_MAX: usize = 16 * 1024;
+
+/// Input bytes all connections of a process together may hold buffered
+/// (partial lines and unanswered pipelined requests). A connection whose
+/// read would exceed it is closed with AT0005.
+pub const INPUT_BUDGET_BYTES_MAX: usize = 512 * 1024 * 1024;
+
+/// The share of [`INPUT_BUDGET_BYTES_MAX`] unauthenticated connections may
+/// hold: thousands of clients trickling partial lines stop here.
+pub const UNAUTH_INPUT_BUDGET_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// Deadline for one write of replies to reach the socket; a client that does
 /// not read for this long is disconnected instead of pinning memory.
@@ -94,6 +160,14 @@ pub const AUTH_FAILURES_MAX: u32 = 10;
 
 const _: () = assert!(READ_CHUNK_BYTES < LINE_BYTES_MAX);
 const _: () = assert!(IDLE_UNAUTH_MS <= IDLE_AUTH_MS);
+const _: () = assert!(IDLE_UNAUTH_MIN_MS <= IDLE_UNAUTH_MS && IDLE_AUTH_MIN_MS <= IDLE_AUTH_MS);
+const _: () = assert!(TLS_HANDSHAKE_MIN_MS <= TLS_HANDSHAKE_MS);
+const _: () = assert!(UNAUTH_CONNECTIONS_MAX <= INBOUND_CONNECTIONS_MAX);
+const _: () = assert!(UNAUTH_LINE_BYTES_MAX < LINE_BYTES_MAX);
+const _: () = assert!(UNAUTH_INPUT_BUDGET_BYTES_MAX <= INPUT_BUDGET_BYTES_MAX);
+// One maximal line always fits the budget, and one pre-auth line its share.
+const _: () = assert!(LINE_BYTES_MAX + READ_CHUNK_BYTES <= INPUT_BUDGET_BYTES_MAX);
+const _: () = assert!(UNAUTH_LINE_BYTES_MAX + READ_CHUNK_BYTES <= UNAUTH_INPUT_BUDGET_BYTES_MAX);
 
 /// A directory connection that sends nothing for this long is closed.
 pub const DIRECTORY_IDLE_MS: u64 = 60_000;

@@ -18,6 +18,7 @@ fn server() -> &'static TestServer {
         let atsigns: Vec<(&str, &str)> = [
             "@alice", "@bob", "@errors", "@onboard", "@pkam", "@meta", "@scan", "@stats",
             "@expiry", "@del", "@ecc", "@pipe", "@order", "@rw", "@big", "@blank", "@csdk",
+            "@huge",
         ]
         .iter()
         .map(|a| (*a, SECRET))
@@ -545,14 +546,27 @@ fn exit_closes_without_a_reply() {
 
 #[test]
 fn an_oversized_line_is_at0005_and_closes() {
-    let mut c = Client::connect(server());
+    let mut c = owner("@huge");
     let chunk = vec![b'a'; 1 << 20];
     for _ in 0..10 {
         c.write(&chunk);
     }
     c.write(&vec![b'a'; 300_000]);
     let reply = c.read_reply();
-    assert!(reply.starts_with("error:AT0005-Exception: InboundBuffer overflow: server received request which exceeded the buffer size limit of 10240000 bytes."), "{reply}");
+    assert!(reply.starts_with("error:AT0005-Buffer limit exceeded : InboundBuffer overflow: server received request which exceeded the buffer size limit of 10240000 bytes."), "{reply}");
+    assert!(c.is_closed());
+}
+
+#[test]
+fn before_authentication_a_line_may_hold_16_kib() {
+    let mut c = Client::connect(server());
+    // The largest legitimate pre-auth lines (an ML-DSA-65 pkam, an OTP
+    // enroll:request) are under 6 KiB.
+    let long_pkam = format!("pkam:{}", "A".repeat(6_000));
+    assert!(c.send(&long_pkam).starts_with("error:AT0015-"));
+    c.write(&vec![b'a'; 16 * 1024 + 1]);
+    let reply = c.read_reply();
+    assert!(reply.starts_with("error:AT0005-Exception: InboundBuffer overflow: server received request which exceeded the buffer size limit of 16384 bytes."), "{reply}");
     assert!(c.is_closed());
 }
 
@@ -599,8 +613,8 @@ fn connections_beyond_the_inbound_limit_get_at0012() {
     let _first = Client::connect(&small);
     let _second = Client::connect(&small);
     let mut third = Client::connect_raw(small.addr, &small.ca);
-    let refused = third.read_exactly("error:AT0012-Inbound connection limit exceeded\n".len());
-    assert_eq!(refused, b"error:AT0012-Inbound connection limit exceeded\n");
+    let expected = b"error:AT0012-Inbound connection limit exceeded: at most 2 connections\n";
+    assert_eq!(third.read_exactly(expected.len()), expected);
     assert!(third.is_closed());
 }
 

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::admission::Admission;
 use crate::cli::{CertsArgs, DevArgs, DirectoryArgs, DurabilityArg, SchedulingArg, ServeArgs};
 use crate::context::{ServerContext, SessionLimits, Tenant};
 use crate::directory::Records;
@@ -72,14 +73,28 @@ impl ConnectionHandler for AtServerConnections {
 struct DirectoryConnections {
     records: Arc<Records>,
     tls: Arc<rustls::ServerConfig>,
+    admission: Arc<Admission>,
+}
+
+impl DirectoryConnections {
+    fn new(records: Records, tls: Arc<rustls::ServerConfig>) -> DirectoryConnections {
+        DirectoryConnections {
+            records: Arc::new(records),
+            tls,
+            admission: Admission::new(directory::limits()),
+        }
+    }
 }
 
 impl ConnectionHandler for DirectoryConnections {
     fn handle(&self, _shard: usize, stream: Socket) -> ConnectionFuture {
+        let peer = stream.peer_addr().ok();
         Box::pin(directory::serve(
             self.records.clone(),
             self.tls.clone(),
+            self.admission.clone(),
             stream,
+            peer,
             ShardClock,
         ))
     }
@@ -309,10 +324,7 @@ pub fn directory(args: DirectoryArgs) -> Result<(), AppError> {
         args.listen,
         args.shards,
         shard::Scheduling::Batch,
-        DirectoryConnections {
-            records: Arc::new(records),
-            tls,
-        },
+        DirectoryConnections::new(records, tls),
         supervisor.fatal_sink(),
         move |addr| {
             tracing::info!(%addr, records = count, "atDirectory ready");
@@ -415,10 +427,7 @@ pub fn dev(args: DevArgs) -> Result<(), AppError> {
         directory_addr,
         1,
         shard::Scheduling::Batch,
-        DirectoryConnections {
-            records: Arc::new(records),
-            tls: directory_tls,
-        },
+        DirectoryConnections::new(records, directory_tls),
         supervisor.fatal_sink(),
         |_| {},
     )?;

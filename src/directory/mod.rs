@@ -9,11 +9,13 @@
 
 pub mod records;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, FutureExt};
 
+use crate::admission::{Admission, SessionLimits};
 use crate::clock::Clock;
 use crate::limits::{
     DIRECTORY_IDLE_MS, DIRECTORY_LINE_BYTES_MAX, DIRECTORY_MISS_DELAY_MS, DIRECTORY_MISSES_MAX,
@@ -22,6 +24,15 @@ use crate::protocol::frame::Frame;
 use crate::session::io;
 use crate::session::lines::LineBuffer;
 pub use records::Records;
+
+/// The directory's connection limits: the atServer's defaults, with the
+/// directory's own idle deadline for its (never authenticated) connections.
+pub fn limits() -> SessionLimits {
+    SessionLimits {
+        idle_unauth_ms: DIRECTORY_IDLE_MS,
+        ..SessionLimits::default()
+    }
+}
 
 /// What to do with one complete input line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,24 +88,50 @@ impl DirectorySession {
 }
 
 /// Serves one accepted directory connection until either side ends it.
-pub async fn serve<S, C>(records: Arc<Records>, tls: Arc<rustls::ServerConfig>, stream: S, clock: C)
-where
+/// Directory connections never authenticate, so every one of them counts
+/// against the unauthenticated quota and its source's share.
+pub async fn serve<S, C>(
+    records: Arc<Records>,
+    tls: Arc<rustls::ServerConfig>,
+    admission: Arc<Admission>,
+    stream: S,
+    peer: Option<SocketAddr>,
+    clock: C,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
     C: Clock,
 {
-    let Ok(mut tls) = io::accept_tls(&clock, tls, stream).await else {
+    let mut ticket = match admission.admit(peer.map(|p| p.ip())) {
+        Ok(ticket) => ticket,
+        Err(refusal) => {
+            io::refuse(&clock, &admission, tls, stream, &refusal).await;
+            return;
+        }
+    };
+    let handshake = io::accept_tls(&clock, tls, stream, admission.handshake_limit());
+    let handshake = async { handshake.await.ok() }.or(async {
+        ticket.evicted().await;
+        None
+    });
+    let Some(mut tls) = handshake.await else {
         return;
     };
+    ticket.handshake_done();
     if io::write_all(&clock, &mut tls, b"@").await.is_err() {
         return;
     }
     let mut session = DirectorySession::default();
     let mut input = LineBuffer::new(DIRECTORY_LINE_BYTES_MAX);
-    let idle = Duration::from_millis(DIRECTORY_IDLE_MS);
+    let mut last_line = Instant::now();
     'connection: loop {
+        let idle = (last_line + ticket.idle_limit()).saturating_duration_since(Instant::now());
         let room = input.spare(DIRECTORY_LINE_BYTES_MAX + 1);
-        let read = match clock.deadline(idle, tls.read(room)).await {
-            Ok(Ok(read)) if read > 0 => read,
+        let read = async { clock.deadline(idle, tls.read(room)).await.ok() }.or(async {
+            ticket.evicted().await;
+            None
+        });
+        let read = match read.await {
+            Some(Ok(read)) if read > 0 => read,
             _ => break,
         };
         input.filled(DIRECTORY_LINE_BYTES_MAX + 1, read);
@@ -105,6 +142,7 @@ where
                 // The reference destroys the socket on overflow.
                 Frame::TooLong => break 'connection,
             };
+            last_line = Instant::now();
             match answer {
                 Answer::Close => break 'connection,
                 Answer::Reply { bytes, delay_ms } => {

@@ -127,11 +127,15 @@ pub fn response_error(out: &mut Vec<u8>, code: &str, msg: &str, prompt: Prompt<'
     prompt.write(out);
 }
 
-/// The inbound-limit refusal: no prompt, the connection is closed after it.
-pub fn inbound_limit(out: &mut Vec<u8>) {
+/// The inbound-limit refusal: `error:AT0012-<detail>\n`, no prompt; the
+/// connection is closed after it. `detail` starts with the reference's
+/// `Inbound connection limit exceeded` and names the limit.
+pub fn inbound_limit(out: &mut Vec<u8>, detail: &str) {
     out.extend_from_slice(b"error:");
     out.extend_from_slice(AtCode::InboundConnectionLimit.code().as_bytes());
-    out.extend_from_slice(b"-Inbound connection limit exceeded\n");
+    out.push(b'-');
+    push_line(out, detail);
+    out.push(b'\n');
 }
 
 /// A pushed monitor notification: `notification: <json>\n`, no prompt.
@@ -219,7 +223,7 @@ mod tests {
             "enrollment_id: 123 is pending",
             Prompt::Pol("@bob"),
         );
-        inbound_limit(&mut o);
+        inbound_limit(&mut o, "Inbound connection limit exceeded");
         notification(&mut o, "{\"id\":\"-1\"}");
         assert_eq!(
             s(o),

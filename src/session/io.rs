@@ -7,49 +7,73 @@ use std::time::Duration;
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use futures_rustls::server::TlsStream;
 
+use crate::admission::{Admission, Refusal};
 use crate::clock::Clock;
-use crate::limits::{TLS_HANDSHAKE_MS, WRITE_MS};
+use crate::limits::{REFUSAL_HANDSHAKE_MS, WRITE_MS};
+use crate::protocol::reply;
 
 /// Why a TLS handshake did not complete.
 #[derive(Debug)]
 pub enum HandshakeFailed {
     Tls(std::io::Error),
-    TimedOut,
+    TimedOut(Duration),
 }
 
 impl std::fmt::Display for HandshakeFailed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             HandshakeFailed::Tls(error) => write!(f, "TLS handshake failed: {error}"),
-            HandshakeFailed::TimedOut => {
-                write!(f, "TLS handshake not done within {TLS_HANDSHAKE_MS} ms")
+            HandshakeFailed::TimedOut(limit) => {
+                write!(f, "TLS handshake not done within {} ms", limit.as_millis())
             }
         }
     }
 }
 
-/// The server side of a TLS handshake, under [`TLS_HANDSHAKE_MS`].
+/// The server side of a TLS handshake, under `limit` (at most
+/// [`crate::limits::TLS_HANDSHAKE_MS`], less under pressure).
 pub async fn accept_tls<S, C>(
     clock: &C,
     config: Arc<rustls::ServerConfig>,
     stream: S,
+    limit: Duration,
 ) -> Result<TlsStream<S>, HandshakeFailed>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     C: Clock,
 {
     let acceptor = futures_rustls::TlsAcceptor::from(config);
-    match clock
-        .deadline(
-            Duration::from_millis(TLS_HANDSHAKE_MS),
-            acceptor.accept(stream),
-        )
-        .await
-    {
+    match clock.deadline(limit, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => Ok(tls),
         Ok(Err(error)) => Err(HandshakeFailed::Tls(error)),
-        Err(_) => Err(HandshakeFailed::TimedOut),
+        Err(_) => Err(HandshakeFailed::TimedOut(limit)),
     }
+}
+
+/// Tells a client it was not admitted (`error:AT0012-<why>`), if a refusal
+/// handshake is available; otherwise just closes. Either way the stream is
+/// gone afterwards.
+pub async fn refuse<S, C>(
+    clock: &C,
+    admission: &Arc<Admission>,
+    config: Arc<rustls::ServerConfig>,
+    stream: S,
+    refusal: &Refusal,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+    C: Clock,
+{
+    let Some(_handshake) = admission.refusal_handshake() else {
+        return;
+    };
+    let limit = Duration::from_millis(REFUSAL_HANDSHAKE_MS);
+    let Ok(mut tls) = accept_tls(clock, config, stream, limit).await else {
+        return;
+    };
+    let mut out = Vec::new();
+    reply::inbound_limit(&mut out, &refusal.to_string());
+    let _ = write_all(clock, &mut tls, &out).await;
+    close(clock, &mut tls).await;
 }
 
 /// The socket would not take the bytes (closed, or not read for

@@ -21,6 +21,8 @@ pub struct LineBuffer {
     scanned: usize,
     /// Longest line accepted; beyond it the framer says `TooLong`.
     line_bytes_max: usize,
+    /// Lines handed out so far.
+    lines_taken: u64,
 }
 
 impl LineBuffer {
@@ -30,7 +32,29 @@ impl LineBuffer {
             consumed: 0,
             scanned: 0,
             line_bytes_max,
+            lines_taken: 0,
         }
+    }
+
+    /// Changes the longest line accepted from the next line on (it grows
+    /// once a connection authenticates).
+    pub fn set_line_bytes_max(&mut self, line_bytes_max: usize) {
+        self.line_bytes_max = line_bytes_max;
+    }
+
+    pub fn line_bytes_max(&self) -> usize {
+        self.line_bytes_max
+    }
+
+    /// How many lines were handed out so far: a connection that completes
+    /// none is idle, however many bytes it trickles.
+    pub fn lines_taken(&self) -> u64 {
+        self.lines_taken
+    }
+
+    /// Bytes allocated for input (what the input budget counts).
+    pub fn capacity(&self) -> usize {
+        self.bytes.capacity()
     }
 
     /// Room for a read of up to `len` bytes at the end of the buffer; call
@@ -66,6 +90,7 @@ impl LineBuffer {
                 let end = start + line.len();
                 self.consumed += used;
                 self.scanned = 0;
+                self.lines_taken += 1;
                 Frame::Line(self.bytes.get(start..end).unwrap_or_default())
             }
             (Frame::Incomplete, _) => {

@@ -17,13 +17,13 @@ pub mod transcript;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, FutureExt};
 
 use crate::clock::{Clock, DeadlineExceeded};
 use crate::context::ServerContext;
 use crate::limits::{LINE_BYTES_MAX, READ_CHUNK_BYTES};
-use crate::protocol::reply;
 pub use inflight::InFlight;
 pub use lines::LineBuffer;
 pub use pipeline::{Flow, Pipeline, Progress};
@@ -37,6 +37,8 @@ pub const READ_SIZE_MIN_BYTES: usize = 512;
 enum Event {
     Read(Result<std::io::Result<usize>, DeadlineExceeded>),
     WriteDone,
+    /// Evicted to make room for a newcomer while still unauthenticated.
+    Evicted,
 }
 
 /// Serves one accepted connection until either side ends it.
@@ -48,20 +50,37 @@ where
     if !server.is_accepting() {
         return;
     }
-    let mut tls = match io::accept_tls(&clock, server.tls.clone(), stream).await {
-        Ok(tls) => tls,
-        Err(error) => {
-            tracing::debug!(?peer, %error, "no TLS session");
+    let admission = server.admission.clone();
+    let mut ticket = match admission.admit(peer.map(|p| p.ip())) {
+        Ok(ticket) => ticket,
+        Err(refusal) => {
+            tracing::debug!(?peer, %refusal, "connection refused");
+            io::refuse(&clock, &admission, server.tls.clone(), stream, &refusal).await;
             return;
         }
     };
-    let Some(_slot) = server.admit() else {
-        let mut out = Vec::new();
-        reply::inbound_limit(&mut out);
-        let _ = io::write_all(&clock, &mut tls, &out).await;
-        io::close(&clock, &mut tls).await;
-        return;
+    let handshake = io::accept_tls(
+        &clock,
+        server.tls.clone(),
+        stream,
+        admission.handshake_limit(),
+    );
+    let handshake = async { Some(handshake.await) }.or(async {
+        ticket.evicted().await;
+        None
+    });
+    let mut tls = match handshake.await {
+        Some(Ok(tls)) => tls,
+        Some(Err(error)) => {
+            tracing::debug!(?peer, %error, "no TLS session");
+            return;
+        }
+        None => {
+            tracing::debug!(?peer, "evicted during its TLS handshake");
+            return;
+        }
     };
+    ticket.handshake_done();
     if io::write_all(&clock, &mut tls, Transcript::GREETING)
         .await
         .is_err()
@@ -80,11 +99,17 @@ where
     let mut out: Vec<u8> = Vec::new();
     // Idle connections hold small buffers; busy ones grow theirs.
     let mut read_size = READ_SIZE_MIN_BYTES;
+    // The idle deadline runs from the last complete line, so a client that
+    // trickles a partial line cannot keep the connection alive forever.
+    let mut last_line = Instant::now();
     'connection: loop {
+        if pipeline.state().is_authenticated() {
+            ticket.authenticated();
+        }
         // Wait for input, or for the oldest in-flight write to become
         // durable, whichever comes first: a pipelining client keeps sending
         // while its earlier writes are being committed.
-        let idle = pipeline.idle_limit();
+        let idle = (last_line + ticket.idle_limit()).saturating_duration_since(Instant::now());
         let may_read = pipeline.can_take_more();
         let spare_len = if may_read { read_size } else { 0 };
         let event = {
@@ -103,7 +128,11 @@ where
                 pipeline.oldest_write_done().await;
                 Event::WriteDone
             };
-            read.or(write_done).await
+            let evicted = async {
+                ticket.evicted().await;
+                Event::Evicted
+            };
+            read.or(write_done).or(evicted).await
         };
         let progress = match event {
             Event::WriteDone => {
@@ -112,6 +141,10 @@ where
                     Flow::Continue => Progress::NeedInput,
                     Flow::Close => Progress::Close,
                 }
+            }
+            Event::Evicted => {
+                tracing::debug!(?peer, "evicted while unauthenticated");
+                break;
             }
             Event::Read(Ok(Ok(0)) | Ok(Err(_))) => break,
             Event::Read(Err(_)) => {
@@ -125,16 +158,35 @@ where
                 } else {
                     READ_SIZE_MIN_BYTES.max(read_size / 2)
                 };
-                loop {
-                    match pipeline.answer(&mut input, &mut out).await {
-                        Progress::WriteOut => {
-                            if io::write_all(&clock, &mut tls, &out).await.is_err() {
-                                break 'connection;
+                if ticket.hold_input(input.capacity()) {
+                    let lines_before = input.lines_taken();
+                    let progress = loop {
+                        match pipeline.answer(&mut input, &mut out).await {
+                            Progress::WriteOut => {
+                                if io::write_all(&clock, &mut tls, &out).await.is_err() {
+                                    break 'connection;
+                                }
+                                out.clear();
                             }
-                            out.clear();
+                            done => break done,
                         }
-                        done => break done,
+                    };
+                    if input.lines_taken() != lines_before {
+                        last_line = Instant::now();
                     }
+                    progress
+                } else {
+                    let limits = admission.limits();
+                    let budget = if ticket.is_unauthenticated() {
+                        limits.unauth_input_budget_bytes
+                    } else {
+                        limits.input_budget_bytes
+                    };
+                    tracing::warn!(?peer, budget, "input budget exhausted: closing");
+                    pipeline
+                        .close_with(&pipeline::input_budget_exhausted(budget), &mut out)
+                        .await;
+                    Progress::Close
                 }
             }
         };
@@ -153,6 +205,7 @@ where
             }
             pipeline.release_buffers();
         }
+        ticket.hold_input(input.capacity());
         if progress == Progress::Close {
             break;
         }

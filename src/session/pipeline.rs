@@ -11,7 +11,7 @@
 //! ([`super::transcript`]) both drive it.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::inflight::{InFlight, Slot};
 use super::lines::LineBuffer;
@@ -20,7 +20,7 @@ use crate::clock::Clock;
 use crate::connection::ConnectionState;
 use crate::context::ServerContext;
 use crate::error::{AtCode, AtError};
-use crate::limits::LINE_BYTES_MAX;
+use crate::limits::{LINE_BYTES_MAX, UNAUTH_LINE_BYTES_MAX};
 use crate::protocol::frame::Frame;
 use crate::protocol::reply;
 use crate::verbs::table::Ordering;
@@ -37,6 +37,27 @@ pub const INFLIGHT_REPLIES_MAX: usize = 1_024;
 /// Reused scratch buffers above this capacity are freed when the
 /// connection goes quiet.
 const SCRATCH_BYTES_MAX: usize = 4 * 1024;
+
+/// AT0005 for a line over `limit` (the reference's text, naming the limit
+/// that applied).
+pub fn line_too_long(limit: usize) -> AtError {
+    AtError::new(
+        AtCode::BufferLimit,
+        format!(
+            "InboundBuffer overflow: server received request which exceeded the buffer size limit of {limit} bytes. Terminating the connection."
+        ),
+    )
+}
+
+/// AT0005 for a read the process's input budget cannot take.
+pub fn input_budget_exhausted(budget: usize) -> AtError {
+    AtError::new(
+        AtCode::BufferLimit,
+        format!(
+            "InboundBuffer overflow: the server's input buffers are full ({budget} bytes for connections in this state). Terminating the connection."
+        ),
+    )
+}
 
 /// Whether the connection goes on after a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,14 +112,14 @@ impl<C: Clock> Pipeline<C> {
         &self.state
     }
 
-    /// How long the connection may stay silent before it is closed.
-    pub fn idle_limit(&self) -> Duration {
-        let limits = &self.server.limits;
-        Duration::from_millis(if self.state.is_authenticated() {
-            limits.idle_auth_ms
+    /// The longest line the connection may send now: small until it has
+    /// authenticated.
+    pub fn line_bytes_max(&self) -> usize {
+        if self.state.is_authenticated() {
+            LINE_BYTES_MAX
         } else {
-            limits.idle_unauth_ms
-        })
+            UNAUTH_LINE_BYTES_MAX
+        }
     }
 
     /// Whether replies are waiting for in-flight writes.
@@ -116,6 +137,7 @@ impl<C: Clock> Pipeline<C> {
     /// until it needs more input, must write out, or must close.
     pub async fn answer(&mut self, input: &mut LineBuffer, out: &mut Vec<u8>) -> Progress {
         loop {
+            input.set_line_bytes_max(self.line_bytes_max());
             match input.next_line() {
                 Frame::Line(line) => {
                     if self.handle_line(line, out).await == Flow::Close {
@@ -137,12 +159,7 @@ impl<C: Clock> Pipeline<C> {
                     };
                 }
                 Frame::TooLong => {
-                    let error = AtError::new(
-                        AtCode::BufferLimit,
-                        format!(
-                            "InboundBuffer overflow: server received request which exceeded the buffer size limit of {LINE_BYTES_MAX} bytes. Terminating the connection."
-                        ),
-                    );
+                    let error = line_too_long(input.line_bytes_max());
                     self.flush(out).await;
                     self.state.write_error(&error, out);
                     return Progress::Close;
@@ -293,6 +310,12 @@ impl<C: Clock> Pipeline<C> {
             self.inflight.push_ready(reply);
         }
         Flow::Continue
+    }
+
+    /// Answers everything queued, then `error` (which closes the connection).
+    pub async fn close_with(&mut self, error: &AtError, out: &mut Vec<u8>) {
+        self.flush(out).await;
+        self.state.write_error(error, out);
     }
 
     /// Resolves once the oldest in-flight write is durable.
