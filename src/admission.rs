@@ -354,7 +354,7 @@ fn shrunk(max: u64, min: u64, current: usize, capacity: usize) -> u64 {
 /// The bucket of a source address: IPv4 addresses one by one, IPv6 by /64
 /// (one host usually holds a whole /64). Buckets are shared by the
 /// addresses that hash alike, which only makes their cap stricter.
-fn source_bucket(source: IpAddr) -> usize {
+pub fn source_bucket(source: IpAddr) -> usize {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut eat = |bytes: &[u8]| {
         for byte in bytes {

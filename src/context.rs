@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use crate::admission::Admission;
+use crate::auth::throttle::{FailureCounter, SourceFailures};
 use std::time::Instant;
 
 use crate::storage::TenantStore;
@@ -24,6 +25,8 @@ pub struct Tenant {
     pub last_login_ms: AtomicI64,
     /// Epoch ms of the last successful pkam, 0 = none since start (`stats:10`).
     pub last_pkam_ms: AtomicI64,
+    /// Recent failed logins of this atSign, from anywhere.
+    pub login_failures: FailureCounter,
 }
 
 impl std::fmt::Debug for Tenant {
@@ -41,6 +44,7 @@ impl Tenant {
             store,
             last_login_ms: AtomicI64::new(0),
             last_pkam_ms: AtomicI64::new(0),
+            login_failures: FailureCounter::default(),
         }
     }
 }
@@ -54,6 +58,8 @@ pub struct ServerContext {
     pub rng: ring::rand::SystemRandom,
     /// Who gets a connection and for how long (atomics, not locks).
     pub admission: Arc<Admission>,
+    /// Recent failed logins per source address bucket.
+    pub login_failures_by_source: SourceFailures,
     /// Cleared when the process is stopping (a signal or a fatal failure):
     /// new connections are then refused.
     accepting: AtomicBool,
@@ -76,6 +82,7 @@ impl ServerContext {
             started: Instant::now(),
             rng: ring::rand::SystemRandom::new(),
             admission: Admission::new(limits),
+            login_failures_by_source: SourceFailures::new(crate::limits::SOURCE_BUCKETS),
             accepting: AtomicBool::new(true),
             data_dir,
         }

@@ -155,6 +155,25 @@ pub const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// window passes.
 pub const UNAUTH_COMMANDS_PER_SEC_MAX: u32 = 200;
 
+/// Failed logins of one atSign answered without a delay (a typo, a stale
+/// key); later ones wait [`LOGIN_DELAY_BASE_MS`], doubling.
+pub const LOGIN_FREE_FAILURES: u32 = 3;
+
+/// Failed logins from one source address answered without a delay: more
+/// than for one atSign, as many users' devices may share an address.
+pub const LOGIN_FREE_FAILURES_PER_SOURCE: u32 = 10;
+
+/// The first delay before answering a failed login past the free ones.
+pub const LOGIN_DELAY_BASE_MS: u64 = 500;
+
+/// The longest delay before answering a failed login: a brute force then
+/// costs its connection 30 s per guess, and the per-source cap bounds how
+/// many connections it has.
+pub const LOGIN_DELAY_MAX_MS: u64 = 30_000;
+
+/// Failures older than this are forgotten.
+pub const LOGIN_FAILURE_WINDOW_MS: u64 = 15 * 60 * 1_000;
+
 /// Failed `cram`/`pkam` attempts on one connection before it is closed.
 pub const AUTH_FAILURES_MAX: u32 = 10;
 
@@ -162,6 +181,10 @@ const _: () = assert!(READ_CHUNK_BYTES < LINE_BYTES_MAX);
 const _: () = assert!(IDLE_UNAUTH_MS <= IDLE_AUTH_MS);
 const _: () = assert!(IDLE_UNAUTH_MIN_MS <= IDLE_UNAUTH_MS && IDLE_AUTH_MIN_MS <= IDLE_AUTH_MS);
 const _: () = assert!(TLS_HANDSHAKE_MIN_MS <= TLS_HANDSHAKE_MS);
+const _: () = assert!(LOGIN_DELAY_BASE_MS <= LOGIN_DELAY_MAX_MS);
+// A delayed failure must still be answered before the client's challenge
+// runs out, or its next attempt could never succeed.
+const _: () = assert!(LOGIN_DELAY_MAX_MS < CHALLENGE_TTL_MS);
 const _: () = assert!(UNAUTH_CONNECTIONS_MAX <= INBOUND_CONNECTIONS_MAX);
 const _: () = assert!(UNAUTH_LINE_BYTES_MAX < LINE_BYTES_MAX);
 const _: () = assert!(UNAUTH_INPUT_BUDGET_BYTES_MAX <= INPUT_BUDGET_BYTES_MAX);

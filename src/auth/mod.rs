@@ -3,6 +3,7 @@
 pub mod challenge;
 pub mod cram;
 pub mod pkam;
+pub mod throttle;
 
 /// Compares two byte strings in time that depends only on their lengths.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -1,5 +1,6 @@
 //! [`ConnectionState`]: what one connection has established so far.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,8 @@ enum Proven {
 pub struct ConnectionState {
     /// `_<uuid>`, fixed for the connection's life.
     session_id: String,
+    /// The client's address, when it came over the network.
+    peer: Option<IpAddr>,
     /// The hosted atSign this connection talks to, once known.
     tenant: Option<Arc<Tenant>>,
     proven: Proven,
@@ -45,9 +48,15 @@ pub struct ConnectionState {
 impl ConnectionState {
     /// A fresh connection. `tenant` is the atSign it talks to before it
     /// names one: set when the process hosts exactly one.
-    pub fn new(session_id: String, tenant: Option<Arc<Tenant>>, now: Instant) -> ConnectionState {
+    pub fn new(
+        session_id: String,
+        peer: Option<IpAddr>,
+        tenant: Option<Arc<Tenant>>,
+        now: Instant,
+    ) -> ConnectionState {
         ConnectionState {
             session_id,
+            peer,
             tenant,
             proven: Proven::Nothing,
             challenge: None,
@@ -60,6 +69,11 @@ impl ConnectionState {
 
     pub fn session_id(&self) -> &str {
         &self.session_id
+    }
+
+    /// The client's address (for per-source limits and logs).
+    pub fn peer(&self) -> Option<IpAddr> {
+        self.peer
     }
 
     /// The hosted atSign this connection talks to, once known.
@@ -206,7 +220,7 @@ mod tests {
     }
 
     fn state() -> ConnectionState {
-        ConnectionState::new("_s".into(), None, Instant::now())
+        ConnectionState::new("_s".into(), None, None, Instant::now())
     }
 
     #[test]
@@ -242,7 +256,7 @@ mod tests {
 
     #[test]
     fn peers_get_the_pol_prompt_but_exception_errors_get_the_bare_one() {
-        let mut s = ConnectionState::new("_s".into(), Some(tenant("@alice")), Instant::now());
+        let mut s = ConnectionState::new("_s".into(), None, Some(tenant("@alice")), Instant::now());
         s.authenticate_peer("@bob".into());
         assert_eq!(s.caller().kind(), CallerKind::Peer);
         assert_eq!(s.prompt(), Prompt::Pol("@bob"));
@@ -267,7 +281,7 @@ mod tests {
     #[test]
     fn the_rate_limit_counts_per_second_and_spares_the_authenticated() {
         let start = Instant::now();
-        let mut s = ConnectionState::new("_s".into(), None, start);
+        let mut s = ConnectionState::new("_s".into(), None, None, start);
         for _ in 0..UNAUTH_COMMANDS_PER_SEC_MAX {
             assert!(s.admit_command(start));
         }

@@ -87,7 +87,7 @@ where
     {
         return;
     }
-    let mut pipeline = match Pipeline::new(server.clone(), clock.clone()) {
+    let mut pipeline = match Pipeline::new(server.clone(), clock.clone(), peer.map(|p| p.ip())) {
         Ok(pipeline) => pipeline,
         Err(error) => {
             tracing::error!(?peer, %error, "connection refused");

@@ -10,6 +10,7 @@
 //! ([`super::serve`]) and the in-process transcript driver
 //! ([`super::transcript`]) both drive it.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -94,11 +95,15 @@ pub struct Pipeline<C: Clock> {
 impl<C: Clock> Pipeline<C> {
     /// A new connection's pipeline, with a fresh session id (which needs
     /// the random-number source).
-    pub fn new(server: Arc<ServerContext>, clock: C) -> Result<Pipeline<C>, RandomnessFailed> {
+    pub fn new(
+        server: Arc<ServerContext>,
+        clock: C,
+        peer: Option<IpAddr>,
+    ) -> Result<Pipeline<C>, RandomnessFailed> {
         let session_id = format!("_{}", uuid_v4(&server.rng)?);
         let tenant = server.sole_tenant().cloned();
         Ok(Pipeline {
-            state: ConnectionState::new(session_id, tenant, Instant::now()),
+            state: ConnectionState::new(session_id, peer, tenant, Instant::now()),
             server,
             inflight: InFlight::default(),
             clock,

@@ -7,18 +7,20 @@
 //! (in-flight writes are awaited), so a transcript's output depends only on
 //! its input.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::lines::LineBuffer;
 use super::pipeline::{Pipeline, Progress};
 use crate::auth::challenge::RandomnessFailed;
-use crate::clock::InstantClock;
+use crate::clock::{Clock, InstantClock};
 use crate::context::ServerContext;
 use crate::limits::LINE_BYTES_MAX;
 
-/// One simulated connection.
-pub struct Transcript {
-    pipeline: Pipeline<InstantClock>,
+/// One simulated connection. Its clock is [`InstantClock`] unless a test
+/// brings one that records what the server slept.
+pub struct Transcript<C: Clock = InstantClock> {
+    pipeline: Pipeline<C>,
     input: LineBuffer,
     closed: bool,
 }
@@ -29,8 +31,19 @@ impl Transcript {
 
     /// A new connection to `server` (its greeting is [`Self::GREETING`]).
     pub fn new(server: Arc<ServerContext>) -> Result<Transcript, RandomnessFailed> {
+        Transcript::with_clock(server, InstantClock, None)
+    }
+}
+
+impl<C: Clock> Transcript<C> {
+    /// A new connection with its own clock, as if from `peer`.
+    pub fn with_clock(
+        server: Arc<ServerContext>,
+        clock: C,
+        peer: Option<IpAddr>,
+    ) -> Result<Transcript<C>, RandomnessFailed> {
         Ok(Transcript {
-            pipeline: Pipeline::new(server, InstantClock)?,
+            pipeline: Pipeline::new(server, clock, peer)?,
             input: LineBuffer::new(LINE_BYTES_MAX),
             closed: false,
         })

@@ -130,7 +130,7 @@ mod tests {
     use crate::verbs::table::{Access, rows};
 
     fn anonymous() -> ConnectionState {
-        ConnectionState::new("_s".into(), None, Instant::now())
+        ConnectionState::new("_s".into(), None, None, Instant::now())
     }
 
     fn owner() -> ConnectionState {
@@ -146,7 +146,7 @@ mod tests {
 
     fn peer() -> ConnectionState {
         let tenant = crate::context::testing::tenant("@alice");
-        let mut state = ConnectionState::new("_s".into(), Some(tenant), Instant::now());
+        let mut state = ConnectionState::new("_s".into(), None, Some(tenant), Instant::now());
         state.authenticate_peer("@bob".into());
         state
     }

@@ -63,8 +63,8 @@ pub async fn run<C: Clock>(
     } = planned;
     match (command, caller) {
         (Command::From(c), _) => from::apply(server, state, c, payload),
-        (Command::Cram(c), _) => cram::apply(state, c, payload),
-        (Command::Pkam(c), _) => pkam::apply(state, c, payload),
+        (Command::Cram(c), _) => cram::apply(server, state, clock, c, payload).await,
+        (Command::Pkam(c), _) => pkam::apply(server, state, clock, c, payload).await,
         (Command::Info(c), _) => info::apply(server, c, payload),
         (Command::Noop(c), _) => noop::apply(clock, c, payload).await,
         (Command::Lookup(c), caller) => lookup::apply(server, &caller, c, payload),

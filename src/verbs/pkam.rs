@@ -3,17 +3,21 @@
 use std::time::Instant;
 
 use super::Reply;
-use super::cram::missing_challenge;
+use super::cram::{missing_challenge, refuse_login};
 use crate::auth::pkam;
+use crate::clock::Clock;
 use crate::connection::{AuthMethod, ConnectionState};
+use crate::context::ServerContext;
 use crate::error::{AtCode, AtError};
 use crate::protocol::command::Pkam;
 
 /// The legacy PKAM public key (written by the onboarding client).
 pub const PKAM_PUBLIC_KEY: &str = "privatekey:at_pkam_publickey";
 
-pub fn apply(
+pub async fn apply<C: Clock>(
+    server: &ServerContext,
     state: &mut ConnectionState,
+    clock: &C,
     cmd: Pkam<'_>,
     payload: &mut String,
 ) -> Result<Reply, AtError> {
@@ -34,8 +38,9 @@ pub fn apply(
         .read(PKAM_PUBLIC_KEY, |r| r.value_str().map(str::to_string))?
         .flatten()
         .ok_or_else(|| AtError::key_not_found(PKAM_PUBLIC_KEY))?;
+    const FAILED: &str = "pkam authentication failed";
     if !challenge.is_fresh(Instant::now()) {
-        return Err(state.fail_authentication("pkam authentication failed"));
+        return Err(refuse_login(server, state, &tenant, clock, "pkam", FAILED).await);
     }
     match pkam::verify(
         cmd.signing_algo,
@@ -46,6 +51,7 @@ pub fn apply(
     ) {
         Ok(()) => {
             state.authenticate_owner(AuthMethod::Pkam);
+            tenant.login_failures.clear();
             let now = super::now_ms();
             tenant
                 .last_login_ms
@@ -58,7 +64,7 @@ pub fn apply(
         }
         Err(failure) => {
             tracing::debug!(?failure, atsign = %tenant.atsign, "pkam refused");
-            Err(state.fail_authentication("pkam authentication failed"))
+            Err(refuse_login(server, state, &tenant, clock, "pkam", FAILED).await)
         }
     }
 }

@@ -1,0 +1,229 @@
+//! Byte-exact cases that need no socket, run in-process on the real
+//! pipeline and stores through the transcript driver
+//! (`atserver::session::Transcript`): the same replies a TLS client gets,
+//! without TLS.
+
+use std::future::Ready;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use atserver::app::ScratchServer;
+use atserver::clock::{Clock, DeadlineExceeded};
+use atserver::session::Transcript;
+
+const SECRET: &str = "transcript-secret";
+
+fn server() -> &'static ScratchServer {
+    static SERVER: OnceLock<ScratchServer> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let atsigns = [
+            "@alice",
+            "@keys",
+            "@times",
+            "@regex",
+            "@throttled",
+            "@source1",
+            "@source2",
+        ];
+        let atsigns: Vec<(&str, &str)> = atsigns.iter().map(|a| (*a, SECRET)).collect();
+        ScratchServer::open(&atsigns).expect("scratch server")
+    })
+}
+
+fn connect() -> Transcript {
+    Transcript::new(server().server.clone()).expect("transcript")
+}
+
+/// The challenge of a `from:` reply.
+fn challenge_of(reply: &str) -> &str {
+    reply
+        .strip_prefix("data:")
+        .and_then(|r| r.strip_suffix("\n@"))
+        .expect("a challenge")
+}
+
+fn owner(atsign: &str) -> Transcript {
+    let mut t = connect();
+    let reply = t.send(&format!("from:{atsign}"));
+    let digest = atserver::auth::cram::expected_digest(SECRET, challenge_of(&reply));
+    assert_eq!(
+        t.send(&format!("cram:{digest}")),
+        format!("data:success\n{atsign}@")
+    );
+    t
+}
+
+#[test]
+fn a_transcript_answers_like_a_connection() {
+    let mut t = connect();
+    assert_eq!(Transcript::GREETING, b"@");
+    assert_eq!(t.send("noop:0"), "data:ok\n@");
+    assert_eq!(
+        t.send("update:x@alice v"),
+        "error:AT0401-Exception: Command cannot be executed without auth\n@"
+    );
+    let replies = t.feed(b"\r\nnoop:1000\npartial");
+    assert_eq!(
+        String::from_utf8_lossy(&replies),
+        "error:AT0003-Exception: invalid command\n@data:ok\n@"
+    );
+    assert_eq!(
+        t.feed(b" line\n"),
+        b"error:AT0003-Exception: invalid command\n@"
+    );
+    assert!(t.feed(b"@exit\nnoop:0\n").is_empty());
+    assert!(t.is_closed());
+}
+
+/// A key over the reference's limit is refused by every verb that names
+/// one, before anything reaches the store (fjall itself panics on keys over
+/// 64 KiB, which once stopped a storage shard).
+#[test]
+fn giant_keys_are_at0016_on_every_verb_that_names_a_key() {
+    let mut t = owner("@keys");
+    let giant = "k".repeat(70_000);
+    let lines = [
+        format!("update:{giant}@keys v"),
+        format!("update:meta:{giant}@keys:ttl:1000"),
+        format!("llookup:{giant}@keys"),
+        format!("llookup:all:{giant}@keys"),
+        format!("lookup:{giant}@keys"),
+        format!("plookup:{giant}@keys"),
+        format!("delete:{giant}@keys"),
+        format!("llookup:xy@{giant}"),
+    ];
+    for line in &lines {
+        let reply = t.send(line);
+        assert!(
+            reply.starts_with("error:AT0016-Invalid key : key length "),
+            "{}: {reply}",
+            &line[..20]
+        );
+        assert!(reply.ends_with("\n@keys@"));
+    }
+    // The store still works for everybody.
+    assert_eq!(t.send("update:small@keys v"), "data:0\n@keys@");
+    assert_eq!(t.send("llookup:small@keys"), "data:v\n@keys@");
+}
+
+#[test]
+fn time_fields_that_would_overflow_are_at0003() {
+    let mut t = owner("@times");
+    for field in ["ttl", "ttb"] {
+        let reply = t.send(&format!("update:{field}:9223372036854775807:x@times v"));
+        assert!(
+            reply.starts_with(&format!(
+                "error:AT0003-Invalid syntax : Valid value for {} should be at most",
+                field.to_uppercase()
+            )),
+            "{reply}"
+        );
+    }
+    let reply = t.send("update:ttr:9223372036854775807:x@times v");
+    assert!(
+        reply.starts_with("error:AT0003-Invalid syntax : Valid value for TTR should be at most"),
+        "{reply}"
+    );
+    let reply = t.send("update:ttl:99999999999999999999999:x@times v");
+    assert!(reply.starts_with("error:AT0003-"), "{reply}");
+    assert_eq!(t.send("update:ttl:60000:x@times v"), "data:0\n@times@");
+}
+
+#[test]
+fn hostile_regexes_are_at0003_and_the_connection_goes_on() {
+    let mut t = owner("@regex");
+    for pattern in [r"(\w{500}){500}", "(", &"(a".repeat(200)] {
+        let reply = t.send(&format!("scan {pattern}"));
+        assert!(reply.starts_with("error:AT0003-"), "{reply}");
+        let reply = t.send(&format!("stats:3:{pattern}"));
+        assert!(reply.starts_with("error:AT0003-"), "{reply}");
+    }
+    assert_eq!(t.send("scan"), "data:[]\n@regex@");
+}
+
+/// A clock that records what the server slept, so a test can check
+/// delays without waiting for them or timing anything.
+#[derive(Clone, Default)]
+struct RecordingClock {
+    slept: Arc<Mutex<Vec<Duration>>>,
+}
+
+impl RecordingClock {
+    fn take(&self) -> Vec<Duration> {
+        std::mem::take(&mut *self.slept.lock().expect("lock"))
+    }
+}
+
+impl Clock for RecordingClock {
+    type Sleep = Ready<()>;
+
+    fn sleep(&self, duration: Duration) -> Self::Sleep {
+        self.slept.lock().expect("lock").push(duration);
+        std::future::ready(())
+    }
+
+    async fn deadline<F: std::future::Future>(
+        &self,
+        _limit: Duration,
+        future: F,
+    ) -> Result<F::Output, DeadlineExceeded> {
+        Ok(future.await)
+    }
+}
+
+/// One failed cram by `atsign` from `peer`; returns what the server slept.
+fn failed_cram(clock: &RecordingClock, peer: &str, atsign: &str) -> Vec<Duration> {
+    let peer: IpAddr = peer.parse().expect("address");
+    let mut t =
+        Transcript::with_clock(server().server.clone(), clock.clone(), Some(peer)).expect("t");
+    t.send(&format!("from:{atsign}"));
+    assert_eq!(
+        t.send("cram:00"),
+        "error:AT0401-Exception: Authentication Failed\n@"
+    );
+    clock.take()
+}
+
+#[test]
+fn failed_logins_of_one_atsign_wait_longer_and_longer_until_a_success() {
+    let clock = RecordingClock::default();
+    let ms = Duration::from_millis;
+    let delays: Vec<Vec<Duration>> = (0..6)
+        .map(|i| failed_cram(&clock, &format!("10.1.0.{i}"), "@throttled"))
+        .collect();
+    assert_eq!(
+        delays,
+        [
+            vec![],
+            vec![],
+            vec![],
+            vec![ms(500)],
+            vec![ms(1000)],
+            vec![ms(2000)]
+        ],
+        "each from a new connection and address: the atSign's count decides"
+    );
+    owner("@throttled");
+    assert!(
+        failed_cram(&clock, "10.1.0.9", "@throttled").is_empty(),
+        "a success forgets the failures"
+    );
+}
+
+#[test]
+fn failed_logins_from_one_address_wait_across_atsigns() {
+    let clock = RecordingClock::default();
+    let mut waited = Vec::new();
+    for i in 0..12 {
+        let atsign = if i % 2 == 0 { "@source1" } else { "@source2" };
+        if i >= 6 {
+            // Keep the per-atSign counts free, so only the address counts.
+            owner(atsign);
+        }
+        waited.push(failed_cram(&clock, "10.2.0.1", atsign));
+    }
+    assert!(waited[..10].iter().all(Vec::is_empty), "{waited:?}");
+    assert_eq!(waited[10], [Duration::from_millis(500)], "{waited:?}");
+    assert_eq!(waited[11], [Duration::from_millis(1000)]);
+}
