@@ -14,8 +14,13 @@ use crate::storage::PendingWrite;
 pub(super) enum Slot {
     /// A reply computed already, to be written after the slots before it.
     Ready(Vec<u8>),
-    /// A write whose commit id (or error) is the reply.
-    Write { key: String, pending: PendingWrite },
+    /// A write whose commit id (or error) is the reply; `bytes` is the
+    /// size of its request line.
+    Write {
+        key: String,
+        bytes: usize,
+        pending: PendingWrite,
+    },
     /// A write whose result is not reported (a follow-up write).
     Silent { key: String, pending: PendingWrite },
 }
@@ -25,6 +30,8 @@ pub struct InFlight {
     slots: VecDeque<Slot>,
     /// Bytes held in `Ready` slots.
     ready_bytes: usize,
+    /// Request bytes of the `Write` slots.
+    write_bytes: usize,
 }
 
 impl InFlight {
@@ -41,6 +48,11 @@ impl InFlight {
         self.ready_bytes
     }
 
+    /// Request bytes of the writes in flight.
+    pub fn write_bytes(&self) -> usize {
+        self.write_bytes
+    }
+
     pub(super) fn push_ready(&mut self, reply: Vec<u8>) {
         debug_assert_eq!(self.ready_bytes, self.counted_ready_bytes());
         self.ready_bytes += reply.len();
@@ -48,8 +60,15 @@ impl InFlight {
         debug_assert_eq!(self.ready_bytes, self.counted_ready_bytes());
     }
 
-    pub(super) fn push_write(&mut self, key: String, pending: PendingWrite) {
-        self.slots.push_back(Slot::Write { key, pending });
+    pub(super) fn push_write(&mut self, key: String, bytes: usize, pending: PendingWrite) {
+        debug_assert_eq!(self.write_bytes, self.counted_write_bytes());
+        self.write_bytes += bytes;
+        self.slots.push_back(Slot::Write {
+            key,
+            bytes,
+            pending,
+        });
+        debug_assert_eq!(self.write_bytes, self.counted_write_bytes());
     }
 
     pub(super) fn push_silent(&mut self, key: String, pending: PendingWrite) {
@@ -62,17 +81,26 @@ impl InFlight {
 
     pub(super) fn pop_front(&mut self) -> Option<Slot> {
         debug_assert_eq!(self.ready_bytes, self.counted_ready_bytes());
+        debug_assert_eq!(self.write_bytes, self.counted_write_bytes());
         let slot = self.slots.pop_front();
-        if let Some(Slot::Ready(bytes)) = &slot {
-            self.ready_bytes = self.ready_bytes.saturating_sub(bytes.len());
+        match &slot {
+            Some(Slot::Ready(bytes)) => {
+                self.ready_bytes = self.ready_bytes.saturating_sub(bytes.len());
+            }
+            Some(Slot::Write { bytes, .. }) => {
+                self.write_bytes = self.write_bytes.saturating_sub(*bytes);
+            }
+            Some(Slot::Silent { .. }) | None => {}
         }
         debug_assert_eq!(self.ready_bytes, self.counted_ready_bytes());
+        debug_assert_eq!(self.write_bytes, self.counted_write_bytes());
         slot
     }
 
     pub(super) fn clear(&mut self) {
         self.slots.clear();
         self.ready_bytes = 0;
+        self.write_bytes = 0;
     }
 
     /// Whether a write to `key` is still in flight.
@@ -91,6 +119,22 @@ impl InFlight {
                 pending.ready().await
             }
             Some(Slot::Ready(_)) | None => {}
+        }
+    }
+
+    /// The write bytes recounted from the slots, for the assertions that
+    /// pair with every change of `write_bytes` (debug builds only walk it).
+    fn counted_write_bytes(&self) -> usize {
+        if cfg!(debug_assertions) {
+            self.slots
+                .iter()
+                .map(|slot| match slot {
+                    Slot::Write { bytes, .. } => *bytes,
+                    _ => 0,
+                })
+                .sum()
+        } else {
+            self.write_bytes
         }
     }
 

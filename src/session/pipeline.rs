@@ -35,6 +35,10 @@ pub const REPLY_BUFFER_BYTES_MAX: usize = 1024 * 1024;
 /// requests: bounds the memory one pipelining client can pin.
 pub const INFLIGHT_REPLIES_MAX: usize = 1_024;
 
+/// Request bytes of writes a connection may have in flight before it stops
+/// reading more: 1,024 pipelined 10 MB updates must not pin 10 GB.
+pub const INFLIGHT_WRITE_BYTES_MAX: usize = 16 * 1024 * 1024;
+
 /// Reused scratch buffers above this capacity are freed when the
 /// connection goes quiet.
 const SCRATCH_BYTES_MAX: usize = 4 * 1024;
@@ -133,9 +137,11 @@ impl<C: Clock> Pipeline<C> {
     }
 
     /// Whether the connection may read more requests: false once
-    /// [`INFLIGHT_REPLIES_MAX`] replies are pending.
+    /// [`INFLIGHT_REPLIES_MAX`] replies or [`INFLIGHT_WRITE_BYTES_MAX`] bytes
+    /// of writes are pending.
     pub fn can_take_more(&self) -> bool {
         self.inflight.len() < INFLIGHT_REPLIES_MAX
+            && self.inflight.write_bytes() < INFLIGHT_WRITE_BYTES_MAX
     }
 
     /// Answers the complete lines in `input`, appending replies to `out`,
@@ -183,16 +189,17 @@ impl<C: Clock> Pipeline<C> {
                 Flow::Close
             }
             Verdict::Refuse(error) => self.queue_error(&error, out).await,
-            Verdict::Run(planned) => self.run(planned, out).await,
+            Verdict::Run(planned) => self.run(planned, raw.len(), out).await,
         };
         self.normalized = normalized;
         flow
     }
 
-    async fn run(&mut self, planned: Planned<'_>, out: &mut Vec<u8>) -> Flow {
+    /// Runs a planned line of `line_bytes` by its row's ordering class.
+    async fn run(&mut self, planned: Planned<'_>, line_bytes: usize, out: &mut Vec<u8>) -> Flow {
         match planned.row.ordering {
             Ordering::Write => match verbs::prepare_write(planned) {
-                Ok(write) => self.submit(write, out).await,
+                Ok(write) => self.submit(write, line_bytes, out).await,
                 Err(error) => self.queue_error(&error, out).await,
             },
             Ordering::KeyedRead => match verbs::read_key(&planned.command) {
@@ -270,8 +277,9 @@ impl<C: Clock> Pipeline<C> {
     }
 
     /// Hands a write (and its follow-up) to the storage actor without
-    /// waiting for it to be durable.
-    async fn submit(&mut self, write: PreparedWrite, out: &mut Vec<u8>) -> Flow {
+    /// waiting for it to be durable; `line_bytes` counts against the
+    /// connection's in-flight write bytes until it is answered.
+    async fn submit(&mut self, write: PreparedWrite, line_bytes: usize, out: &mut Vec<u8>) -> Flow {
         let PreparedWrite {
             tenant,
             key,
@@ -280,7 +288,7 @@ impl<C: Clock> Pipeline<C> {
             follow_up,
         } = write;
         match tenant.store.submit(key.clone(), commit, mutate).await {
-            Ok(pending) => self.inflight.push_write(key, pending),
+            Ok(pending) => self.inflight.push_write(key, line_bytes, pending),
             Err(error) => return self.queue_error(&error, out).await,
         }
         if let Some(next) = follow_up {

@@ -21,6 +21,10 @@ const AVAILABLE_IDS: [u32; 11] = [1, 2, 3, 4, 7, 8, 9, 10, 12, 13, 14];
 /// Ids answered only when asked for: `stats:15` walks the whole commit log.
 const ON_REQUEST_IDS: [u32; 1] = [15];
 
+/// Distinct ids one `stats` request may ask for: more than the reference
+/// defines (16), so every real request fits.
+const STATS_IDS_MAX: usize = 32;
+
 pub fn apply(
     server: &ServerContext,
     owner: &Owner,
@@ -28,11 +32,7 @@ pub fn apply(
     payload: &mut String,
 ) -> Result<Reply, AtError> {
     let tenant = owner.tenant();
-    let ids: &[u32] = if cmd.ids.is_empty() {
-        &AVAILABLE_IDS
-    } else {
-        &cmd.ids
-    };
+    let ids = requested_ids(&cmd.ids)?;
     let regex = match cmd.regex {
         Some(text) => Some(super::pattern::compile(text)?),
         None => None,
@@ -133,6 +133,28 @@ pub fn apply(
     Ok(Reply::DataSpaced)
 }
 
+/// The ids to answer, in the order first asked for, each once: a request
+/// repeating an id (`stats:3,3,3,…` fills a 10 MB line) gets one answer per
+/// distinct id. No ids means every available one.
+fn requested_ids(asked: &[u32]) -> Result<Vec<u32>, AtError> {
+    if asked.is_empty() {
+        return Ok(AVAILABLE_IDS.to_vec());
+    }
+    let mut ids: Vec<u32> = Vec::new();
+    for &id in asked {
+        if !ids.contains(&id) {
+            if ids.len() == STATS_IDS_MAX {
+                return Err(AtError::new(
+                    AtCode::InvalidSyntax,
+                    format!("stats takes at most {STATS_IDS_MAX} distinct ids"),
+                ));
+            }
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
 /// A Dart UTC date, or the reference's `Not Available` when nothing happened
 /// since start.
 fn date_or_not_available(epoch_ms: i64) -> String {
@@ -162,6 +184,18 @@ fn disk_size_json(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_ids_are_answered_once_and_distinct_ids_are_capped() {
+        assert_eq!(requested_ids(&[3, 3, 1, 3, 1]).ok(), Some(vec![3, 1]));
+        assert_eq!(requested_ids(&[]).ok(), Some(AVAILABLE_IDS.to_vec()));
+        assert_eq!(requested_ids(&[7; 100_000]).ok(), Some(vec![7]));
+        let many: Vec<u32> = (0..=STATS_IDS_MAX as u32).collect();
+        assert_eq!(
+            requested_ids(&many).map_err(|e| e.code),
+            Err(AtCode::InvalidSyntax)
+        );
+    }
 
     #[test]
     fn disk_sizes_use_two_decimals_and_binary_units() {
