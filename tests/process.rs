@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Client, TestServer, cram_digest};
+use atserver::client::auth::cram_line;
+use common::{Client, TestServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_atserver");
 
@@ -289,7 +290,7 @@ fn dev_starts_a_directory_and_a_server_in_one_command() {
     let mut c = Client::connect(&target);
     let challenge = c.challenge("@alice");
     assert_eq!(
-        c.send(&format!("cram:{}", cram_digest(alice[3], &challenge))),
+        c.send(&cram_line(alice[3], &challenge)),
         "data:success\n@alice@"
     );
     drop(running);
