@@ -168,16 +168,11 @@ fn sigterm_flushes_the_store_and_exits_cleanly() {
     assert_eq!(c.send("llookup:t19.app@durable"), "data:v19\n@durable@");
 }
 
+/// One directory lookup; the reply (`host:port\r\n@`) frames like a
+/// server reply whose payload ends in `\r`.
 fn directory_exchange(client: &mut Client, query: &str) -> String {
     client.write(format!("{query}\n").as_bytes());
-    let mut out = Vec::new();
-    loop {
-        let byte = client.read_exactly(1);
-        out.extend_from_slice(&byte);
-        if out.ends_with(b"\r\n@") {
-            return String::from_utf8(out).expect("utf-8");
-        }
-    }
+    client.read_reply()
 }
 
 #[test]
