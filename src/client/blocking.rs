@@ -11,7 +11,7 @@ use rustls::pki_types::ServerName;
 
 use super::auth::{self, PkamKey};
 use super::framing::ReplyFramer;
-use super::inbox::Inbox;
+use super::inbox::{Inbox, expect_success};
 use super::{ClientError, Operation, Reply};
 
 /// One connection to an atServer (or the atDirectory).
@@ -29,7 +29,9 @@ pub struct Client {
 
 /// What [`Client::into_parts`] hands to a driver that takes over.
 pub struct Parts {
+    /// The socket, still blocking with the client's timeouts.
     pub tcp: TcpStream,
+    /// The TLS session, handshake done.
     pub tls: rustls::ClientConnection,
     /// The framing, with the prompt the connection expects now.
     pub framer: ReplyFramer,
@@ -271,17 +273,5 @@ impl Client {
             framer,
             pending,
         }
-    }
-}
-
-/// `Ok` for `data:success`; the reply as the error otherwise.
-pub(crate) fn expect_success(reply: Reply, during: Operation) -> Result<(), ClientError> {
-    if reply.payload() == b"data:success" {
-        Ok(())
-    } else {
-        Err(ClientError::UnexpectedReply {
-            during,
-            reply: reply.into_bytes(),
-        })
     }
 }

@@ -45,6 +45,18 @@ impl Reply {
     }
 }
 
+/// `Ok` for `data:success`; the reply as the error otherwise.
+pub(crate) fn expect_success(reply: Reply, during: Operation) -> Result<(), ClientError> {
+    if reply.payload() == b"data:success" {
+        Ok(())
+    } else {
+        Err(ClientError::UnexpectedReply {
+            during,
+            reply: reply.into_bytes(),
+        })
+    }
+}
+
 /// Received bytes and their framing.
 #[derive(Debug, Default)]
 pub(crate) struct Inbox {

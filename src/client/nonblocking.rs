@@ -4,8 +4,10 @@
 //! network await, so a peer that stops answering costs at most the timeout
 //! and the runtime is never named here.
 //!
-//! Each public operation runs under one deadline as a whole. When one fails
-//! the stream may hold half a request or half a reply: drop the client.
+//! Every send, every reply read and each step of connecting runs under its
+//! own deadline of the client's timeout, as a whole (a peer that trickles a
+//! reply cannot stretch it). When one fails the stream may hold half a
+//! request or half a reply: drop the client.
 
 use std::future::Future;
 use std::time::Duration;
@@ -14,9 +16,8 @@ use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use rustls::pki_types::ServerName;
 
 use super::auth::{self, PkamKey};
-use super::blocking::expect_success;
 use super::framing::ReplyFramer;
-use super::inbox::Inbox;
+use super::inbox::{Inbox, expect_success};
 use super::{ClientError, Operation, Reply};
 use crate::clock::{Clock, DeadlineExceeded};
 
