@@ -4,41 +4,26 @@
 //! `cargo bench --bench auth` (`cargo test --benches` runs each once).
 
 use atserver::auth::{cram, pkam};
+use atserver::client::auth::PkamKey;
 use atserver::protocol::command::{HashingAlgo, SigningAlgo};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use ring::rand::SystemRandom;
-use ring::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
+use ring::signature::{self, EcdsaKeyPair, RsaKeyPair};
 
 const RSA_PKCS8: &[u8] = include_bytes!("../src/auth/testdata/rsa2048.pk8");
 const RSA_SPKI_B64: &str = include_str!("../src/auth/testdata/rsa2048.spki.b64");
 const CHALLENGE: &str =
     "_0b3c5b52-2f0a-4d8e-a1a8-4b8c6b0f8e1e@alice:d6cac849-9c29-42b0-b0c5-493db62728b9";
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn auth(c: &mut Criterion) {
-    let rng = SystemRandom::new();
-    let rsa = RsaKeyPair::from_pkcs8(RSA_PKCS8).expect("RSA test key");
-    let mut sig = vec![0; rsa.public().modulus_len()];
-    rsa.sign(
-        &signature::RSA_PKCS1_SHA256,
-        &rng,
-        CHALLENGE.as_bytes(),
-        &mut sig,
-    )
-    .expect("sign");
-    let rsa_sig = STANDARD.encode(&sig);
-
-    let alg = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng).expect("ECDSA key");
-    let ec = EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).expect("ECDSA key");
-    let ec_public = hex(ec.public_key().as_ref());
-    let ec_sig = STANDARD
-        .encode(hex(ec.sign(&rng, CHALLENGE.as_bytes()).expect("sign").as_ref()).as_bytes());
+    // The signatures a client sends, made by the library client.
+    let rsa_sig = PkamKey::rsa_from_pkcs8(RSA_PKCS8)
+        .expect("RSA test key")
+        .sign(CHALLENGE)
+        .expect("sign");
+    let ec_key = PkamKey::generate_ecdsa().expect("ECDSA key");
+    let ec_public = ec_key.public_key_text();
+    let ec_sig = ec_key.sign(CHALLENGE).expect("sign");
 
     let mut group = c.benchmark_group("pkam_verify");
     group.bench_function("rsa2048_sha256", |b| {
@@ -58,7 +43,7 @@ fn auth(c: &mut Criterion) {
             let r = pkam::verify(
                 Some(SigningAlgo::EccSecp256r1),
                 None,
-                black_box(&ec_public),
+                black_box(ec_public),
                 black_box(CHALLENGE),
                 black_box(&ec_sig),
             );
@@ -69,6 +54,11 @@ fn auth(c: &mut Criterion) {
 
     // What one full TLS handshake costs the server in its CertificateVerify
     // signature, by certificate type (ring, as rustls uses it here).
+    let rng = SystemRandom::new();
+    let rsa = RsaKeyPair::from_pkcs8(RSA_PKCS8).expect("RSA test key");
+    let alg = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng).expect("ECDSA key");
+    let ec = EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).expect("ECDSA key");
     let mut group = c.benchmark_group("tls_server_signature");
     group.bench_function("rsa2048_pkcs1_sha256", |b| {
         let mut out = vec![0; rsa.public().modulus_len()];

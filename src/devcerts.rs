@@ -92,13 +92,13 @@ mod tests {
     fn generated_certificates_load_into_rustls() {
         let dir = tempfile::tempdir().expect("tempdir");
         let certs = ensure(dir.path()).expect("generate");
-        let files = crate::session::tls::TlsFiles {
+        let files = crate::tls::TlsFiles {
             cert: certs.cert.clone(),
             key: certs.key.clone(),
             ca: Some(certs.ca.clone()),
         };
-        crate::session::tls::server_config(&files).expect("server config");
-        crate::session::tls::client_config(&certs.ca).expect("client config");
+        crate::tls::server_config(&files).expect("server config");
+        crate::tls::client_config(&certs.ca, None).expect("client config");
         let again = ensure(dir.path()).expect("reuse");
         assert_eq!(std::fs::read(&again.ca).ok(), std::fs::read(&certs.ca).ok());
     }

@@ -10,6 +10,7 @@
 //!   and TLS), `storage` (fjall keyspaces, rkyv records, commit log, expiry),
 //!   `auth` (cram, pkam, challenges), `verbs` (one file per verb and the gate),
 //!   `directory` (the root server), `cli`/`config`/`telemetry`.
+//! - `client` (`runtime`): the one client for tests, tools and outbound connections.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod error;
@@ -25,6 +26,8 @@ pub mod app;
 pub mod auth;
 #[cfg(feature = "runtime")]
 pub mod cli;
+#[cfg(feature = "runtime")]
+pub mod client;
 #[cfg(feature = "runtime")]
 pub mod clock;
 #[cfg(feature = "runtime")]
@@ -47,5 +50,7 @@ pub mod signals;
 pub mod storage;
 #[cfg(feature = "runtime")]
 pub mod telemetry;
+#[cfg(feature = "runtime")]
+pub mod tls;
 #[cfg(feature = "runtime")]
 pub mod verbs;

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Client, TestServer, cram_digest};
+use atserver::client::auth::cram_line;
+use common::{Client, TestServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_atserver");
 
@@ -167,16 +168,11 @@ fn sigterm_flushes_the_store_and_exits_cleanly() {
     assert_eq!(c.send("llookup:t19.app@durable"), "data:v19\n@durable@");
 }
 
+/// One directory lookup; the reply (`host:port\r\n@`) frames like a
+/// server reply whose payload ends in `\r`.
 fn directory_exchange(client: &mut Client, query: &str) -> String {
     client.write(format!("{query}\n").as_bytes());
-    let mut out = Vec::new();
-    loop {
-        let byte = client.read_exactly(1);
-        out.extend_from_slice(&byte);
-        if out.ends_with(b"\r\n@") {
-            return String::from_utf8(out).expect("utf-8");
-        }
-    }
+    client.read_reply()
 }
 
 #[test]
@@ -330,7 +326,7 @@ fn dev_starts_a_directory_and_a_server_in_one_command() {
     let mut c = Client::connect(&target);
     let challenge = c.challenge("@alice");
     assert_eq!(
-        c.send(&format!("cram:{}", cram_digest(alice[3], &challenge))),
+        c.send(&cram_line(alice[3], &challenge)),
         "data:success\n@alice@"
     );
     drop(running);

@@ -4,9 +4,8 @@ mod common;
 
 use std::sync::OnceLock;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use common::{Client, TestServer, cram_digest, is_uuid};
+use atserver::client::auth::{PkamKey, cram_line};
+use common::{Client, TestServer, is_uuid};
 
 const SECRET: &str = "b26455a907582760ebf35bc4847de549bc41c24b25c8b1c58d5964f7b4f8a43bc55b0e9a601c9a9657d9a8b8bbc32f88b4e38ffaf1f84e76d3aa8f7b3e1bc61b";
 
@@ -74,9 +73,8 @@ fn cram_authenticates_and_a_wrong_digest_is_at0401_with_the_connection_kept() {
         "error:AT0401-Exception: Authentication Failed\n@"
     );
     // The challenge is single use: a retry without from: is refused.
-    let digest = cram_digest(SECRET, "whatever");
     assert!(
-        c.send(&format!("cram:{digest}"))
+        c.send(&cram_line(SECRET, "whatever"))
             .starts_with("error:AT0015-")
     );
     c.cram("@alice", SECRET);
@@ -181,23 +179,15 @@ fn the_sdk_onboarding_sequence_works() {
     // The secret is gone: cram now fails.
     let mut again = Client::connect(server());
     let challenge = again.challenge("@onboard");
-    let reply = again.send(&format!("cram:{}", cram_digest(SECRET, &challenge)));
+    let reply = again.send(&cram_line(SECRET, &challenge));
     assert!(reply.starts_with("error:AT0015-"), "{reply}");
 }
 
 fn sign(challenge: &str) -> String {
-    let key =
-        ring::signature::RsaKeyPair::from_pkcs8(include_bytes!("../src/auth/testdata/rsa2048.pk8"))
-            .expect("key");
-    let mut sig = vec![0; key.public().modulus_len()];
-    key.sign(
-        &ring::signature::RSA_PKCS1_SHA256,
-        &ring::rand::SystemRandom::new(),
-        challenge.as_bytes(),
-        &mut sig,
-    )
-    .expect("sign");
-    STANDARD.encode(sig)
+    PkamKey::rsa_from_pkcs8(include_bytes!("../src/auth/testdata/rsa2048.pk8"))
+        .expect("key")
+        .sign(challenge)
+        .expect("sign")
 }
 
 #[test]
@@ -237,24 +227,18 @@ fn pkam_accepts_rsa_signatures_and_refuses_bad_ones() {
 
 #[test]
 fn pkam_accepts_ecdsa_p256_keys() {
-    use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
-    let rng = ring::rand::SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("gen");
-    let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-        .expect("key");
-    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let key = PkamKey::generate_ecdsa().expect("key");
     let mut setup = owner("@ecc");
     assert_eq!(
         setup.send(&format!(
             "update:privatekey:at_pkam_publickey {}",
-            hex(key.public_key().as_ref())
+            key.public_key_text()
         )),
         "data:-1\n@ecc@"
     );
     let mut c = Client::connect(server());
     let challenge = c.challenge("@ecc");
-    let sig = key.sign(&rng, challenge.as_bytes()).expect("sign");
-    let wire = STANDARD.encode(hex(sig.as_ref()));
+    let wire = key.sign(&challenge).expect("sign");
     assert_eq!(
         c.send(&format!(
             "pkam:signingAlgo:ecc_secp256r1:hashingAlgo:sha256:{wire}"

@@ -46,11 +46,8 @@ fn challenge_of(reply: &str) -> &str {
 fn owner(atsign: &str) -> Transcript {
     let mut t = connect();
     let reply = t.send(&format!("from:{atsign}"));
-    let digest = atserver::auth::cram::expected_digest(SECRET, challenge_of(&reply));
-    assert_eq!(
-        t.send(&format!("cram:{digest}")),
-        format!("data:success\n{atsign}@")
-    );
+    let cram = atserver::client::auth::cram_line(SECRET, challenge_of(&reply));
+    assert_eq!(t.send(&cram), format!("data:success\n{atsign}@"));
     t
 }
 

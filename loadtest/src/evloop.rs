@@ -13,9 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use atserver::client::blocking::Parts;
+use atserver::client::{ClientError, Frame, Operation, ReplyFramer};
 use hdrhistogram::Histogram;
 
-use crate::client::{ConnError, IO_TIMEOUT, find_reply};
+use crate::client::IO_TIMEOUT;
 use crate::report::{Shared, new_histogram, record_op};
 use crate::scenario::{Ctx, Gate, Mix, Rng, build_request, open_owner};
 
@@ -37,8 +39,10 @@ struct LoopConn {
     tls: rustls::ClientConnection,
     /// Plaintext received and not yet consumed as replies.
     buf: Vec<u8>,
+    /// Bytes at the front of `buf` already matched with requests.
     consumed: usize,
-    prompt: Vec<u8>,
+    /// Where replies end; knows the prompt the connection prints.
+    framer: ReplyFramer,
     /// The server's `@` greeting has not been seen yet.
     awaiting_greeting: bool,
     /// Send times of the requests waiting for their replies, oldest first.
@@ -54,21 +58,24 @@ struct LoopConn {
 }
 
 impl LoopConn {
-    fn new(
-        tcp: TcpStream,
-        tls: rustls::ClientConnection,
-        prompt: Vec<u8>,
-        pending: Vec<u8>,
-        awaiting_greeting: bool,
-    ) -> Result<LoopConn, ConnError> {
+    fn new(parts: Parts, awaiting_greeting: bool) -> Result<LoopConn, ClientError> {
+        let Parts {
+            tcp,
+            tls,
+            framer,
+            pending,
+        } = parts;
         tcp.set_nonblocking(true)
-            .map_err(|e| ConnError(format!("non-blocking socket: {e}")))?;
+            .map_err(|source| ClientError::Io {
+                during: Operation::ConfigureSocket,
+                source,
+            })?;
         Ok(LoopConn {
             tcp,
             tls,
             buf: pending,
             consumed: 0,
-            prompt,
+            framer,
             awaiting_greeting,
             inflight: VecDeque::new(),
             sent: 0,
@@ -80,25 +87,39 @@ impl LoopConn {
 
     /// A fresh unauthenticated connection whose handshake and greeting are
     /// completed by the loop itself, so a reconnect never blocks the others.
-    fn open_anonymous(ctx: &Ctx) -> Result<LoopConn, ConnError> {
+    fn open_anonymous(ctx: &Ctx) -> Result<LoopConn, ClientError> {
         let target = &ctx.target;
-        let tcp = TcpStream::connect_timeout(&target.addr, IO_TIMEOUT)
-            .map_err(|e| ConnError(format!("connect: {e}")))?;
-        tcp.set_nodelay(true)
-            .map_err(|e| ConnError(format!("TCP_NODELAY: {e}")))?;
+        let tcp = TcpStream::connect_timeout(&target.addr, IO_TIMEOUT).map_err(|source| {
+            ClientError::Io {
+                during: Operation::Connect,
+                source,
+            }
+        })?;
+        tcp.set_nodelay(true).map_err(|source| ClientError::Io {
+            during: Operation::ConfigureSocket,
+            source,
+        })?;
         let tls =
             rustls::ClientConnection::new(Arc::clone(&target.tls), target.server_name.clone())
-                .map_err(|e| ConnError(format!("TLS client: {e}")))?;
-        LoopConn::new(tcp, tls, b"@".to_vec(), Vec::new(), true)
+                .map_err(|source| ClientError::Tls {
+                    during: Operation::Handshake,
+                    source,
+                })?;
+        let parts = Parts {
+            tcp,
+            tls,
+            framer: ReplyFramer::new(),
+            pending: Vec::new(),
+        };
+        LoopConn::new(parts, true)
     }
 
     /// A pkam-authenticated connection (opened blocking, then handed over).
-    fn open_owner(ctx: &Ctx) -> Result<LoopConn, ConnError> {
-        let (tcp, tls, prompt, pending) = open_owner(ctx)?.into_parts();
-        LoopConn::new(tcp, tls, prompt, pending, false)
+    fn open_owner(ctx: &Ctx) -> Result<LoopConn, ClientError> {
+        LoopConn::new(open_owner(ctx)?.into_parts(), false)
     }
 
-    fn open(ctx: &Ctx, mix: Mix) -> Result<LoopConn, ConnError> {
+    fn open(ctx: &Ctx, mix: Mix) -> Result<LoopConn, ClientError> {
         match mix {
             Mix::UpdateLlookup => LoopConn::open_owner(ctx),
             Mix::Lookup => LoopConn::open_anonymous(ctx),
@@ -129,88 +150,119 @@ impl LoopConn {
     }
 
     /// Sends what rustls has encrypted until the socket would block.
-    fn write_out(&mut self) -> Result<(), ConnError> {
+    fn write_out(&mut self) -> Result<(), ClientError> {
         while self.tls.wants_write() {
             match self.tls.write_tls(&mut self.tcp) {
                 Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(ConnError(format!("write: {e}"))),
+                Err(source) => {
+                    return Err(ClientError::Io {
+                        during: Operation::Send,
+                        source,
+                    });
+                }
             }
         }
         Ok(())
     }
 
     /// Reads everything the socket holds and decrypts it into `buf`.
-    fn read_in(&mut self, chunk: &mut [u8]) -> Result<(), ConnError> {
-        let failed = |what: &str, e: &dyn std::fmt::Display| ConnError(format!("{what}: {e}"));
+    fn read_in(&mut self, chunk: &mut [u8]) -> Result<(), ClientError> {
         loop {
             match self.tls.read_tls(&mut self.tcp) {
-                Ok(0) => {
-                    return Err(ConnError("connection closed by the server".into()));
-                }
+                Ok(0) => return Err(self.closed()),
                 Ok(_) => {
                     self.tls
                         .process_new_packets()
-                        .map_err(|e| failed("TLS", &e))?;
+                        .map_err(|source| ClientError::Tls {
+                            during: Operation::Receive,
+                            source,
+                        })?;
                     self.drain_plaintext(chunk)?;
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(failed("read", &e)),
+                Err(source) => {
+                    return Err(ClientError::Io {
+                        during: Operation::Receive,
+                        source,
+                    });
+                }
             }
         }
     }
 
-    fn drain_plaintext(&mut self, chunk: &mut [u8]) -> Result<(), ConnError> {
+    /// The server closed the connection; what it sent last is kept.
+    fn closed(&self) -> ClientError {
+        ClientError::Closed {
+            during: Operation::Receive,
+            pending: self.buf.get(self.consumed..).unwrap_or_default().to_vec(),
+        }
+    }
+
+    fn drain_plaintext(&mut self, chunk: &mut [u8]) -> Result<(), ClientError> {
         if self.consumed > 0 {
             self.buf.drain(..self.consumed.min(self.buf.len()));
             self.consumed = 0;
         }
         loop {
             match self.tls.reader().read(chunk) {
-                Ok(0) => {
-                    return Err(ConnError("the server closed the TLS session".into()));
-                }
+                Ok(0) => return Err(self.closed()),
                 Ok(n) => self
                     .buf
                     .extend_from_slice(chunk.get(..n).unwrap_or_default()),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => return Err(ConnError(format!("TLS read: {e}"))),
+                Err(source) => {
+                    return Err(ClientError::Io {
+                        during: Operation::Receive,
+                        source,
+                    });
+                }
             }
         }
     }
 
-    /// Matches complete replies with the oldest requests in flight.
+    /// Matches complete replies with the oldest requests in flight. Framing
+    /// allocates nothing: this runs once per reply on the measured path.
     fn take_replies(
         &mut self,
         shared: &Shared,
         hist: &mut Histogram<u64>,
-    ) -> Result<(), ConnError> {
+    ) -> Result<(), ClientError> {
         if self.awaiting_greeting {
-            match self.buf.get(self.consumed) {
+            let pending = self.buf.get(self.consumed..).unwrap_or_default();
+            match self.framer.next_frame(pending) {
                 None => return Ok(()),
-                Some(b'@') => {
-                    self.consumed += 1;
+                Some((Frame::Prompt(b"@"), len)) => {
+                    self.consumed += len;
                     self.awaiting_greeting = false;
                 }
-                Some(_) => {
-                    return Err(ConnError("expected the `@` greeting".into()));
+                Some((_, len)) => {
+                    return Err(ClientError::UnexpectedReply {
+                        during: Operation::Greeting,
+                        reply: pending.get(..len).unwrap_or_default().to_vec(),
+                    });
                 }
             }
         }
         let now = Instant::now();
         while !self.inflight.is_empty() {
             let pending = self.buf.get(self.consumed..).unwrap_or_default();
-            let Some((payload_end, end)) = find_reply(pending, &self.prompt) else {
+            let Some((frame, len)) = self.framer.next_frame(pending) else {
                 break;
             };
-            let is_data = pending.starts_with(b"data:");
+            let Frame::Reply { payload, .. } = frame else {
+                return Err(ClientError::UnexpectedReply {
+                    during: Operation::Receive,
+                    reply: pending.get(..len).unwrap_or_default().to_vec(),
+                });
+            };
+            let is_data = payload.starts_with(b"data:");
             if !is_data {
-                let payload = pending.get(..payload_end).unwrap_or_default();
                 shared.error(String::from_utf8_lossy(payload).into_owned());
             }
-            self.consumed += end;
+            self.consumed += len;
             if let Some(sent_at) = self.inflight.pop_front()
                 && is_data
             {
@@ -354,7 +406,7 @@ pub fn request_loop(ctx: &Ctx, mix: Mix, ids: Range<usize>, ready: &Gate) {
             if let Some(conn) = slot.conn.as_mut()
                 && let Err(e) = epoll.track(i, conn)
             {
-                fail_slot(shared, slot, ConnError(format!("epoll: {e}")));
+                fail_slot(shared, slot, format_args!("epoll: {e}"));
             }
         }
         let busy = slots
@@ -401,7 +453,14 @@ pub fn request_loop(ctx: &Ctx, mix: Mix, ids: Range<usize>, ready: &Gate) {
                     !c.inflight.is_empty() && c.last_progress.elapsed() > IO_TIMEOUT
                 });
                 if stuck {
-                    let e = ConnError(format!("no reply within {} s", IO_TIMEOUT.as_secs()));
+                    let pending = slot
+                        .conn
+                        .as_ref()
+                        .map(|c| c.buf.get(c.consumed..).unwrap_or_default().to_vec());
+                    let e = ClientError::Timeout {
+                        during: Operation::Receive,
+                        pending: pending.unwrap_or_default(),
+                    };
                     fail_slot(shared, slot, e);
                 }
             }
@@ -462,7 +521,7 @@ fn service_slot(
     }
 }
 
-fn fail_slot(shared: &Shared, slot: &mut Slot, e: ConnError) {
+fn fail_slot(shared: &Shared, slot: &mut Slot, e: impl std::fmt::Display) {
     let lost = slot.conn.as_ref().map_or(0, |c| c.inflight.len() as u64);
     shared
         .errors

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
 
-use client::{Conn, PkamKey, Target};
+use atserver::client::auth::PkamKey;
+use client::Target;
 use procs::{CertFiles, ChildGuard, ProcSample};
 use report::{Latency, ProcUse, RunReport, Shared};
 use scenario::{Ctx, Gate, Mix};
@@ -325,7 +326,7 @@ fn random_hex(bytes: usize) -> Result<String, String> {
 }
 
 fn tls_config(ca: &Path, resume: bool) -> Result<Arc<rustls::ClientConfig>, String> {
-    let config = atserver::session::tls::client_config(ca).map_err(|e| e.to_string())?;
+    let config = atserver::tls::client_config(ca, None).map_err(|e| e.to_string())?;
     if resume {
         return Ok(config);
     }
@@ -421,9 +422,10 @@ fn run(args: &Args) -> Result<bool, String> {
         atsign: atsign.clone(),
     };
     let key = match args.pkam_algo {
-        PkamAlgo::Rsa => PkamKey::rsa()?,
-        PkamAlgo::Ecdsa => PkamKey::ecdsa()?,
-    };
+        PkamAlgo::Rsa => client::rsa_fixture_key(),
+        PkamAlgo::Ecdsa => PkamKey::generate_ecdsa(),
+    }
+    .map_err(|e| format!("pkam key: {e}"))?;
     if let Some(secret) = &secret {
         install_pkam_key(&target, &key, secret)?;
     }
@@ -472,14 +474,23 @@ fn run(args: &Args) -> Result<bool, String> {
 
 /// Onboards with cram and stores the pkam public key.
 fn install_pkam_key(target: &Target, key: &PkamKey, secret: &str) -> Result<(), String> {
-    let mut conn = Conn::connect(target).map_err(|e| format!("setup connection: {e}"))?;
+    let mut conn = target
+        .connect()
+        .map_err(|e| format!("setup connection: {e}"))?;
     conn.cram(&target.atsign, secret)
         .map_err(|e| format!("cram: {e}"))?;
-    conn.data(&format!(
-        "update:privatekey:at_pkam_publickey {}",
-        key.public_key_text()
-    ))
-    .map_err(|e| format!("installing the pkam public key: {e}"))?;
+    let reply = conn
+        .request(&format!(
+            "update:privatekey:at_pkam_publickey {}",
+            key.public_key_text()
+        ))
+        .map_err(|e| format!("installing the pkam public key: {e}"))?;
+    if reply.data().is_none() {
+        return Err(format!(
+            "installing the pkam public key: {}",
+            String::from_utf8_lossy(reply.payload())
+        ));
+    }
     conn.close();
     Ok(())
 }

@@ -8,7 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::client::{Conn, ConnError, PkamKey, Target};
+use atserver::client::ClientError;
+use atserver::client::auth::PkamKey;
+use atserver::client::blocking::Client;
+
+use crate::client::Target;
 use crate::report::{Shared, new_histogram, record_op};
 
 /// Pause between reconnect attempts.
@@ -98,8 +102,8 @@ fn self_key(i: u64, atsign: &str) -> String {
 }
 
 /// Opens an owner connection authenticated by pkam.
-pub fn open_owner(ctx: &Ctx) -> Result<Conn, ConnError> {
-    let mut conn = Conn::connect(&ctx.target)?;
+pub fn open_owner(ctx: &Ctx) -> Result<Client, ClientError> {
+    let mut conn = ctx.target.connect()?;
     conn.pkam(&ctx.target.atsign, &ctx.key)?;
     Ok(conn)
 }
@@ -121,13 +125,13 @@ pub fn preload(ctx: &Ctx, mix: Mix) -> Result<(), String> {
             };
             out.extend_from_slice(line.as_bytes());
         }
-        conn.send(&out).map_err(|e| format!("preload: {e}"))?;
+        conn.write_raw(&out).map_err(|e| format!("preload: {e}"))?;
         for _ in 0..batch {
-            let reply = conn.reply().map_err(|e| format!("preload: {e}"))?;
-            if !reply.starts_with(b"data:") {
+            let reply = conn.read_reply().map_err(|e| format!("preload: {e}"))?;
+            if reply.data().is_none() {
                 return Err(format!(
                     "preload: update refused: {}",
-                    String::from_utf8_lossy(reply)
+                    String::from_utf8_lossy(reply.payload())
                 ));
             }
         }
@@ -197,8 +201,11 @@ pub fn idle_worker(ctx: &Ctx, count: usize, opened: &Gate, probe: &Gate) {
     probe.arrive_and_wait(shared);
     for mut conn in conns {
         match conn.request("noop:0") {
-            Ok(reply) if reply.starts_with("data:") => {}
-            Ok(reply) => shared.error(format!("noop on an idle connection: {reply}")),
+            Ok(reply) if reply.data().is_some() => {}
+            Ok(reply) => shared.error(format!(
+                "noop on an idle connection: {}",
+                String::from_utf8_lossy(reply.payload())
+            )),
             Err(e) => shared.error(format!("idle connection died: {e}")),
         }
         conn.close();

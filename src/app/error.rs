@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use crate::error::AtError;
 use crate::health::Fatal;
-use crate::session::tls::TlsError;
 use crate::shard::ShardError;
+use crate::tls::TlsError;
 
 /// Exit status after a fatal failure of a running server (sysexits'
 /// `EX_SOFTWARE`): distinct from a start-up error's 1, so a supervisor's

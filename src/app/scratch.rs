@@ -7,8 +7,8 @@ use std::sync::Arc;
 use super::{AppError, ServerPlan, open_server};
 use crate::context::{ServerContext, SessionLimits};
 use crate::health::FatalSink;
-use crate::session::tls::TlsFiles;
 use crate::storage::{Durability, Store};
+use crate::tls::TlsFiles;
 
 /// A provisioned server context whose folder is removed when dropped.
 /// Fields drop in order: the context (it holds store handles), then the

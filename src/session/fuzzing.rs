@@ -44,8 +44,7 @@ fn log_in(transcript: &mut Transcript, (atsign, secret): (&str, &str)) {
         .and_then(|rest| rest.strip_suffix("\n@"))
         .unwrap_or_default();
     assert!(!challenge.is_empty(), "from: gave {reply:?}");
-    let digest = crate::auth::cram::expected_digest(secret, challenge);
-    let reply = transcript.send(&format!("cram:{digest}"));
+    let reply = transcript.send(&crate::client::auth::cram_line(secret, challenge));
     assert_eq!(reply, format!("data:success\n{atsign}@"));
 }
 

@@ -12,7 +12,6 @@ pub mod inflight;
 pub mod io;
 pub mod lines;
 pub mod pipeline;
-pub mod tls;
 pub mod transcript;
 
 use std::net::SocketAddr;

@@ -1,18 +1,20 @@
 //! Shared helpers for integration tests: an in-process server on an ephemeral
-//! loopback port and a blocking TLS client that reads whole replies.
+//! loopback port, and the library's blocking client wrapped to panic with a
+//! clear message on failure.
 
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use atserver::app::{ServerPlan, start_server};
+use atserver::client::{ClientError, blocking};
 use atserver::context::SessionLimits;
-use atserver::session::tls::{TlsFiles, client_config};
 use atserver::storage::Durability;
+use atserver::tls::TlsFiles;
+use rustls::pki_types::ServerName;
 
 /// Every read in a test gives up after this long, so no test can hang.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -76,155 +78,105 @@ pub fn start_with_limits(atsigns: &[(&str, &str)], limits: SessionLimits) -> Tes
     }
 }
 
+/// The library's blocking client, panicking with a clear message on any
+/// failure, as tests want.
 pub struct Client {
-    stream: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
-    buffer: Vec<u8>,
+    inner: blocking::Client,
+}
+
+fn tls_for(ca: &Path) -> Arc<rustls::ClientConfig> {
+    atserver::tls::client_config(ca, None)
+        .unwrap_or_else(|e| panic!("client TLS config from {}: {e}", ca.display()))
+}
+
+fn localhost() -> ServerName<'static> {
+    ServerName::try_from("localhost").expect("server name")
 }
 
 impl Client {
     /// Connects, completes TLS and reads the `@` greeting.
     pub fn connect(server: &TestServer) -> Client {
-        let mut client = Client::connect_raw(server.addr, &server.ca);
-        assert_eq!(client.read_exactly(1), b"@", "greeting");
-        client
+        let inner =
+            blocking::Client::connect(server.addr, tls_for(&server.ca), localhost(), READ_TIMEOUT)
+                .unwrap_or_else(|e| panic!("connecting to {}: {e}", server.addr));
+        Client { inner }
     }
 
-    pub fn connect_raw(addr: SocketAddr, ca: &std::path::Path) -> Client {
-        let config = client_config(ca).expect("client config");
-        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-        let conn = rustls::ClientConnection::new(Arc::clone(&config), name).expect("client");
-        let tcp = TcpStream::connect(addr).expect("connect");
-        tcp.set_read_timeout(Some(READ_TIMEOUT)).expect("timeout");
-        tcp.set_nodelay(true).expect("nodelay");
-        Client {
-            stream: rustls::StreamOwned::new(conn, tcp),
-            buffer: Vec::new(),
-        }
+    /// Connects and completes TLS without reading anything.
+    pub fn connect_raw(addr: SocketAddr, ca: &Path) -> Client {
+        let inner = blocking::Client::connect_without_greeting(
+            addr,
+            tls_for(ca),
+            localhost(),
+            READ_TIMEOUT,
+        )
+        .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+        Client { inner }
     }
 
     pub fn write(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("write");
-        self.stream.flush().expect("flush");
-    }
-
-    fn fill(&mut self) -> bool {
-        let mut chunk = [0u8; 65536];
-        match self.stream.read(&mut chunk) {
-            Ok(0) => false,
-            Ok(n) => {
-                self.buffer.extend_from_slice(&chunk[..n]);
-                true
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => false,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => false,
-            Err(e) => panic!("read failed: {e}"),
-        }
+        self.inner
+            .write_raw(bytes)
+            .unwrap_or_else(|e| panic!("write failed: {e}"));
     }
 
     pub fn read_exactly(&mut self, n: usize) -> Vec<u8> {
-        let deadline = Instant::now() + READ_TIMEOUT;
-        while self.buffer.len() < n {
-            assert!(Instant::now() < deadline, "timed out");
-            assert!(self.fill(), "connection closed while reading");
-        }
-        self.buffer.drain(..n).collect()
+        self.inner
+            .read_exact(n)
+            .unwrap_or_else(|e| panic!("reading {n} bytes: {e}"))
     }
 
     /// Reads one reply: everything up to and including the prompt after the
     /// next `\n` (`@` or `@name@`). Returns it as text.
     pub fn read_reply(&mut self) -> String {
-        let deadline = Instant::now() + READ_TIMEOUT;
-        loop {
-            if let Some(end) = reply_end(&self.buffer) {
-                let reply: Vec<u8> = self.buffer.drain(..end).collect();
-                return String::from_utf8(reply).expect("utf-8 reply");
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for a reply");
-            assert!(
-                self.fill(),
-                "connection closed before a full reply: {:?}",
-                String::from_utf8_lossy(&self.buffer)
-            );
-        }
+        let reply = self
+            .inner
+            .read_reply()
+            .unwrap_or_else(|e| panic!("waiting for a reply: {e}"));
+        String::from_utf8(reply.into_bytes()).expect("utf-8 reply")
     }
 
     /// Sends one line and returns the full reply including its prompt.
     pub fn send(&mut self, line: &str) -> String {
-        self.write(format!("{line}\n").as_bytes());
-        self.read_reply()
+        let reply = self
+            .inner
+            .request(line)
+            .unwrap_or_else(|e| panic!("request {:?}: {e}", shorten(line)));
+        String::from_utf8(reply.into_bytes()).expect("utf-8 reply")
     }
 
     /// True when the server closes the connection (EOF) within the read
     /// timeout; any bytes that arrive first are discarded.
     pub fn is_closed(&mut self) -> bool {
-        let mut chunk = [0u8; 4096];
-        loop {
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return true,
-                Ok(_) => continue,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return false;
-                }
-                Err(_) => return true,
-            }
-        }
+        !matches!(
+            self.inner.wait_for_close(),
+            Err(ClientError::Timeout { .. })
+        )
     }
 
     /// Authenticates as `atsign` with its CRAM secret.
     pub fn cram(&mut self, atsign: &str, secret: &str) {
-        let challenge = self.challenge(atsign);
-        let digest = cram_digest(secret, &challenge);
+        self.inner
+            .cram(atsign, secret)
+            .unwrap_or_else(|e| panic!("cram as {atsign}: {e}"));
         assert_eq!(
-            self.send(&format!("cram:{digest}")),
-            format!("data:success\n{atsign}@")
+            self.inner.framer().expected_prompt(),
+            format!("{atsign}@").as_bytes(),
+            "prompt after cram"
         );
     }
 
     /// Sends `from:` and returns the challenge text (reply without `data:`).
     pub fn challenge(&mut self, atsign: &str) -> String {
-        let reply = self.send(&format!("from:{atsign}"));
-        let line = reply.split('\n').next().expect("line");
-        line.strip_prefix("data:").expect("data reply").to_string()
+        self.inner
+            .challenge(atsign)
+            .unwrap_or_else(|e| panic!("challenge for {atsign}: {e}"))
     }
 }
 
-/// Where a complete reply ends in `buf`, if it holds one.
-fn reply_end(buf: &[u8]) -> Option<usize> {
-    let newline = buf.iter().position(|&b| b == b'\n')?;
-    let rest = &buf[newline + 1..];
-    if rest.first() != Some(&b'@') {
-        return None;
-    }
-    // `@` alone, or `@name@`.
-    match rest[1..].iter().position(|&b| b == b'@') {
-        Some(i) if rest[1..=i].iter().all(|&b| b != b'\n' && b != b':') => {
-            Some(newline + 1 + i + 2)
-        }
-        _ if rest.len() == 1
-            || !rest[1..]
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || *b == b'_') =>
-        {
-            Some(newline + 2)
-        }
-        _ => None,
-    }
-}
-
-pub fn cram_digest(secret: &str, challenge: &str) -> String {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA512);
-    ctx.update(secret.as_bytes());
-    ctx.update(challenge.as_bytes());
-    ctx.finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+/// A line short enough for a panic message.
+fn shorten(line: &str) -> &str {
+    line.get(..line.len().min(80)).unwrap_or(line)
 }
 
 /// Whether `text` is a lower-case hyphenated UUID.
