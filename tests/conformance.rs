@@ -1,20 +1,24 @@
 //! Conformance cases from the protocol digest (sections A–G), each pinned to
-//! the exact bytes the reference server writes, over real TLS.
+//! the exact bytes the reference server writes. None of them needs a
+//! socket, so they run on the in-process transcript driver (the real
+//! pipeline and stores); `tests/server.rs` covers the same paths over TLS.
 
-mod common;
+#[path = "common/transcript.rs"]
+mod transcript;
 
 use std::sync::OnceLock;
 
-use common::{Client, TestServer};
+use atserver::app::ScratchServer;
+use transcript::Session as Client;
 
 const SECRET: &str = "conformance-secret";
 
-fn server() -> &'static TestServer {
-    static SERVER: OnceLock<TestServer> = OnceLock::new();
+fn server() -> &'static ScratchServer {
+    static SERVER: OnceLock<ScratchServer> = OnceLock::new();
     SERVER.get_or_init(|| {
         let names = ["@alice", "@d", "@e", "@f", "@g", "@a14", "@b5", "@d28"];
         let atsigns: Vec<(&str, &str)> = names.iter().map(|a| (*a, SECRET)).collect();
-        common::start(&atsigns)
+        ScratchServer::open(&atsigns).expect("scratch server")
     })
 }
 
