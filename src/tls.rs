@@ -216,6 +216,12 @@ mod tests {
     fn the_dev_certificates_make_a_client_config_with_and_without_an_identity() {
         let dir = tempfile::tempdir().expect("tempdir");
         let certs = crate::devcerts::ensure(dir.path()).expect("certs");
+        let files = TlsFiles {
+            cert: certs.cert.clone(),
+            key: certs.key.clone(),
+            ca: Some(certs.ca.clone()),
+        };
+        server_config(&files).expect("server config");
         let plain = client_config(&certs.ca, None).expect("config");
         assert!(!plain.client_auth_cert_resolver.has_certs());
         let identity = client_config(&certs.ca, Some((&certs.cert, &certs.key))).expect("config");
