@@ -3,6 +3,9 @@
 //!
 //! `cargo bench --bench auth` (`cargo test --benches` runs each once).
 
+// Tests and benches fail loudly on anything unexpected (Cargo.toml [lints]).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use atserver::auth::{cram, pkam};
 use atserver::client::auth::PkamKey;
 use atserver::protocol::command::{HashingAlgo, SigningAlgo};

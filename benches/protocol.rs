@@ -3,6 +3,9 @@
 //!
 //! `cargo bench --no-default-features --bench protocol`
 
+// Tests and benches fail loudly on anything unexpected (Cargo.toml [lints]).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::hint::black_box;
 
 use atserver::error::AtError;

@@ -4,6 +4,9 @@
 //!
 //! `cargo bench --bench storage` (`cargo test --benches` runs each once).
 
+// Tests and benches fail loudly on anything unexpected (Cargo.toml [lints]).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;

@@ -2,6 +2,9 @@
 //! loopback: the blocking client (cram, pkam with RSA and ECDSA, pipelining,
 //! closes and refusals) and the async one on a glommio executor, including
 //! its deadline against a peer that accepts TCP and never answers.
+
+// Test helpers fail the test loudly on anything unexpected.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg(feature = "runtime")]
 
 mod common;

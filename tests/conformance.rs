@@ -3,6 +3,9 @@
 //! socket, so they run on the in-process transcript driver (the real
 //! pipeline and stores); `tests/server.rs` covers the same paths over TLS.
 
+// Tests and benches fail loudly on anything unexpected (Cargo.toml [lints]).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[path = "common/transcript.rs"]
 mod transcript;
 

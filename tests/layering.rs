@@ -3,6 +3,9 @@
 //! (not in comments) from a module to one of its own layer or above fails
 //! this test, so an import circle cannot come back unnoticed.
 
+// Tests and benches fail loudly on anything unexpected (Cargo.toml [lints]).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

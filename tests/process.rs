@@ -1,6 +1,9 @@
 //! Tests that run the `atserver` binary itself: the commands an operator
 //! types, `kill -9` durability, the directory and the one-command dev setup.
 
+// Tests and benches fail loudly on anything unexpected (Cargo.toml [lints]).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Read};

@@ -1,5 +1,8 @@
 //! Byte-exact integration tests: the real listener, real TLS, real bytes.
 
+// Tests and benches fail loudly on anything unexpected (Cargo.toml [lints]).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::sync::OnceLock;

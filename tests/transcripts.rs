@@ -3,6 +3,9 @@
 //! (`atserver::session::Transcript`): the same replies a TLS client gets,
 //! without TLS.
 
+// Tests and benches fail loudly on anything unexpected (Cargo.toml [lints]).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::future::Ready;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};

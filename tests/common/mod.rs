@@ -2,6 +2,8 @@
 //! loopback port, and the library's blocking client wrapped to panic with a
 //! clear message on failure.
 
+// Test helpers fail the test loudly on anything unexpected.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::net::SocketAddr;

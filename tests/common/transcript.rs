@@ -1,6 +1,9 @@
 //! The test client's operations over an in-process transcript instead of a
 //! TLS socket: for byte-exact cases that need no network.
 
+// Test helpers fail the test loudly on anything unexpected.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use atserver::app::ScratchServer;
 use atserver::client::auth::{challenge_of, cram_line};
 use atserver::session::Transcript;
