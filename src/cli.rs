@@ -48,6 +48,10 @@ pub struct ServeArgs {
     /// (repeatable). Needed until the atSign is onboarded. `-s` as in Dart.
     #[arg(short = 's', long = "cram-secret")]
     pub cram_secrets: Vec<String>,
+    /// A file of `@atsign secret` lines giving CRAM secrets without putting
+    /// them on the command line (where `ps` shows them). Keep it mode 0600.
+    #[arg(long = "cram-secret-file")]
+    pub cram_secret_file: Option<PathBuf>,
     /// TLS port to listen on. `-p` as in the Dart server.
     #[arg(short = 'p', long, default_value_t = 6464)]
     pub port: u16,

@@ -74,14 +74,9 @@ pub fn ensure(dir: &Path) -> Result<DevCerts, String> {
         &certs.cert,
         &format!("{}{}", leaf_cert.pem(), ca_cert.pem()),
     )?;
-    write(&certs.key, &leaf_key.serialize_pem())?;
-    restrict_permissions(&certs.key);
+    crate::files::write_private(&certs.key, leaf_key.serialize_pem().as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", certs.key.display()))?;
     Ok(certs)
-}
-
-fn restrict_permissions(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
 }
 
 #[cfg(test)]

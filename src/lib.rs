@@ -39,6 +39,8 @@ pub mod devcerts;
 #[cfg(feature = "runtime")]
 pub mod directory;
 #[cfg(feature = "runtime")]
+pub mod files;
+#[cfg(feature = "runtime")]
 pub mod health;
 #[cfg(feature = "runtime")]
 pub mod session;

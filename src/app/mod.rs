@@ -106,9 +106,20 @@ pub fn serve(args: ServeArgs) -> Result<(), AppError> {
             "more --cram-secret than --atsign values".into(),
         ));
     }
+    let from_file = match &args.cram_secret_file {
+        Some(path) => read_secret_file(path)?,
+        None => Vec::new(),
+    };
     let mut atsigns = Vec::new();
     for (i, atsign) in args.atsigns.iter().enumerate() {
-        atsigns.push((atsign.clone(), args.cram_secrets.get(i).cloned()));
+        let secret = args.cram_secrets.get(i).cloned().or_else(|| {
+            let wanted = normalize_atsign(atsign).ok()?;
+            from_file
+                .iter()
+                .find(|(named, _)| *named == wanted)
+                .map(|(_, secret)| secret.clone())
+        });
+        atsigns.push((atsign.clone(), secret));
     }
     if let Some(root) = &args.root {
         tracing::info!(%root, "atDirectory for other atSigns (used once server-to-server lands)");
@@ -148,6 +159,37 @@ pub fn serve(args: ServeArgs) -> Result<(), AppError> {
         stores,
     } = running;
     supervisor.run(signals, vec![shards], Some(server), stores)
+}
+
+/// Reads `--cram-secret-file`: `@atsign secret` per line, `#` comments and
+/// blank lines ignored. A file others can read is used, with a warning.
+fn read_secret_file(path: &Path) -> Result<Vec<(String, String)>, AppError> {
+    let io = |source| AppError::Io {
+        what: "read",
+        path: path.to_path_buf(),
+        source,
+    };
+    if !crate::files::is_private(path).map_err(io)? {
+        tracing::warn!(path = %path.display(), "the CRAM secret file is readable by others: chmod 600 it");
+    }
+    let text = std::fs::read_to_string(path).map_err(io)?;
+    let mut secrets = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((atsign, secret)) = line.split_once(char::is_whitespace) else {
+            return Err(AppError::Usage(format!(
+                "{}: expected `@atsign secret` lines",
+                path.display()
+            )));
+        };
+        let atsign = normalize_atsign(atsign).map_err(|e| {
+            AppError::Usage(format!("{}: invalid atSign: {}", path.display(), e.message))
+        })?;
+        secrets.push((atsign, secret.trim().to_string()));
+    }
+    Ok(secrets)
 }
 
 /// The running pieces of an atServer.
@@ -375,7 +417,7 @@ fn dev_secrets(
         .zip(&secrets)
         .map(|(a, s)| format!("{a} {s}\n"))
         .collect();
-    std::fs::write(&path, text).map_err(|source| AppError::Io {
+    crate::files::write_private(&path, text.as_bytes()).map_err(|source| AppError::Io {
         what: "write",
         path,
         source,
@@ -487,6 +529,24 @@ mod tests {
         for shards in 1..8 {
             assert!(shard_for("@bob", shards) < shards);
         }
+    }
+
+    #[test]
+    fn secret_files_pair_secrets_with_atsigns() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("secrets");
+        crate::files::write_private(&path, b"# comment\n\n@Alice  s3cret\nbob other\n")
+            .expect("write");
+        let secrets = read_secret_file(&path).expect("read");
+        assert_eq!(
+            secrets,
+            [
+                ("@alice".to_string(), "s3cret".to_string()),
+                ("@bob".to_string(), "other".to_string())
+            ]
+        );
+        crate::files::write_private(&path, b"just-a-secret\n").expect("write");
+        assert!(matches!(read_secret_file(&path), Err(AppError::Usage(_))));
     }
 
     #[test]
