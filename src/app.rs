@@ -174,7 +174,8 @@ pub fn start_server(
             Some(Some(store)) => store.clone(),
             Some(slot) => {
                 let dir = plan.data_dir.join(format!("shard-{home}"));
-                let store = Store::open(&dir, plan.durability).map_err(|e| e.message)?;
+                let store = Store::open(&dir, plan.durability)
+                    .map_err(|e| crate::error::AtError::from(e).message)?;
                 *slot = Some(store.clone());
                 store
             }
@@ -209,7 +210,7 @@ fn provision_secret(tenant: &Tenant, secret: Option<&str>) -> Result<(), String>
     let deleted = tenant
         .store
         .get(crate::verbs::SECRET_DELETED_KEY)
-        .map_err(|e| e.message)?;
+        .map_err(|e| crate::error::AtError::from(e).message)?;
     if deleted.is_some() {
         tracing::info!(atsign = %tenant.atsign, "already onboarded: the CRAM secret is not restored");
         return Ok(());
@@ -217,7 +218,7 @@ fn provision_secret(tenant: &Tenant, secret: Option<&str>) -> Result<(), String>
     let current = tenant
         .store
         .get(crate::verbs::SECRET_KEY)
-        .map_err(|e| e.message)?;
+        .map_err(|e| crate::error::AtError::from(e).message)?;
     if current.and_then(|r| r.value).as_deref() == Some(secret) {
         return Ok(());
     }
@@ -232,7 +233,7 @@ fn provision_secret(tenant: &Tenant, secret: Option<&str>) -> Result<(), String>
         });
     futures_lite::future::block_on(write)
         .map(|_| ())
-        .map_err(|e| e.message)
+        .map_err(|e| crate::error::AtError::from(e).message)
 }
 
 pub fn directory(args: DirectoryArgs) -> Result<(), String> {

@@ -219,7 +219,7 @@ impl Session {
         } = write;
         match tenant.store.submit(key.clone(), commit, mutate).await {
             Ok(pending) => inflight.slots.push_back(Slot::Write { key, pending }),
-            Err(error) => return self.queue_error(&error, inflight, out).await,
+            Err(error) => return self.queue_error(&error.into(), inflight, out).await,
         }
         if let Some(next) = follow_up {
             let PreparedWrite {
@@ -292,7 +292,7 @@ impl Session {
             match (slot, outcome) {
                 (Slot::Ready(bytes), _) => out.extend_from_slice(&bytes),
                 (Slot::Write { .. }, Some(result)) => {
-                    let result = result.map(|o| o.commit_id);
+                    let result = result.map(|o| o.commit_id).map_err(AtError::from);
                     if verbs::respond_write(self, result, out) == Flow::Close {
                         inflight.clear();
                         return Flow::Close;

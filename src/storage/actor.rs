@@ -15,10 +15,11 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use fjall::{Database, OwnedWriteBatch, PersistMode};
 
 use super::completion::{self, Completer};
+use super::error::{Operation, RecordAt, StoreError, WriteError};
 use super::layout;
 use super::recent::Recent;
 use super::record::{CommitEntry, CommitOp, StoredRecord};
-use super::{Durability, Keyspaces, store_error};
+use super::{Durability, Keyspaces};
 use crate::error::AtError;
 use crate::protocol::atkey;
 
@@ -57,7 +58,7 @@ pub enum ActorMessage {
     Write(WriteRequest),
     /// Persist everything and flush the memtables (a clean stop), then
     /// answer on the channel.
-    Flush(std::sync::mpsc::Sender<()>),
+    Flush(std::sync::mpsc::Sender<Result<(), StoreError>>),
 }
 
 pub type MutateFn = Box<dyn FnOnce(Option<StoredRecord>) -> Result<Mutation, AtError> + Send>;
@@ -80,7 +81,7 @@ pub(super) fn spawn(
         crossbeam_channel::Sender<ActorMessage>,
         std::thread::JoinHandle<()>,
     ),
-    AtError,
+    StoreError,
 > {
     let (tx, rx) = crossbeam_channel::bounded(WRITE_QUEUE_LEN_MAX);
     let mut actor = Actor {
@@ -94,7 +95,7 @@ pub(super) fn spawn(
     let thread = std::thread::Builder::new()
         .name("atserver-store".into())
         .spawn(move || actor.run(rx))
-        .map_err(store_error)?;
+        .map_err(StoreError::io(Operation::StartWriter))?;
     Ok((tx, thread))
 }
 
@@ -147,20 +148,22 @@ impl Actor {
                 self.apply_batch(requests);
             }
             if !flushes.is_empty() {
-                self.flush_to_disk();
+                let flushed = self.flush_to_disk();
                 for done in flushes {
-                    let _ = done.send(());
+                    let _ = done.send(flushed.clone());
                 }
             }
         }
-        // Every sender is gone.
-        self.flush_to_disk();
+        // Every sender is gone: nobody is left to tell of a failure.
+        let _ = self.flush_to_disk();
     }
 
     /// Makes what was acknowledged in fast mode durable and flushes the
     /// memtables, so the next start replays nothing.
-    fn flush_to_disk(&self) {
-        let _ = self.db.persist(PersistMode::SyncAll);
+    fn flush_to_disk(&self) -> Result<(), StoreError> {
+        self.db
+            .persist(PersistMode::SyncAll)
+            .map_err(StoreError::engine(Operation::Persist))?;
         let keyspaces = &self.keyspaces;
         for keyspace in [
             &keyspaces.keys,
@@ -172,6 +175,7 @@ impl Actor {
                 tracing::warn!(%error, "flushing a memtable at close failed");
             }
         }
+        Ok(())
     }
 
     fn persist_mode(&self) -> PersistMode {
@@ -193,7 +197,7 @@ impl Actor {
             completion::publish_all(
                 requests
                     .into_iter()
-                    .map(|r| (r.reply, Err(store_error("the data store is poisoned")))),
+                    .map(|r| (r.reply, Err(StoreError::Poisoned.into()))),
             );
             return;
         }
@@ -217,7 +221,7 @@ impl Actor {
         completion::publish_all(replies.into_iter().map(|(reply, outcome)| {
             let outcome = match &committed {
                 Ok(()) => outcome,
-                Err(_) => Err(store_error("the data store failed to write")),
+                Err(error) => Err(WriteError::Store(error.clone())),
             };
             (reply, outcome)
         }));
@@ -225,7 +229,7 @@ impl Actor {
 
     /// Records each atSign's last issued commit id once per batch, commits
     /// the batch, and only then lets later batches build on those ids.
-    fn commit(&mut self, mut pending: Pending) -> Result<(), fjall::Error> {
+    fn commit(&mut self, mut pending: Pending) -> Result<(), StoreError> {
         let commits = std::mem::take(&mut pending.commits_touched);
         for (atsign, last) in &commits {
             if let Some(id) = last {
@@ -239,31 +243,41 @@ impl Actor {
         if let Err(error) = pending.batch.commit() {
             // What the failed batch staged never reached the keyspaces.
             self.recent.clear();
-            return Err(error);
+            return Err(StoreError::engine(Operation::CommitBatch)(error));
         }
         self.last_commit.extend(commits);
         self.recent.trim();
         Ok(())
     }
 
-    fn current(&self, full_key: &[u8]) -> Result<Option<StoredRecord>, AtError> {
+    fn current(
+        &self,
+        full_key: &[u8],
+        atsign: &str,
+        key: &str,
+    ) -> Result<Option<StoredRecord>, StoreError> {
         if let Some(known) = self.recent.get(full_key) {
             return Ok(known.clone());
         }
-        match self.keyspaces.keys.get(full_key).map_err(store_error)? {
+        let found = self.keyspaces.keys.get(full_key);
+        match found.map_err(StoreError::engine(Operation::Read(layout::KEYS)))? {
             None => Ok(None),
-            Some(bytes) => StoredRecord::decode(&bytes).map(Some).map_err(store_error),
+            Some(bytes) => StoredRecord::decode(&bytes)
+                .map(Some)
+                .map_err(|e| StoreError::unreadable(RecordAt::key(atsign, key), e)),
         }
     }
 
-    fn next_commit_id(&mut self, pending: &mut Pending, atsign: &str) -> Result<u64, AtError> {
+    fn next_commit_id(&mut self, pending: &mut Pending, atsign: &str) -> Result<u64, StoreError> {
         let last = match pending.commits_touched.get(atsign) {
             Some(last) => *last,
             None => match self.last_commit.get(atsign) {
                 Some(last) => *last,
                 None => {
                     let key = layout::last_commit_key(atsign);
-                    let stored = self.keyspaces.meta.get(&key).map_err(store_error)?;
+                    let stored = self.keyspaces.meta.get(&key);
+                    let stored =
+                        stored.map_err(StoreError::engine(Operation::Read(layout::META)))?;
                     let last = stored.and_then(|b| layout::decode_u64(&b));
                     self.last_commit.insert(atsign.to_string(), last);
                     last
@@ -284,12 +298,12 @@ impl Actor {
         key: &str,
         commit: bool,
         mutate: MutateFn,
-    ) -> Result<WriteOutcome, AtError> {
+    ) -> Result<WriteOutcome, WriteError> {
         let full_key = layout::record_key(atsign, key);
-        let previous = self.current(&full_key)?;
+        let previous = self.current(&full_key, atsign, key)?;
         let existed = previous.is_some();
         let old_expiry = previous.as_ref().and_then(|r| r.meta.expires_at);
-        let (op, new_record) = match mutate(previous)? {
+        let (op, new_record) = match mutate(previous).map_err(WriteError::Refused)? {
             Mutation::Unchanged => {
                 return Ok(WriteOutcome {
                     commit_id: None,
@@ -379,7 +393,7 @@ impl Actor {
                 continue;
             };
             let full_key = layout::record_key(atsign, key);
-            let still_due = match self.current(&full_key) {
+            let still_due = match self.current(&full_key, atsign, key) {
                 Ok(Some(record)) => record.meta.expires_at == Some(at),
                 _ => false,
             };
