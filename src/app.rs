@@ -174,8 +174,9 @@ pub fn start_server(
             Some(Some(store)) => store.clone(),
             Some(slot) => {
                 let dir = plan.data_dir.join(format!("shard-{home}"));
-                let store = Store::open(&dir, plan.durability)
-                    .map_err(|e| crate::error::AtError::from(e).message)?;
+                let store =
+                    Store::open(&dir, plan.durability, crate::health::FatalSink::log_only())
+                        .map_err(|e| crate::error::AtError::from(e).message)?;
                 *slot = Some(store.clone());
                 store
             }

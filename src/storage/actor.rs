@@ -5,18 +5,26 @@
 //! batch once, and only then completes the callers' futures. Between batches,
 //! and at least every [`EXPIRY_SWEEP_INTERVAL_MS`], it purges expired records
 //! through the time-ordered expiry index.
+//!
+//! A batch that fails to commit, or panics while being applied or committed
+//! (write closures come from verbs, and fjall asserts on its inputs),
+//! poisons the store: its waiters get the error, later writes are refused,
+//! and the fatal sink hears once. If the thread ends any other way, the
+//! [`ActorLife`] guard on it poisons the store, and waiters of the lost
+//! requests see their completion abandoned ("writer stopped").
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use fjall::{Database, OwnedWriteBatch, PersistMode};
 
 use super::completion::{self, Completer};
-use super::error::{Operation, RecordAt, StoreError, WriteError};
+use super::error::{Operation, RecordAt, StoreError, WithSources, WriteError};
 use super::layout;
+use super::poison::{ActorLife, Poison};
 use super::recent::Recent;
 use super::record::{CommitEntry, CommitOp, StoredRecord};
 use super::{Durability, Keyspaces};
@@ -35,6 +43,20 @@ pub const EXPIRY_SWEEP_INTERVAL_MS: u64 = 1_000;
 
 /// Expired records purged per sweep, so a mass expiry cannot stall writes.
 pub const EXPIRY_SWEEP_KEYS_MAX: usize = 1_024;
+
+/// Longest key fjall accepts (it asserts `u16::try_from(len)`, so a longer
+/// one panics the actor). Every key the layout builds must fit.
+pub const FJALL_KEY_BYTES_MAX: usize = u16::MAX as usize;
+
+/// Longest key the layout can build from names the verbs accept: an expiry
+/// index key (8-byte time, atSign with its `@`, separator, key name), with
+/// every character counted at UTF-8's 4 bytes. Asserted below to fit fjall,
+/// so only a bug, never a client, can reach fjall's key assertion.
+pub const LAYOUT_KEY_BYTES_MAX: usize =
+    8 + (1 + crate::limits::ATSIGN_CHARS_MAX) * 4 + 1 + crate::limits::CACHED_KEY_CHARS_MAX * 4;
+
+const _: () = assert!(LAYOUT_KEY_BYTES_MAX <= FJALL_KEY_BYTES_MAX);
+const _: () = assert!(crate::limits::KEY_CHARS_MAX <= crate::limits::CACHED_KEY_CHARS_MAX);
 
 /// What a write does to the record it was given.
 pub enum Mutation {
@@ -71,11 +93,24 @@ pub struct WriteRequest {
     pub reply: Completer,
 }
 
+/// A write request without its completer: what a batch applies. The
+/// completers stay outside the panic guard, so a panic cannot take the way
+/// to answer with it.
+struct WriteOp {
+    atsign: Arc<str>,
+    key: String,
+    commit: bool,
+    mutate: MutateFn,
+}
+
+/// What each write of a batch gets: its outcome, or why it did not happen.
+type Outcome = Result<WriteOutcome, WriteError>;
+
 pub(super) fn spawn(
     db: Database,
     keyspaces: Keyspaces,
     durability: Durability,
-    poisoned: Arc<AtomicBool>,
+    poison: Arc<Poison>,
 ) -> Result<
     (
         crossbeam_channel::Sender<ActorMessage>,
@@ -88,13 +123,18 @@ pub(super) fn spawn(
         db,
         keyspaces,
         durability,
-        poisoned,
+        poison,
         last_commit: HashMap::new(),
         recent: Recent::default(),
     };
     let thread = std::thread::Builder::new()
         .name("atserver-store".into())
-        .spawn(move || actor.run(rx))
+        .spawn(move || {
+            let poison = actor.poison.clone();
+            let life = ActorLife::begin(&poison);
+            actor.run(rx);
+            life.finished();
+        })
         .map_err(StoreError::io(Operation::StartWriter))?;
     Ok((tx, thread))
 }
@@ -103,7 +143,8 @@ struct Actor {
     db: Database,
     keyspaces: Keyspaces,
     durability: Durability,
-    poisoned: Arc<AtomicBool>,
+    /// Shared with the store's handles, which refuse writes once it is set.
+    poison: Arc<Poison>,
     /// Last issued commit id per atSign, loaded from `meta` on first use.
     last_commit: HashMap<String, Option<u64>>,
     /// Records written recently, including those of the batch being built.
@@ -154,16 +195,21 @@ impl Actor {
                 }
             }
         }
-        // Every sender is gone: nobody is left to tell of a failure.
+        // Every sender is gone: nobody is left to tell of a failure but the
+        // log and the fatal sink, which `flush_to_disk` tells.
         let _ = self.flush_to_disk();
     }
 
     /// Makes what was acknowledged in fast mode durable and flushes the
-    /// memtables, so the next start replays nothing.
+    /// memtables, so the next start replays nothing. A failed fsync poisons
+    /// the store: the kernel may have dropped what it could not write.
     fn flush_to_disk(&self) -> Result<(), StoreError> {
-        self.db
-            .persist(PersistMode::SyncAll)
-            .map_err(StoreError::engine(Operation::Persist))?;
+        if let Err(error) = self.db.persist(PersistMode::SyncAll) {
+            let error = StoreError::engine(Operation::Persist)(error);
+            self.poison
+                .poison(&format_args!("flush failed: {}", WithSources(&error)));
+            return Err(error);
+        }
         let keyspaces = &self.keyspaces;
         for keyspace in [
             &keyspaces.keys,
@@ -193,7 +239,7 @@ impl Actor {
     }
 
     fn apply_batch(&mut self, requests: Vec<WriteRequest>) {
-        if self.poisoned.load(Ordering::Acquire) {
+        if self.poison.is_poisoned() {
             completion::publish_all(
                 requests
                     .into_iter()
@@ -201,34 +247,85 @@ impl Actor {
             );
             return;
         }
-        let mut pending = self.new_pending();
         let mut replies = Vec::with_capacity(requests.len());
+        let mut writes = Vec::with_capacity(requests.len());
         for request in requests {
-            let outcome = self.apply_one(
+            replies.push(request.reply);
+            writes.push(WriteOp {
+                atsign: request.atsign,
+                key: request.key,
+                commit: request.commit,
+                mutate: request.mutate,
+            });
+        }
+        let outcomes = match self.guarded(|actor| actor.apply_and_commit(writes)) {
+            Ok(outcomes) => outcomes,
+            Err(error) => {
+                self.batch_failed("write batch", &error);
+                // Every waiter hears the batch's failure, a write its own
+                // closure refused included: nothing of the batch is durable.
+                vec![Err(WriteError::Store(error)); replies.len()]
+            }
+        };
+        completion::publish_all(replies.into_iter().zip(outcomes));
+    }
+
+    /// Stages every write of a batch, then commits it once. The outcomes are
+    /// only worth publishing if the commit succeeds.
+    fn apply_and_commit(&mut self, writes: Vec<WriteOp>) -> Result<Vec<Outcome>, StoreError> {
+        let mut pending = self.new_pending();
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for write in writes {
+            outcomes.push(self.apply_one(
                 &mut pending,
-                &request.atsign,
-                &request.key,
-                request.commit,
-                request.mutate,
-            );
-            replies.push((request.reply, outcome));
+                &write.atsign,
+                &write.key,
+                write.commit,
+                write.mutate,
+            ));
         }
-        let committed = self.commit(pending);
-        if let Err(error) = &committed {
-            tracing::error!(%error, "write batch failed: poisoning the store");
-            self.poisoned.store(true, Ordering::Release);
+        self.commit(pending)?;
+        Ok(outcomes)
+    }
+
+    /// Runs one batch `step` (applying and committing it), turning a panic
+    /// inside it into [`StoreError::WriterPanicked`] so that the caller can
+    /// answer the batch's waiters and poison the store.
+    ///
+    /// Unwind safety: a panic can leave half-done only what `step` touches.
+    /// The `Pending` batch it builds is its own and is dropped uncommitted
+    /// on the way out, so nothing of it reaches the keyspaces unless the
+    /// panic came from inside fjall's commit, where what fjall did is
+    /// unknown (hence the poison: no later write builds on it). `recent` may
+    /// hold records of the lost batch: [`Actor::batch_failed`] discards it.
+    /// `last_commit` is only extended after a successful commit, so it never
+    /// holds ids of the lost batch. The write closures are consumed, and the
+    /// completers are not inside `step` at all. Once poisoned, the actor
+    /// only refuses writes and answers flushes, which rely on none of that
+    /// state.
+    fn guarded<T>(
+        &mut self,
+        step: impl FnOnce(&mut Actor) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| step(self))) {
+            Ok(result) => result,
+            Err(payload) => Err(StoreError::WriterPanicked {
+                message: panic_message(payload.as_ref()).into(),
+            }),
         }
-        completion::publish_all(replies.into_iter().map(|(reply, outcome)| {
-            let outcome = match &committed {
-                Ok(()) => outcome,
-                Err(error) => Err(WriteError::Store(error.clone())),
-            };
-            (reply, outcome)
-        }));
+    }
+
+    /// A batch (`what`) failed to commit or panicked: forget what it staged
+    /// and poison the store, which logs the cause and reports it once.
+    fn batch_failed(&mut self, what: &str, error: &StoreError) {
+        self.recent.clear();
+        self.poison
+            .poison(&format_args!("{what} failed: {}", WithSources(error)));
     }
 
     /// Records each atSign's last issued commit id once per batch, commits
-    /// the batch, and only then lets later batches build on those ids.
+    /// the batch, and only then lets later batches build on those ids. On
+    /// failure, the caller discards what the batch staged in `recent`.
     fn commit(&mut self, mut pending: Pending) -> Result<(), StoreError> {
         let commits = std::mem::take(&mut pending.commits_touched);
         for (atsign, last) in &commits {
@@ -240,11 +337,10 @@ impl Actor {
                 );
             }
         }
-        if let Err(error) = pending.batch.commit() {
-            // What the failed batch staged never reached the keyspaces.
-            self.recent.clear();
-            return Err(StoreError::engine(Operation::CommitBatch)(error));
-        }
+        pending
+            .batch
+            .commit()
+            .map_err(StoreError::engine(Operation::CommitBatch))?;
         self.last_commit.extend(commits);
         self.recent.trim();
         Ok(())
@@ -268,17 +364,21 @@ impl Actor {
         }
     }
 
+    /// The last commit id of `atsign` as `meta` holds it.
+    fn stored_last_commit(&self, atsign: &str) -> Result<Option<u64>, StoreError> {
+        let key = layout::last_commit_key(atsign);
+        let stored = self.keyspaces.meta.get(&key);
+        let stored = stored.map_err(StoreError::engine(Operation::Read(layout::META)))?;
+        Ok(stored.and_then(|b| layout::decode_u64(&b)))
+    }
+
     fn next_commit_id(&mut self, pending: &mut Pending, atsign: &str) -> Result<u64, StoreError> {
         let last = match pending.commits_touched.get(atsign) {
             Some(last) => *last,
             None => match self.last_commit.get(atsign) {
                 Some(last) => *last,
                 None => {
-                    let key = layout::last_commit_key(atsign);
-                    let stored = self.keyspaces.meta.get(&key);
-                    let stored =
-                        stored.map_err(StoreError::engine(Operation::Read(layout::META)))?;
-                    let last = stored.and_then(|b| layout::decode_u64(&b));
+                    let last = self.stored_last_commit(atsign)?;
                     self.last_commit.insert(atsign.to_string(), last);
                     last
                 }
@@ -358,11 +458,22 @@ impl Actor {
     }
 
     /// Deletes records whose expiry has passed, through the normal write path
-    /// so each gets a DELETE commit entry that clients will sync.
+    /// so each gets a DELETE commit entry that clients will sync. A failed
+    /// (or panicking) expiry batch poisons the store like a write batch.
     fn sweep_expired(&mut self) {
-        if self.poisoned.load(Ordering::Acquire) {
+        if self.poison.is_poisoned() {
             return;
         }
+        match self.guarded(Actor::purge_due) {
+            Ok(0) => {}
+            Ok(purged) => tracing::debug!(purged, "expired records purged"),
+            Err(error) => self.batch_failed("expiry batch", &error),
+        }
+    }
+
+    /// Purges up to [`EXPIRY_SWEEP_KEYS_MAX`] due records in one batch and
+    /// returns how many it purged.
+    fn purge_due(&mut self) -> Result<usize, StoreError> {
         let now = now_ms();
         let end = layout::encode_time(now);
         let mut due = Vec::new();
@@ -375,13 +486,15 @@ impl Actor {
             match item.key() {
                 Ok(k) => due.push(k.to_vec()),
                 Err(error) => {
+                    // A read, not a write: nothing is lost, the next sweep
+                    // tries again.
                     tracing::warn!(%error, "expiry index read failed");
-                    return;
+                    return Ok(0);
                 }
             }
         }
         if due.is_empty() {
-            return;
+            return Ok(0);
         }
         let mut pending = self.new_pending();
         let mut purged = 0usize;
@@ -413,17 +526,20 @@ impl Actor {
                 Err(error) => tracing::warn!(%error, key, "expiry purge failed"),
             }
         }
-        match self.commit(pending) {
-            Ok(()) => {
-                if purged > 0 {
-                    tracing::debug!(purged, "expired records purged");
-                }
-            }
-            Err(error) => {
-                tracing::error!(%error, "expiry batch failed: poisoning the store");
-                self.poisoned.store(true, Ordering::Release);
-            }
-        }
+        self.commit(pending)?;
+        Ok(purged)
+    }
+}
+
+/// The text a panic was raised with (`panic!` hands over a `&str` or a
+/// `String`; anything else is described, not shown).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic without a message".to_string()
     }
 }
 

@@ -105,6 +105,10 @@ pub enum StoreError {
     /// An earlier failure poisoned the store: it refuses every write, reads
     /// keep working (poison, don't limp).
     Poisoned,
+    /// The write actor panicked while applying or committing this write's
+    /// batch; nothing of the batch is acknowledged and the store is
+    /// poisoned. `message` is the panic's own text.
+    WriterPanicked { message: Arc<str> },
     /// The write actor is gone: it stopped, or died without answering.
     WriterStopped,
     /// A flush did not finish within the caller's limit.
@@ -151,6 +155,9 @@ impl fmt::Display for StoreError {
                 super::record::RECORD_FORMAT_VERSION
             ),
             StoreError::Poisoned => f.write_str("the data store refuses writes after a failure"),
+            StoreError::WriterPanicked { message } => {
+                write!(f, "the data store writer panicked: {message}")
+            }
             StoreError::WriterStopped => f.write_str("the data store writer has stopped"),
             StoreError::FlushTimedOut => f.write_str("the data store flush did not finish in time"),
         }
@@ -165,6 +172,7 @@ impl std::error::Error for StoreError {
             StoreError::CorruptRecord { source, .. } => Some(source),
             StoreError::UnknownFormatVersion { .. }
             | StoreError::Poisoned
+            | StoreError::WriterPanicked { .. }
             | StoreError::WriterStopped
             | StoreError::FlushTimedOut => None,
         }

@@ -10,23 +10,28 @@
 //! makes read-modify-write merges atomic and commit ids gap-free without locks.
 //!
 //! Failures are typed ([`StoreError`]; a write can also be refused by its own
-//! closure, see [`WriteError`]) and become AT0002 in one place.
+//! closure, see [`WriteError`]) and become AT0002 in one place. A batch that
+//! cannot be made durable, or that panics, poisons the store ([`poison`]):
+//! every later write is refused, reads go on, and the [`FatalSink`] given to
+//! [`Store::open`] hears about it once, so the process can stop and restart.
 
 pub mod actor;
 pub mod completion;
 pub mod error;
 pub mod layout;
+mod poison;
 mod recent;
 pub mod record;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::AtError;
+use crate::health::FatalSink;
 pub use actor::{Mutation, WriteOutcome};
 pub use error::{Operation, RecordAt, StoreError, WriteError};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use poison::Poison;
 pub use record::{ArchivedStoredRecord, CommitEntry, CommitOp, StoredMeta, StoredRecord};
 
 /// Journals kept before memtables are forced to disk. Start-up replays the
@@ -61,9 +66,9 @@ pub(crate) struct Keyspaces {
 struct StoreInner {
     keyspaces: Keyspaces,
     writer: crossbeam_channel::Sender<actor::ActorMessage>,
-    /// Set by the actor after a failed commit: the store refuses writes from
-    /// then on and reports not-ready (poison, don't limp).
-    poisoned: Arc<AtomicBool>,
+    /// Set by the actor after a failed or panicking batch, or when it dies:
+    /// the store refuses writes from then on and reports not-ready.
+    poison: Arc<Poison>,
     /// The actor thread, joined by [`Store::close`].
     actor: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -76,8 +81,9 @@ pub struct Store {
 
 impl Store {
     /// Opens (or creates) the shard's database under `dir` and starts its
-    /// write actor on a dedicated thread.
-    pub fn open(dir: &Path, durability: Durability) -> Result<Store, StoreError> {
+    /// write actor on a dedicated thread. `fatal` hears once if the store
+    /// becomes poisoned or its actor dies.
+    pub fn open(dir: &Path, durability: Durability, fatal: FatalSink) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(StoreError::io(Operation::CreateFolder))?;
         let db = Database::builder(dir)
             .manual_journal_persist(true)
@@ -95,13 +101,13 @@ impl Store {
             expiry: open(layout::EXPIRY)?,
             meta: open(layout::META)?,
         };
-        let poisoned = Arc::new(AtomicBool::new(false));
-        let (writer, thread) = actor::spawn(db, keyspaces.clone(), durability, poisoned.clone())?;
+        let poison = Arc::new(Poison::new(format!("store {}", dir.display()), fatal));
+        let (writer, thread) = actor::spawn(db, keyspaces.clone(), durability, poison.clone())?;
         Ok(Store {
             inner: Arc::new(StoreInner {
                 keyspaces,
                 writer,
-                poisoned,
+                poison,
                 actor: std::sync::Mutex::new(Some(thread)),
             }),
         })
@@ -151,8 +157,9 @@ impl Store {
         }
     }
 
+    /// Whether the store refuses writes after a failure (not ready).
     pub fn is_poisoned(&self) -> bool {
-        self.inner.poisoned.load(Ordering::Acquire)
+        self.inner.poison.is_poisoned()
     }
 }
 
@@ -415,5 +422,7 @@ impl PendingWrite {
     }
 }
 
+#[cfg(test)]
+mod failure_tests;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,126 @@
+//! How the store fails: refusals against storage failures and panics in the
+//! write actor. Each failure must reach the waiter as a typed error, poison
+//! the store when writes can no longer be trusted, and reach the fatal sink
+//! exactly once.
+
+use std::sync::mpsc;
+
+use futures_lite::future::block_on;
+
+use super::*;
+use crate::error::AtCode;
+use crate::health::Fatal;
+
+/// A sink whose reports the test can count and read.
+fn recording_sink() -> (mpsc::Receiver<Fatal>, FatalSink) {
+    let (tx, rx) = mpsc::channel();
+    let sink = FatalSink::new(move |fatal| {
+        let _ = tx.send(fatal);
+    });
+    (rx, sink)
+}
+
+fn value_record(value: &str) -> StoredRecord {
+    StoredRecord::written_by(Some(value.to_string()), "@alice", 1_700_000_000_000)
+}
+
+fn put(tenant: &TenantStore, key: &str, value: &str) -> Result<WriteOutcome, WriteError> {
+    let record = value_record(value);
+    block_on(tenant.write(key.to_string(), true, move |_| {
+        Ok(Mutation::Put(Box::new(record), CommitOp::Update))
+    }))
+}
+
+fn value_of(tenant: &TenantStore, key: &str) -> Option<String> {
+    tenant.get(key).expect("reads work").and_then(|r| r.value)
+}
+
+/// What every poisoned store must show: later writes refused at once with
+/// the poisoned error, earlier writes still readable, one fatal report.
+fn assert_poisoned(store: &Store, reports: &mpsc::Receiver<Fatal>, kept: (&str, &str)) {
+    assert!(store.is_poisoned());
+    let alice = store.tenant("@alice");
+    let refused = block_on(alice.submit(
+        "later@alice".into(),
+        true,
+        Box::new(|_| Ok(Mutation::Delete)),
+    ));
+    assert!(matches!(refused, Err(StoreError::Poisoned)));
+    assert!(matches!(
+        put(&alice, "later@alice", "x"),
+        Err(WriteError::Store(StoreError::Poisoned))
+    ));
+    assert_eq!(value_of(&alice, kept.0).as_deref(), Some(kept.1));
+    assert!(reports.try_recv().is_ok(), "the sink got a report");
+    assert!(reports.try_recv().is_err(), "the sink got only one report");
+}
+
+#[test]
+fn a_write_its_closure_refuses_is_not_a_storage_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (reports, sink) = recording_sink();
+    let store = Store::open(dir.path(), Durability::Fast, sink).expect("open");
+    let alice = store.tenant("@alice");
+    let refused = block_on(alice.write("fixed@alice".into(), true, |_| {
+        Err(AtError::new(
+            AtCode::IllegalArguments,
+            "the key is immutable",
+        ))
+    }));
+    match refused {
+        Err(WriteError::Refused(error)) => assert_eq!(error.code, AtCode::IllegalArguments),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(!store.is_poisoned());
+    assert!(reports.try_recv().is_err());
+    // The refusal issued no commit id.
+    let outcome = put(&alice, "fixed@alice", "v").expect("write after a refusal");
+    assert_eq!(outcome.commit_id, Some(0));
+}
+
+#[test]
+fn a_panicking_write_closure_poisons_the_store_and_reports_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (reports, sink) = recording_sink();
+    let store = Store::open(dir.path(), Durability::Fast, sink).expect("open");
+    let alice = store.tenant("@alice");
+    put(&alice, "phone@alice", "123").expect("a write before the panic");
+    let panicked = block_on(alice.write("bug@alice".into(), true, |_| {
+        std::panic::panic_any("a verb with a bug")
+    }));
+    let error = panicked.expect_err("the panicking write fails");
+    match &error {
+        WriteError::Store(StoreError::WriterPanicked { message }) => {
+            assert_eq!(&**message, "a verb with a bug")
+        }
+        other => panic!("expected WriterPanicked, got {other:?}"),
+    }
+    assert_eq!(AtError::from(error).code, AtCode::DataStore);
+    assert_poisoned(&store, &reports, ("phone@alice", "123"));
+    assert_eq!(value_of(&alice, "bug@alice"), None);
+}
+
+#[test]
+fn a_key_too_long_for_fjall_is_a_caught_panic_not_a_dead_writer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (reports, sink) = recording_sink();
+    let store = Store::open(dir.path(), Durability::Fast, sink).expect("open");
+    let alice = store.tenant("@alice");
+    put(&alice, "phone@alice", "123").expect("a write before the panic");
+    let long_key = "k".repeat(actor::FJALL_KEY_BYTES_MAX + 1);
+    let failed = put(&alice, &long_key, "x");
+    assert!(
+        matches!(
+            failed,
+            Err(WriteError::Store(StoreError::WriterPanicked { .. }))
+        ),
+        "got {failed:?}"
+    );
+    assert_poisoned(&store, &reports, ("phone@alice", "123"));
+    // The actor outlived the panic: it still answers a flush.
+    assert!(
+        store
+            .flush_blocking(std::time::Duration::from_secs(60))
+            .is_ok()
+    );
+}
