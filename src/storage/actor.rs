@@ -23,6 +23,7 @@ use fjall::{Database, OwnedWriteBatch, PersistMode};
 
 use super::completion::{self, Completer};
 use super::error::{Operation, RecordAt, StoreError, WithSources, WriteError};
+use super::failpoints::{Failpoints, Site};
 use super::layout;
 use super::poison::{ActorLife, Poison};
 use super::recent::Recent;
@@ -111,6 +112,7 @@ pub(super) fn spawn(
     keyspaces: Keyspaces,
     durability: Durability,
     poison: Arc<Poison>,
+    failpoints: Failpoints,
 ) -> Result<
     (
         crossbeam_channel::Sender<ActorMessage>,
@@ -124,6 +126,7 @@ pub(super) fn spawn(
         keyspaces,
         durability,
         poison,
+        failpoints,
         last_commit: HashMap::new(),
         recent: Recent::default(),
     };
@@ -145,6 +148,8 @@ struct Actor {
     durability: Durability,
     /// Shared with the store's handles, which refuse writes once it is set.
     poison: Arc<Poison>,
+    /// Failures on purpose (an empty type unless built with `failpoints`).
+    failpoints: Failpoints,
     /// Last issued commit id per atSign, loaded from `meta` on first use.
     last_commit: HashMap<String, Option<u64>>,
     /// Records written recently, including those of the batch being built.
@@ -284,6 +289,9 @@ impl Actor {
                 write.mutate,
             ));
         }
+        self.failpoints
+            .trip(Site::Apply)
+            .map_err(StoreError::engine(Operation::ApplyBatch))?;
         self.commit(pending)?;
         Ok(outcomes)
     }
@@ -337,6 +345,9 @@ impl Actor {
                 );
             }
         }
+        self.failpoints
+            .trip(Site::Commit)
+            .map_err(StoreError::engine(Operation::CommitBatch))?;
         pending
             .batch
             .commit()

@@ -28,6 +28,8 @@ pub enum Operation {
     Read(&'static str),
     /// A prefix or range scan of a keyspace (its name).
     Scan(&'static str),
+    /// Staging a write batch (only a failpoint fails here).
+    ApplyBatch,
     /// Committing a write batch (journal append, and fsync when durable).
     CommitBatch,
     /// Persisting the journal for a flush.
@@ -43,6 +45,7 @@ impl fmt::Display for Operation {
             Operation::StartWriter => f.write_str("start the write actor"),
             Operation::Read(name) => write!(f, "read from keyspace {name}"),
             Operation::Scan(name) => write!(f, "scan keyspace {name}"),
+            Operation::ApplyBatch => f.write_str("apply a write batch"),
             Operation::CommitBatch => f.write_str("commit a write batch"),
             Operation::Persist => f.write_str("persist the journal"),
         }
@@ -113,6 +116,13 @@ pub enum StoreError {
     WriterStopped,
     /// A flush did not finish within the caller's limit.
     FlushTimedOut,
+    /// `ATSERVER_FAILPOINTS` could not be parsed (only built with the
+    /// `failpoints` feature).
+    #[cfg(feature = "failpoints")]
+    FailpointSpec {
+        spec: String,
+        source: super::failpoints::SpecError,
+    },
 }
 
 impl StoreError {
@@ -160,6 +170,14 @@ impl fmt::Display for StoreError {
             }
             StoreError::WriterStopped => f.write_str("the data store writer has stopped"),
             StoreError::FlushTimedOut => f.write_str("the data store flush did not finish in time"),
+            #[cfg(feature = "failpoints")]
+            StoreError::FailpointSpec { spec, .. } => {
+                write!(
+                    f,
+                    "{} is invalid: {spec:?}",
+                    super::failpoints::FAILPOINTS_ENV
+                )
+            }
         }
     }
 }
@@ -170,6 +188,8 @@ impl std::error::Error for StoreError {
             StoreError::Engine { source, .. } => Some(source.as_ref()),
             StoreError::Io { source, .. } => Some(source.as_ref()),
             StoreError::CorruptRecord { source, .. } => Some(source),
+            #[cfg(feature = "failpoints")]
+            StoreError::FailpointSpec { source, .. } => Some(source),
             StoreError::UnknownFormatVersion { .. }
             | StoreError::Poisoned
             | StoreError::WriterPanicked { .. }

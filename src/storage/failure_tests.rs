@@ -1,7 +1,8 @@
-//! How the store fails: refusals against storage failures and panics in the
-//! write actor. Each failure must reach the waiter as a typed error, poison
-//! the store when writes can no longer be trusted, and reach the fatal sink
-//! exactly once.
+//! How the store fails: refusals against storage failures, panics in the
+//! write actor, and (with the `failpoints` feature) failed and panicking
+//! batch commits. Each failure must reach the waiter as a typed error,
+//! poison the store when writes can no longer be trusted, and reach the
+//! fatal sink exactly once.
 
 use std::sync::mpsc;
 
@@ -123,4 +124,119 @@ fn a_key_too_long_for_fjall_is_a_caught_panic_not_a_dead_writer() {
             .flush_blocking(std::time::Duration::from_secs(60))
             .is_ok()
     );
+}
+
+#[cfg(feature = "failpoints")]
+mod failpoints {
+    //! The `failpoints` feature's failures, armed per store (the
+    //! environment variable is shared by every test of the process).
+
+    use super::*;
+    use crate::storage::failpoints::Failpoints;
+
+    fn armed(spec: &str) -> (tempfile::TempDir, Store, mpsc::Receiver<Fatal>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (reports, sink) = recording_sink();
+        let failpoints = Failpoints::parse(spec).expect("a valid spec");
+        let store = Store::open_with_failpoints(dir.path(), Durability::Fast, sink, failpoints)
+            .expect("open");
+        (dir, store, reports)
+    }
+
+    #[test]
+    fn a_failed_commit_fails_its_write_and_poisons_the_store() {
+        let (_dir, store, reports) = armed("store.commit=error@3");
+        let alice = store.tenant("@alice");
+        put(&alice, "one@alice", "1").expect("first commit");
+        put(&alice, "two@alice", "2").expect("second commit");
+        let failed = put(&alice, "three@alice", "3").expect_err("third commit fails");
+        assert!(
+            matches!(
+                &failed,
+                WriteError::Store(StoreError::Engine {
+                    operation: Operation::CommitBatch,
+                    ..
+                })
+            ),
+            "got {failed:?}"
+        );
+        let wire = AtError::from(failed);
+        assert_eq!(wire.code, AtCode::DataStore);
+        assert!(wire.close);
+        assert_eq!(value_of(&alice, "three@alice"), None);
+        assert_eq!(alice.last_commit_id().expect("last"), Some(1));
+        assert_poisoned(&store, &reports, ("two@alice", "2"));
+    }
+
+    #[test]
+    fn a_batch_that_panics_while_applied_fails_its_write_and_poisons_the_store() {
+        let (_dir, store, reports) = armed("store.apply=panic@2");
+        let alice = store.tenant("@alice");
+        put(&alice, "one@alice", "1").expect("first batch");
+        let failed = put(&alice, "two@alice", "2").expect_err("second batch panics");
+        match &failed {
+            WriteError::Store(StoreError::WriterPanicked { message }) => {
+                assert_eq!(&**message, "failpoint store.apply=panic@2")
+            }
+            other => panic!("expected WriterPanicked, got {other:?}"),
+        }
+        assert_eq!(AtError::from(failed).code, AtCode::DataStore);
+        assert_eq!(value_of(&alice, "two@alice"), None);
+        assert_poisoned(&store, &reports, ("one@alice", "1"));
+    }
+
+    #[test]
+    fn every_waiter_of_a_panicking_batch_gets_an_error_not_silence() {
+        let (_dir, store, reports) = armed("store.apply=panic@1");
+        let alice = store.tenant("@alice");
+        let pending: Vec<PendingWrite> = (0..16)
+            .map(|i| {
+                let record = value_record("v");
+                let mutate: actor::MutateFn =
+                    Box::new(move |_| Ok(Mutation::Put(Box::new(record), CommitOp::Update)));
+                block_on(alice.submit(format!("k{i}@alice"), true, mutate)).expect("submit")
+            })
+            .collect();
+        let outcomes: Vec<_> = pending.into_iter().map(|p| block_on(p.outcome())).collect();
+        // The first batch panicked; writes that missed it were refused.
+        assert!(
+            matches!(
+                outcomes.first(),
+                Some(Err(WriteError::Store(StoreError::WriterPanicked { .. })))
+            ),
+            "first: {:?}",
+            outcomes.first()
+        );
+        for outcome in &outcomes {
+            assert!(
+                matches!(
+                    outcome,
+                    Err(WriteError::Store(
+                        StoreError::WriterPanicked { .. } | StoreError::Poisoned
+                    ))
+                ),
+                "got {outcome:?}"
+            );
+        }
+        assert!(store.is_poisoned());
+        assert!(reports.try_recv().is_ok());
+        assert!(reports.try_recv().is_err(), "one report for the store");
+    }
+
+    #[test]
+    fn the_report_names_the_store_and_the_cause() {
+        let (dir, store, reports) = armed("store.commit=error@1");
+        let alice = store.tenant("@alice");
+        put(&alice, "one@alice", "1").expect_err("first commit fails");
+        let fatal = reports.try_recv().expect("reported");
+        assert_eq!(fatal.component, format!("store {}", dir.path().display()));
+        assert!(
+            fatal
+                .reason
+                .starts_with("write batch failed: the data store failed to commit a write batch"),
+            "reason: {}",
+            fatal.reason
+        );
+        assert!(fatal.reason.contains("failpoint store.commit=error@1"));
+    }
 }

@@ -18,6 +18,7 @@
 pub mod actor;
 pub mod completion;
 pub mod error;
+pub mod failpoints;
 pub mod layout;
 mod poison;
 mod recent;
@@ -30,6 +31,7 @@ use crate::error::AtError;
 use crate::health::FatalSink;
 pub use actor::{Mutation, WriteOutcome};
 pub use error::{Operation, RecordAt, StoreError, WriteError};
+use failpoints::Failpoints;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use poison::Poison;
 pub use record::{ArchivedStoredRecord, CommitEntry, CommitOp, StoredMeta, StoredRecord};
@@ -82,8 +84,30 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the shard's database under `dir` and starts its
     /// write actor on a dedicated thread. `fatal` hears once if the store
-    /// becomes poisoned or its actor dies.
+    /// becomes poisoned or its actor dies. Built with the `failpoints`
+    /// feature, the store also arms the failpoints of `ATSERVER_FAILPOINTS`.
     pub fn open(dir: &Path, durability: Durability, fatal: FatalSink) -> Result<Store, StoreError> {
+        Store::open_armed(dir, durability, fatal, Failpoints::from_env()?)
+    }
+
+    /// [`Store::open`] with the given failpoints instead of those of the
+    /// environment (which is shared by every test in a process).
+    #[cfg(feature = "failpoints")]
+    pub fn open_with_failpoints(
+        dir: &Path,
+        durability: Durability,
+        fatal: FatalSink,
+        failpoints: Failpoints,
+    ) -> Result<Store, StoreError> {
+        Store::open_armed(dir, durability, fatal, failpoints)
+    }
+
+    fn open_armed(
+        dir: &Path,
+        durability: Durability,
+        fatal: FatalSink,
+        failpoints: Failpoints,
+    ) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(StoreError::io(Operation::CreateFolder))?;
         let db = Database::builder(dir)
             .manual_journal_persist(true)
@@ -102,7 +126,13 @@ impl Store {
             meta: open(layout::META)?,
         };
         let poison = Arc::new(Poison::new(format!("store {}", dir.display()), fatal));
-        let (writer, thread) = actor::spawn(db, keyspaces.clone(), durability, poison.clone())?;
+        let (writer, thread) = actor::spawn(
+            db,
+            keyspaces.clone(),
+            durability,
+            poison.clone(),
+            failpoints,
+        )?;
         Ok(Store {
             inner: Arc::new(StoreInner {
                 keyspaces,
