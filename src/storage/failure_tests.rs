@@ -1,8 +1,8 @@
 //! How the store fails: refusals against storage failures, panics in the
-//! write actor, and (with the `failpoints` feature) failed and panicking
-//! batch commits. Each failure must reach the waiter as a typed error,
-//! poison the store when writes can no longer be trusted, and reach the
-//! fatal sink exactly once.
+//! write actor, corrupt records on disk, and (with the `failpoints` feature)
+//! failed and panicking batch commits. Each failure must reach the waiter
+//! as a typed error, poison the store when writes can no longer be trusted,
+//! and reach the fatal sink exactly once.
 
 use std::sync::mpsc;
 
@@ -123,6 +123,82 @@ fn a_key_too_long_for_fjall_is_a_caught_panic_not_a_dead_writer() {
         store
             .flush_blocking(std::time::Duration::from_secs(60))
             .is_ok()
+    );
+}
+
+#[test]
+fn a_corrupt_record_is_reported_with_its_key_by_read_get_and_for_each() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), Durability::Fast, FatalSink::log_only()).expect("open");
+    let alice = store.tenant("@alice");
+    put(&alice, "a.good@alice", "fine").expect("write");
+    let corrupt = super::fixture_tests::RECORD_FULL_FLIPPED;
+    store
+        .inner
+        .keyspaces
+        .keys
+        .insert(layout::record_key("@alice", "b.bad@alice"), corrupt)
+        .expect("a raw insert");
+    let names_the_key = |error: &StoreError| {
+        matches!(
+            error,
+            StoreError::CorruptRecord {
+                at: RecordAt::Key { atsign, key },
+                source: record::RecordError::Corrupt(_),
+            } if atsign == "@alice" && key == "b.bad@alice"
+        )
+    };
+    let read = alice.read("b.bad@alice", |r| r.value_str().map(str::to_string));
+    assert!(read.as_ref().is_err_and(names_the_key), "read: {read:?}");
+    let got = alice.get("b.bad@alice");
+    assert!(got.as_ref().is_err_and(names_the_key), "get: {got:?}");
+    let mut seen = Vec::new();
+    let scanned = alice.for_each(|key, _| {
+        seen.push(key.to_string());
+        true
+    });
+    assert!(
+        scanned.as_ref().is_err_and(names_the_key),
+        "for_each: {scanned:?}"
+    );
+    assert_eq!(seen, ["a.good@alice"]);
+    assert_eq!(
+        AtError::from(got.expect_err("corrupt")).message,
+        format!(
+            "the record of b.bad@alice (@alice) is corrupt: {}",
+            record::StoredRecord::decode(corrupt).expect_err("corrupt")
+        )
+    );
+    // The good record still reads; a corrupt one does not poison the store.
+    assert_eq!(value_of(&alice, "a.good@alice").as_deref(), Some("fine"));
+    assert!(!store.is_poisoned());
+}
+
+#[test]
+fn a_commit_entry_of_another_format_version_is_reported_with_its_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), Durability::Fast, FatalSink::log_only()).expect("open");
+    let alice = store.tenant("@alice");
+    put(&alice, "phone@alice", "1").expect("write");
+    store
+        .inner
+        .keyspaces
+        .commits
+        .insert(
+            layout::commit_key("@alice", 1),
+            super::fixture_tests::COMMIT_VERSION_2,
+        )
+        .expect("a raw insert");
+    let log = alice.commits_from(0, 10);
+    assert!(
+        matches!(
+            &log,
+            Err(StoreError::UnknownFormatVersion {
+                at: RecordAt::Commit { atsign, id: 1 },
+                found: 2,
+            }) if atsign == "@alice"
+        ),
+        "commits_from: {log:?}"
     );
 }
 

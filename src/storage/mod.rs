@@ -455,4 +455,6 @@ impl PendingWrite {
 #[cfg(test)]
 mod failure_tests;
 #[cfg(test)]
+mod fixture_tests;
+#[cfg(test)]
 mod tests;
