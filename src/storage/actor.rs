@@ -338,6 +338,13 @@ impl Actor {
         let commits = std::mem::take(&mut pending.commits_touched);
         for (atsign, last) in &commits {
             if let Some(id) = last {
+                // Pairs with the check in `next_commit_id`: a batch only
+                // moves an atSign's last id forward.
+                debug_assert!(
+                    self.remembered_last_commit(atsign)
+                        .is_none_or(|before| *id > before),
+                    "the last commit id of {atsign} went backwards to {id}"
+                );
                 pending.batch.insert(
                     &self.keyspaces.meta,
                     layout::last_commit_key(atsign),
@@ -352,6 +359,14 @@ impl Actor {
             .batch
             .commit()
             .map_err(StoreError::engine(Operation::CommitBatch))?;
+        // Pairs with the check in `next_commit_id`: what the actor is about
+        // to remember is what `meta` now holds (debug builds read it back).
+        debug_assert!(
+            commits.iter().all(|(atsign, last)| self
+                .stored_last_commit(atsign)
+                .is_ok_and(|stored| stored == *last)),
+            "a last commit id to remember differs from meta after the commit"
+        );
         self.last_commit.extend(commits);
         self.recent.trim();
         Ok(())
@@ -383,11 +398,26 @@ impl Actor {
         Ok(stored.and_then(|b| layout::decode_u64(&b)))
     }
 
+    /// The last commit id of `atsign` as committed batches left it, if the
+    /// actor has loaded it.
+    fn remembered_last_commit(&self, atsign: &str) -> Option<u64> {
+        self.last_commit.get(atsign).copied().flatten()
+    }
+
     fn next_commit_id(&mut self, pending: &mut Pending, atsign: &str) -> Result<u64, StoreError> {
         let last = match pending.commits_touched.get(atsign) {
             Some(last) => *last,
             None => match self.last_commit.get(atsign) {
-                Some(last) => *last,
+                Some(last) => {
+                    // Pairs with the check after a commit: the remembered id
+                    // is the one `meta` holds.
+                    debug_assert!(
+                        self.stored_last_commit(atsign)
+                            .is_ok_and(|stored| stored == *last),
+                        "the remembered last commit id of {atsign} differs from meta"
+                    );
+                    *last
+                }
                 None => {
                     let last = self.stored_last_commit(atsign)?;
                     self.last_commit.insert(atsign.to_string(), last);
@@ -396,6 +426,12 @@ impl Actor {
             },
         };
         let next = last.map_or(0, |id| id + 1);
+        // Commit ids are gap-free: each is exactly one more than the last
+        // one issued for its atSign (the first is 0).
+        debug_assert!(
+            last.map_or(next == 0, |last| next.checked_sub(1) == Some(last)),
+            "commit id {next} of {atsign} does not follow {last:?}"
+        );
         pending
             .commits_touched
             .insert(atsign.to_string(), Some(next));
