@@ -460,6 +460,13 @@ impl Actor {
             Mutation::Put(record, op) => (op, Some(*record)),
             Mutation::Delete => (CommitOp::Delete, None),
         };
+        // Issued before anything is staged: if reading the last id fails,
+        // the write fails whole instead of landing without its log entry.
+        let commit_id = if commit {
+            Some(self.next_commit_id(pending, atsign)?)
+        } else {
+            None
+        };
         let new_expiry = new_record.as_ref().and_then(|r| r.meta.expires_at);
         if let Some(old) = old_expiry.filter(|old| Some(*old) != new_expiry) {
             pending
@@ -485,8 +492,7 @@ impl Actor {
             None => pending.batch.remove(&self.keyspaces.keys, full_key.clone()),
         }
         self.recent.remember(full_key, new_record);
-        let commit_id = if commit {
-            let id = self.next_commit_id(pending, atsign)?;
+        if let Some(id) = commit_id {
             let entry = CommitEntry {
                 key: key.to_string(),
                 op,
@@ -497,10 +503,7 @@ impl Actor {
                 layout::commit_key(atsign, id),
                 entry.encode(),
             );
-            Some(id)
-        } else {
-            None
-        };
+        }
         Ok(WriteOutcome { commit_id, existed })
     }
 
