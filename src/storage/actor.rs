@@ -10,7 +10,7 @@
 //! (write closures come from verbs, and fjall asserts on its inputs),
 //! poisons the store: its waiters get the error, later writes are refused,
 //! and the fatal sink hears once. If the thread ends any other way, the
-//! [`ActorLife`] guard on it poisons the store, and waiters of the lost
+//! `ActorLife` guard on it poisons the store, and waiters of the lost
 //! requests see their completion abandoned ("writer stopped").
 
 use std::collections::HashMap;

@@ -11,7 +11,7 @@
 //!
 //! Failures are typed ([`StoreError`]; a write can also be refused by its own
 //! closure, see [`WriteError`]) and become AT0002 in one place. A batch that
-//! cannot be made durable, or that panics, poisons the store ([`poison`]):
+//! cannot be made durable, or that panics, poisons the store (`poison.rs`):
 //! every later write is refused, reads go on, and the [`FatalSink`] given to
 //! [`Store::open`] hears about it once, so the process can stop and restart.
 
