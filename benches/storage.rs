@@ -11,6 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
+use atserver::health::FatalSink;
 use atserver::storage::record::with_archived;
 use atserver::storage::{
     CommitOp, Durability, Mutation, Store, StoredMeta, StoredRecord, TenantStore,
@@ -73,7 +74,8 @@ fn join_all<F: Future<Output = ()>>(futures: Vec<F>) -> impl Future<Output = ()>
 
 fn storage(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path(), Durability::Fast).expect("open store");
+    let store =
+        Store::open(dir.path(), Durability::Fast, FatalSink::log_only()).expect("open store");
     let tenant = store.tenant("@bench");
     let rec = record(100);
 

@@ -131,7 +131,12 @@ pub(crate) mod testing {
         static STORE: OnceLock<(tempfile::TempDir, Store)> = OnceLock::new();
         let (_, store) = STORE.get_or_init(|| {
             let dir = tempfile::tempdir().expect("tempdir");
-            let store = Store::open(dir.path(), Durability::Fast).expect("store");
+            let store = Store::open(
+                dir.path(),
+                Durability::Fast,
+                crate::health::FatalSink::log_only(),
+            )
+            .expect("store");
             (dir, store)
         });
         store

@@ -23,6 +23,7 @@ cargo build --workspace --bins
 
 step "unit, property and integration tests"
 timeout 1200 cargo test --workspace -- --test-threads=4 2>&1 | tee -a "$log"
+timeout 600 cargo test --features failpoints --lib storage 2>&1 | tee -a "$log"
 
 step "protocol crate alone (no runtime feature)"
 timeout 600 cargo test --no-default-features --lib 2>&1 | tee -a "$log"

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use crate::error::AtError;
 use crate::health::Fatal;
 use crate::shard::ShardError;
+use crate::storage::{StoreError, WriteError};
 use crate::tls::TlsError;
 
 /// Exit status after a fatal failure of a running server (sysexits'
@@ -31,7 +32,9 @@ pub enum AppError {
     Tls(TlsError),
     Shard(ShardError),
     /// Opening or provisioning a store failed.
-    Store(AtError),
+    Store(StoreError),
+    /// Provisioning an atSign's CRAM secret was refused.
+    Provisioning(AtError),
     /// Development certificates could not be made.
     Certs(String),
     /// The directory's records could not be loaded.
@@ -70,6 +73,7 @@ impl std::fmt::Display for AppError {
             AppError::Tls(error) => write!(f, "TLS: {error}"),
             AppError::Shard(error) => error.fmt(f),
             AppError::Store(error) => write!(f, "store: {error}"),
+            AppError::Provisioning(error) => write!(f, "provisioning: {error}"),
             AppError::Certs(message) => write!(f, "certificates: {message}"),
             AppError::Records(message) => write!(f, "directory records: {message}"),
             AppError::Thread { what, source } => {
@@ -95,8 +99,17 @@ impl From<ShardError> for AppError {
     }
 }
 
-impl From<AtError> for AppError {
-    fn from(error: AtError) -> Self {
+impl From<StoreError> for AppError {
+    fn from(error: StoreError) -> Self {
         AppError::Store(error)
+    }
+}
+
+impl From<WriteError> for AppError {
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::Store(error) => AppError::Store(error),
+            WriteError::Refused(error) => AppError::Provisioning(error),
+        }
     }
 }

@@ -255,8 +255,7 @@ pub fn open_server(
             Some(Some(store)) => store.clone(),
             Some(slot) => {
                 let dir = plan.data_dir.join(format!("shard-{home}"));
-                let _ = fatal;
-                let store = Store::open(&dir, plan.durability)?;
+                let store = Store::open(&dir, plan.durability, fatal.clone())?;
                 *slot = Some(store.clone());
                 store
             }

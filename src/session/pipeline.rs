@@ -289,7 +289,7 @@ impl<C: Clock> Pipeline<C> {
         } = write;
         match tenant.store.submit(key.clone(), commit, mutate).await {
             Ok(pending) => self.inflight.push_write(key, line_bytes, pending),
-            Err(error) => return self.queue_error(&error, out).await,
+            Err(error) => return self.queue_error(&error.into(), out).await,
         }
         if let Some(next) = follow_up {
             let PreparedWrite {
@@ -370,7 +370,7 @@ impl<C: Clock> Pipeline<C> {
                 (Slot::Write { .. }, Some(result)) => {
                     let mut payload = std::mem::take(&mut self.payload);
                     payload.clear();
-                    let result = result.map(|outcome| {
+                    let result = result.map_err(AtError::from).map(|outcome| {
                         verbs::write::write_commit_id(&mut payload, outcome.commit_id);
                         Reply::Data
                     });

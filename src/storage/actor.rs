@@ -5,20 +5,30 @@
 //! batch once, and only then completes the callers' futures. Between batches,
 //! and at least every [`EXPIRY_SWEEP_INTERVAL_MS`], it purges expired records
 //! through the time-ordered expiry index.
+//!
+//! A batch that fails to commit, or panics while being applied or committed
+//! (write closures come from verbs, and fjall asserts on its inputs),
+//! poisons the store: its waiters get the error, later writes are refused,
+//! and the fatal sink hears once. If the thread ends any other way, the
+//! `ActorLife` guard on it poisons the store, and waiters of the lost
+//! requests see their completion abandoned ("writer stopped").
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use fjall::{Database, OwnedWriteBatch, PersistMode};
 
 use super::completion::{self, Completer};
+use super::error::{Operation, RecordAt, StoreError, WithSources, WriteError};
+use super::failpoints::{Failpoints, Site};
 use super::layout;
+use super::poison::{ActorLife, Poison};
 use super::recent::Recent;
 use super::record::{CommitEntry, CommitOp, StoredRecord};
-use super::{Durability, Keyspaces, store_error};
+use super::{Durability, Keyspaces};
 use crate::error::AtError;
 use crate::protocol::atkey;
 
@@ -34,6 +44,20 @@ pub const EXPIRY_SWEEP_INTERVAL_MS: u64 = 1_000;
 
 /// Expired records purged per sweep, so a mass expiry cannot stall writes.
 pub const EXPIRY_SWEEP_KEYS_MAX: usize = 1_024;
+
+/// Longest key fjall accepts (it asserts `u16::try_from(len)`, so a longer
+/// one panics the actor). Every key the layout builds must fit.
+pub const FJALL_KEY_BYTES_MAX: usize = u16::MAX as usize;
+
+/// Longest key the layout can build from names the verbs accept: an expiry
+/// index key (8-byte time, atSign with its `@`, separator, key name), with
+/// every character counted at UTF-8's 4 bytes. Asserted below to fit fjall,
+/// so only a bug, never a client, can reach fjall's key assertion.
+pub const LAYOUT_KEY_BYTES_MAX: usize =
+    8 + (1 + crate::limits::ATSIGN_CHARS_MAX) * 4 + 1 + crate::limits::CACHED_KEY_CHARS_MAX * 4;
+
+const _: () = assert!(LAYOUT_KEY_BYTES_MAX <= FJALL_KEY_BYTES_MAX);
+const _: () = assert!(crate::limits::KEY_CHARS_MAX <= crate::limits::CACHED_KEY_CHARS_MAX);
 
 /// What a write does to the record it was given.
 pub enum Mutation {
@@ -57,7 +81,7 @@ pub enum ActorMessage {
     Write(WriteRequest),
     /// Persist everything and flush the memtables (a clean stop), then
     /// answer on the channel.
-    Flush(std::sync::mpsc::Sender<()>),
+    Flush(std::sync::mpsc::Sender<Result<(), StoreError>>),
 }
 
 pub type MutateFn = Box<dyn FnOnce(Option<StoredRecord>) -> Result<Mutation, AtError> + Send>;
@@ -70,31 +94,51 @@ pub struct WriteRequest {
     pub reply: Completer,
 }
 
+/// A write request without its completer: what a batch applies. The
+/// completers stay outside the panic guard, so a panic cannot take the way
+/// to answer with it.
+struct WriteOp {
+    atsign: Arc<str>,
+    key: String,
+    commit: bool,
+    mutate: MutateFn,
+}
+
+/// What each write of a batch gets: its outcome, or why it did not happen.
+type Outcome = Result<WriteOutcome, WriteError>;
+
 pub(super) fn spawn(
     db: Database,
     keyspaces: Keyspaces,
     durability: Durability,
-    poisoned: Arc<AtomicBool>,
+    poison: Arc<Poison>,
+    failpoints: Failpoints,
 ) -> Result<
     (
         crossbeam_channel::Sender<ActorMessage>,
         std::thread::JoinHandle<()>,
     ),
-    AtError,
+    StoreError,
 > {
     let (tx, rx) = crossbeam_channel::bounded(WRITE_QUEUE_LEN_MAX);
     let mut actor = Actor {
         db,
         keyspaces,
         durability,
-        poisoned,
+        poison,
+        failpoints,
         last_commit: HashMap::new(),
         recent: Recent::default(),
     };
     let thread = std::thread::Builder::new()
         .name("atserver-store".into())
-        .spawn(move || actor.run(rx))
-        .map_err(store_error)?;
+        .spawn(move || {
+            let poison = actor.poison.clone();
+            let life = ActorLife::begin(&poison);
+            actor.run(rx);
+            life.finished();
+        })
+        .map_err(StoreError::io(Operation::StartWriter))?;
     Ok((tx, thread))
 }
 
@@ -102,7 +146,10 @@ struct Actor {
     db: Database,
     keyspaces: Keyspaces,
     durability: Durability,
-    poisoned: Arc<AtomicBool>,
+    /// Shared with the store's handles, which refuse writes once it is set.
+    poison: Arc<Poison>,
+    /// Failures on purpose (an empty type unless built with `failpoints`).
+    failpoints: Failpoints,
     /// Last issued commit id per atSign, loaded from `meta` on first use.
     last_commit: HashMap<String, Option<u64>>,
     /// Records written recently, including those of the batch being built.
@@ -147,20 +194,27 @@ impl Actor {
                 self.apply_batch(requests);
             }
             if !flushes.is_empty() {
-                self.flush_to_disk();
+                let flushed = self.flush_to_disk();
                 for done in flushes {
-                    let _ = done.send(());
+                    let _ = done.send(flushed.clone());
                 }
             }
         }
-        // Every sender is gone.
-        self.flush_to_disk();
+        // Every sender is gone: nobody is left to tell of a failure but the
+        // log and the fatal sink, which `flush_to_disk` tells.
+        let _ = self.flush_to_disk();
     }
 
     /// Makes what was acknowledged in fast mode durable and flushes the
-    /// memtables, so the next start replays nothing.
-    fn flush_to_disk(&self) {
-        let _ = self.db.persist(PersistMode::SyncAll);
+    /// memtables, so the next start replays nothing. A failed fsync poisons
+    /// the store: the kernel may have dropped what it could not write.
+    fn flush_to_disk(&self) -> Result<(), StoreError> {
+        if let Err(error) = self.db.persist(PersistMode::SyncAll) {
+            let error = StoreError::engine(Operation::Persist)(error);
+            self.poison
+                .poison(&format_args!("flush failed: {}", WithSources(&error)));
+            return Err(error);
+        }
         let keyspaces = &self.keyspaces;
         for keyspace in [
             &keyspaces.keys,
@@ -172,6 +226,7 @@ impl Actor {
                 tracing::warn!(%error, "flushing a memtable at close failed");
             }
         }
+        Ok(())
     }
 
     fn persist_mode(&self) -> PersistMode {
@@ -189,46 +244,107 @@ impl Actor {
     }
 
     fn apply_batch(&mut self, requests: Vec<WriteRequest>) {
-        if self.poisoned.load(Ordering::Acquire) {
+        if self.poison.is_poisoned() {
             completion::publish_all(
                 requests
                     .into_iter()
-                    .map(|r| (r.reply, Err(store_error("the data store is poisoned")))),
+                    .map(|r| (r.reply, Err(StoreError::Poisoned.into()))),
             );
             return;
         }
-        let mut pending = self.new_pending();
         let mut replies = Vec::with_capacity(requests.len());
+        let mut writes = Vec::with_capacity(requests.len());
         for request in requests {
-            let outcome = self.apply_one(
+            replies.push(request.reply);
+            writes.push(WriteOp {
+                atsign: request.atsign,
+                key: request.key,
+                commit: request.commit,
+                mutate: request.mutate,
+            });
+        }
+        let outcomes = match self.guarded(|actor| actor.apply_and_commit(writes)) {
+            Ok(outcomes) => outcomes,
+            Err(error) => {
+                self.batch_failed("write batch", &error);
+                // Every waiter hears the batch's failure, a write its own
+                // closure refused included: nothing of the batch is durable.
+                vec![Err(WriteError::Store(error)); replies.len()]
+            }
+        };
+        completion::publish_all(replies.into_iter().zip(outcomes));
+    }
+
+    /// Stages every write of a batch, then commits it once. The outcomes are
+    /// only worth publishing if the commit succeeds.
+    fn apply_and_commit(&mut self, writes: Vec<WriteOp>) -> Result<Vec<Outcome>, StoreError> {
+        let mut pending = self.new_pending();
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for write in writes {
+            outcomes.push(self.apply_one(
                 &mut pending,
-                &request.atsign,
-                &request.key,
-                request.commit,
-                request.mutate,
-            );
-            replies.push((request.reply, outcome));
+                &write.atsign,
+                &write.key,
+                write.commit,
+                write.mutate,
+            ));
         }
-        let committed = self.commit(pending);
-        if let Err(error) = &committed {
-            tracing::error!(%error, "write batch failed: poisoning the store");
-            self.poisoned.store(true, Ordering::Release);
+        self.failpoints
+            .trip(Site::Apply)
+            .map_err(StoreError::engine(Operation::ApplyBatch))?;
+        self.commit(pending)?;
+        Ok(outcomes)
+    }
+
+    /// Runs one batch `step` (applying and committing it), turning a panic
+    /// inside it into [`StoreError::WriterPanicked`] so that the caller can
+    /// answer the batch's waiters and poison the store.
+    ///
+    /// Unwind safety: a panic can leave half-done only what `step` touches.
+    /// The `Pending` batch it builds is its own and is dropped uncommitted
+    /// on the way out, so nothing of it reaches the keyspaces unless the
+    /// panic came from inside fjall's commit, where what fjall did is
+    /// unknown (hence the poison: no later write builds on it). `recent` may
+    /// hold records of the lost batch: [`Actor::batch_failed`] discards it.
+    /// `last_commit` is only extended after a successful commit, so it never
+    /// holds ids of the lost batch. The write closures are consumed, and the
+    /// completers are not inside `step` at all. Once poisoned, the actor
+    /// only refuses writes and answers flushes, which rely on none of that
+    /// state.
+    fn guarded<T>(
+        &mut self,
+        step: impl FnOnce(&mut Actor) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| step(self))) {
+            Ok(result) => result,
+            Err(payload) => Err(StoreError::WriterPanicked {
+                message: panic_message(payload.as_ref()).into(),
+            }),
         }
-        completion::publish_all(replies.into_iter().map(|(reply, outcome)| {
-            let outcome = match &committed {
-                Ok(()) => outcome,
-                Err(_) => Err(store_error("the data store failed to write")),
-            };
-            (reply, outcome)
-        }));
+    }
+
+    /// A batch (`what`) failed to commit or panicked: forget what it staged
+    /// and poison the store, which logs the cause and reports it once.
+    fn batch_failed(&mut self, what: &str, error: &StoreError) {
+        self.recent.clear();
+        self.poison
+            .poison(&format_args!("{what} failed: {}", WithSources(error)));
     }
 
     /// Records each atSign's last issued commit id once per batch, commits
-    /// the batch, and only then lets later batches build on those ids.
-    fn commit(&mut self, mut pending: Pending) -> Result<(), fjall::Error> {
+    /// the batch, and only then lets later batches build on those ids. On
+    /// failure, the caller discards what the batch staged in `recent`.
+    fn commit(&mut self, mut pending: Pending) -> Result<(), StoreError> {
         let commits = std::mem::take(&mut pending.commits_touched);
         for (atsign, last) in &commits {
             if let Some(id) = last {
+                // Pairs with the check in `next_commit_id`: a batch only
+                // moves an atSign's last id forward.
+                debug_assert!(
+                    self.remembered_last_commit(atsign)
+                        .is_none_or(|before| *id > before),
+                    "the last commit id of {atsign} went backwards to {id}"
+                );
                 pending.batch.insert(
                     &self.keyspaces.meta,
                     layout::last_commit_key(atsign),
@@ -236,41 +352,86 @@ impl Actor {
                 );
             }
         }
-        if let Err(error) = pending.batch.commit() {
-            // What the failed batch staged never reached the keyspaces.
-            self.recent.clear();
-            return Err(error);
-        }
+        self.failpoints
+            .trip(Site::Commit)
+            .map_err(StoreError::engine(Operation::CommitBatch))?;
+        pending
+            .batch
+            .commit()
+            .map_err(StoreError::engine(Operation::CommitBatch))?;
+        // Pairs with the check in `next_commit_id`: what the actor is about
+        // to remember is what `meta` now holds (debug builds read it back).
+        debug_assert!(
+            commits.iter().all(|(atsign, last)| self
+                .stored_last_commit(atsign)
+                .is_ok_and(|stored| stored == *last)),
+            "a last commit id to remember differs from meta after the commit"
+        );
         self.last_commit.extend(commits);
         self.recent.trim();
         Ok(())
     }
 
-    fn current(&self, full_key: &[u8]) -> Result<Option<StoredRecord>, AtError> {
+    fn current(
+        &self,
+        full_key: &[u8],
+        atsign: &str,
+        key: &str,
+    ) -> Result<Option<StoredRecord>, StoreError> {
         if let Some(known) = self.recent.get(full_key) {
             return Ok(known.clone());
         }
-        match self.keyspaces.keys.get(full_key).map_err(store_error)? {
+        let found = self.keyspaces.keys.get(full_key);
+        match found.map_err(StoreError::engine(Operation::Read(layout::KEYS)))? {
             None => Ok(None),
-            Some(bytes) => StoredRecord::decode(&bytes).map(Some).map_err(store_error),
+            Some(bytes) => StoredRecord::decode(&bytes)
+                .map(Some)
+                .map_err(|e| StoreError::unreadable(RecordAt::key(atsign, key), e)),
         }
     }
 
-    fn next_commit_id(&mut self, pending: &mut Pending, atsign: &str) -> Result<u64, AtError> {
+    /// The last commit id of `atsign` as `meta` holds it.
+    fn stored_last_commit(&self, atsign: &str) -> Result<Option<u64>, StoreError> {
+        let key = layout::last_commit_key(atsign);
+        let stored = self.keyspaces.meta.get(&key);
+        let stored = stored.map_err(StoreError::engine(Operation::Read(layout::META)))?;
+        Ok(stored.and_then(|b| layout::decode_u64(&b)))
+    }
+
+    /// The last commit id of `atsign` as committed batches left it, if the
+    /// actor has loaded it.
+    fn remembered_last_commit(&self, atsign: &str) -> Option<u64> {
+        self.last_commit.get(atsign).copied().flatten()
+    }
+
+    fn next_commit_id(&mut self, pending: &mut Pending, atsign: &str) -> Result<u64, StoreError> {
         let last = match pending.commits_touched.get(atsign) {
             Some(last) => *last,
             None => match self.last_commit.get(atsign) {
-                Some(last) => *last,
+                Some(last) => {
+                    // Pairs with the check after a commit: the remembered id
+                    // is the one `meta` holds.
+                    debug_assert!(
+                        self.stored_last_commit(atsign)
+                            .is_ok_and(|stored| stored == *last),
+                        "the remembered last commit id of {atsign} differs from meta"
+                    );
+                    *last
+                }
                 None => {
-                    let key = layout::last_commit_key(atsign);
-                    let stored = self.keyspaces.meta.get(&key).map_err(store_error)?;
-                    let last = stored.and_then(|b| layout::decode_u64(&b));
+                    let last = self.stored_last_commit(atsign)?;
                     self.last_commit.insert(atsign.to_string(), last);
                     last
                 }
             },
         };
         let next = last.map_or(0, |id| id + 1);
+        // Commit ids are gap-free: each is exactly one more than the last
+        // one issued for its atSign (the first is 0).
+        debug_assert!(
+            last.map_or(next == 0, |last| next.checked_sub(1) == Some(last)),
+            "commit id {next} of {atsign} does not follow {last:?}"
+        );
         pending
             .commits_touched
             .insert(atsign.to_string(), Some(next));
@@ -284,12 +445,12 @@ impl Actor {
         key: &str,
         commit: bool,
         mutate: MutateFn,
-    ) -> Result<WriteOutcome, AtError> {
+    ) -> Result<WriteOutcome, WriteError> {
         let full_key = layout::record_key(atsign, key);
-        let previous = self.current(&full_key)?;
+        let previous = self.current(&full_key, atsign, key)?;
         let existed = previous.is_some();
         let old_expiry = previous.as_ref().and_then(|r| r.meta.expires_at);
-        let (op, new_record) = match mutate(previous)? {
+        let (op, new_record) = match mutate(previous).map_err(WriteError::Refused)? {
             Mutation::Unchanged => {
                 return Ok(WriteOutcome {
                     commit_id: None,
@@ -298,6 +459,13 @@ impl Actor {
             }
             Mutation::Put(record, op) => (op, Some(*record)),
             Mutation::Delete => (CommitOp::Delete, None),
+        };
+        // Issued before anything is staged: if reading the last id fails,
+        // the write fails whole instead of landing without its log entry.
+        let commit_id = if commit {
+            Some(self.next_commit_id(pending, atsign)?)
+        } else {
+            None
         };
         let new_expiry = new_record.as_ref().and_then(|r| r.meta.expires_at);
         if let Some(old) = old_expiry.filter(|old| Some(*old) != new_expiry) {
@@ -324,8 +492,7 @@ impl Actor {
             None => pending.batch.remove(&self.keyspaces.keys, full_key.clone()),
         }
         self.recent.remember(full_key, new_record);
-        let commit_id = if commit {
-            let id = self.next_commit_id(pending, atsign)?;
+        if let Some(id) = commit_id {
             let entry = CommitEntry {
                 key: key.to_string(),
                 op,
@@ -336,19 +503,27 @@ impl Actor {
                 layout::commit_key(atsign, id),
                 entry.encode(),
             );
-            Some(id)
-        } else {
-            None
-        };
+        }
         Ok(WriteOutcome { commit_id, existed })
     }
 
     /// Deletes records whose expiry has passed, through the normal write path
-    /// so each gets a DELETE commit entry that clients will sync.
+    /// so each gets a DELETE commit entry that clients will sync. A failed
+    /// (or panicking) expiry batch poisons the store like a write batch.
     fn sweep_expired(&mut self) {
-        if self.poisoned.load(Ordering::Acquire) {
+        if self.poison.is_poisoned() {
             return;
         }
+        match self.guarded(Actor::purge_due) {
+            Ok(0) => {}
+            Ok(purged) => tracing::debug!(purged, "expired records purged"),
+            Err(error) => self.batch_failed("expiry batch", &error),
+        }
+    }
+
+    /// Purges up to [`EXPIRY_SWEEP_KEYS_MAX`] due records in one batch and
+    /// returns how many it purged.
+    fn purge_due(&mut self) -> Result<usize, StoreError> {
         let now = now_ms();
         let end = layout::encode_time(now);
         let mut due = Vec::new();
@@ -361,13 +536,15 @@ impl Actor {
             match item.key() {
                 Ok(k) => due.push(k.to_vec()),
                 Err(error) => {
+                    // A read, not a write: nothing is lost, the next sweep
+                    // tries again.
                     tracing::warn!(%error, "expiry index read failed");
-                    return;
+                    return Ok(0);
                 }
             }
         }
         if due.is_empty() {
-            return;
+            return Ok(0);
         }
         let mut pending = self.new_pending();
         let mut purged = 0usize;
@@ -379,7 +556,7 @@ impl Actor {
                 continue;
             };
             let full_key = layout::record_key(atsign, key);
-            let still_due = match self.current(&full_key) {
+            let still_due = match self.current(&full_key, atsign, key) {
                 Ok(Some(record)) => record.meta.expires_at == Some(at),
                 _ => false,
             };
@@ -399,17 +576,20 @@ impl Actor {
                 Err(error) => tracing::warn!(%error, key, "expiry purge failed"),
             }
         }
-        match self.commit(pending) {
-            Ok(()) => {
-                if purged > 0 {
-                    tracing::debug!(purged, "expired records purged");
-                }
-            }
-            Err(error) => {
-                tracing::error!(%error, "expiry batch failed: poisoning the store");
-                self.poisoned.store(true, Ordering::Release);
-            }
-        }
+        self.commit(pending)?;
+        Ok(purged)
+    }
+}
+
+/// The text a panic was raised with (`panic!` hands over a `&str` or a
+/// `String`; anything else is described, not shown).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic without a message".to_string()
     }
 }
 

@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use super::actor::WriteOutcome;
-use crate::error::AtError;
+use super::error::WriteError;
 
-type Outcome = Result<WriteOutcome, AtError>;
+type Outcome = Result<WriteOutcome, WriteError>;
 
 #[derive(Default)]
 struct State {
@@ -138,7 +138,7 @@ pub fn publish_all(outcomes: impl IntoIterator<Item = (Completer, Outcome)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::AtCode;
+    use crate::storage::StoreError;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::Wake;
 
@@ -200,7 +200,7 @@ mod tests {
     #[test]
     fn errors_pass_through() {
         let (completer, completion) = pair();
-        let _ = completer.publish(Err(AtError::new(AtCode::DataStore, "x")));
+        let _ = completer.publish(Err(StoreError::Poisoned.into()));
         assert!(matches!(completion.take(), Polled::Ready(Err(_))));
     }
 }

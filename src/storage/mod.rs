@@ -8,20 +8,32 @@
 //! `WriteBatch`, persists it once (group commit) and then completes each
 //! caller's future. The actor is the single writer of its keyspaces, which
 //! makes read-modify-write merges atomic and commit ids gap-free without locks.
+//!
+//! Failures are typed ([`StoreError`]; a write can also be refused by its own
+//! closure, see [`WriteError`]) and become AT0002 in one place. A batch that
+//! cannot be made durable, or that panics, poisons the store (`poison.rs`):
+//! every later write is refused, reads go on, and the [`FatalSink`] given to
+//! [`Store::open`] hears about it once, so the process can stop and restart.
 
 pub mod actor;
 pub mod completion;
+pub mod error;
+pub mod failpoints;
 pub mod layout;
+mod poison;
 mod recent;
 pub mod record;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::error::{AtCode, AtError};
+use crate::error::AtError;
+use crate::health::FatalSink;
 pub use actor::{Mutation, WriteOutcome};
+pub use error::{Operation, RecordAt, StoreError, WriteError};
+use failpoints::Failpoints;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use poison::Poison;
 pub use record::{ArchivedStoredRecord, CommitEntry, CommitOp, StoredMeta, StoredRecord};
 
 /// Journals kept before memtables are forced to disk. Start-up replays the
@@ -56,9 +68,9 @@ pub(crate) struct Keyspaces {
 struct StoreInner {
     keyspaces: Keyspaces,
     writer: crossbeam_channel::Sender<actor::ActorMessage>,
-    /// Set by the actor after a failed commit: the store refuses writes from
-    /// then on and reports not-ready (poison, don't limp).
-    poisoned: Arc<AtomicBool>,
+    /// Set by the actor after a failed or panicking batch, or when it dies:
+    /// the store refuses writes from then on and reports not-ready.
+    poison: Arc<Poison>,
     /// The actor thread, joined by [`Store::close`].
     actor: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -69,37 +81,63 @@ pub struct Store {
     inner: Arc<StoreInner>,
 }
 
-/// A storage failure, reported to clients as AT0002 (which closes the
-/// connection, as the reference does for DataStoreException).
-pub fn store_error(detail: impl std::fmt::Display) -> AtError {
-    AtError::new(AtCode::DataStore, format!("{detail}"))
-}
-
 impl Store {
     /// Opens (or creates) the shard's database under `dir` and starts its
-    /// write actor on a dedicated thread.
-    pub fn open(dir: &Path, durability: Durability) -> Result<Store, AtError> {
-        std::fs::create_dir_all(dir).map_err(store_error)?;
+    /// write actor on a dedicated thread. `fatal` hears once if the store
+    /// becomes poisoned or its actor dies. Built with the `failpoints`
+    /// feature, the store also arms the failpoints of `ATSERVER_FAILPOINTS`.
+    pub fn open(dir: &Path, durability: Durability, fatal: FatalSink) -> Result<Store, StoreError> {
+        Store::open_armed(dir, durability, fatal, Failpoints::from_env()?)
+    }
+
+    /// [`Store::open`] with the given failpoints instead of those of the
+    /// environment (which is shared by every test in a process).
+    #[cfg(feature = "failpoints")]
+    pub fn open_with_failpoints(
+        dir: &Path,
+        durability: Durability,
+        fatal: FatalSink,
+        failpoints: Failpoints,
+    ) -> Result<Store, StoreError> {
+        Store::open_armed(dir, durability, fatal, failpoints)
+    }
+
+    fn open_armed(
+        dir: &Path,
+        durability: Durability,
+        fatal: FatalSink,
+        failpoints: Failpoints,
+    ) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(StoreError::io(Operation::CreateFolder))?;
         let db = Database::builder(dir)
             .manual_journal_persist(true)
             .max_journaling_size(JOURNAL_BYTES_MAX)
             .open()
-            .map_err(store_error)?;
+            .map_err(StoreError::engine(Operation::OpenDatabase))?;
         let options = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES_MAX);
-        let open = |name: &str| db.keyspace(name, options);
-        let keyspaces = Keyspaces {
-            keys: open(layout::KEYS).map_err(store_error)?,
-            commits: open(layout::COMMITS).map_err(store_error)?,
-            expiry: open(layout::EXPIRY).map_err(store_error)?,
-            meta: open(layout::META).map_err(store_error)?,
+        let open = |name: &'static str| {
+            db.keyspace(name, options)
+                .map_err(StoreError::engine(Operation::OpenKeyspace(name)))
         };
-        let poisoned = Arc::new(AtomicBool::new(false));
-        let (writer, thread) = actor::spawn(db, keyspaces.clone(), durability, poisoned.clone())?;
+        let keyspaces = Keyspaces {
+            keys: open(layout::KEYS)?,
+            commits: open(layout::COMMITS)?,
+            expiry: open(layout::EXPIRY)?,
+            meta: open(layout::META)?,
+        };
+        let poison = Arc::new(Poison::new(format!("store {}", dir.display()), fatal));
+        let (writer, thread) = actor::spawn(
+            db,
+            keyspaces.clone(),
+            durability,
+            poison.clone(),
+            failpoints,
+        )?;
         Ok(Store {
             inner: Arc::new(StoreInner {
                 keyspaces,
                 writer,
-                poisoned,
+                poison,
                 actor: std::sync::Mutex::new(Some(thread)),
             }),
         })
@@ -108,15 +146,24 @@ impl Store {
     /// Blocks until everything written so far is fsynced and the memtables
     /// are flushed (a clean stop: the next start replays nothing). For the
     /// main thread at shutdown, never for a shard.
-    pub fn flush_blocking(&self, limit: std::time::Duration) -> Result<(), AtError> {
+    pub fn flush_blocking(&self, limit: std::time::Duration) -> Result<(), StoreError> {
+        use crossbeam_channel::SendTimeoutError;
+        use std::sync::mpsc::RecvTimeoutError;
         let (done, finished) = std::sync::mpsc::channel();
-        self.inner
+        match self
+            .inner
             .writer
             .send_timeout(actor::ActorMessage::Flush(done), limit)
-            .map_err(|_| store_error("the data store writer did not take the flush"))?;
-        finished
-            .recv_timeout(limit)
-            .map_err(|_| store_error("the data store flush did not finish in time"))
+        {
+            Ok(()) => {}
+            Err(SendTimeoutError::Timeout(_)) => return Err(StoreError::FlushTimedOut),
+            Err(SendTimeoutError::Disconnected(_)) => return Err(StoreError::WriterStopped),
+        }
+        match finished.recv_timeout(limit) {
+            Ok(flushed) => flushed,
+            Err(RecvTimeoutError::Timeout) => Err(StoreError::FlushTimedOut),
+            Err(RecvTimeoutError::Disconnected) => Err(StoreError::WriterStopped),
+        }
     }
 
     /// Stops the write actor once every write handed to it is applied and
@@ -140,8 +187,9 @@ impl Store {
         }
     }
 
+    /// Whether the store refuses writes after a failure (not ready).
     pub fn is_poisoned(&self) -> bool {
-        self.inner.poisoned.load(Ordering::Acquire)
+        self.inner.poison.is_poisoned()
     }
 }
 
@@ -167,43 +215,49 @@ impl TenantStore {
         &self,
         key: &str,
         f: impl FnOnce(&ArchivedStoredRecord) -> R,
-    ) -> Result<Option<R>, AtError> {
+    ) -> Result<Option<R>, StoreError> {
         let found =
             layout::with_record_key(&self.atsign, key, |full| self.keyspaces().keys.get(full));
-        match found.map_err(store_error)? {
+        match found.map_err(StoreError::engine(Operation::Read(layout::KEYS)))? {
             None => Ok(None),
             Some(bytes) => record::with_archived(&bytes, f)
                 .map(Some)
-                .map_err(store_error),
+                .map_err(|e| StoreError::unreadable(RecordAt::key(&self.atsign, key), e)),
         }
     }
 
     /// The whole record of `key`, deserialised.
-    pub fn get(&self, key: &str) -> Result<Option<StoredRecord>, AtError> {
+    pub fn get(&self, key: &str) -> Result<Option<StoredRecord>, StoreError> {
         let full = layout::record_key(&self.atsign, key);
-        match self.keyspaces().keys.get(&full).map_err(store_error)? {
+        let found = self.keyspaces().keys.get(&full);
+        match found.map_err(StoreError::engine(Operation::Read(layout::KEYS)))? {
             None => Ok(None),
-            Some(bytes) => StoredRecord::decode(&bytes).map(Some).map_err(store_error),
+            Some(bytes) => StoredRecord::decode(&bytes)
+                .map(Some)
+                .map_err(|e| StoreError::unreadable(RecordAt::key(&self.atsign, key), e)),
         }
     }
 
     /// Calls `visit` for every key of this atSign, in key order, with its
-    /// archived record. Stops early when `visit` returns false.
+    /// archived record. Stops early when `visit` returns false, and at the
+    /// first record that cannot be read (reported with its key).
     pub fn for_each(
         &self,
         mut visit: impl FnMut(&str, &ArchivedStoredRecord) -> bool,
-    ) -> Result<(), AtError> {
+    ) -> Result<(), StoreError> {
         let prefix = layout::tenant_prefix(&self.atsign);
         for item in self.keyspaces().keys.prefix(&prefix) {
-            let (k, v) = item.into_inner().map_err(store_error)?;
+            let (k, v) = item
+                .into_inner()
+                .map_err(StoreError::engine(Operation::Scan(layout::KEYS)))?;
             let Some(name) = k
                 .get(prefix.len()..)
                 .and_then(|b| std::str::from_utf8(b).ok())
             else {
                 continue;
             };
-            let keep_going =
-                record::with_archived(&v, |archived| visit(name, archived)).map_err(store_error)?;
+            let keep_going = record::with_archived(&v, |archived| visit(name, archived))
+                .map_err(|e| StoreError::unreadable(RecordAt::key(&self.atsign, name), e))?;
             if !keep_going {
                 break;
             }
@@ -213,9 +267,10 @@ impl TenantStore {
 
     /// The last commit id issued for this atSign, or `None` on an empty log.
     /// Never goes down, even when the newest entry is purged.
-    pub fn last_commit_id(&self) -> Result<Option<u64>, AtError> {
+    pub fn last_commit_id(&self) -> Result<Option<u64>, StoreError> {
         let key = layout::last_commit_key(&self.atsign);
-        match self.keyspaces().meta.get(&key).map_err(store_error)? {
+        let found = self.keyspaces().meta.get(&key);
+        match found.map_err(StoreError::engine(Operation::Read(layout::META)))? {
             None => Ok(None),
             Some(bytes) => Ok(layout::decode_u64(&bytes)),
         }
@@ -226,7 +281,7 @@ impl TenantStore {
     fn commit_log(
         &self,
         from: u64,
-    ) -> impl DoubleEndedIterator<Item = Result<(u64, CommitEntry), AtError>> + '_ {
+    ) -> impl DoubleEndedIterator<Item = Result<(u64, CommitEntry), StoreError>> + '_ {
         let start = layout::commit_key(&self.atsign, from);
         let end = layout::commit_key(&self.atsign, u64::MAX);
         self.keyspaces()
@@ -235,7 +290,11 @@ impl TenantStore {
             .filter_map(|item| {
                 let (k, v) = match item.into_inner() {
                     Ok(kv) => kv,
-                    Err(error) => return Some(Err(store_error(error))),
+                    Err(error) => {
+                        return Some(Err(StoreError::engine(Operation::Scan(layout::COMMITS))(
+                            error,
+                        )));
+                    }
                 };
                 let id = k
                     .get(k.len().saturating_sub(8)..)
@@ -243,7 +302,7 @@ impl TenantStore {
                 Some(
                     CommitEntry::decode(&v)
                         .map(|entry| (id, entry))
-                        .map_err(store_error),
+                        .map_err(|e| StoreError::unreadable(RecordAt::commit(&self.atsign, id), e)),
                 )
             })
     }
@@ -253,7 +312,7 @@ impl TenantStore {
         &self,
         from: u64,
         limit: usize,
-    ) -> Result<Vec<(u64, CommitEntry)>, AtError> {
+    ) -> Result<Vec<(u64, CommitEntry)>, StoreError> {
         self.commit_log(from).take(limit).collect()
     }
 
@@ -261,7 +320,7 @@ impl TenantStore {
     pub fn latest_commit_where(
         &self,
         mut pred: impl FnMut(&str) -> bool,
-    ) -> Result<Option<u64>, AtError> {
+    ) -> Result<Option<u64>, StoreError> {
         for item in self.commit_log(0).rev() {
             let (id, entry) = item?;
             if pred(&entry.key) {
@@ -276,7 +335,7 @@ impl TenantStore {
     pub fn latest_commit_per_key(
         &self,
         mut pred: impl FnMut(&str) -> bool,
-    ) -> Result<Vec<(String, u64, CommitOp)>, AtError> {
+    ) -> Result<Vec<(String, u64, CommitOp)>, StoreError> {
         let mut latest: Vec<(String, u64, CommitOp)> = Vec::new();
         let mut position: std::collections::HashMap<String, usize> =
             std::collections::HashMap::new();
@@ -312,13 +371,14 @@ impl TenantStore {
 
     /// Applies `mutate` to the current record of `key` on the write actor and
     /// resolves once the result is durable (per the store's [`Durability`]).
-    /// `commit` asks for a commit-log entry (and thus a commit id).
+    /// `commit` asks for a commit-log entry (and thus a commit id). An error
+    /// `mutate` returns comes back as [`WriteError::Refused`].
     pub async fn write(
         &self,
         key: String,
         commit: bool,
         mutate: impl FnOnce(Option<StoredRecord>) -> Result<Mutation, AtError> + Send + 'static,
-    ) -> Result<WriteOutcome, AtError> {
+    ) -> Result<WriteOutcome, WriteError> {
         self.submit(key, commit, Box::new(mutate))
             .await?
             .outcome()
@@ -328,16 +388,15 @@ impl TenantStore {
     /// Hands a write to the actor and returns at once (waiting only while the
     /// actor's queue is full). Writes submitted in order are applied in order,
     /// so a connection can keep several in flight and still answer in order.
+    /// A poisoned store refuses at once.
     pub async fn submit(
         &self,
         key: String,
         commit: bool,
         mutate: actor::MutateFn,
-    ) -> Result<PendingWrite, AtError> {
+    ) -> Result<PendingWrite, StoreError> {
         if self.store.is_poisoned() {
-            return Err(store_error(
-                "the data store refused writes after an I/O failure",
-            ));
+            return Err(StoreError::Poisoned);
         }
         let (reply, done) = completion::pair();
         let mut message = actor::ActorMessage::Write(actor::WriteRequest {
@@ -357,7 +416,7 @@ impl TenantStore {
                     futures_lite::future::yield_now().await;
                 }
                 Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
-                    return Err(store_error("the data store writer has stopped"));
+                    return Err(StoreError::WriterStopped);
                 }
             }
         }
@@ -369,14 +428,11 @@ pub struct PendingWrite {
     done: completion::Completion,
 }
 
-fn writer_stopped() -> AtError {
-    store_error("the data store writer has stopped")
-}
-
 impl PendingWrite {
-    pub async fn outcome(mut self) -> Result<WriteOutcome, AtError> {
+    pub async fn outcome(mut self) -> Result<WriteOutcome, WriteError> {
         self.ready().await;
-        self.try_outcome().unwrap_or_else(|| Err(writer_stopped()))
+        self.try_outcome()
+            .unwrap_or(Err(WriteError::Store(StoreError::WriterStopped)))
     }
 
     /// Resolves once the outcome is known, without taking it.
@@ -385,14 +441,20 @@ impl PendingWrite {
     }
 
     /// The outcome if it is known by now.
-    pub fn try_outcome(&mut self) -> Option<Result<WriteOutcome, AtError>> {
+    /// An abandoned completion (the actor died holding this write) reads as
+    /// [`StoreError::WriterStopped`].
+    pub fn try_outcome(&mut self) -> Option<Result<WriteOutcome, WriteError>> {
         match self.done.take() {
             completion::Polled::Ready(outcome) => Some(outcome),
             completion::Polled::Pending => None,
-            completion::Polled::Abandoned => Some(Err(writer_stopped())),
+            completion::Polled::Abandoned => Some(Err(StoreError::WriterStopped.into())),
         }
     }
 }
 
+#[cfg(test)]
+mod failure_tests;
+#[cfg(test)]
+mod fixture_tests;
 #[cfg(test)]
 mod tests;

@@ -50,23 +50,31 @@ pub struct StoredRecord {
     pub meta: StoredMeta,
 }
 
-/// Why bytes read back from disk could not be used.
+/// Why bytes read back from disk could not be used. Knows nothing of where
+/// the bytes came from: the store wraps it in a
+/// [`StoreError`](super::StoreError) naming the record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordError {
+    /// No bytes at all, not even the format-version byte.
     Empty,
+    /// The trailing format-version byte is not [`RECORD_FORMAT_VERSION`].
     UnknownVersion(u8),
+    /// The archive failed validation (bytecheck) or deserialisation; the
+    /// text is rkyv's account of what failed.
     Corrupt(String),
 }
 
 impl std::fmt::Display for RecordError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RecordError::Empty => write!(f, "empty record"),
+            RecordError::Empty => write!(f, "no bytes, not even a format version"),
             RecordError::UnknownVersion(v) => write!(f, "unknown record format version {v}"),
-            RecordError::Corrupt(e) => write!(f, "corrupt record: {e}"),
+            RecordError::Corrupt(e) => write!(f, "the archive failed validation: {e}"),
         }
     }
 }
+
+impl std::error::Error for RecordError {}
 
 impl StoredRecord {
     /// Serialises the record with its trailing format-version byte.

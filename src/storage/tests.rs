@@ -1,4 +1,5 @@
 use super::*;
+use crate::health::FatalSink;
 use futures_lite::future::block_on;
 
 fn record(value: &str, now: i64) -> StoredRecord {
@@ -23,7 +24,7 @@ fn put(tenant: &TenantStore, key: &str, value: &str, commit: bool) -> WriteOutco
 #[test]
 fn written_records_are_read_back_and_commit_ids_are_gap_free() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path(), Durability::Fast).expect("open");
+    let store = Store::open(dir.path(), Durability::Fast, FatalSink::log_only()).expect("open");
     let alice = store.tenant("@alice");
     assert_eq!(alice.last_commit_id().expect("last"), None);
     assert_eq!(put(&alice, "phone@alice", "123", true).commit_id, Some(0));
@@ -45,7 +46,7 @@ fn written_records_are_read_back_and_commit_ids_are_gap_free() {
 #[test]
 fn tenants_do_not_see_each_other() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path(), Durability::Fast).expect("open");
+    let store = Store::open(dir.path(), Durability::Fast, FatalSink::log_only()).expect("open");
     let alice = store.tenant("@alice");
     let bob = store.tenant("@bob");
     put(&alice, "phone@alice", "1", true);
@@ -63,7 +64,7 @@ fn tenants_do_not_see_each_other() {
 #[test]
 fn a_merge_sees_the_previous_record_even_within_one_batch() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path(), Durability::Fast).expect("open");
+    let store = Store::open(dir.path(), Durability::Fast, FatalSink::log_only()).expect("open");
     let alice = store.tenant("@alice");
     // Eight threads write at once so requests share batches with their peers.
     std::thread::scope(|scope| {
@@ -90,7 +91,7 @@ fn a_merge_sees_the_previous_record_even_within_one_batch() {
 #[test]
 fn deletes_commit_and_remove() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path(), Durability::Fast).expect("open");
+    let store = Store::open(dir.path(), Durability::Fast, FatalSink::log_only()).expect("open");
     let alice = store.tenant("@alice");
     put(&alice, "phone@alice", "1", true);
     let outcome = block_on(alice.write("phone@alice".into(), true, |_| Ok(Mutation::Delete)))
@@ -110,7 +111,7 @@ fn deletes_commit_and_remove() {
 #[test]
 fn expired_records_are_purged_through_the_index() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path(), Durability::Fast).expect("open");
+    let store = Store::open(dir.path(), Durability::Fast, FatalSink::log_only()).expect("open");
     let alice = store.tenant("@alice");
     let now = actor::now_ms();
     let mut rec = record("soon gone", now);
@@ -135,11 +136,13 @@ fn expired_records_are_purged_through_the_index() {
 fn durable_writes_survive_a_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
-        let store = Store::open(dir.path(), Durability::Durable).expect("open");
+        let store =
+            Store::open(dir.path(), Durability::Durable, FatalSink::log_only()).expect("open");
         put(&store.tenant("@alice"), "phone@alice", "kept", true);
         assert!(store.close().is_ok(), "the only handle closes the store");
     }
-    let store = Store::open(dir.path(), Durability::Durable).expect("reopen");
+    let store =
+        Store::open(dir.path(), Durability::Durable, FatalSink::log_only()).expect("reopen");
     let alice = store.tenant("@alice");
     assert_eq!(
         alice.get("phone@alice").expect("get").and_then(|r| r.value),
@@ -197,7 +200,7 @@ mod model {
         #[test]
         fn the_store_matches_a_map_across_reopens(ops in proptest::collection::vec(op(), 1..40)) {
             let dir = tempfile::tempdir().expect("tempdir");
-            let mut store = Store::open(dir.path(), Durability::Fast).expect("open");
+            let mut store = Store::open(dir.path(), Durability::Fast, FatalSink::log_only()).expect("open");
             let mut model: BTreeMap<String, String> = BTreeMap::new();
             let mut commits = 0u64;
             for op in ops {
@@ -234,7 +237,7 @@ mod model {
                     }
                     Op::Reopen => {
                         prop_assert!(store.close().is_ok());
-                        store = Store::open(dir.path(), Durability::Fast).expect("reopen");
+                        store = Store::open(dir.path(), Durability::Fast, FatalSink::log_only()).expect("reopen");
                     }
                 }
                 let tenant = store.tenant("@alice");

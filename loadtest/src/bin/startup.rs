@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use atserver::health::FatalSink;
 use atserver::storage::{CommitOp, Durability, Mutation, Store, StoredRecord};
 use clap::Parser;
 
@@ -62,7 +63,12 @@ fn fill(dir: &Path, keys: u64, value_size: usize, crash: bool) -> Result<(), Str
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     // One storage shard: the layout `atserver serve` pins on first start.
     std::fs::write(dir.join("storage-shards"), "1\n").map_err(|e| e.to_string())?;
-    let store = Store::open(&dir.join("shard-0"), Durability::Fast).map_err(|e| e.message)?;
+    let store = Store::open(
+        &dir.join("shard-0"),
+        Durability::Fast,
+        FatalSink::log_only(),
+    )
+    .map_err(|e| e.to_string())?;
     let tenant = store.tenant("@alice");
     let value = "v".repeat(value_size);
     let started = Instant::now();
@@ -74,10 +80,10 @@ fn fill(dir: &Path, keys: u64, value_size: usize, crash: bool) -> Result<(), Str
             let record = StoredRecord::written_by(Some(value.clone()), "@alice", i as i64);
             let mutate = Box::new(move |_| Ok(Mutation::Put(Box::new(record), CommitOp::Update)));
             let submit = tenant.submit(format!("k{i}.bench@alice"), true, mutate);
-            pending.push(futures_lite::future::block_on(submit).map_err(|e| e.message)?);
+            pending.push(futures_lite::future::block_on(submit).map_err(|e| e.to_string())?);
         }
         for write in pending {
-            futures_lite::future::block_on(write.outcome()).map_err(|e| e.message)?;
+            futures_lite::future::block_on(write.outcome()).map_err(|e| e.to_string())?;
         }
         written += chunk;
         if written.is_multiple_of(1_000_000) || written == keys {

@@ -1,0 +1,287 @@
+//! Today's on-disk encodings, pinned by committed fixtures in
+//! `tests/fixtures/store/`: good records must decode to exactly the values
+//! below and today's encoder must still write exactly those bytes (so any
+//! format change is caught), and each damaged copy must be refused with the
+//! right error, never a panic.
+//!
+//! Regenerating the fixtures (only when the format changes on purpose, and
+//! then together with a bump of `RECORD_FORMAT_VERSION`, keeping the old
+//! files as `*-v<old>.bin` for the reader of the old version):
+//!
+//! ```text
+//! cargo test --lib storage::fixture_tests::regenerate -- --ignored
+//! ```
+//!
+//! That rewrites every file below from `full_record`, `minimal_record` and
+//! `commit_entry`; rename the constants and files with the new version.
+
+use std::mem::offset_of;
+
+use super::error::{RecordAt, StoreError};
+use super::record::{
+    ArchivedCommitEntry, ArchivedStoredMeta, ArchivedStoredRecord, CommitEntry, CommitOp,
+    RECORD_FORMAT_VERSION, RecordError, StoredMeta, StoredRecord,
+};
+
+/// Where the fixtures live, relative to the crate.
+const FIXTURE_DIR: &str = "tests/fixtures/store";
+
+/// A record with every field set; no field is left to `Default`, so adding a
+/// field to the format fails to compile here until the fixtures follow.
+fn full_record() -> StoredRecord {
+    StoredRecord {
+        value: Some("+1 555 0100 \u{260e}".into()),
+        meta: StoredMeta {
+            created_by: Some("@alice".into()),
+            updated_by: Some("@bob".into()),
+            created_at: 1_700_000_000_000,
+            updated_at: 1_700_000_123_456,
+            available_at: Some(1_700_000_001_000),
+            expires_at: Some(1_800_000_000_000),
+            refresh_at: Some(1_750_000_000_000),
+            version: 7,
+            ttl: Some(99_999_000_000),
+            ttb: Some(1_000),
+            ttr: Some(-1),
+            ccd: Some(true),
+            is_binary: true,
+            is_encrypted: true,
+            data_signature: Some("c2lnbmF0dXJl".into()),
+            shared_key_enc: Some("c2hhcmVkIGtleQ==".into()),
+            pub_key_cs: Some("8f2a".into()),
+            pub_key_hash: Some("ab12cd34".into()),
+            hashing_algo: Some("sha256".into()),
+            encoding: Some("base64".into()),
+            enc_key_name: Some("key.alice".into()),
+            enc_algo: Some("AES/CTR/PKCS7Padding".into()),
+            iv_nonce: Some("AAECAwQFBgcICQoLDA0ODw==".into()),
+            ske_enc_key_name: Some("ske.alice".into()),
+            ske_enc_algo: Some("RSA-2048".into()),
+            immutable: true,
+            app_metadata: Some("{\"app\":\"wavi\"}".into()),
+        },
+    }
+}
+
+/// The smallest record: no value, every field at its default.
+fn minimal_record() -> StoredRecord {
+    StoredRecord::default()
+}
+
+fn commit_entry() -> CommitEntry {
+    CommitEntry {
+        key: "phone@alice".into(),
+        op: CommitOp::UpdateMeta,
+        op_time_ms: 1_700_000_123_456,
+    }
+}
+
+macro_rules! fixture {
+    ($name:literal) => {
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/store/",
+            $name
+        ))
+    };
+}
+
+const RECORD_FULL: &[u8] = fixture!("record-v1-full.bin");
+const RECORD_MINIMAL: &[u8] = fixture!("record-v1-minimal.bin");
+const COMMIT: &[u8] = fixture!("commit-v1.bin");
+/// `record-v1-full.bin` with the bytes of two bools flipped to invalid values.
+pub(super) const RECORD_FULL_FLIPPED: &[u8] = fixture!("record-v1-full.flipped.bin");
+/// The first half of `record-v1-full.bin`'s archive, then its version byte
+/// (a torn write that still ends in a plausible version).
+const RECORD_FULL_TRUNCATED: &[u8] = fixture!("record-v1-full.truncated.bin");
+/// `record-v1-full.bin` with version byte 2.
+const RECORD_FULL_VERSION_2: &[u8] = fixture!("record-v1-full.version-2.bin");
+/// `commit-v1.bin` with the operation's tag flipped to an invalid value.
+const COMMIT_FLIPPED: &[u8] = fixture!("commit-v1.flipped.bin");
+/// The first half of `commit-v1.bin`'s archive, then its version byte.
+const COMMIT_TRUNCATED: &[u8] = fixture!("commit-v1.truncated.bin");
+/// `commit-v1.bin` with version byte 2.
+pub(super) const COMMIT_VERSION_2: &[u8] = fixture!("commit-v1.version-2.bin");
+
+/// Flips every bit of the byte at `at` (counted from the archive's end,
+/// where rkyv puts the root object), if there is one.
+fn flip_from_root(bytes: &mut [u8], root_size: usize, field_offset: usize) {
+    let archive_len = bytes.len().saturating_sub(1);
+    let at = archive_len.saturating_sub(root_size) + field_offset;
+    if let Some(byte) = bytes.get_mut(at) {
+        *byte ^= 0xff;
+    }
+}
+
+fn flipped_record(good: &[u8]) -> Vec<u8> {
+    let mut bytes = good.to_vec();
+    let root = size_of::<ArchivedStoredRecord>();
+    let meta = offset_of!(ArchivedStoredRecord, meta);
+    flip_from_root(
+        &mut bytes,
+        root,
+        meta + offset_of!(ArchivedStoredMeta, is_binary),
+    );
+    flip_from_root(
+        &mut bytes,
+        root,
+        meta + offset_of!(ArchivedStoredMeta, immutable),
+    );
+    bytes
+}
+
+fn flipped_commit(good: &[u8]) -> Vec<u8> {
+    let mut bytes = good.to_vec();
+    let root = size_of::<ArchivedCommitEntry>();
+    flip_from_root(&mut bytes, root, offset_of!(ArchivedCommitEntry, op));
+    bytes
+}
+
+fn truncated(good: &[u8]) -> Vec<u8> {
+    let archive_len = good.len().saturating_sub(1);
+    let mut bytes = good.get(..archive_len / 2).unwrap_or_default().to_vec();
+    bytes.push(RECORD_FORMAT_VERSION);
+    bytes
+}
+
+fn with_version(good: &[u8], version: u8) -> Vec<u8> {
+    let mut bytes = good.to_vec();
+    if let Some(last) = bytes.last_mut() {
+        *last = version;
+    }
+    bytes
+}
+
+/// Where the store-level error of a fixture would point.
+fn record_at() -> RecordAt {
+    RecordAt::key("@alice", "phone@alice")
+}
+
+fn record_error(bytes: &[u8]) -> StoreError {
+    match StoredRecord::decode(bytes) {
+        Ok(record) => panic!("damaged bytes decoded to {record:?}"),
+        Err(error) => StoreError::unreadable(record_at(), error),
+    }
+}
+
+fn commit_error(bytes: &[u8]) -> StoreError {
+    match CommitEntry::decode(bytes) {
+        Ok(entry) => panic!("damaged bytes decoded to {entry:?}"),
+        Err(error) => StoreError::unreadable(RecordAt::commit("@alice", 5), error),
+    }
+}
+
+#[test]
+fn the_fixtures_are_of_the_current_format_version() {
+    assert_eq!(RECORD_FORMAT_VERSION, 1, "a new version needs new fixtures");
+    for good in [RECORD_FULL, RECORD_MINIMAL, COMMIT] {
+        assert_eq!(good.last(), Some(&RECORD_FORMAT_VERSION));
+    }
+}
+
+#[test]
+fn good_fixtures_decode_to_exactly_the_expected_values() {
+    assert_eq!(StoredRecord::decode(RECORD_FULL), Ok(full_record()));
+    assert_eq!(StoredRecord::decode(RECORD_MINIMAL), Ok(minimal_record()));
+    assert_eq!(CommitEntry::decode(COMMIT), Ok(commit_entry()));
+    let zero_copy = super::record::with_archived(RECORD_FULL, |archived| {
+        (
+            archived.value_str().map(str::to_string),
+            archived.is_active(1_700_000_001_000),
+        )
+    });
+    assert_eq!(
+        zero_copy,
+        Ok((Some("+1 555 0100 \u{260e}".to_string()), true))
+    );
+}
+
+#[test]
+fn todays_encoder_still_writes_the_fixture_bytes() {
+    assert_eq!(full_record().encode(), RECORD_FULL);
+    assert_eq!(minimal_record().encode(), RECORD_MINIMAL);
+    assert_eq!(commit_entry().encode(), COMMIT);
+}
+
+#[test]
+fn damaged_records_are_refused_as_corrupt_or_of_another_version() {
+    for (name, bytes) in [
+        ("flipped", RECORD_FULL_FLIPPED),
+        ("truncated", RECORD_FULL_TRUNCATED),
+    ] {
+        let error = record_error(bytes);
+        assert!(
+            matches!(
+                &error,
+                StoreError::CorruptRecord { at, source: RecordError::Corrupt(_) } if *at == record_at()
+            ),
+            "{name}: {error:?}"
+        );
+    }
+    assert!(matches!(
+        record_error(RECORD_FULL_VERSION_2),
+        StoreError::UnknownFormatVersion { found: 2, .. }
+    ));
+    assert!(matches!(
+        record_error(&[]),
+        StoreError::CorruptRecord {
+            source: RecordError::Empty,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn damaged_commit_entries_are_refused_as_corrupt_or_of_another_version() {
+    for (name, bytes) in [("flipped", COMMIT_FLIPPED), ("truncated", COMMIT_TRUNCATED)] {
+        let error = commit_error(bytes);
+        assert!(
+            matches!(
+                &error,
+                StoreError::CorruptRecord {
+                    at: RecordAt::Commit { id: 5, .. },
+                    source: RecordError::Corrupt(_)
+                }
+            ),
+            "{name}: {error:?}"
+        );
+    }
+    assert!(matches!(
+        commit_error(COMMIT_VERSION_2),
+        StoreError::UnknownFormatVersion { found: 2, .. }
+    ));
+}
+
+#[test]
+fn the_damaged_fixtures_are_the_good_ones_damaged_as_described() {
+    assert_eq!(flipped_record(RECORD_FULL), RECORD_FULL_FLIPPED);
+    assert_eq!(truncated(RECORD_FULL), RECORD_FULL_TRUNCATED);
+    assert_eq!(with_version(RECORD_FULL, 2), RECORD_FULL_VERSION_2);
+    assert_eq!(flipped_commit(COMMIT), COMMIT_FLIPPED);
+    assert_eq!(truncated(COMMIT), COMMIT_TRUNCATED);
+    assert_eq!(with_version(COMMIT, 2), COMMIT_VERSION_2);
+}
+
+/// Rewrites the fixtures from the values above (see the module docs).
+#[test]
+#[ignore = "rewrites tests/fixtures/store; run only for a deliberate format change"]
+fn regenerate() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE_DIR);
+    std::fs::create_dir_all(&dir).expect("fixture folder");
+    let record = full_record().encode();
+    let commit = commit_entry().encode();
+    let files = [
+        ("record-v1-full.bin", record.clone()),
+        ("record-v1-minimal.bin", minimal_record().encode()),
+        ("commit-v1.bin", commit.clone()),
+        ("record-v1-full.flipped.bin", flipped_record(&record)),
+        ("record-v1-full.truncated.bin", truncated(&record)),
+        ("record-v1-full.version-2.bin", with_version(&record, 2)),
+        ("commit-v1.flipped.bin", flipped_commit(&commit)),
+        ("commit-v1.truncated.bin", truncated(&commit)),
+        ("commit-v1.version-2.bin", with_version(&commit, 2)),
+    ];
+    for (name, bytes) in files {
+        std::fs::write(dir.join(name), bytes).expect("write fixture");
+    }
+}
