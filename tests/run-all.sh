@@ -17,13 +17,13 @@ echo "locked-memory limit: $(ulimit -l)"
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets --features failpoints -- -D warnings
 
 step "build (the binary the process and interop tests run)"
 cargo build --workspace --bins
 
 step "unit, property and integration tests"
 timeout 1200 cargo test --workspace -- --test-threads=4 2>&1 | tee -a "$log"
-timeout 600 cargo test --features failpoints --lib storage 2>&1 | tee -a "$log"
 
 step "protocol crate alone (no runtime feature)"
 timeout 600 cargo test --no-default-features --lib 2>&1 | tee -a "$log"
@@ -36,6 +36,12 @@ timeout 300 bash loadtest/smoke.sh
 
 step "interop with the official Python SDK (atsdk)"
 timeout 900 bash tests/interop/run.sh 2>&1 | tee -a "$log"
+
+# Last of the Rust steps: it rebuilds the binary with failpoints compiled in
+# (inert without ATSERVER_FAILPOINTS), after the steps that run the plain one.
+step "failures stop loudly (failpoints build: a failed commit, a panicking write actor)"
+timeout 900 cargo test --features failpoints --lib storage 2>&1 | tee -a "$log"
+timeout 900 cargo test --features failpoints --test failures 2>&1 | tee -a "$log"
 
 step "fuzz the parser briefly"
 timeout 1200 bash fuzz/run.sh 30

@@ -20,6 +20,12 @@ use crate::storage::Store;
 /// How long a stop may take to flush each store.
 pub const STOP_FLUSH_MS: u64 = 30_000;
 
+/// After a fatal failure, how long connections get to write the replies
+/// already computed (the AT0002 of the writes that failed) before the
+/// process exits: long enough for loopback and LAN clients, short enough
+/// that a supervisor restarts the server at once.
+pub const FATAL_GRACE_MS: u64 = 250;
+
 /// Why the supervisor woke.
 enum Stop {
     Signal(i32),
@@ -104,6 +110,7 @@ impl Supervisor {
             }
             Ok(Stop::Fatal(fatal)) => {
                 tracing::error!(%fatal, "stopping after a fatal failure");
+                std::thread::sleep(Duration::from_millis(FATAL_GRACE_MS));
                 let _ = flush(&stores);
                 Err(AppError::Fatal(fatal))
             }
