@@ -374,6 +374,44 @@ mod tests {
         .expect("thread")
     }
 
+    /// A handler whose connection task panics, as a bug in a verb would.
+    #[derive(Clone)]
+    struct Panicking;
+
+    impl ConnectionHandler for Panicking {
+        fn handle(&self, _shard: usize, _stream: TcpStream) -> ConnectionFuture {
+            Box::pin(async { panic!("a connection task panicked on purpose") })
+        }
+    }
+
+    #[test]
+    fn a_shard_whose_task_panics_reports_itself_dead() {
+        let (reports, received) = std::sync::mpsc::channel();
+        let fatal = FatalSink::new(move |fatal| {
+            let _ = reports.send(fatal);
+        });
+        let (bound, addr) = std::sync::mpsc::channel();
+        let _handle = serve(
+            "panicking",
+            "127.0.0.1:0".parse().expect("address"),
+            1,
+            Scheduling::Normal,
+            Panicking,
+            fatal,
+            move |address| {
+                let _ = bound.send(address);
+            },
+        )
+        .expect("serve");
+        let address = addr.recv_timeout(Duration::from_secs(10)).expect("bound");
+        let _stream = std::net::TcpStream::connect(address).expect("connect");
+        let report = received
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the dead shard is reported");
+        assert!(report.component.starts_with("panicking shard "), "{report}");
+        assert_eq!(report.reason, "panicked");
+    }
+
     #[test]
     fn batch_scheduling_applies_to_the_calling_thread_only() {
         // SAFETY: pid 0 names the calling thread; no pointers are passed.
