@@ -147,6 +147,13 @@ pub const UNAUTH_INPUT_BUDGET_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// not read for this long is disconnected instead of pinning memory.
 pub const WRITE_MS: u64 = 30_000;
 
+/// How long a connection waits for the store to answer one of its writes
+/// before it gives up with AT0002 and closes: a batch with its fsync takes
+/// milliseconds, so 30 s means a hung disk, which must show as errors (and
+/// a fatal report from the stall watchdog), not as connections pinned
+/// forever.
+pub const STORE_WAIT_MS: u64 = 30_000;
+
 /// Bytes asked of the socket per read.
 pub const READ_CHUNK_BYTES: usize = 16 * 1024;
 

@@ -28,6 +28,7 @@ fn server() -> &'static ScratchServer {
             "@throttled",
             "@source1",
             "@source2",
+            "@stalled",
         ];
         let atsigns: Vec<(&str, &str)> = atsigns.iter().map(|a| (*a, SECRET)).collect();
         ScratchServer::open(&atsigns).expect("scratch server")
@@ -226,4 +227,37 @@ fn failed_logins_from_one_address_wait_across_atsigns() {
     assert!(waited[..10].iter().all(Vec::is_empty), "{waited:?}");
     assert_eq!(waited[10], [Duration::from_millis(500)], "{waited:?}");
     assert_eq!(waited[11], [Duration::from_millis(1000)]);
+}
+
+/// A clock under which no wait is ever in time, as with a hung disk.
+#[derive(Clone, Default)]
+struct NeverInTime;
+
+impl Clock for NeverInTime {
+    type Sleep = Ready<()>;
+
+    fn sleep(&self, _duration: Duration) -> Self::Sleep {
+        std::future::ready(())
+    }
+
+    async fn deadline<F: std::future::Future>(
+        &self,
+        _limit: Duration,
+        _future: F,
+    ) -> Result<F::Output, DeadlineExceeded> {
+        Err(DeadlineExceeded)
+    }
+}
+
+#[test]
+fn a_store_that_does_not_answer_in_time_is_at0002_and_closes() {
+    let mut t = Transcript::with_clock(server().server.clone(), NeverInTime, None).expect("t");
+    let reply = t.send("from:@stalled");
+    let cram = atserver::client::auth::cram_line(SECRET, challenge_of(&reply));
+    assert_eq!(t.send(&cram), "data:success\n@stalled@");
+    assert_eq!(
+        t.send("update:x.app@stalled v"),
+        "error:AT0002-DataStore exception : the data store did not answer within 30000 ms\n@stalled@"
+    );
+    assert!(t.is_closed());
 }

@@ -36,6 +36,8 @@ pub const READ_SIZE_MIN_BYTES: usize = 512;
 enum Event {
     Read(Result<std::io::Result<usize>, DeadlineExceeded>),
     WriteDone,
+    /// The store did not answer the oldest in-flight write in time.
+    StoreTimedOut,
     /// Evicted to make room for a newcomer while still unauthenticated.
     Evicted,
 }
@@ -124,8 +126,11 @@ where
                 if !pipeline.has_pending() {
                     futures_lite::future::pending::<()>().await;
                 }
-                pipeline.oldest_write_done().await;
-                Event::WriteDone
+                if pipeline.oldest_write_done().await {
+                    Event::WriteDone
+                } else {
+                    Event::StoreTimedOut
+                }
             };
             let evicted = async {
                 ticket.evicted().await;
@@ -144,6 +149,11 @@ where
             Event::Evicted => {
                 tracing::debug!(?peer, "evicted while unauthenticated");
                 break;
+            }
+            Event::StoreTimedOut => {
+                input.filled(spare_len, 0);
+                pipeline.abandon_writes(&mut out);
+                Progress::Close
             }
             Event::Read(Ok(Ok(0)) | Ok(Err(_))) => break,
             Event::Read(Err(_)) => {

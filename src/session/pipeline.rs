@@ -12,7 +12,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::inflight::{InFlight, Slot};
 use super::lines::LineBuffer;
@@ -21,7 +21,7 @@ use crate::clock::Clock;
 use crate::connection::ConnectionState;
 use crate::context::ServerContext;
 use crate::error::{AtCode, AtError};
-use crate::limits::{LINE_BYTES_MAX, UNAUTH_LINE_BYTES_MAX};
+use crate::limits::{LINE_BYTES_MAX, STORE_WAIT_MS, UNAUTH_LINE_BYTES_MAX};
 use crate::protocol::frame::Frame;
 use crate::protocol::reply;
 use crate::verbs::table::Ordering;
@@ -61,6 +61,14 @@ pub fn input_budget_exhausted(budget: usize) -> AtError {
         format!(
             "InboundBuffer overflow: the server's input buffers are full ({budget} bytes for connections in this state). Terminating the connection."
         ),
+    )
+}
+
+/// AT0002 for a write the store did not answer in time.
+fn store_timed_out() -> AtError {
+    AtError::new(
+        AtCode::DataStore,
+        format!("the data store did not answer within {STORE_WAIT_MS} ms"),
     )
 }
 
@@ -331,16 +339,38 @@ impl<C: Clock> Pipeline<C> {
         self.state.write_error(error, out);
     }
 
-    /// Resolves once the oldest in-flight write is durable.
-    pub async fn oldest_write_done(&mut self) {
-        self.inflight.wait_front().await;
+    /// Resolves once the oldest in-flight write is durable, or with
+    /// `false` when the store has not answered it within
+    /// [`STORE_WAIT_MS`]: a hung disk shows as an error, not as a
+    /// connection pinned forever.
+    pub async fn oldest_write_done(&mut self) -> bool {
+        let limit = Duration::from_millis(STORE_WAIT_MS);
+        self.clock
+            .deadline(limit, self.inflight.wait_front())
+            .await
+            .is_ok()
+    }
+
+    /// Gives up on the in-flight writes (the store did not answer in time):
+    /// their replies are dropped and AT0002 closes the connection.
+    pub fn abandon_writes(&mut self, out: &mut Vec<u8>) {
+        tracing::error!(
+            waiting = self.inflight.len(),
+            "the data store did not answer within {STORE_WAIT_MS} ms: closing the connection"
+        );
+        self.inflight.clear();
+        self.state.write_error(&store_timed_out(), out);
     }
 
     /// Waits for every in-flight write and appends all queued replies, in
-    /// request order. Stops at an error that closes the connection.
+    /// request order. Stops at an error that closes the connection (and at
+    /// a store that does not answer within [`STORE_WAIT_MS`]).
     pub async fn flush(&mut self, out: &mut Vec<u8>) -> Flow {
         while !self.inflight.is_empty() {
-            self.inflight.wait_front().await;
+            if !self.oldest_write_done().await {
+                self.abandon_writes(out);
+                return Flow::Close;
+            }
             if self.emit_ready(out) == Flow::Close {
                 return Flow::Close;
             }
