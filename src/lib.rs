@@ -1,16 +1,32 @@
 //! atserver: a wire-compatible atServer and atDirectory.
 //!
-//! Map of the crate:
-//! - [`protocol`]: the wire protocol with no I/O: line framer, command
-//!   normalisation and parser for every verb, atSign and key rules, the
-//!   metadata fragment, reply encoding. Builds without the `runtime` feature.
-//! - [`error`] and [`limits`]: the error codes and every enforced bound.
-//! - `runtime` feature: `shard` (glommio executors and listeners, the only
-//!   module that names the runtime), `session` (one connection's state machine
-//!   and TLS), `storage` (fjall keyspaces, rkyv records, commit log, expiry),
-//!   `auth` (cram, pkam, challenges), `verbs` (one file per verb and the gate),
-//!   `directory` (the root server), `cli`/`config`/`telemetry`.
-//! - `client` (`runtime`): the one client for tests, tools and outbound connections.
+//! Map of the crate, by layer from the bottom up (a module uses only the
+//! layers below it; `tests/layering.rs` checks this, docs/ARCHITECTURE.md
+//! walks a request through it):
+//! - leaves: [`error`] (the AT00xx codes) and [`limits`] (every bound, with
+//!   why); with the `runtime` feature also `clock` (timers as a trait, so
+//!   nothing above `shard` names the runtime), `health` (where fatal failures
+//!   are reported), `files` (secret files created 0600), `signals`,
+//!   `telemetry`, and `devcerts` (development certificates).
+//! - [`protocol`]: the wire protocol with no I/O — the framer, normalisation
+//!   and one grammar file per verb, atSign and key rules, metadata, replies.
+//!   Builds without the `runtime` feature (fuzzing, parser benches).
+//! - `tls` (rustls configurations for both ends) and `admission` (who gets a
+//!   connection and how long it may stay silent).
+//! - `storage` (fjall keyspaces, rkyv records, commit log, expiry, the write
+//!   actor, typed `StoreError`), `auth` (challenges, cram, pkam, login
+//!   throttling), `cli` (flags).
+//! - `client` (the one client: reply framing, cram/pkam lines, blocking and
+//!   async) and `context` (the hosted atSigns and the shared server state).
+//! - `connection`: one connection's state as a leaf type and the typed
+//!   callers a verb receives as proof.
+//! - `verbs`: the verb table, the gate, one file per verb handler.
+//! - `session`: the request pipeline without I/O, the I/O task, the
+//!   in-process transcript driver.
+//! - `directory` (the root server's connection task) and `shard` (glommio
+//!   executors and listeners, the only module that names the runtime).
+//! - `app`: the commands (`serve`, `directory`, `dev`, `certs`), the
+//!   supervisor that stops the process loudly on a fatal failure.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod error;
