@@ -6,7 +6,7 @@
 //! ordering class: [`prepare_write`] for writes (handed to the storage actor
 //! without waiting), [`run_keyed_read`] for reads of one key, [`run`] for
 //! the rest. Handlers see the connection only as a
-//! [`ConnectionState`](crate::connection::ConnectionState) and never touch a
+//! [`ConnectionState`] and never touch a
 //! socket.
 
 mod checks;
