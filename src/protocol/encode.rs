@@ -9,7 +9,7 @@
 use std::fmt::{self, Display, Formatter, Write as _};
 
 use super::command::*;
-use super::parse::changes_when_lowercased;
+use super::grammar::changes_when_lowercased;
 
 fn bool_str(b: bool) -> &'static str {
     if b { "true" } else { "false" }

@@ -5,6 +5,8 @@
 //! - [`frame`]: splits the inbound byte stream into request lines;
 //! - [`parse`]: normalises a line, picks the verb in the reference's dispatch
 //!   order and parses it into a borrowed [`command::Command`];
+//! - `grammar` (private): the character classes and cursor helpers the verb
+//!   parsers share;
 //! - [`encode`]: writes a `Command` back as canonical wire text (used by
 //!   outbound connections and by the round-trip fuzzers);
 //! - [`reply`]: the only place that turns results and [`crate::error::AtError`]s
@@ -17,6 +19,7 @@ pub mod atsign;
 pub mod command;
 pub mod encode;
 pub mod frame;
+mod grammar;
 pub mod json;
 pub mod metadata;
 pub mod parse;

@@ -12,8 +12,11 @@
 use std::borrow::Cow;
 
 use super::command::*;
+use super::grammar::{
+    changes_when_lowercased, choice, digits, dot_all, eat_ci, flag, group, is_js_space,
+    is_line_terminator, is_tok, is_word, opt_owner, run, run1, take_ts, validated, with_scope,
+};
 use super::metadata::{MetaFragment, take_bool, take_int};
-use super::time::iso_prefix_len;
 use crate::error::{AtCode, AtError};
 
 /// Why a line is not a command.
@@ -54,136 +57,6 @@ impl std::fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-// ---------------------------------------------------------------------------
-// Character classes of the reference's (JavaScript-flavoured) regexes.
-
-/// `\s` in a Dart `RegExp`: the ECMAScript white space and line terminators.
-pub(crate) fn is_js_space(c: char) -> bool {
-    matches!(
-        c,
-        '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | ' ' | '\u{a0}' | '\u{1680}' | '\u{2000}'
-            ..='\u{200a}'
-                | '\u{2028}'
-                | '\u{2029}'
-                | '\u{202f}'
-                | '\u{205f}'
-                | '\u{3000}'
-                | '\u{feff}'
-    )
-}
-
-/// The characters `.` does not match in a Dart `RegExp`.
-fn is_line_terminator(c: char) -> bool {
-    matches!(c, '\n' | '\r' | '\u{2028}' | '\u{2029}')
-}
-
-/// `.+` / `.*` over the whole of `s`.
-fn dot_all(s: &str) -> bool {
-    !s.contains(is_line_terminator)
-}
-
-/// `\w` without the unicode flag.
-fn is_word(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_'
-}
-
-/// `[^:@\s]`: atSign names and plain key names.
-fn is_tok(c: char) -> bool {
-    c != ':' && c != '@' && !is_js_space(c)
-}
-
-/// Strips an ASCII literal from the front of `s`, in any case.
-pub(crate) fn eat_ci<'a>(s: &'a str, lit: &str) -> Option<&'a str> {
-    let head = s.as_bytes().get(..lit.len())?;
-    // An ASCII literal matched bytewise ends on a char boundary.
-    head.eq_ignore_ascii_case(lit.as_bytes())
-        .then(|| &s[lit.len()..])
-}
-
-/// The maximal prefix of `s` whose chars satisfy `f`, and the rest.
-fn run(s: &str, f: impl Fn(char) -> bool) -> (&str, &str) {
-    let n = s.find(|c| !f(c)).unwrap_or(s.len());
-    s.split_at(n)
-}
-
-/// Like [`run`] but the prefix must be non-empty.
-fn run1(s: &str, f: impl Fn(char) -> bool) -> Option<(&str, &str)> {
-    let (a, b) = run(s, f);
-    (!a.is_empty()).then_some((a, b))
-}
-
-/// `\d+` as a number. Too large for the type counts as no match: the
-/// reference would throw a FormatException on it anyway.
-fn digits<T: std::str::FromStr>(s: &str) -> Option<(T, &str)> {
-    let (d, rest) = run1(s, |c| c.is_ascii_digit())?;
-    Some((d.parse().ok()?, rest))
-}
-
-/// An optional literal flag: the present reading first, then the absent one.
-fn flag<'a>(s: &'a str, lit: &str) -> impl Iterator<Item = (bool, &'a str)> {
-    eat_ci(s, lit)
-        .map(|r| (true, r))
-        .into_iter()
-        .chain(std::iter::once((false, s)))
-}
-
-/// An optional choice among literals, present readings first in order.
-fn choice<'a, 'b, T: Copy + 'b>(
-    s: &'a str,
-    alts: &'b [(&'b str, T)],
-) -> impl Iterator<Item = (Option<T>, &'a str)> + 'b
-where
-    'a: 'b,
-{
-    alts.iter()
-        .filter_map(move |(lit, v)| eat_ci(s, lit).map(|r| (Some(*v), r)))
-        .chain(std::iter::once((None, s)))
-}
-
-/// An optional `<lit><value>` group whose value is taken by `take`.
-fn group<'a, T>(
-    s: &'a str,
-    lit: &str,
-    take: impl Fn(&'a str) -> Option<(T, &'a str)>,
-) -> impl Iterator<Item = (Option<T>, &'a str)> {
-    eat_ci(s, lit)
-        .and_then(take)
-        .map(|(v, r)| (Some(v), r))
-        .into_iter()
-        .chain(std::iter::once((None, s)))
-}
-
-fn take_ts(s: &str) -> Option<(&str, &str)> {
-    let n = iso_prefix_len(s)?;
-    Some(s.split_at(n))
-}
-
-/// `(:((?<publicScope>public)|(@(?<forAtSign>[^:@\s]+))))?` followed by what
-/// `f` parses; the scoped readings are tried first.
-fn with_scope<'a, T>(s: &'a str, f: impl Fn(Scope<'a>, &'a str) -> Option<T>) -> Option<T> {
-    if let Some(r) = eat_ci(s, ":public") {
-        if let Some(t) = f(Scope::Public, r) {
-            return Some(t);
-        }
-    }
-    if let Some(r) = s.strip_prefix(":@") {
-        if let Some((name, rest)) = run1(r, is_tok) {
-            if let Some(t) = f(Scope::SharedWith(name), rest) {
-                return Some(t);
-            }
-        }
-    }
-    f(Scope::None, s)
-}
-
-/// `(@(?<atSign>[^:@\s]+))?` at the front of `s`.
-fn opt_owner(s: &str) -> Option<(Option<&str>, &str)> {
-    match s.strip_prefix('@') {
-        Some(r) => run1(r, is_tok).map(|(o, rest)| (Some(o), rest)),
-        None => Some((None, s)),
-    }
-}
-
 /// The `[^:@]((?!:{2})[^@])+` key group: at least two chars, the first not
 /// `:` or `@`, none of the others `@`, and no `::` starting after the first
 /// char (`next` is the char after the key, which the lookahead also sees).
@@ -202,18 +75,6 @@ fn is_double_key(key: &str, next: Option<char>) -> bool {
 
 // ---------------------------------------------------------------------------
 // Normalisation and dispatch.
-
-/// Whether `to_lowercase` would change `s` (ASCII fast path; titlecase
-/// letters change although they are not upper-case).
-pub(crate) fn changes_when_lowercased(s: &str) -> bool {
-    s.chars().any(|c| {
-        if c.is_ascii() {
-            c.is_ascii_uppercase()
-        } else {
-            c.to_lowercase().ne(std::iter::once(c))
-        }
-    })
-}
 
 /// wire.md §5: a line without `:` is lower-cased entirely; otherwise the part
 /// before the first `:` is lower-cased and its spaces removed. Borrows when
@@ -373,11 +234,6 @@ pub fn parse(verb: VerbId, s: &str) -> Result<Command<'_>, ParseError> {
 pub fn parse_normalized(n: &str) -> Result<Command<'_>, ParseError> {
     let verb = identify(n).ok_or(ParseError::InvalidCommand)?;
     parse(verb, n)
-}
-
-fn validated<'a>(m: &MetaFragment<'_>, cmd: Command<'a>) -> Result<Command<'a>, ParseError> {
-    m.validate().map_err(ParseError::Meta)?;
-    Ok(cmd)
 }
 
 // ---------------------------------------------------------------------------
