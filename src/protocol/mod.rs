@@ -5,6 +5,9 @@
 //! - [`frame`]: splits the inbound byte stream into request lines;
 //! - [`parse`]: normalises a line, picks the verb in the reference's dispatch
 //!   order and parses it into a borrowed [`command::Command`];
+//! - `verbs/<verb>.rs` (private): one file per verb's wire grammar: its
+//!   struct, accept test, parser, encoder, usage text and tests; the structs
+//!   are named through [`command`];
 //! - `grammar` (private): the character classes and cursor helpers the verb
 //!   parsers share;
 //! - [`encode`]: writes a `Command` back as canonical wire text (used by
@@ -25,6 +28,7 @@ pub mod metadata;
 pub mod parse;
 pub mod reply;
 pub mod time;
+mod verbs;
 
 #[cfg(test)]
 mod proptests;
