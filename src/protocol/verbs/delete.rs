@@ -21,6 +21,7 @@ pub struct Delete<'a> {
 
 pub(crate) const USAGE: &str = "syntax delete:@<atkey>   e.g delete:phone@alice";
 
+#[inline(always)]
 pub(crate) fn accepts(line: &str) -> bool {
     line.starts_with("delete:")
 }

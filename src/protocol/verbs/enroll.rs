@@ -58,6 +58,7 @@ pub struct Enroll<'a> {
 
 pub(crate) const USAGE: &str = r#"enroll:request:{"appName":"wavi","deviceName":"iPhone","namespaces":{"wavi":"rw"},"otp":"<otp>":"apkamPublicKey":"<public_key>"}"#;
 
+#[inline(always)]
 pub(crate) fn accepts(line: &str) -> bool {
     line.starts_with("enroll:")
 }

@@ -18,6 +18,7 @@ pub struct From<'a> {
 
 pub(crate) const USAGE: &str = "syntax from:@<atSign>   e.g from:@alice";
 
+#[inline(always)]
 pub(crate) fn accepts(line: &str) -> bool {
     line.starts_with("from:")
 }

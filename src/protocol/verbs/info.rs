@@ -22,6 +22,7 @@ pub struct Info {
 pub(crate) const USAGE: &str = "info";
 
 /// Only the whole lines `info`, `info:brief`, `info:mtls`, `info:mtlsbrief`.
+#[inline(always)]
 pub(crate) fn accepts(line: &str) -> bool {
     matches!(line, "info" | "info:brief" | "info:mtls" | "info:mtlsbrief")
 }

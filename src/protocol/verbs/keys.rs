@@ -38,6 +38,7 @@ pub struct Keys<'a> {
 
 pub(crate) const USAGE: &str = "e.g. keys:put:public:keyName:encryptionPublicKey:namespace:__global:keyType:rsa2048:<public_key>";
 
+#[inline(always)]
 pub(crate) fn accepts(line: &str) -> bool {
     line.starts_with("keys:")
 }

@@ -17,6 +17,7 @@ pub struct LLookup<'a> {
 
 pub(crate) const USAGE: &str = "e.g llookup:location@bob";
 
+#[inline(always)]
 pub(crate) fn accepts(line: &str) -> bool {
     line.starts_with("llookup:")
 }

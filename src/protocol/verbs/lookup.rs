@@ -21,6 +21,7 @@ pub struct Lookup<'a> {
 
 pub(crate) const USAGE: &str = "e.g lookup:location@bob";
 
+#[inline(always)]
 pub(crate) fn accepts(line: &str) -> bool {
     line.starts_with("lookup:")
 }

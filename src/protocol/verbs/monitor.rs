@@ -21,6 +21,7 @@ pub struct Monitor<'a> {
 pub(crate) const USAGE: &str = "e.g. monitor or monitor .wavi";
 
 /// Any line starting `monitor`, with or without a colon.
+#[inline(always)]
 pub(crate) fn accepts(line: &str) -> bool {
     line.starts_with("monitor")
 }

@@ -13,6 +13,7 @@ pub struct Noop {
 
 pub(crate) const USAGE: &str = "noop:<durationInMillis>";
 
+#[inline(always)]
 pub(crate) fn accepts(line: &str) -> bool {
     line.starts_with("noop:")
 }

@@ -31,6 +31,7 @@ pub struct NotifyAll<'a> {
 pub(crate) const USAGE: &str = "e.g notify:all:@alice,@bob:key1@colin";
 
 /// Any line starting `notify:all`, with or without a colon after it.
+#[inline(always)]
 pub(crate) fn accepts(line: &str) -> bool {
     line.starts_with("notify:all")
 }

@@ -26,6 +26,7 @@ pub(crate) mod status {
     pub(crate) const USAGE: &str = "e.g notify:status:<notification-id>";
 
     /// Any line starting `notify:status`, with or without a colon after it.
+    #[inline(always)]
     pub(crate) fn accepts(line: &str) -> bool {
         line.starts_with("notify:status")
     }
@@ -53,6 +54,7 @@ pub(crate) mod fetch {
     pub(crate) const USAGE: &str = "e.g notify:fetch:<notification-id>";
 
     /// Any line starting `notify:fetch`, with or without a colon after it.
+    #[inline(always)]
     pub(crate) fn accepts(line: &str) -> bool {
         line.starts_with("notify:fetch")
     }
@@ -80,6 +82,7 @@ pub(crate) mod remove {
 
     pub(crate) const USAGE: &str = "e.g notify:remove:<notificationId>";
 
+    #[inline(always)]
     pub(crate) fn accepts(line: &str) -> bool {
         line.starts_with("notify:remove:")
     }

@@ -20,6 +20,7 @@ pub struct NotifyList<'a> {
 pub(crate) const USAGE: &str = "e.g notify:list [regular expression]";
 
 /// Any line starting `notify:list`, with or without a colon after it.
+#[inline(always)]
 pub(crate) fn accepts(line: &str) -> bool {
     line.starts_with("notify:list")
 }

@@ -38,6 +38,7 @@ pub(crate) const USAGE: &str = "e.g notify:multi:@bob,@colin:key@alice:value";
 
 /// `notify:multi:` with its colon. Tried before `notify`, whose accept test
 /// would take it too (changes §6.2).
+#[inline(always)]
 pub(crate) fn accepts(line: &str) -> bool {
     line.starts_with("notify:multi:")
 }

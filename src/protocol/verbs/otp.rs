@@ -24,6 +24,7 @@ pub struct Otp<'a> {
 
 pub(crate) const USAGE: &str = "otp:get or otp:validate:<otp>";
 
+#[inline(always)]
 pub(crate) fn accepts(line: &str) -> bool {
     line.starts_with("otp:")
 }

@@ -50,6 +50,7 @@ pub struct Pkam<'a> {
 
 pub(crate) const USAGE: &str = "pkam:<signature>";
 
+#[inline(always)]
 pub(crate) fn accepts(line: &str) -> bool {
     line.starts_with("pkam:")
 }

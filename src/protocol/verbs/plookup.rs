@@ -12,6 +12,7 @@ pub type PLookup<'a> = Lookup<'a>;
 
 pub(crate) const USAGE: &str = "e.g plookup:location@bob";
 
+#[inline(always)]
 pub(crate) fn accepts(line: &str) -> bool {
     line.starts_with("plookup:")
 }

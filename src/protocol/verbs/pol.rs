@@ -10,6 +10,7 @@ use crate::protocol::parse::ParseError;
 pub(crate) const USAGE: &str = "syntax pol e.g pol";
 
 /// Only the exact line `pol`.
+#[inline(always)]
 pub(crate) fn accepts(line: &str) -> bool {
     line == "pol"
 }

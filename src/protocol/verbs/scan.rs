@@ -24,6 +24,7 @@ pub struct Scan<'a> {
 pub(crate) const USAGE: &str = "scan";
 
 /// Any line starting `scan`, with or without a colon (`scanner` too).
+#[inline(always)]
 pub(crate) fn accepts(line: &str) -> bool {
     line.starts_with("scan")
 }

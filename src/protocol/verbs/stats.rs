@@ -18,6 +18,7 @@ pub struct Stats<'a> {
 pub(crate) const USAGE: &str = "stats:1,2,3";
 
 /// Any line starting `stats`, with or without a colon.
+#[inline(always)]
 pub(crate) fn accepts(line: &str) -> bool {
     line.starts_with("stats")
 }

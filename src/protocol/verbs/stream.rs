@@ -34,6 +34,7 @@ pub struct Stream<'a> {
 pub(crate) const USAGE: &str = "";
 
 /// Any line starting `stream`, with or without a colon.
+#[inline(always)]
 pub(crate) fn accepts(line: &str) -> bool {
     line.starts_with("stream")
 }

@@ -20,6 +20,7 @@ pub struct SyncFrom<'a> {
 pub(crate) const USAGE: &str = "syntax sync:from:1:limit:10:.wavi";
 
 /// Any line starting `sync:from`; plain `sync:<n>` is for no handler.
+#[inline(always)]
 pub(crate) fn accepts(line: &str) -> bool {
     line.starts_with("sync:from")
 }

@@ -15,6 +15,7 @@ pub struct To<'a> {
 
 pub(crate) const USAGE: &str = "e.g to:@alice";
 
+#[inline(always)]
 pub(crate) fn accepts(line: &str) -> bool {
     line.starts_with("to:")
 }

@@ -31,6 +31,7 @@ pub(crate) const USAGE: &str = "e.g. update:@alice:location@bob San Francisco";
 
 /// `update:` but not `update:meta`, which has its own handler (and
 /// `update:metaX…` therefore belongs to neither).
+#[inline(always)]
 pub(crate) fn accepts(line: &str) -> bool {
     line.starts_with("update:") && !line.starts_with("update:meta")
 }

@@ -20,6 +20,7 @@ pub(crate) const USAGE: &str = "update:meta:ttl:20000:ttb:20000:ttr:20000";
 
 /// `update:meta:` with its colon: `update:meta` alone, or `update:metaX…`,
 /// is for no handler at all.
+#[inline(always)]
 pub(crate) fn accepts(line: &str) -> bool {
     line.starts_with("update:meta:")
 }
