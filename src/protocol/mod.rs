@@ -3,7 +3,7 @@
 //! Everything here is pure and allocation-conscious so it can be fuzzed and
 //! benchmarked without the `runtime` feature:
 //! - [`frame`]: splits the inbound byte stream into request lines;
-//! - [`parse`]: normalises a line, picks the verb in the reference's dispatch
+//! - [`parse`](mod@parse): normalises a line, picks the verb in the reference's dispatch
 //!   order and parses it into a borrowed [`command::Command`];
 //! - `verbs/<verb>.rs` (private): one file per verb's wire grammar: its
 //!   struct, accept test, parser, encoder, usage text and tests; the structs

@@ -131,7 +131,7 @@ const DISPATCH: [(VerbId, AcceptTest); 30] = [
 ];
 
 /// The verb whose handler would accept the normalised line: the first in
-/// [`DISPATCH`] whose test passes.
+/// `DISPATCH` whose test passes.
 pub fn identify(n: &str) -> Option<VerbId> {
     DISPATCH
         .iter()
