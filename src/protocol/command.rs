@@ -78,7 +78,9 @@ pub enum VerbId {
 }
 
 impl VerbId {
-    /// Every verb, in dispatch order.
+    /// Every verb, in declaration order: the reference's dispatch order,
+    /// then `notify:multi` and `to`. `identify` tries them in the order of
+    /// its own table (`parse.rs`), where `notify:multi` precedes `notify`.
     pub const ALL: [VerbId; 30] = [
         VerbId::From,
         VerbId::Cram,
