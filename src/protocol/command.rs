@@ -1,11 +1,45 @@
 //! The parsed form of every verb: one `Command` variant per verb, each
 //! holding a struct of fields borrowed from the (normalised) request line.
 //!
+//! Each verb's struct is defined beside its grammar in `verbs/<verb>.rs` and
+//! re-exported here, which is where the rest of the crate names it. What
+//! lives here is what no single verb owns: [`VerbId`], [`Command`], and the
+//! types several verbs share ([`KeyRef`], [`Scope`], [`LookupOp`],
+//! [`Priority`], [`NotifyOp`], [`MessageType`]).
+//!
 //! Fields keep the client's text and case; keys are canonicalised only when
 //! assembled for the keystore ([`KeyRef::assemble`]).
 
 use super::atkey::canonical_key;
-use super::metadata::MetaFragment;
+use super::verbs;
+
+pub use super::verbs::batch::Batch;
+pub use super::verbs::config::Config;
+pub use super::verbs::cram::Cram;
+pub use super::verbs::delete::Delete;
+pub use super::verbs::enroll::{Enroll, EnrollOp};
+pub use super::verbs::from::From;
+pub use super::verbs::info::{Info, InfoForm};
+pub use super::verbs::keys::{KeyVisibility, Keys, KeysOp};
+pub use super::verbs::llookup::LLookup;
+pub use super::verbs::lookup::Lookup;
+pub use super::verbs::monitor::Monitor;
+pub use super::verbs::noop::Noop;
+pub use super::verbs::notify::{Notify, NotifyStrategy, NotifyTarget};
+pub use super::verbs::notify_all::NotifyAll;
+pub use super::verbs::notify_id::NotifyId;
+pub use super::verbs::notify_list::NotifyList;
+pub use super::verbs::notify_multi::NotifyMulti;
+pub use super::verbs::otp::{Otp, OtpOp};
+pub use super::verbs::pkam::{HashingAlgo, Pkam, SigningAlgo};
+pub use super::verbs::plookup::PLookup;
+pub use super::verbs::scan::Scan;
+pub use super::verbs::stats::Stats;
+pub use super::verbs::stream::{Stream, StreamOp};
+pub use super::verbs::sync_from::SyncFrom;
+pub use super::verbs::to::To;
+pub use super::verbs::update::{Update, UpdateJson};
+pub use super::verbs::update_meta::UpdateMeta;
 
 /// Every verb the server dispatches, in the reference's dispatch order
 /// (wire.md §6), plus the post-2024 `notify:multi` and `to:`.
@@ -44,7 +78,9 @@ pub enum VerbId {
 }
 
 impl VerbId {
-    /// Every verb, in dispatch order.
+    /// Every verb, in declaration order: the reference's dispatch order,
+    /// then `notify:multi` and `to`. `identify` tries them in the order of
+    /// its own table (`parse.rs`), where `notify:multi` precedes `notify`.
     pub const ALL: [VerbId; 30] = [
         VerbId::From,
         VerbId::Cram,
@@ -119,44 +155,36 @@ impl VerbId {
     /// no reply can contain `\n` before the prompt (errors.md §3.1).
     pub const fn usage(self) -> &'static str {
         match self {
-            VerbId::From => "syntax from:@<atSign>   e.g from:@alice",
-            VerbId::Cram => "cram:<digest>",
-            VerbId::Pkam => "pkam:<signature>",
-            VerbId::Update => "e.g. update:@alice:location@bob San Francisco",
-            VerbId::UpdateMeta => "update:meta:ttl:20000:ttb:20000:ttr:20000",
-            VerbId::LLookup => "e.g llookup:location@bob",
-            VerbId::PLookup => "e.g plookup:location@bob",
-            VerbId::Lookup => "e.g lookup:location@bob",
-            VerbId::Scan => "scan",
-            VerbId::Pol => "syntax pol e.g pol",
-            VerbId::Delete => "syntax delete:@<atkey>   e.g delete:phone@alice",
-            VerbId::Stats => "stats:1,2,3",
-            VerbId::Config => {
-                "configure block syntax config:block:<action>:@<atSign>   e.g config:block:add:@alice   view syntax config:show:<type>   e.g config:shoe:allow   configure set syntax   e.g. config:set:<configName>=<configValue>   config:reset(or)print:<configName>"
-            }
-            VerbId::Monitor => "e.g. monitor or monitor .wavi",
-            VerbId::Stream => "",
-            VerbId::Notify => "e.g notify:@colin:key@kevin",
-            VerbId::NotifyList => "e.g notify:list [regular expression]",
-            VerbId::Batch => {
-                r#"e.g batch:[{"id":1, "commmand":"update:location@alice newyork"},{"id":2, "commmand":"delete:location@alice"}]"#
-            }
-            VerbId::NotifyStatus => "e.g notify:status:<notification-id>",
-            VerbId::NotifyAll => "e.g notify:all:@alice,@bob:key1@colin",
-            VerbId::SyncFrom => "syntax sync:from:1:limit:10:.wavi",
-            VerbId::Info => "info",
-            VerbId::Noop => "noop:<durationInMillis>",
-            VerbId::NotifyRemove => "e.g notify:remove:<notificationId>",
-            VerbId::NotifyFetch => "e.g notify:fetch:<notification-id>",
-            VerbId::Enroll => {
-                r#"enroll:request:{"appName":"wavi","deviceName":"iPhone","namespaces":{"wavi":"rw"},"otp":"<otp>":"apkamPublicKey":"<public_key>"}"#
-            }
-            VerbId::Otp => "otp:get or otp:validate:<otp>",
-            VerbId::Keys => {
-                "e.g. keys:put:public:keyName:encryptionPublicKey:namespace:__global:keyType:rsa2048:<public_key>"
-            }
-            VerbId::NotifyMulti => "e.g notify:multi:@bob,@colin:key@alice:value",
-            VerbId::To => "e.g to:@alice",
+            VerbId::From => verbs::from::USAGE,
+            VerbId::Cram => verbs::cram::USAGE,
+            VerbId::Pkam => verbs::pkam::USAGE,
+            VerbId::Update => verbs::update::USAGE,
+            VerbId::UpdateMeta => verbs::update_meta::USAGE,
+            VerbId::LLookup => verbs::llookup::USAGE,
+            VerbId::PLookup => verbs::plookup::USAGE,
+            VerbId::Lookup => verbs::lookup::USAGE,
+            VerbId::Scan => verbs::scan::USAGE,
+            VerbId::Pol => verbs::pol::USAGE,
+            VerbId::Delete => verbs::delete::USAGE,
+            VerbId::Stats => verbs::stats::USAGE,
+            VerbId::Config => verbs::config::USAGE,
+            VerbId::Monitor => verbs::monitor::USAGE,
+            VerbId::Stream => verbs::stream::USAGE,
+            VerbId::Notify => verbs::notify::USAGE,
+            VerbId::NotifyList => verbs::notify_list::USAGE,
+            VerbId::Batch => verbs::batch::USAGE,
+            VerbId::NotifyStatus => verbs::notify_id::status::USAGE,
+            VerbId::NotifyAll => verbs::notify_all::USAGE,
+            VerbId::SyncFrom => verbs::sync_from::USAGE,
+            VerbId::Info => verbs::info::USAGE,
+            VerbId::Noop => verbs::noop::USAGE,
+            VerbId::NotifyRemove => verbs::notify_id::remove::USAGE,
+            VerbId::NotifyFetch => verbs::notify_id::fetch::USAGE,
+            VerbId::Enroll => verbs::enroll::USAGE,
+            VerbId::Otp => verbs::otp::USAGE,
+            VerbId::Keys => verbs::keys::USAGE,
+            VerbId::NotifyMulti => verbs::notify_multi::USAGE,
+            VerbId::To => verbs::to::USAGE,
         }
     }
 }
@@ -234,19 +262,6 @@ impl KeyRef<'_> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SigningAlgo {
-    Rsa2048,
-    EccSecp256r1,
-    MlDsa65,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HashingAlgo {
-    Sha256,
-    Sha512,
-}
-
 /// `llookup`/`lookup`/`plookup` output: the value, `:meta` or `:all`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LookupOp {
@@ -273,370 +288,6 @@ pub enum NotifyOp {
 pub enum MessageType {
     Key,
     Text,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotifyStrategy {
-    All,
-    Latest,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InfoForm {
-    Plain,
-    Brief,
-    Mtls,
-    MtlsBrief,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EnrollOp {
-    Request,
-    Approve,
-    Deny,
-    Revoke,
-    ListNs,
-    InfoNs,
-    List,
-    Fetch,
-    Unrevoke,
-    Delete,
-    Update,
-}
-
-impl EnrollOp {
-    /// Wire spellings, longest-first where one is a prefix of another
-    /// (`listns` before `list`), which is the order the grammar tries them.
-    pub const ALL: [(&'static str, EnrollOp); 11] = [
-        ("request", EnrollOp::Request),
-        ("approve", EnrollOp::Approve),
-        ("deny", EnrollOp::Deny),
-        ("revoke", EnrollOp::Revoke),
-        ("listns", EnrollOp::ListNs),
-        ("infons", EnrollOp::InfoNs),
-        ("list", EnrollOp::List),
-        ("fetch", EnrollOp::Fetch),
-        ("unrevoke", EnrollOp::Unrevoke),
-        ("delete", EnrollOp::Delete),
-        ("update", EnrollOp::Update),
-    ];
-
-    pub fn name(self) -> &'static str {
-        EnrollOp::ALL
-            .iter()
-            .find(|(_, op)| *op == self)
-            .map_or("request", |(n, _)| n)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OtpOp {
-    Get,
-    Put,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeysOp {
-    Put,
-    Get,
-    Delete,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyVisibility {
-    Public,
-    Private,
-    SelfKey,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamOp {
-    Init,
-    Send,
-    Receive,
-    Done,
-    Resume,
-}
-
-/// `notify`'s recipient part: `:public` or `:@bob` (captured without `@`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotifyTarget<'a> {
-    Public,
-    AtSign(&'a str),
-}
-
-/// `from:[@]<atsign>[:clientConfig:{json}]`. `atsign` is as sent (with its
-/// `@` if given); normalise with [`super::atsign::normalize_atsign`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct From<'a> {
-    pub atsign: &'a str,
-    pub client_config: Option<&'a str>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cram<'a> {
-    pub digest: &'a str,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pkam<'a> {
-    pub signing_algo: Option<SigningAlgo>,
-    pub hashing_algo: Option<HashingAlgo>,
-    pub enrollment_id: Option<&'a str>,
-    pub signature: &'a str,
-}
-
-/// `update[:nc]<meta>[:public|:@for]:<key>[@owner] <value>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Update<'a> {
-    pub no_commit: bool,
-    pub meta: MetaFragment<'a>,
-    pub key: KeyRef<'a>,
-    pub value: &'a str,
-}
-
-/// `update[:nc]:json:<json>`; the JSON is parsed by the handler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UpdateJson<'a> {
-    pub no_commit: bool,
-    pub json: &'a str,
-}
-
-/// `update:meta[:nc][:public|:@for]:<key>@<owner><meta>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UpdateMeta<'a> {
-    pub no_commit: bool,
-    pub key: KeyRef<'a>,
-    pub meta: MetaFragment<'a>,
-}
-
-/// `llookup[:meta|:all][:cached][:public|:@for]:<key>@<owner>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LLookup<'a> {
-    pub op: LookupOp,
-    pub key: KeyRef<'a>,
-}
-
-/// `lookup:`/`plookup:[bypassCache:<bool>:][meta:|all:]<name>@<owner>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Lookup<'a> {
-    pub bypass_cache: Option<bool>,
-    pub op: LookupOp,
-    pub name: &'a str,
-    /// Captured without the `@`.
-    pub owner: &'a str,
-}
-
-/// `plookup` has the same fields as `lookup` (its key may not contain spaces).
-pub type PLookup<'a> = Lookup<'a>;
-
-/// `delete[:dAt:<ts>][:nc][:force][:priority:<p>][:cached][:public|:@for]:<key>[@owner]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Delete<'a> {
-    pub d_at: Option<&'a str>,
-    pub no_commit: bool,
-    pub force: bool,
-    pub priority: Option<Priority>,
-    pub key: KeyRef<'a>,
-}
-
-/// `scan[:cl][:showhidden:<bool>][:@atsign][:page:<n>][ <regex>]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Scan<'a> {
-    pub commit_log: bool,
-    pub show_hidden: Option<bool>,
-    /// With its leading `@`, as the grammar captures it.
-    pub for_atsign: Option<&'a str>,
-    pub page: Option<u64>,
-    pub regex: Option<&'a str>,
-}
-
-/// `stats[:<id>[,<id>…]][:<regex>]` (regex only after `:3` or `:15`).
-/// No ids means every metric.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Stats<'a> {
-    pub ids: Vec<u32>,
-    pub regex: Option<&'a str>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Info {
-    pub form: InfoForm,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Noop {
-    pub delay_ms: u64,
-}
-
-/// `monitor[:strict][:selfNotifications][:multiplexed][:<epochMillis>][ <regex>]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Monitor<'a> {
-    pub strict: bool,
-    pub self_notifications: bool,
-    pub multiplexed: bool,
-    pub epoch_ms: Option<u64>,
-    pub regex: Option<&'a str>,
-}
-
-/// `sync:from:<id|-1>[:limit:<n>][:skipDeletesUntil:<k>][:<regex>]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SyncFrom<'a> {
-    pub from: i64,
-    pub limit: Option<u32>,
-    pub skip_deletes_until: Option<i64>,
-    pub regex: Option<&'a str>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct To<'a> {
-    /// As sent, with its `@` if given.
-    pub atsign: &'a str,
-}
-
-/// `config:block:add|remove:@a[ @b…]`, `config:block:show`,
-/// `config:set|reset|print:<arg>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Config<'a> {
-    /// The space-separated atSign list as sent; iterate with [`Config::atsigns`].
-    BlockAdd(&'a str),
-    BlockRemove(&'a str),
-    BlockShow,
-    /// `<name>=<value>`.
-    Set(&'a str),
-    Reset(&'a str),
-    Print(&'a str),
-}
-
-impl<'a> Config<'a> {
-    /// The atSigns of a block list, split on single spaces, as sent.
-    pub fn atsigns(list: &'a str) -> impl Iterator<Item = &'a str> {
-        list.split(' ').filter(|s| !s.is_empty())
-    }
-}
-
-/// The legacy `stream:` verb.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Stream<'a> {
-    pub op: Option<StreamOp>,
-    pub receiver: Option<&'a str>,
-    pub namespace: Option<&'a str>,
-    pub start_byte: Option<u64>,
-    pub stream_id: Option<&'a str>,
-    /// The file name without the space that terminates it on the wire.
-    pub file_name: Option<&'a str>,
-    pub length: Option<u64>,
-}
-
-/// The full `notify` grammar (notifications.md §2, changes §6.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Notify<'a> {
-    pub id: Option<&'a str>,
-    pub operation: Option<NotifyOp>,
-    pub message_type: Option<MessageType>,
-    pub priority: Option<Priority>,
-    pub strategy: Option<NotifyStrategy>,
-    pub latest_n: Option<u64>,
-    pub notifier: Option<&'a str>,
-    pub ttln: Option<u64>,
-    pub e_atn: Option<&'a str>,
-    /// `:eph` (also accepted as `:eph:true|false` from older builders).
-    pub eph: bool,
-    pub meta: MetaFragment<'a>,
-    pub target: NotifyTarget<'a>,
-    /// The key (or, for text messages, the text); may contain single `:`s.
-    pub key: &'a str,
-    /// Captured without the `@`.
-    pub owner: Option<&'a str>,
-    pub value: Option<&'a str>,
-}
-
-/// `notify:list[:<from>[:<to>]][:<regex>]`; trailing text is ignored as the
-/// reference regex is not end-anchored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct NotifyList<'a> {
-    pub from_date: Option<&'a str>,
-    pub to_date: Option<&'a str>,
-    pub regex: Option<&'a str>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NotifyId<'a> {
-    pub id: &'a str,
-}
-
-/// `notify:all:[op:][messageType:<t>:][ttl:n:][ttb:n:][ttr:n:][ccd:b:]<recipients>:<key>[@owner][:<value>]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NotifyAll<'a> {
-    pub operation: Option<NotifyOp>,
-    pub message_type: Option<MessageType>,
-    pub ttl: Option<u64>,
-    pub ttb: Option<u64>,
-    pub ttr: Option<i64>,
-    pub ccd: Option<bool>,
-    /// The comma-separated recipient list as sent (may be empty).
-    pub recipients: &'a str,
-    pub key: &'a str,
-    pub owner: Option<&'a str>,
-    pub value: Option<&'a str>,
-}
-
-/// `notify:multi[:update][:ttln:n][:eAtn:<ts>][:eph]<meta>:@r1[,@r2…]:<key>@<sender>[:<value>]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NotifyMulti<'a> {
-    /// `:update` was written (it is the only operation anyway).
-    pub explicit_update: bool,
-    pub ttln: Option<u64>,
-    pub e_atn: Option<&'a str>,
-    pub eph: bool,
-    pub meta: MetaFragment<'a>,
-    /// `@a,@b` as sent; iterate with [`NotifyMulti::recipient_list`].
-    pub recipients: &'a str,
-    pub key: &'a str,
-    /// Captured without the `@`.
-    pub owner: &'a str,
-    pub value: Option<&'a str>,
-}
-
-impl<'a> NotifyMulti<'a> {
-    pub fn recipient_list(&self) -> impl Iterator<Item = &'a str> {
-        self.recipients.split(',')
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Batch<'a> {
-    pub json: &'a str,
-}
-
-/// `enroll:<op>[:force][:]<json>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Enroll<'a> {
-    pub op: EnrollOp,
-    pub force: bool,
-    pub params: Option<&'a str>,
-}
-
-/// `otp:get[:ttl:<ms>]` or `otp:put:<passcode>[:ttl:<ms>]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Otp<'a> {
-    pub op: OtpOp,
-    pub passcode: Option<&'a str>,
-    pub ttl: Option<u64>,
-}
-
-/// `keys:<op>[:<visibility>][:namespace:…][:appName:…][:deviceName:…][:keyType:…][:encryptionKeyName:…][:keyName:<k>][ <value>]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Keys<'a> {
-    pub op: KeysOp,
-    pub visibility: Option<KeyVisibility>,
-    pub namespace: Option<&'a str>,
-    pub app_name: Option<&'a str>,
-    pub device_name: Option<&'a str>,
-    pub key_type: Option<&'a str>,
-    pub encryption_key_name: Option<&'a str>,
-    pub key_name: Option<&'a str>,
-    pub value: Option<&'a str>,
 }
 
 /// One parsed request.
@@ -749,13 +400,6 @@ mod tests {
             assert!(!v.usage().contains('\n'), "{v:?}");
         }
         assert_eq!(VerbId::Lookup.usage(), "e.g lookup:location@bob");
-    }
-
-    #[test]
-    fn enroll_op_names_round_trip() {
-        for (name, op) in EnrollOp::ALL {
-            assert_eq!(op.name(), name);
-        }
     }
 }
 

@@ -3,19 +3,28 @@
 //! produce, `parse(identify(normalize(cmd.to_string())))` gives it back; the
 //! round-trip proptests and the `parse` fuzz target hold us to that.
 //!
+//! Each verb's encoder lives beside its grammar in `verbs/<verb>.rs`; this
+//! file holds the `Display` impl that picks it and the small writers the
+//! encoders share.
+//!
 //! Outbound connections (remote lookup, notify delivery, `to:`) build their
 //! requests through this too, so what we send is what we accept.
 
-use std::fmt::{self, Display, Formatter, Write as _};
+use std::fmt::{self, Display, Formatter};
 
-use super::command::*;
-use super::parse::changes_when_lowercased;
+use super::command::{Command, MessageType, NotifyOp, Priority, Scope};
+use super::verbs;
 
-fn bool_str(b: bool) -> &'static str {
+pub(crate) fn bool_str(b: bool) -> &'static str {
     if b { "true" } else { "false" }
 }
 
-fn opt<T: Display>(f: &mut Formatter<'_>, prefix: &str, v: Option<T>) -> fmt::Result {
+/// `<prefix><v>` when present.
+pub(crate) fn write_opt<T: Display>(
+    f: &mut Formatter<'_>,
+    prefix: &str,
+    v: Option<T>,
+) -> fmt::Result {
     match v {
         Some(v) => write!(f, "{prefix}{v}"),
         None => Ok(()),
@@ -23,7 +32,7 @@ fn opt<T: Display>(f: &mut Formatter<'_>, prefix: &str, v: Option<T>) -> fmt::Re
 }
 
 /// `<prefix><v><suffix>` when present.
-fn opt_sfx<T: Display>(
+pub(crate) fn write_opt_then<T: Display>(
     f: &mut Formatter<'_>,
     prefix: &str,
     v: Option<T>,
@@ -35,11 +44,13 @@ fn opt_sfx<T: Display>(
     }
 }
 
-fn flag(f: &mut Formatter<'_>, lit: &str, on: bool) -> fmt::Result {
+/// The literal of a flag that is set.
+pub(crate) fn write_flag(f: &mut Formatter<'_>, lit: &str, on: bool) -> fmt::Result {
     if on { f.write_str(lit) } else { Ok(()) }
 }
 
-fn scope(f: &mut Formatter<'_>, s: Scope<'_>) -> fmt::Result {
+/// `[:public|:@for]` before a key name.
+pub(crate) fn write_scope(f: &mut Formatter<'_>, s: Scope<'_>) -> fmt::Result {
     match s {
         Scope::None => Ok(()),
         Scope::Public => f.write_str(":public"),
@@ -47,17 +58,7 @@ fn scope(f: &mut Formatter<'_>, s: Scope<'_>) -> fmt::Result {
     }
 }
 
-fn lookup_op(op: LookupOp, colon_first: bool) -> &'static str {
-    match (op, colon_first) {
-        (LookupOp::Value, _) => "",
-        (LookupOp::Meta, true) => ":meta",
-        (LookupOp::All, true) => ":all",
-        (LookupOp::Meta, false) => "meta:",
-        (LookupOp::All, false) => "all:",
-    }
-}
-
-fn priority(p: Priority) -> &'static str {
+pub(crate) fn priority_str(p: Priority) -> &'static str {
     match p {
         Priority::Low => "low",
         Priority::Medium => "medium",
@@ -65,307 +66,54 @@ fn priority(p: Priority) -> &'static str {
     }
 }
 
-fn notify_op(o: NotifyOp) -> &'static str {
+pub(crate) fn notify_op_str(o: NotifyOp) -> &'static str {
     match o {
         NotifyOp::Update => "update",
         NotifyOp::Delete => "delete",
     }
 }
 
-fn message_type(m: MessageType) -> &'static str {
+pub(crate) fn message_type_str(m: MessageType) -> &'static str {
     match m {
         MessageType::Key => "key",
         MessageType::Text => "text",
     }
 }
 
-impl Display for SigningAlgo {
-    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            SigningAlgo::Rsa2048 => "rsa2048",
-            SigningAlgo::EccSecp256r1 => "ecc_secp256r1",
-            SigningAlgo::MlDsa65 => "mldsa65",
-        })
-    }
-}
-
-impl Display for HashingAlgo {
-    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            HashingAlgo::Sha256 => "sha256",
-            HashingAlgo::Sha512 => "sha512",
-        })
-    }
-}
-
-fn lookup(f: &mut Formatter<'_>, verb: &str, l: &Lookup<'_>) -> fmt::Result {
-    write!(f, "{verb}:")?;
-    opt_sfx(f, "bypassCache:", l.bypass_cache.map(bool_str), ":")?;
-    write!(f, "{}{}@{}", lookup_op(l.op, false), l.name, l.owner)
-}
-
 impl Display for Command<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
-            Command::From(c) => {
-                write!(f, "from:{}", c.atsign)?;
-                opt(f, ":clientConfig:", c.client_config)
-            }
-            Command::Cram(c) => write!(f, "cram:{}", c.digest),
-            Command::Pkam(c) => {
-                f.write_str("pkam:")?;
-                opt_sfx(f, "signingAlgo:", c.signing_algo, ":")?;
-                opt_sfx(f, "hashingAlgo:", c.hashing_algo, ":")?;
-                if let Some(e) = c.enrollment_id {
-                    write!(f, "enrollmentId:{e}:")?;
-                }
-                f.write_str(c.signature)
-            }
-            Command::Update(c) => {
-                f.write_str("update")?;
-                flag(f, ":nc", c.no_commit)?;
-                write!(f, "{}", c.meta)?;
-                scope(f, c.key.scope)?;
-                write!(f, ":{}", c.key.name)?;
-                opt(f, "@", c.key.owner)?;
-                write!(f, " {}", c.value)
-            }
-            Command::UpdateJson(c) => {
-                f.write_str("update")?;
-                flag(f, ":nc", c.no_commit)?;
-                write!(f, ":json:{}", c.json)
-            }
-            Command::UpdateMeta(c) => {
-                f.write_str("update:meta")?;
-                flag(f, ":nc", c.no_commit)?;
-                scope(f, c.key.scope)?;
-                write!(f, ":{}", c.key.name)?;
-                opt(f, "@", c.key.owner)?;
-                write!(f, "{}", c.meta)
-            }
-            Command::LLookup(c) => {
-                write!(f, "llookup{}", lookup_op(c.op, true))?;
-                flag(f, ":cached", c.key.cached)?;
-                scope(f, c.key.scope)?;
-                write!(f, ":{}", c.key.name)?;
-                opt(f, "@", c.key.owner)
-            }
-            Command::PLookup(c) => lookup(f, "plookup", c),
-            Command::Lookup(c) => lookup(f, "lookup", c),
-            Command::Scan(c) => {
-                f.write_str("scan")?;
-                let flagless = !c.commit_log
-                    && c.show_hidden.is_none()
-                    && c.for_atsign.is_none()
-                    && c.page.is_none();
-                if flagless
-                    && c.regex
-                        .is_some_and(|r| r.contains(':') || changes_when_lowercased(r))
-                {
-                    // A line without `:` is lower-cased whole, and a `:` in the
-                    // regex would pull the space into the lower-cased,
-                    // space-stripped verb part. `scan:` first keeps the regex
-                    // out of it; the grammar's unanchored second alternative
-                    // then matches at the second `scan` (only the reference's
-                    // quirk can produce such a command in the first place).
-                    f.write_str(":scan")?;
-                }
-                flag(f, ":cl", c.commit_log)?;
-                opt(f, ":showhidden:", c.show_hidden.map(bool_str))?;
-                opt(f, ":", c.for_atsign)?;
-                opt(f, ":page:", c.page)?;
-                opt(f, " ", c.regex)
-            }
-            Command::Pol => f.write_str("pol"),
-            Command::Delete(c) => {
-                f.write_str("delete")?;
-                opt(f, ":dAt:", c.d_at)?;
-                flag(f, ":nc", c.no_commit)?;
-                flag(f, ":force", c.force)?;
-                opt(f, ":priority:", c.priority.map(priority))?;
-                flag(f, ":cached", c.key.cached)?;
-                scope(f, c.key.scope)?;
-                write!(f, ":{}", c.key.name)?;
-                opt(f, "@", c.key.owner)
-            }
-            Command::Stats(c) => {
-                f.write_str("stats")?;
-                if !c.ids.is_empty() {
-                    f.write_char(':')?;
-                }
-                for (i, id) in c.ids.iter().enumerate() {
-                    // The first id may not start with 0; `stats:,0` is how
-                    // the grammar spells a leading zero id.
-                    if i > 0 || *id == 0 {
-                        f.write_char(',')?;
-                    }
-                    write!(f, "{id}")?;
-                }
-                opt(f, ":", c.regex)
-            }
-            Command::Config(c) => match c {
-                Config::BlockAdd(l) => write!(f, "config:block:add:{l}"),
-                Config::BlockRemove(l) => write!(f, "config:block:remove:{l}"),
-                Config::BlockShow => f.write_str("config:block:show"),
-                Config::Set(a) => write!(f, "config:set:{a}"),
-                Config::Reset(a) => write!(f, "config:reset:{a}"),
-                Config::Print(a) => write!(f, "config:print:{a}"),
-            },
-            Command::Monitor(c) => {
-                f.write_str("monitor")?;
-                flag(f, ":strict", c.strict)?;
-                flag(f, ":selfNotifications", c.self_notifications)?;
-                flag(f, ":multiplexed", c.multiplexed)?;
-                opt(f, ":", c.epoch_ms)?;
-                opt(f, " ", c.regex)
-            }
-            Command::Stream(c) => {
-                f.write_str("stream:")?;
-                opt(
-                    f,
-                    "",
-                    c.op.map(|o| match o {
-                        StreamOp::Init => "init",
-                        StreamOp::Send => "send",
-                        StreamOp::Receive => "receive",
-                        StreamOp::Done => "done",
-                        StreamOp::Resume => "resume",
-                    }),
-                )?;
-                opt(f, "@", c.receiver)?;
-                opt(f, " namespace:", c.namespace)?;
-                opt(f, " startByte:", c.start_byte)?;
-                opt(f, " ", c.stream_id)?;
-                if let Some(n) = c.file_name {
-                    write!(f, " {n} ")?;
-                }
-                opt(f, "", c.length)
-            }
-            Command::Notify(c) => {
-                f.write_str("notify")?;
-                opt(f, ":id:", c.id)?;
-                opt(f, ":", c.operation.map(notify_op))?;
-                opt(f, ":messageType:", c.message_type.map(message_type))?;
-                opt(f, ":priority:", c.priority.map(priority))?;
-                opt(
-                    f,
-                    ":strategy:",
-                    c.strategy.map(|s| match s {
-                        NotifyStrategy::All => "all",
-                        NotifyStrategy::Latest => "latest",
-                    }),
-                )?;
-                opt(f, ":latestN:", c.latest_n)?;
-                opt(f, ":notifier:", c.notifier)?;
-                opt(f, ":ttln:", c.ttln)?;
-                opt(f, ":eAtn:", c.e_atn)?;
-                flag(f, ":eph", c.eph)?;
-                write!(f, "{}", c.meta)?;
-                match c.target {
-                    NotifyTarget::Public => f.write_str(":public")?,
-                    NotifyTarget::AtSign(a) => write!(f, ":@{a}")?,
-                }
-                write!(f, ":{}", c.key)?;
-                opt(f, "@", c.owner)?;
-                opt(f, ":", c.value)
-            }
-            Command::NotifyList(c) => {
-                f.write_str("notify:list")?;
-                opt(f, ":", c.from_date)?;
-                opt(f, ":", c.to_date)?;
-                opt(f, ":", c.regex)
-            }
-            Command::Batch(c) => write!(f, "batch:{}", c.json),
-            Command::NotifyStatus(c) => write!(f, "notify:status:{}", c.id),
-            Command::NotifyAll(c) => {
-                f.write_str("notify:all:")?;
-                opt_sfx(f, "", c.operation.map(notify_op), ":")?;
-                opt_sfx(f, "messageType:", c.message_type.map(message_type), ":")?;
-                opt_sfx(f, "ttl:", c.ttl, ":")?;
-                opt_sfx(f, "ttb:", c.ttb, ":")?;
-                opt_sfx(f, "ttr:", c.ttr, ":")?;
-                opt_sfx(f, "ccd:", c.ccd.map(bool_str), ":")?;
-                write!(f, "{}:{}", c.recipients, c.key)?;
-                opt(f, "@", c.owner)?;
-                opt(f, ":", c.value)
-            }
-            Command::SyncFrom(c) => {
-                write!(f, "sync:from:{}", c.from)?;
-                opt(f, ":limit:", c.limit)?;
-                opt(f, ":skipDeletesUntil:", c.skip_deletes_until)?;
-                opt(f, ":", c.regex)
-            }
-            Command::Info(c) => f.write_str(match c.form {
-                InfoForm::Plain => "info",
-                InfoForm::Brief => "info:brief",
-                InfoForm::Mtls => "info:mtls",
-                InfoForm::MtlsBrief => "info:mtlsbrief",
-            }),
-            Command::Noop(c) => write!(f, "noop:{}", c.delay_ms),
-            Command::NotifyRemove(c) => write!(f, "notify:remove:{}", c.id),
-            Command::NotifyFetch(c) => write!(f, "notify:fetch:{}", c.id),
-            Command::Enroll(c) => {
-                write!(f, "enroll:{}", c.op.name())?;
-                flag(f, ":force", c.force)?;
-                match c.params {
-                    // Without `:force`, a params text that itself starts with
-                    // `force` must not be separated by a colon, or it would be
-                    // read back as the flag.
-                    Some(p)
-                        if !c.force
-                            && p.get(..5).is_some_and(|h| h.eq_ignore_ascii_case("force")) =>
-                    {
-                        f.write_str(p)
-                    }
-                    Some(p) => write!(f, ":{p}"),
-                    None => Ok(()),
-                }
-            }
-            Command::Otp(c) => {
-                f.write_str(match c.op {
-                    OtpOp::Get => "otp:get",
-                    OtpOp::Put => "otp:put",
-                })?;
-                opt(f, ":", c.passcode)?;
-                opt(f, ":ttl:", c.ttl)
-            }
-            Command::Keys(c) => {
-                f.write_str(match c.op {
-                    KeysOp::Put => "keys:put",
-                    KeysOp::Get => "keys:get",
-                    KeysOp::Delete => "keys:delete",
-                })?;
-                opt(
-                    f,
-                    ":",
-                    c.visibility.map(|v| match v {
-                        KeyVisibility::Public => "public",
-                        KeyVisibility::Private => "private",
-                        KeyVisibility::SelfKey => "self",
-                    }),
-                )?;
-                opt(f, ":namespace:", c.namespace)?;
-                opt(f, ":appName:", c.app_name)?;
-                opt(f, ":deviceName:", c.device_name)?;
-                opt(f, ":keyType:", c.key_type)?;
-                opt(f, ":encryptionKeyName:", c.encryption_key_name)?;
-                opt(f, ":keyName:", c.key_name)?;
-                match (c.key_name, c.value) {
-                    (Some(_), Some(v)) => write!(f, " {v}"),
-                    (None, Some(v)) => write!(f, ":{v}"),
-                    (_, None) => Ok(()),
-                }
-            }
-            Command::NotifyMulti(c) => {
-                f.write_str("notify:multi")?;
-                flag(f, ":update", c.explicit_update)?;
-                opt(f, ":ttln:", c.ttln)?;
-                opt(f, ":eAtn:", c.e_atn)?;
-                flag(f, ":eph", c.eph)?;
-                write!(f, "{}:{}:{}@{}", c.meta, c.recipients, c.key, c.owner)?;
-                opt(f, ":", c.value)
-            }
-            Command::To(c) => write!(f, "to:{}", c.atsign),
+            Command::From(c) => verbs::from::encode(c, f),
+            Command::Cram(c) => verbs::cram::encode(c, f),
+            Command::Pkam(c) => verbs::pkam::encode(c, f),
+            Command::Update(c) => verbs::update::encode(c, f),
+            Command::UpdateJson(c) => verbs::update::encode_json(c, f),
+            Command::UpdateMeta(c) => verbs::update_meta::encode(c, f),
+            Command::LLookup(c) => verbs::llookup::encode(c, f),
+            Command::PLookup(c) => verbs::plookup::encode(c, f),
+            Command::Lookup(c) => verbs::lookup::encode(c, f),
+            Command::Scan(c) => verbs::scan::encode(c, f),
+            Command::Pol => verbs::pol::encode(f),
+            Command::Delete(c) => verbs::delete::encode(c, f),
+            Command::Stats(c) => verbs::stats::encode(c, f),
+            Command::Config(c) => verbs::config::encode(c, f),
+            Command::Monitor(c) => verbs::monitor::encode(c, f),
+            Command::Stream(c) => verbs::stream::encode(c, f),
+            Command::Notify(c) => verbs::notify::encode(c, f),
+            Command::NotifyList(c) => verbs::notify_list::encode(c, f),
+            Command::Batch(c) => verbs::batch::encode(c, f),
+            Command::NotifyStatus(c) => verbs::notify_id::status::encode(c, f),
+            Command::NotifyAll(c) => verbs::notify_all::encode(c, f),
+            Command::SyncFrom(c) => verbs::sync_from::encode(c, f),
+            Command::Info(c) => verbs::info::encode(c, f),
+            Command::Noop(c) => verbs::noop::encode(c, f),
+            Command::NotifyRemove(c) => verbs::notify_id::remove::encode(c, f),
+            Command::NotifyFetch(c) => verbs::notify_id::fetch::encode(c, f),
+            Command::Enroll(c) => verbs::enroll::encode(c, f),
+            Command::Otp(c) => verbs::otp::encode(c, f),
+            Command::Keys(c) => verbs::keys::encode(c, f),
+            Command::NotifyMulti(c) => verbs::notify_multi::encode(c, f),
+            Command::To(c) => verbs::to::encode(c, f),
         }
     }
 }

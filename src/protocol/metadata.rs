@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use super::parse::{eat_ci, is_js_space};
+use super::grammar::{eat_ci, is_js_space};
 use super::time::iso_prefix_len;
 use crate::error::{AtCode, AtError};
 

@@ -5,6 +5,9 @@
 //!   an equal command;
 //! - framer invariants.
 //!
+//! The last two are the fuzz targets' properties ([`super::fuzzing`]), here
+//! driven by generated input shaped like real requests.
+//!
 //! Generated strings are leaked so the borrowed `Command<'static>` can hold
 //! them; this is test-only and bounded by the case count.
 
@@ -12,9 +15,10 @@ use proptest::prelude::*;
 use proptest::strategy::{BoxedStrategy, Union};
 
 use super::command::*;
-use super::frame::{Frame, next_line, next_line_after};
+use super::frame::{Frame, next_line};
+use super::fuzzing::{check_framing_in_pieces, check_next_line, check_round_trip};
 use super::metadata::MetaFragment;
-use super::parse::{identify, normalize, parse, parse_normalized};
+use super::parse::{identify, normalize, parse};
 
 fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
@@ -709,24 +713,6 @@ fn arb_line() -> impl Strategy<Value = String> {
         .prop_map(|(p, n)| format!("{p}{n}"))
 }
 
-/// Parse, and when it parses, check the encoding reads back the same.
-fn check_line(line: &str) -> Result<(), TestCaseError> {
-    let n = normalize(line);
-    if let Ok(cmd) = parse_normalized(&n) {
-        let text = cmd.to_string();
-        let n2 = normalize(&text);
-        let again = parse_normalized(&n2);
-        prop_assert_eq!(
-            again.as_ref(),
-            Ok(&cmd),
-            "line {:?} encoded as {:?}",
-            line,
-            text
-        );
-    }
-    Ok(())
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2048))]
 
@@ -742,50 +728,23 @@ proptest! {
 
     #[test]
     fn verb_shaped_noise_never_panics_and_reparses(line in arb_line()) {
-        check_line(&line)?;
+        check_round_trip(&line)?;
     }
 
     #[test]
     fn arbitrary_text_never_panics(line in "\\PC{0,64}") {
-        check_line(&line)?;
+        check_round_trip(&line)?;
     }
 
     #[test]
     fn framer_invariants(buf in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), any::<u8>()], 0..64), max in 0usize..24) {
-        let (frame, used) = next_line(&buf, max);
-        prop_assert!(used <= buf.len());
-        match frame {
-            Frame::Line(l) => {
-                prop_assert!(l.len() <= max);
-                prop_assert!(!l.contains(&b'\n'));
-                prop_assert_eq!(buf[used - 1], b'\n');
-                prop_assert!(used == l.len() + 1 || used == l.len() + 2);
-                prop_assert!(!buf[..used - 1].contains(&b'\n'));
-            }
-            Frame::Incomplete => {
-                prop_assert_eq!(used, 0);
-                prop_assert!(!buf.contains(&b'\n'));
-                prop_assert!(buf.len() <= max + 1);
-            }
-            Frame::TooLong => prop_assert_eq!(used, 0),
-        }
+        check_next_line(&buf, max)?;
     }
 
     #[test]
     fn framing_in_pieces_matches_framing_at_once(buf in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), any::<u8>()], 0..64), max in 0usize..24, cuts in proptest::collection::vec(0usize..64, 0..6)) {
         // Feed growing prefixes as reads would, carrying what was scanned.
-        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(buf.len())).collect();
-        cuts.push(buf.len());
-        cuts.sort_unstable();
-        let mut scanned = 0;
-        for cut in cuts {
-            let framed = next_line_after(&buf[..cut], max, scanned);
-            prop_assert_eq!(framed, next_line(&buf[..cut], max));
-            if framed.0 != Frame::Incomplete {
-                break;
-            }
-            scanned = cut;
-        }
+        check_framing_in_pieces(&buf, max, &cuts)?;
     }
 
     #[test]
