@@ -11,7 +11,12 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked --quiet
 fi
 cargo fuzz build -O
-for target in parse frame; do
+# The session target keeps a scratch store under TMPDIR: give it a folder of
+# its own, removed at the end.
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+export TMPDIR="$scratch"
+for target in parse frame session; do
   # Work on a copy of the seeds so generated inputs never land in git.
   corpus="$(mktemp -d)"
   cp corpus/"$target"/seed* "$corpus"/

@@ -43,7 +43,7 @@ step "failures stop loudly (failpoints build: a failed commit, a panicking write
 timeout 900 cargo test --features failpoints --lib storage 2>&1 | tee -a "$log"
 timeout 900 cargo test --features failpoints --test failures 2>&1 | tee -a "$log"
 
-step "fuzz the parser briefly"
+step "fuzz the parser, the framer and whole sessions briefly"
 timeout 1200 bash fuzz/run.sh 30
 
 rust_passed=$(grep -oE 'test result: ok\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')

@@ -3,6 +3,7 @@
 //! [`Supervisor`].
 
 mod error;
+pub mod fuzzing;
 mod scratch;
 mod supervisor;
 
