@@ -1,14 +1,29 @@
-//! Every bound the server enforces, in one place, units last.
+//! Every bound the server (and its client) enforces, in one place, grouped,
+//! units last.
 //!
-//! Each constant says why it has its value. Relations between limits are
-//! asserted at compile time at the bottom of the file.
+//! Each constant says why it has its value; relations between limits are
+//! asserted at compile time at the end of each group. `docs/OPERATIONS.md`
+//! lists every one (a test checks that the table stays complete).
+
+// ---------------------------------------------------------------------------
+// Lines, keys and values: what one request may hold.
 
 /// Longest request line, newline excluded. The reference buffers at most
 /// 10,240,000 bytes per command and answers AT0005 beyond, then closes.
 pub const LINE_BYTES_MAX: usize = 10_240_000;
 
+/// Longest line an unauthenticated connection may send (AT0005 and close
+/// beyond). The largest legitimate pre-authentication lines are a `pkam`
+/// with an ML-DSA-65 signature (3,309 bytes, 4,412 in base64, plus its
+/// prefix and enrollment id) and an OTP `enroll:request` whose JSON carries
+/// an ML-DSA-65 public key (1,952 bytes, 2,604 in base64), an encrypted
+/// symmetric key and names: both under 6 KiB. 16 KiB leaves room for
+/// `clientConfig` and future fields without letting ten thousand waiting
+/// connections hold 10 MB each.
+pub const UNAUTH_LINE_BYTES_MAX: usize = 16 * 1024;
+
 /// Longest stored key name (the reference's keystore limit, checked on the
-/// assembled key by `update`).
+/// assembled key by every verb that names a key; AT0016 beyond).
 pub const KEY_CHARS_MAX: usize = 248;
 
 /// Longest `cached:` key name: the reference allows 255 for cached copies.
@@ -29,20 +44,9 @@ pub const TIME_TO_REFRESH_SECS_MAX: i64 = TIME_TO_LIVE_MS_MAX / 1_000;
 /// `noop:<ms>` refuses longer delays (AT0022), as the reference does.
 pub const NOOP_DELAY_MS_MAX: u64 = 5_000;
 
-/// A `from:` challenge is valid this long and for one attempt only
-/// (reference 3.16.4 behaviour).
-pub const CHALLENGE_TTL_MS: u64 = 60_000;
-
-/// The atDirectory's per-connection input buffer (the reference destroys the
-/// socket beyond 255 characters).
-pub const DIRECTORY_LINE_BYTES_MAX: usize = 255;
-
-/// The atDirectory closes a connection on this many lookups that miss.
-pub const DIRECTORY_MISSES_MAX: u32 = 3;
-
-/// Delay before answering the second and later missed lookups on one
-/// directory connection (reference abuse throttling).
-pub const DIRECTORY_MISS_DELAY_MS: u64 = 3_000;
+/// Distinct ids one `stats` request may ask for: more than the reference
+/// defines (16), so every real request fits; repeated ids are answered once.
+pub const STATS_IDS_MAX: usize = 32;
 
 /// Longest client-supplied regex (`scan`, `stats`, `monitor`,
 /// `notify:list`): real clients send namespace filters of a few dozen
@@ -59,6 +63,54 @@ pub const PATTERN_NESTING_MAX: u32 = 64;
 
 const _: () = assert!(KEY_CHARS_MAX < CACHED_KEY_CHARS_MAX);
 const _: () = assert!(ATSIGN_CHARS_MAX < KEY_CHARS_MAX);
+const _: () = assert!(UNAUTH_LINE_BYTES_MAX < LINE_BYTES_MAX);
+const _: () = assert!(PATTERN_CHARS_MAX < UNAUTH_LINE_BYTES_MAX);
+
+// ---------------------------------------------------------------------------
+// One connection: reads, replies and pipelining.
+
+/// Bytes asked of the socket per read (one full TLS record).
+pub const READ_CHUNK_BYTES: usize = 16 * 1024;
+
+/// First read size of a connection; doubled while reads fill the buffer, up
+/// to [`READ_CHUNK_BYTES`], and halved back when they do not: idle
+/// connections hold small buffers.
+pub const READ_SIZE_MIN_BYTES: usize = 512;
+
+/// Buffers above this capacity are freed once empty, so 10,000 idle
+/// connections do not each keep the memory of their largest request.
+pub const IDLE_BUFFER_BYTES_MAX: usize = 4 * 1024;
+
+/// Reply bytes a connection may buffer before it must write them out: one
+/// pipelined read of `llookup`s of large values cannot pin unbounded memory.
+pub const REPLY_BUFFER_BYTES_MAX: usize = 1024 * 1024;
+
+/// Replies a connection may have pending before it stops reading more
+/// requests: bounds the memory one pipelining client can pin.
+pub const INFLIGHT_REPLIES_MAX: usize = 1_024;
+
+/// Request bytes of writes a connection may have in flight before it stops
+/// reading more: 1,024 pipelined 10 MB updates must not pin 10 GB.
+pub const INFLIGHT_WRITE_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// Deadline for one write of replies to reach the socket; a client that does
+/// not read for this long is disconnected instead of pinning memory.
+pub const WRITE_MS: u64 = 30_000;
+
+/// How long a connection waits for the store to answer one of its writes
+/// before it gives up with AT0002 and closes: a batch with its fsync takes
+/// milliseconds, so 30 s means a hung disk, which must show as errors, not
+/// as connections pinned forever.
+pub const STORE_WAIT_MS: u64 = 30_000;
+
+const _: () = assert!(READ_SIZE_MIN_BYTES <= READ_CHUNK_BYTES);
+const _: () = assert!(READ_CHUNK_BYTES < LINE_BYTES_MAX);
+const _: () = assert!(IDLE_BUFFER_BYTES_MAX >= READ_SIZE_MIN_BYTES);
+// A write's request line always fits the in-flight budget.
+const _: () = assert!(LINE_BYTES_MAX <= INFLIGHT_WRITE_BYTES_MAX);
+
+// ---------------------------------------------------------------------------
+// Connections of a process: admission, deadlines, input memory.
 
 /// Inbound connections one process accepts at once, counted at accept
 /// (AT0012 beyond). The reference defaults to 200 per atSign; this server is
@@ -90,6 +142,14 @@ pub const SOURCE_BUCKETS: usize = 4_096;
 /// of CPU and some tens of KiB; beyond it the oldest handshake is evicted.
 pub const TLS_HANDSHAKES_MAX: usize = 1_024;
 
+/// Deadline for a TLS handshake to complete after accept, while at most
+/// half of [`TLS_HANDSHAKES_MAX`] are in progress.
+pub const TLS_HANDSHAKE_MS: u64 = 10_000;
+
+/// What the handshake deadline shrinks to as handshakes pile up: a real
+/// client on a slow link still completes within a second.
+pub const TLS_HANDSHAKE_MIN_MS: u64 = 1_000;
+
 /// Handshakes done only to tell a refused client why (AT0012): beyond
 /// this many at once, refused connections are closed without a word, so
 /// refusing costs bounded CPU.
@@ -107,32 +167,14 @@ pub const IDLE_UNAUTH_MS: u64 = 600_000;
 /// (the reference's minimum).
 pub const IDLE_UNAUTH_MIN_MS: u64 = 5_000;
 
-/// What the authenticated idle deadline shrinks to as the pool fills (the
-/// reference's minimum; monitors send a `noop:0` every 30 s).
-pub const IDLE_AUTH_MIN_MS: u64 = 60_000;
-
 /// An authenticated connection that stays silent this long is closed. The
 /// reference allows 30 days; a day bounds abandoned sockets while monitors
 /// stay alive through their 30 s `noop:0` heartbeats.
 pub const IDLE_AUTH_MS: u64 = 86_400_000;
 
-/// Deadline for a TLS handshake to complete after accept, while at most
-/// half of [`TLS_HANDSHAKES_MAX`] are in progress.
-pub const TLS_HANDSHAKE_MS: u64 = 10_000;
-
-/// What the handshake deadline shrinks to as handshakes pile up: a real
-/// client on a slow link still completes within a second.
-pub const TLS_HANDSHAKE_MIN_MS: u64 = 1_000;
-
-/// Longest line an unauthenticated connection may send (AT0005 and close
-/// beyond). The largest legitimate pre-authentication lines are a `pkam`
-/// with an ML-DSA-65 signature (3,309 bytes, 4,412 in base64, plus its
-/// prefix and enrollment id) and an OTP `enroll:request` whose JSON carries
-/// an ML-DSA-65 public key (1,952 bytes, 2,604 in base64), an encrypted
-/// symmetric key and names: both under 6 KiB. 16 KiB leaves room for
-/// `clientConfig` and future fields without letting ten thousand waiting
-/// connections hold 10 MB each.
-pub const UNAUTH_LINE_BYTES_MAX: usize = 16 * 1024;
+/// What the authenticated idle deadline shrinks to as the pool fills (the
+/// reference's minimum; monitors send a `noop:0` every 30 s).
+pub const IDLE_AUTH_MIN_MS: u64 = 60_000;
 
 /// Input bytes all connections of a process together may hold buffered
 /// (partial lines and unanswered pipelined requests). A connection whose
@@ -143,24 +185,31 @@ pub const INPUT_BUDGET_BYTES_MAX: usize = 512 * 1024 * 1024;
 /// hold: thousands of clients trickling partial lines stop here.
 pub const UNAUTH_INPUT_BUDGET_BYTES_MAX: usize = 64 * 1024 * 1024;
 
-/// Deadline for one write of replies to reach the socket; a client that does
-/// not read for this long is disconnected instead of pinning memory.
-pub const WRITE_MS: u64 = 30_000;
+const _: () = assert!(UNAUTH_CONNECTIONS_MAX <= INBOUND_CONNECTIONS_MAX);
+const _: () = assert!(REFUSAL_HANDSHAKES_MAX <= TLS_HANDSHAKES_MAX);
+const _: () = assert!(TLS_HANDSHAKE_MIN_MS <= TLS_HANDSHAKE_MS);
+const _: () = assert!(REFUSAL_HANDSHAKE_MS <= TLS_HANDSHAKE_MS);
+const _: () = assert!(IDLE_UNAUTH_MS <= IDLE_AUTH_MS);
+const _: () = assert!(IDLE_UNAUTH_MIN_MS <= IDLE_UNAUTH_MS && IDLE_AUTH_MIN_MS <= IDLE_AUTH_MS);
+const _: () = assert!(UNAUTH_INPUT_BUDGET_BYTES_MAX <= INPUT_BUDGET_BYTES_MAX);
+// One maximal line always fits the budget, and one pre-auth line its share.
+const _: () = assert!(LINE_BYTES_MAX + READ_CHUNK_BYTES <= INPUT_BUDGET_BYTES_MAX);
+const _: () = assert!(UNAUTH_LINE_BYTES_MAX + READ_CHUNK_BYTES <= UNAUTH_INPUT_BUDGET_BYTES_MAX);
 
-/// How long a connection waits for the store to answer one of its writes
-/// before it gives up with AT0002 and closes: a batch with its fsync takes
-/// milliseconds, so 30 s means a hung disk, which must show as errors (and
-/// a fatal report from the stall watchdog), not as connections pinned
-/// forever.
-pub const STORE_WAIT_MS: u64 = 30_000;
+// ---------------------------------------------------------------------------
+// Authentication.
 
-/// Bytes asked of the socket per read.
-pub const READ_CHUNK_BYTES: usize = 16 * 1024;
+/// A `from:` challenge is valid this long and for one attempt only
+/// (reference 3.16.4 behaviour).
+pub const CHALLENGE_TTL_MS: u64 = 60_000;
 
 /// Unauthenticated commands one connection may send per second; beyond it
 /// they are refused (AT0011, the reference's throttle code) until the
 /// window passes.
 pub const UNAUTH_COMMANDS_PER_SEC_MAX: u32 = 200;
+
+/// Failed `cram`/`pkam` attempts on one connection before it is closed.
+pub const AUTH_FAILURES_MAX: u32 = 10;
 
 /// Failed logins of one atSign answered without a delay (a typo, a stale
 /// key); later ones wait [`LOGIN_DELAY_BASE_MS`], doubling.
@@ -181,23 +230,89 @@ pub const LOGIN_DELAY_MAX_MS: u64 = 30_000;
 /// Failures older than this are forgotten.
 pub const LOGIN_FAILURE_WINDOW_MS: u64 = 15 * 60 * 1_000;
 
-/// Failed `cram`/`pkam` attempts on one connection before it is closed.
-pub const AUTH_FAILURES_MAX: u32 = 10;
-
-const _: () = assert!(READ_CHUNK_BYTES < LINE_BYTES_MAX);
-const _: () = assert!(IDLE_UNAUTH_MS <= IDLE_AUTH_MS);
-const _: () = assert!(IDLE_UNAUTH_MIN_MS <= IDLE_UNAUTH_MS && IDLE_AUTH_MIN_MS <= IDLE_AUTH_MS);
-const _: () = assert!(TLS_HANDSHAKE_MIN_MS <= TLS_HANDSHAKE_MS);
 const _: () = assert!(LOGIN_DELAY_BASE_MS <= LOGIN_DELAY_MAX_MS);
+const _: () = assert!(LOGIN_FREE_FAILURES <= LOGIN_FREE_FAILURES_PER_SOURCE);
+const _: () = assert!(LOGIN_FREE_FAILURES < AUTH_FAILURES_MAX);
 // A delayed failure must still be answered before the client's challenge
 // runs out, or its next attempt could never succeed.
 const _: () = assert!(LOGIN_DELAY_MAX_MS < CHALLENGE_TTL_MS);
-const _: () = assert!(UNAUTH_CONNECTIONS_MAX <= INBOUND_CONNECTIONS_MAX);
-const _: () = assert!(UNAUTH_LINE_BYTES_MAX < LINE_BYTES_MAX);
-const _: () = assert!(UNAUTH_INPUT_BUDGET_BYTES_MAX <= INPUT_BUDGET_BYTES_MAX);
-// One maximal line always fits the budget, and one pre-auth line its share.
-const _: () = assert!(LINE_BYTES_MAX + READ_CHUNK_BYTES <= INPUT_BUDGET_BYTES_MAX);
-const _: () = assert!(UNAUTH_LINE_BYTES_MAX + READ_CHUNK_BYTES <= UNAUTH_INPUT_BUDGET_BYTES_MAX);
 
-/// A directory connection that sends nothing for this long is closed.
+// ---------------------------------------------------------------------------
+// The directory (the reference root server's rules).
+
+/// The atDirectory's per-connection input buffer (the reference destroys the
+/// socket beyond 255 characters).
+pub const DIRECTORY_LINE_BYTES_MAX: usize = 255;
+
+/// The atDirectory closes a connection on this many lookups that miss.
+pub const DIRECTORY_MISSES_MAX: u32 = 3;
+
+/// Delay before answering the second and later missed lookups on one
+/// directory connection (reference abuse throttling).
+pub const DIRECTORY_MISS_DELAY_MS: u64 = 3_000;
+
+/// A directory connection that completes no lookup for this long is closed.
 pub const DIRECTORY_IDLE_MS: u64 = 60_000;
+
+/// Longest `host:port` accepted in a record: a DNS name (253), `:`, a port.
+pub const RECORD_ADDRESS_CHARS_MAX: usize = 253 + 1 + 5;
+
+// Every atSign name fits one directory query.
+const _: () = assert!(ATSIGN_CHARS_MAX + 1 < DIRECTORY_LINE_BYTES_MAX);
+const _: () = assert!(DIRECTORY_MISS_DELAY_MS < DIRECTORY_IDLE_MS);
+
+// ---------------------------------------------------------------------------
+// The process: shards, start and stop.
+
+/// Below this locked-memory limit glommio refuses to start (measured: it
+/// needs 512 KiB even as root).
+pub const MEMLOCK_BYTES_MIN: u64 = 512 * 1024;
+
+/// io_uring registered-buffer memory per shard. Sockets do not use it; small
+/// keeps the 8 MiB default memlock limit enough for several shards.
+pub const IO_MEMORY_BYTES: usize = 512 * 1024;
+
+/// Period of the per-shard tick that bounds a lost reactor wake-up to this
+/// long (docs/decisions/0002-glommio-preempt-timer.md): 100 wake-ups a
+/// second cost nothing measurable, a lost one cost a client its timeout.
+pub const REACTOR_TICK_MS: u64 = 10;
+
+/// How long a shard waits before accepting again after `accept` failed
+/// (EMFILE and friends), instead of spinning.
+pub const ACCEPT_RETRY_MS: u64 = 50;
+
+/// How long a stop may take to flush each store.
+pub const STOP_FLUSH_MS: u64 = 30_000;
+
+/// After a fatal failure, how long connections get to write the replies
+/// already computed (the AT0002 of the writes that failed) before the
+/// process exits: long enough for loopback and LAN clients, short enough
+/// that a supervisor restarts the server at once.
+pub const FATAL_GRACE_MS: u64 = 250;
+
+/// How long `atserver dev` waits for its atServer to listen.
+pub const DEV_START_MS: u64 = 30_000;
+
+const _: () = assert!(FATAL_GRACE_MS < STOP_FLUSH_MS);
+
+// ---------------------------------------------------------------------------
+// The library client (tests, tools, outbound connections).
+
+/// Default deadline of every client socket operation.
+pub const CLIENT_TIMEOUT_MS: u64 = 10_000;
+
+/// Most bytes a client buffers while waiting for one reply. The largest
+/// reply the server writes is a 10,240,000-byte value with its metadata
+/// (`llookup:all`) or a long `scan` list; 64 MiB is several times that, and
+/// stops a peer that never ends a reply from exhausting memory.
+pub const CLIENT_REPLY_BYTES_MAX: usize = 64 << 20;
+
+/// Bytes a client asks of its stream per read: one full TLS record.
+pub const CLIENT_READ_CHUNK_BYTES: usize = 16 * 1024;
+
+/// Buffer a client keeps between replies; a larger one (after a large
+/// reply) is released once it is empty again.
+pub const CLIENT_KEPT_BYTES_MAX: usize = 1 << 20;
+
+const _: () = assert!(CLIENT_REPLY_BYTES_MAX > LINE_BYTES_MAX * 2);
+const _: () = assert!(CLIENT_KEPT_BYTES_MAX < CLIENT_REPLY_BYTES_MAX);

@@ -279,7 +279,7 @@ impl Clock for GlommioClock {
 /// Runs `future` on a fresh glommio executor on this thread.
 fn on_glommio<T>(future: impl std::future::Future<Output = T>) -> T {
     glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .io_memory(atserver::shard::IO_MEMORY_BYTES)
+        .io_memory(atserver::limits::IO_MEMORY_BYTES)
         .make()
         .expect("glommio executor")
         .run(future)

@@ -17,6 +17,7 @@ use crate::cli::{CertsArgs, DevArgs, DirectoryArgs, DurabilityArg, SchedulingArg
 use crate::context::{ServerContext, SessionLimits, Tenant};
 use crate::directory::Records;
 use crate::health::FatalSink;
+use crate::limits::DEV_START_MS;
 use crate::protocol::atsign::normalize_atsign;
 use crate::shard::{self, ConnectionFuture, ConnectionHandler, ShardClock, Socket};
 use crate::storage::{CommitOp, Durability, Mutation, Store, StoredRecord};
@@ -24,14 +25,11 @@ use crate::tls::{TlsFiles, server_config};
 use crate::{devcerts, directory, session};
 pub use error::{AppError, EXIT_FATAL};
 pub use scratch::ScratchServer;
-pub use supervisor::{STOP_FLUSH_MS, Supervisor};
+pub use supervisor::Supervisor;
 
 /// Name of the file that pins how many storage shards a data folder has:
 /// an atSign's home keyspace must not move when the executor count changes.
 const STORAGE_SHARDS_FILE: &str = "storage-shards";
-
-/// How long `dev` waits for its atServer to listen.
-const DEV_START_MS: u64 = 30_000;
 
 /// Everything `serve` needs, independent of where it came from.
 pub struct ServerPlan {

@@ -14,17 +14,9 @@ use std::time::Duration;
 use super::error::AppError;
 use crate::context::ServerContext;
 use crate::health::{Fatal, FatalSink};
+use crate::limits::{FATAL_GRACE_MS, STOP_FLUSH_MS};
 use crate::shard::{ServeHandle, ShardError};
 use crate::storage::Store;
-
-/// How long a stop may take to flush each store.
-pub const STOP_FLUSH_MS: u64 = 30_000;
-
-/// After a fatal failure, how long connections get to write the replies
-/// already computed (the AT0002 of the writes that failed) before the
-/// process exits: long enough for loopback and LAN clients, short enough
-/// that a supervisor restarts the server at once.
-pub const FATAL_GRACE_MS: u64 = 250;
 
 /// Why the supervisor woke.
 enum Stop {

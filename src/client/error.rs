@@ -75,7 +75,7 @@ pub enum ClientError {
     /// A frame arrived that the operation cannot accept: an error reply to
     /// `from:`, a notification where a reply was due, a wrong greeting.
     UnexpectedReply { during: Operation, reply: Vec<u8> },
-    /// More than [`super::REPLY_BYTES_MAX`] bytes arrived without ending a
+    /// More than [`crate::limits::CLIENT_REPLY_BYTES_MAX`] bytes arrived without ending a
     /// frame.
     ReplyTooLong { limit_bytes: usize },
     /// The pkam key could not sign the challenge.

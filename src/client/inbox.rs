@@ -3,7 +3,11 @@
 //! this only lends it space to read into.
 
 use super::framing::{Frame, ReplyFramer};
-use super::{ClientError, Operation, READ_CHUNK_BYTES, REPLY_BYTES_MAX};
+use super::{ClientError, Operation};
+use crate::limits::{
+    CLIENT_KEPT_BYTES_MAX as STORAGE_KEPT_BYTES_MAX, CLIENT_READ_CHUNK_BYTES as READ_CHUNK_BYTES,
+    CLIENT_REPLY_BYTES_MAX as REPLY_BYTES_MAX,
+};
 
 /// A whole `<payload>\n<prompt>` reply, copied out of the receive buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,10 +73,6 @@ pub(crate) struct Inbox {
     /// Decides where frames end and follows the connection's prompt.
     pub(crate) framer: ReplyFramer,
 }
-
-/// Storage kept between replies; a larger buffer (after a large reply) is
-/// released once it is empty again.
-const STORAGE_KEPT_BYTES_MAX: usize = 1 << 20;
 
 impl Inbox {
     pub(crate) fn new() -> Inbox {

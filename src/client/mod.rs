@@ -37,15 +37,4 @@ use std::time::Duration;
 /// Default bound on every socket operation and on each reply. A reply of the
 /// largest value the server stores (10 MB) arrives well within it on any
 /// link a test or tool runs over; a dead peer is noticed within it.
-pub const TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
-
-/// Most bytes buffered while waiting for one frame. The largest reply the
-/// server writes is a 10,240,000-byte value with its metadata (`llookup:all`)
-/// or a long `scan` list; 64 MiB is several times that, and stops a peer that
-/// never ends a frame from exhausting memory.
-pub const REPLY_BYTES_MAX: usize = 64 << 20;
-
-/// Bytes asked of the stream per read: one full TLS record.
-const READ_CHUNK_BYTES: usize = 16 * 1024;
-
-const _: () = assert!(REPLY_BYTES_MAX > crate::limits::LINE_BYTES_MAX * 2);
+pub const TIMEOUT_DEFAULT: Duration = Duration::from_millis(crate::limits::CLIENT_TIMEOUT_MS);

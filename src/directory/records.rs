@@ -5,8 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-/// Longest host:port accepted in a record.
-pub const RECORD_ADDRESS_CHARS_MAX: usize = 253 + 1 + 5;
+use crate::limits::RECORD_ADDRESS_CHARS_MAX;
 
 #[derive(Debug, Default, Clone)]
 pub struct Records {

@@ -5,11 +5,8 @@
 //! has already searched for `\n` (a long line arriving over many reads is
 //! scanned once).
 
+use crate::limits::IDLE_BUFFER_BYTES_MAX;
 use crate::protocol::frame::{self, Frame};
-
-/// Buffers above this capacity are freed once empty, so 10,000 idle
-/// connections do not each keep the memory of their largest request.
-pub const IDLE_BUFFER_BYTES_MAX: usize = 4 * 1024;
 
 /// Input bytes of one connection.
 #[derive(Debug)]

@@ -22,15 +22,11 @@ use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, FutureExt};
 
 use crate::clock::{Clock, DeadlineExceeded};
 use crate::context::ServerContext;
-use crate::limits::{LINE_BYTES_MAX, READ_CHUNK_BYTES};
+use crate::limits::{IDLE_BUFFER_BYTES_MAX, LINE_BYTES_MAX, READ_CHUNK_BYTES, READ_SIZE_MIN_BYTES};
 pub use inflight::InFlight;
 pub use lines::LineBuffer;
 pub use pipeline::{Flow, Pipeline, Progress};
 pub use transcript::Transcript;
-
-/// First read size of a connection; doubled while reads fill the buffer, up
-/// to [`READ_CHUNK_BYTES`], and halved back when they do not.
-pub const READ_SIZE_MIN_BYTES: usize = 512;
 
 /// What woke the connection loop.
 enum Event {
@@ -209,7 +205,7 @@ where
         if read_size == READ_SIZE_MIN_BYTES && !pipeline.has_pending() {
             // The connection has gone quiet: give back what a burst grew.
             input.release_if_idle();
-            if out.capacity() > lines::IDLE_BUFFER_BYTES_MAX {
+            if out.capacity() > IDLE_BUFFER_BYTES_MAX {
                 out = Vec::new();
             }
             pipeline.release_buffers();

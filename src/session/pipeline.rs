@@ -21,27 +21,14 @@ use crate::clock::Clock;
 use crate::connection::ConnectionState;
 use crate::context::ServerContext;
 use crate::error::{AtCode, AtError};
-use crate::limits::{LINE_BYTES_MAX, STORE_WAIT_MS, UNAUTH_LINE_BYTES_MAX};
+use crate::limits::{
+    IDLE_BUFFER_BYTES_MAX, INFLIGHT_REPLIES_MAX, INFLIGHT_WRITE_BYTES_MAX, LINE_BYTES_MAX,
+    REPLY_BUFFER_BYTES_MAX, STORE_WAIT_MS, UNAUTH_LINE_BYTES_MAX,
+};
 use crate::protocol::frame::Frame;
 use crate::protocol::reply;
 use crate::verbs::table::Ordering;
 use crate::verbs::{self, Planned, PreparedWrite, Reply, Verdict};
-
-/// Reply bytes a connection may buffer before it must write them out: one
-/// pipelined read of `llookup`s of large values cannot pin unbounded memory.
-pub const REPLY_BUFFER_BYTES_MAX: usize = 1024 * 1024;
-
-/// Replies a connection may have pending before it stops reading more
-/// requests: bounds the memory one pipelining client can pin.
-pub const INFLIGHT_REPLIES_MAX: usize = 1_024;
-
-/// Request bytes of writes a connection may have in flight before it stops
-/// reading more: 1,024 pipelined 10 MB updates must not pin 10 GB.
-pub const INFLIGHT_WRITE_BYTES_MAX: usize = 16 * 1024 * 1024;
-
-/// Reused scratch buffers above this capacity are freed when the
-/// connection goes quiet.
-const SCRATCH_BYTES_MAX: usize = 4 * 1024;
 
 /// AT0005 for a line over `limit` (the reference's text, naming the limit
 /// that applied).
@@ -422,7 +409,7 @@ impl<C: Clock> Pipeline<C> {
     /// Frees scratch buffers a burst grew, once the connection is quiet.
     pub fn release_buffers(&mut self) {
         for buffer in [&mut self.payload, &mut self.key, &mut self.normalized] {
-            if buffer.capacity() > SCRATCH_BYTES_MAX {
+            if buffer.capacity() > IDLE_BUFFER_BYTES_MAX {
                 *buffer = String::new();
             }
         }

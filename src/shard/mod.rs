@@ -16,19 +16,7 @@ use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 
 use crate::clock::Clock;
 use crate::health::FatalSink;
-
-/// Below this locked-memory limit glommio refuses to start (measured: it
-/// needs 512 KiB even as root).
-pub const MEMLOCK_BYTES_MIN: u64 = 512 * 1024;
-
-/// io_uring registered-buffer memory per shard. Sockets do not use it; small
-/// keeps the 8 MiB default memlock limit enough for several shards.
-pub const IO_MEMORY_BYTES: usize = 512 * 1024;
-
-/// Period of the per-shard tick that bounds a lost reactor wake-up to this
-/// long (docs/decisions/0002-glommio-preempt-timer.md): 100 wake-ups a
-/// second cost nothing measurable, a lost one cost a client its timeout.
-pub const REACTOR_TICK_MS: u64 = 10;
+use crate::limits::{ACCEPT_RETRY_MS, IO_MEMORY_BYTES, MEMLOCK_BYTES_MIN, REACTOR_TICK_MS};
 
 /// How the kernel schedules the shard threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,10 +247,6 @@ pub fn serve<H: ConnectionHandler>(
         })?;
     Ok(ServeHandle { handles })
 }
-
-/// How long a shard waits before accepting again after `accept` failed
-/// (EMFILE and friends), instead of spinning.
-pub const ACCEPT_RETRY_MS: u64 = 50;
 
 /// Lives as long as a shard's accept loop; reports the shard's end.
 struct ShardAlive {

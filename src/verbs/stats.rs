@@ -8,6 +8,7 @@ use super::Reply;
 use crate::connection::Owner;
 use crate::context::ServerContext;
 use crate::error::{AtCode, AtError};
+use crate::limits::STATS_IDS_MAX;
 use crate::protocol::command::Stats;
 use crate::protocol::json::{self, ObjectWriter};
 use crate::protocol::time::format_dart_utc;
@@ -20,10 +21,6 @@ const AVAILABLE_IDS: [u32; 11] = [1, 2, 3, 4, 7, 8, 9, 10, 12, 13, 14];
 
 /// Ids answered only when asked for: `stats:15` walks the whole commit log.
 const ON_REQUEST_IDS: [u32; 1] = [15];
-
-/// Distinct ids one `stats` request may ask for: more than the reference
-/// defines (16), so every real request fits.
-const STATS_IDS_MAX: usize = 32;
 
 pub fn apply(
     server: &ServerContext,
