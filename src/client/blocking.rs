@@ -61,9 +61,20 @@ impl Client {
         server_name: ServerName<'static>,
         timeout: Duration,
     ) -> Result<Client, ClientError> {
-        let io = |during| move |source| ClientError::Io { during, source };
-        let mut tcp = TcpStream::connect_timeout(&addr, timeout)
+        let tcp = TcpStream::connect_timeout(&addr, timeout)
             .map_err(|e| ClientError::from_io(Operation::Connect, e, &[]))?;
+        Client::over_tcp(tcp, tls, server_name, timeout)
+    }
+
+    /// TLS over an already connected socket (one bound to a chosen source
+    /// address, say), without reading the greeting.
+    pub fn over_tcp(
+        mut tcp: TcpStream,
+        tls: Arc<rustls::ClientConfig>,
+        server_name: ServerName<'static>,
+        timeout: Duration,
+    ) -> Result<Client, ClientError> {
+        let io = |during| move |source| ClientError::Io { during, source };
         tcp.set_nodelay(true)
             .map_err(io(Operation::ConfigureSocket))?;
         tcp.set_read_timeout(Some(timeout))

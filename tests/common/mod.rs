@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod process;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -188,4 +190,77 @@ pub fn is_uuid(text: &str) -> bool {
         && text
             .chars()
             .all(|c| c == '-' || c.is_ascii_digit() || ('a'..='f').contains(&c))
+}
+
+/// A TCP connection to `to` from the loopback address `source` (any of
+/// 127.0.0.0/8), so a test can play several client addresses at once.
+pub fn tcp_from(source: std::net::Ipv4Addr, to: SocketAddr) -> std::net::TcpStream {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(to) = to else {
+        panic!("tcp_from connects to IPv4 addresses only");
+    };
+    let address = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(ip.octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    let length = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let local = address(source, 0);
+    let remote = address(*to.ip(), to.port());
+    // SAFETY: plain socket syscalls on a descriptor this function owns until
+    // it hands it to `TcpStream`; both addresses are valid `sockaddr_in`
+    // values that outlive the calls, with their true length.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let bound = libc::bind(fd, (&raw const local).cast(), length);
+        assert_eq!(
+            bound,
+            0,
+            "bind {source}: {}",
+            std::io::Error::last_os_error()
+        );
+        let connected = libc::connect(fd, (&raw const remote).cast(), length);
+        assert_eq!(
+            connected,
+            0,
+            "connect {to}: {}",
+            std::io::Error::last_os_error()
+        );
+        let stream = std::net::TcpStream::from_raw_fd(fd);
+        stream
+            .set_read_timeout(Some(READ_TIMEOUT))
+            .expect("timeout");
+        stream
+    }
+}
+
+impl Client {
+    /// TLS (and the greeting) over a socket the test connected itself.
+    pub fn over_tcp(tcp: std::net::TcpStream, ca: &Path) -> Client {
+        let mut inner = blocking::Client::over_tcp(tcp, tls_for(ca), localhost(), READ_TIMEOUT)
+            .unwrap_or_else(|e| panic!("TLS over a prepared socket: {e}"));
+        inner
+            .read_greeting()
+            .unwrap_or_else(|e| panic!("greeting: {e}"));
+        Client { inner }
+    }
+
+    /// TLS over a socket the test connected itself, reading nothing.
+    pub fn over_tcp_raw(tcp: std::net::TcpStream, ca: &Path) -> Client {
+        let inner = blocking::Client::over_tcp(tcp, tls_for(ca), localhost(), READ_TIMEOUT)
+            .unwrap_or_else(|e| panic!("TLS over a prepared socket: {e}"));
+        Client { inner }
+    }
+}
+
+impl Client {
+    /// Writes `bytes`; false when the server stopped taking them (a closed
+    /// connection, or one the server stopped reading until the timeout).
+    pub fn try_write(&mut self, bytes: &[u8]) -> bool {
+        self.inner.write_raw(bytes).is_ok()
+    }
 }

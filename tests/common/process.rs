@@ -1,0 +1,123 @@
+//! The `atserver` binary run as a child process: started on an ephemeral
+//! loopback port, its log collected, its memory readable, killed when the
+//! test ends however it ends.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use super::TestServer;
+
+const BIN: &str = env!("CARGO_BIN_EXE_atserver");
+
+/// A running `atserver serve`.
+pub struct ServerProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Receiver<String>,
+    pub target: TestServer,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ServerProcess {
+    /// `atserver serve` for `atsign` with `secret`, one shard, on
+    /// 127.0.0.1, plus `extra` arguments and environment.
+    pub fn start(
+        atsign: &str,
+        secret: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> ServerProcess {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let certs = atserver::devcerts::ensure(&dir.path().join("certs")).expect("certs");
+        let mut command = Command::new(BIN);
+        command
+            .args(["serve", "-a", atsign, "-s", secret, "-p", "0"])
+            .args(["--host", "127.0.0.1", "--shards", "1"])
+            .arg("--tls-cert")
+            .arg(&certs.cert)
+            .arg("--tls-key")
+            .arg(&certs.key)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("spawn atserver");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, log) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr: SocketAddr = loop {
+            let line = log
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("the server starts");
+            if line.contains("atServer ready")
+                && let Some(addr) = line.split("addr=").nth(1)
+            {
+                break addr
+                    .split_whitespace()
+                    .next()
+                    .and_then(|a| a.parse().ok())
+                    .expect("address");
+            }
+        };
+        ServerProcess {
+            child,
+            addr,
+            log,
+            target: TestServer::external(addr, certs.ca.clone()),
+            _dir: dir,
+        }
+    }
+
+    /// The server's resident memory, from /proc.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("/proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+            .expect("VmRSS")
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// Waits up to `limit` for the process to end; its status and its log.
+    pub fn wait_for_exit(&mut self, limit: Duration) -> (ExitStatus, Vec<String>) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                let log: Vec<String> = self.log.try_iter().collect();
+                return (status, log);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server kept running for {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
