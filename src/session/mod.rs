@@ -99,6 +99,9 @@ where
     // The idle deadline runs from the last complete line, so a client that
     // trickles a partial line cannot keep the connection alive forever.
     let mut last_line = Instant::now();
+    // Whether the last read filled its buffer: more input is probably
+    // waiting, and reading it at once would not give up the shard.
+    let mut filled_buffer = false;
     'connection: loop {
         if pipeline.state().is_authenticated() {
             ticket.authenticated();
@@ -158,6 +161,7 @@ where
             }
             Event::Read(Ok(Ok(read))) => {
                 input.filled(spare_len, read);
+                filled_buffer = read == spare_len;
                 read_size = if read == read_size {
                     (read_size * 2).min(READ_CHUNK_BYTES)
                 } else {
@@ -213,6 +217,14 @@ where
         ticket.hold_input(input.capacity());
         if progress == Progress::Close {
             break;
+        }
+        if std::mem::take(&mut filled_buffer) {
+            // A socket that always has more input never makes its read
+            // wait, and a shard runs one task at a time: without this, one
+            // client streaming megabytes would starve every other
+            // connection of its shard. A request-response client never
+            // fills its buffer, so it never pays for the extra turn.
+            futures_lite::future::yield_now().await;
         }
     }
     io::close(&clock, &mut tls).await;
