@@ -162,6 +162,12 @@ impl StoreError {
         matches!(self, StoreError::KeyTooLong { .. })
     }
 
+    /// Whether fjall refused to open the folder because another process
+    /// (or store) holds it.
+    pub fn is_folder_locked(&self) -> bool {
+        matches!(self, StoreError::Engine { source, .. } if matches!(**source, fjall::Error::Locked))
+    }
+
     /// The error for bytes at `at` that `decode` refused: an unknown version
     /// is its own variant (a newer build wrote it, or a format bump was
     /// missed), anything else is corruption.

@@ -21,7 +21,8 @@
 //!   refuses that one request ([`StoreError::KeyTooLong`]), never poisons;
 //! - spread a corrupt record: reading its key fails (AT0002) and logs it;
 //!   scans and the commit-log readers skip it, log it and count it
-//!   ([`Store::corrupt_entries_skipped`]);
+//!   ([`Store::corrupt_entries_skipped`]); `atserver check-store` lists
+//!   them all ([`check`]);
 //! - stall the other atSigns of its storage shard: each atSign may have at
 //!   most [`TENANT_QUEUED_WRITES_MAX`](crate::limits::TENANT_QUEUED_WRITES_MAX)
 //!   requests and
@@ -36,6 +37,7 @@
 mod activity;
 pub mod actor;
 mod backpressure;
+pub mod check;
 pub mod completion;
 pub mod error;
 pub mod failpoints;
