@@ -616,6 +616,38 @@ mod tests {
     }
 
     #[test]
+    fn a_tombstone_keeps_provisioning_from_restoring_the_secret() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), Durability::Fast, FatalSink::log_only()).expect("open");
+        let tenant = Tenant::new("@alice".into(), store.tenant("@alice"));
+        let secret_of = |tenant: &Tenant| {
+            tenant
+                .store
+                .get(crate::verbs::SECRET_KEY)
+                .expect("get")
+                .and_then(|r| r.value)
+        };
+        provision_secret(&tenant, Some("first")).expect("provisioned");
+        assert_eq!(secret_of(&tenant).as_deref(), Some("first"));
+        let retire =
+            tenant
+                .store
+                .write(crate::verbs::SECRET_DELETED_KEY.to_string(), false, |_| {
+                    let record = StoredRecord::written_by(Some("true".into()), "@alice", 1);
+                    Ok(Mutation::Put(Box::new(record), CommitOp::Update))
+                });
+        futures_lite::future::block_on(retire).expect("tombstone");
+        let delete = tenant
+            .store
+            .write(crate::verbs::SECRET_KEY.to_string(), false, |_| {
+                Ok(Mutation::Delete)
+            });
+        futures_lite::future::block_on(delete).expect("deleted");
+        provision_secret(&tenant, Some("first")).expect("a restart with -s");
+        assert_eq!(secret_of(&tenant), None, "not restored");
+    }
+
+    #[test]
     fn the_storage_shard_count_is_pinned_at_creation() {
         let dir = tempfile::tempdir().expect("tempdir");
         assert_eq!(storage_shard_count(dir.path(), 2).ok(), Some(2));
