@@ -28,6 +28,10 @@ pub enum Command {
     Dev(DevArgs),
     /// Write a development CA and a loopback server certificate into a folder.
     Certs(CertsArgs),
+    /// Validate every record and commit entry of a stopped server's data
+    /// folder, list each corrupt one, and exit non-zero if any is. Stop the
+    /// server first: fjall locks the folder while it runs.
+    CheckStore(CheckStoreArgs),
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +143,12 @@ pub struct DevArgs {
     /// Executor shards of the atServer.
     #[arg(long)]
     pub shards: Option<usize>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CheckStoreArgs {
+    /// The server's data folder (its --data-dir, holding shard-N folders).
+    pub data_dir: PathBuf,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -316,3 +316,54 @@ pub const CLIENT_KEPT_BYTES_MAX: usize = 1 << 20;
 
 const _: () = assert!(CLIENT_REPLY_BYTES_MAX > LINE_BYTES_MAX * 2);
 const _: () = assert!(CLIENT_KEPT_BYTES_MAX < CLIENT_REPLY_BYTES_MAX);
+
+// ---------------------------------------------------------------------------
+// Storage: what the write actor of one storage shard takes, and how often
+// it makes fast-mode writes durable.
+
+/// Capacity of the queue in front of one storage shard's write actor, in
+/// requests, shared by every atSign homed on that shard. A full queue parks
+/// the submitters until the actor drains a batch, which pushes back on the
+/// connections producing the load. 16,384 is 32 full batches
+/// (`BATCH_OPS_MAX` = 512): deep enough that a burst from many connections
+/// never parks, short enough that a request waits at most a few hundred
+/// milliseconds of batches in front of it.
+pub const WRITE_QUEUE_LEN_MAX: usize = 16_384;
+
+/// Write requests one atSign may have queued in front of its storage
+/// shard's actor (handed over, not yet taken into a batch). Beyond it that
+/// atSign's submitters park until the actor drains some of them, so one
+/// atSign cannot fill the shared queue and stall the others on its shard.
+/// One connection never has more than 1,024 replies pending
+/// ([`INFLIGHT_REPLIES_MAX`]), so 2,048 lets two fast
+/// pipelining clients of one atSign run unlimited, while eight saturating
+/// atSigns together still leave room in [`WRITE_QUEUE_LEN_MAX`].
+pub const TENANT_QUEUED_WRITES_MAX: usize = 2_048;
+
+/// Request bytes (key, value and metadata as the request line carried
+/// them) one atSign may have queued in front of its storage shard's actor.
+/// One connection stops reading at 16 MiB of in-flight write requests
+/// ([`INFLIGHT_WRITE_BYTES_MAX`]) and may exceed that by
+/// one line, so 64 MiB lets two such clients run unlimited; it bounds the
+/// memory a hostile atSign can park in the queue to a share of
+/// [`INPUT_BUDGET_BYTES_MAX`]. A single request larger than this is still
+/// taken when its atSign has nothing queued, so no write can wait forever.
+pub const TENANT_QUEUED_WRITE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// In `--durability fast`, the write actor makes the journal durable
+/// (fsync) at least this often while anything was written since the last
+/// time: a power loss loses at most about this much of acknowledged
+/// writes. One second, as Redis's `appendfsync everysec`: one extra fsync
+/// per second costs nothing noticeable, and a second of loss is the
+/// window operators of fast mode already accept from Redis.
+pub const FAST_SYNC_INTERVAL_MS: u64 = 1_000;
+
+// One atSign's share leaves most of the shared queue to the others.
+const _: () = assert!(TENANT_QUEUED_WRITES_MAX * 8 <= WRITE_QUEUE_LEN_MAX);
+// Two maximal updates fit one atSign's queued bytes.
+const _: () = assert!(2 * LINE_BYTES_MAX <= TENANT_QUEUED_WRITE_BYTES_MAX);
+// One atSign cannot park more than a small share of the input budget.
+const _: () = assert!(TENANT_QUEUED_WRITE_BYTES_MAX * 8 <= INPUT_BUDGET_BYTES_MAX);
+// Two connections of one atSign, each at its in-flight caps, run unlimited.
+const _: () = assert!(2 * INFLIGHT_REPLIES_MAX <= TENANT_QUEUED_WRITES_MAX);
+const _: () = assert!(2 * INFLIGHT_WRITE_BYTES_MAX <= TENANT_QUEUED_WRITE_BYTES_MAX);

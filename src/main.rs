@@ -13,6 +13,7 @@ fn main() -> std::process::ExitCode {
         atserver::cli::Command::Directory(args) => atserver::app::directory(args),
         atserver::cli::Command::Dev(args) => atserver::app::dev(args),
         atserver::cli::Command::Certs(args) => atserver::app::certs(args),
+        atserver::cli::Command::CheckStore(args) => atserver::app::check_store(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,7 +1,10 @@
 //! Failures stop loudly: the real binary, built with the `failpoints`
 //! feature, is made to fail a commit or panic its write actor, and must
 //! stop accepting work, say why in its log and exit non-zero (70) so that a
-//! supervisor restarts it — never go on serving half-alive.
+//! supervisor restarts it — never go on serving half-alive. And a crash at
+//! the worst moment (`store.commit=abort@N`: right after a batch is
+//! committed, before anything of it is answered) must leave a store that a
+//! restart trusts: a deleted CRAM secret stays deleted.
 
 // Tests fail loudly on anything unexpected (Cargo.toml [lints]).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -10,10 +13,13 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::rc::Rc;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
+use atserver::client::auth::cram_line;
 use common::{Client, TestServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_atserver");
@@ -25,12 +31,18 @@ const EXIT_WITHIN: Duration = Duration::from_secs(20);
 /// The exit status the supervisor uses after a fatal failure.
 const EXIT_FATAL: i32 = 70;
 
+/// The signal `std::process::abort` ends a process with.
+const SIGABRT: i32 = 6;
+
 /// A running server, killed when the test ends however it ends.
 struct Server {
     child: Child,
     addr: SocketAddr,
     log: Receiver<String>,
-    _dir: tempfile::TempDir,
+    /// What it logged until it was ready.
+    startup_log: Vec<String>,
+    /// Its data and certificates, kept for a restart.
+    dir: Rc<tempfile::TempDir>,
     target: TestServer,
 }
 
@@ -44,7 +56,18 @@ impl Drop for Server {
 impl Server {
     /// Starts `atserver serve` for `@fail` with `failpoints` armed.
     fn start(failpoints: &str) -> Server {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Server::start_in(Rc::new(tempfile::tempdir().expect("tempdir")), failpoints)
+    }
+
+    /// Starts the server again on the same data, once this one has ended,
+    /// with `-s` the same secret on the command line.
+    fn restart(mut self, failpoints: &str) -> Server {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Server::start_in(self.dir.clone(), failpoints)
+    }
+
+    fn start_in(dir: Rc<tempfile::TempDir>, failpoints: &str) -> Server {
         let certs = atserver::devcerts::ensure(&dir.path().join("certs")).expect("certs");
         let mut child = Command::new(BIN)
             .args(["serve", "-a", "@fail", "-s", SECRET, "-p", "0"])
@@ -69,10 +92,12 @@ impl Server {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut startup_log = Vec::new();
         let addr = loop {
             let line = log
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .expect("the server starts");
+            startup_log.push(line.clone());
             if line.contains("atServer ready")
                 && let Some(addr) = line.split("addr=").nth(1)
             {
@@ -87,8 +112,21 @@ impl Server {
             child,
             addr,
             log,
+            startup_log,
             target: TestServer::external(addr, certs.ca.clone()),
-            _dir: dir,
+            dir,
+        }
+    }
+
+    /// Whether `secret` still opens a CRAM login.
+    fn cram_works(&self, secret: &str) -> bool {
+        let mut client = Client::connect(&self.target);
+        let challenge = client.challenge("@fail");
+        let reply = client.send(&cram_line(secret, &challenge));
+        match reply.as_str() {
+            "data:success\n@fail@" => true,
+            refused if refused.starts_with("error:") => false,
+            other => panic!("unexpected cram reply {other:?}"),
         }
     }
 
@@ -127,10 +165,14 @@ fn assert_stopped_loudly(server: &mut Server, cause: &str) {
             .any(|line| line.contains("stopping after a fatal failure") && line.contains(cause)),
         "the log says why: {log:#?}"
     );
-    assert!(
-        std::net::TcpStream::connect_timeout(&server.addr, Duration::from_secs(1)).is_err(),
-        "nothing listens any more"
-    );
+    // The listener can outlive the process for a moment: io_uring tears a
+    // dead process's ring down in the background, and a pending accept
+    // holds the socket until then. So wait for it to go, within a bound.
+    let deadline = Instant::now() + EXIT_WITHIN;
+    while std::net::TcpStream::connect_timeout(&server.addr, Duration::from_secs(1)).is_ok() {
+        assert!(Instant::now() < deadline, "nothing listens any more");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The store's first commit is the CRAM secret written at start; the second
@@ -163,4 +205,95 @@ fn reads_are_served_until_the_failure_and_nothing_is_accepted_after() {
     let reply = client.send("update:lost.app@fail v");
     assert!(reply.starts_with("error:AT0002-"), "{reply}");
     assert_stopped_loudly(&mut server, "failpoint store.commit=error@3");
+}
+
+/// Waits for a crash by an abort failpoint and checks the log says so.
+fn assert_aborted(server: &mut Server, failpoint: &str) {
+    let (status, log) = server.wait_for_exit();
+    assert_eq!(
+        status.signal(),
+        Some(SIGABRT),
+        "status {status:?}; log: {log:#?}"
+    );
+    assert!(
+        log.iter()
+            .any(|line| line.contains(&format!("failpoint {failpoint}: aborting the process"))),
+        "the log names the failpoint: {log:#?}"
+    );
+}
+
+/// Sends `line` and expects the server to die before it answers.
+fn send_into_a_crash(client: &mut Client, line: &str) {
+    client.write(format!("{line}\n").as_bytes());
+    assert!(client.is_closed(), "no reply: the server crashed first");
+}
+
+/// The first steps of onboarding after `cram`, one batch commit each: the
+/// store's first commit is the secret written at start, so these are
+/// commits 2 and 3; the secret's deletion is commit 4.
+fn onboarding_writes() -> [String; 2] {
+    let public = include_str!("../src/auth/testdata/rsa2048.spki.b64");
+    [
+        format!("update:privatekey:at_pkam_publickey {public}"),
+        format!("update:public:publickey@fail {public}"),
+    ]
+}
+
+const DELETE_SECRET: &str = "delete:privatekey:at_secret";
+
+/// A crash in the commit that deletes the secret, or in any later one,
+/// leaves it deleted: the tombstone is in the same batch as the delete,
+/// so the restart with `-s` on the command line does not restore it.
+#[test]
+fn a_crash_at_or_after_the_commit_that_deletes_the_secret_never_brings_it_back() {
+    for (crash_at, writes_after_delete) in [(4, 0), (5, 1)] {
+        let failpoint = format!("store.commit=abort@{crash_at}");
+        let mut server = Server::start(&failpoint);
+        let mut client = server.owner();
+        for line in onboarding_writes() {
+            assert!(client.send(&line).starts_with("data:"), "{line}");
+        }
+        if writes_after_delete == 0 {
+            send_into_a_crash(&mut client, DELETE_SECRET);
+        } else {
+            assert_eq!(client.send(DELETE_SECRET), "data:-1\n@fail@");
+            send_into_a_crash(&mut client, "update:later.app@fail v");
+        }
+        assert_aborted(&mut server, &failpoint);
+        let restarted = server.restart("");
+        assert!(
+            !restarted.cram_works(SECRET),
+            "crash at commit {crash_at}: the old secret must be refused"
+        );
+        assert!(
+            restarted
+                .startup_log
+                .iter()
+                .any(|line| line.contains("the CRAM secret is not restored")),
+            "the restart says why: {:#?}",
+            restarted.startup_log
+        );
+    }
+}
+
+/// A crash in the commit before the deletion: nothing of that write was
+/// acknowledged and the secret was never deleted, so it still works; the
+/// onboarding can go on after the restart, and then the secret is gone.
+#[test]
+fn a_crash_at_the_commit_before_the_secret_is_deleted_keeps_the_secret() {
+    let failpoint = "store.commit=abort@3";
+    let mut server = Server::start(failpoint);
+    let mut client = server.owner();
+    let [pkam_key, public_key] = onboarding_writes();
+    assert!(client.send(&pkam_key).starts_with("data:"));
+    send_into_a_crash(&mut client, &public_key);
+    assert_aborted(&mut server, failpoint);
+    let restarted = server.restart("");
+    assert!(restarted.cram_works(SECRET), "the secret still works");
+    let mut client = restarted.owner();
+    assert!(client.send(&public_key).starts_with("data:"));
+    assert_eq!(client.send(DELETE_SECRET), "data:-1\n@fail@");
+    drop(client);
+    let again = restarted.restart("");
+    assert!(!again.cram_works(SECRET), "deleted after the restart");
 }

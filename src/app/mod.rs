@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::admission::Admission;
-use crate::cli::{CertsArgs, DevArgs, DirectoryArgs, DurabilityArg, SchedulingArg, ServeArgs};
+use crate::cli::{
+    CertsArgs, CheckStoreArgs, DevArgs, DirectoryArgs, DurabilityArg, SchedulingArg, ServeArgs,
+};
 use crate::context::{ServerContext, SessionLimits, Tenant};
 use crate::directory::Records;
 use crate::health::FatalSink;
@@ -381,6 +383,71 @@ pub fn certs(args: CertsArgs) -> Result<(), AppError> {
     Ok(())
 }
 
+/// `atserver check-store`: validates every storage shard (`shard-N`) under
+/// the data folder, printing one line per corrupt entry and a summary.
+/// Fails (exit 1) when anything is corrupt, or when a shard cannot be
+/// opened: while a server runs, fjall's lock on the folder refuses it.
+pub fn check_store(args: CheckStoreArgs) -> Result<(), AppError> {
+    let shards = storage_shard_dirs(&args.data_dir)?;
+    if shards.is_empty() {
+        return Err(AppError::Usage(format!(
+            "{} holds no storage shard (shard-N folder)",
+            args.data_dir.display()
+        )));
+    }
+    let mut out = std::io::stdout().lock();
+    let mut total = crate::storage::check::CheckSummary::default();
+    for (name, dir) in &shards {
+        let summary = crate::storage::check::check_shard(dir, |finding| {
+            let _ = writeln!(out, "corrupt {name} {finding}");
+        })
+        .map_err(|error| {
+            if error.is_folder_locked() {
+                AppError::Usage(format!(
+                    "{} is in use: stop the server before checking its store",
+                    dir.display()
+                ))
+            } else {
+                AppError::Store(error)
+            }
+        })?;
+        let _ = writeln!(out, "checked {name}: {summary}");
+        total.add(&summary);
+    }
+    let _ = writeln!(out, "checked {} storage shards: {total}", shards.len());
+    let _ = out.flush();
+    if total.corrupt > 0 {
+        return Err(AppError::Corrupt {
+            path: args.data_dir,
+            detail: "stored entries failed validation (listed above)",
+        });
+    }
+    Ok(())
+}
+
+/// The `shard-N` folders under `data_dir`, by N.
+fn storage_shard_dirs(data_dir: &Path) -> Result<Vec<(String, PathBuf)>, AppError> {
+    let entries = std::fs::read_dir(data_dir).map_err(|source| AppError::Io {
+        what: "read",
+        path: data_dir.to_path_buf(),
+        source,
+    })?;
+    let mut shards: Vec<(u64, String, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().is_dir())
+        .filter_map(|entry| {
+            let name = entry.file_name().to_str()?.to_string();
+            let number = name.strip_prefix("shard-")?.parse::<u64>().ok()?;
+            Some((number, name, entry.path()))
+        })
+        .collect();
+    shards.sort();
+    Ok(shards
+        .into_iter()
+        .map(|(_, name, path)| (name, path))
+        .collect())
+}
+
 /// Reads or creates the dev secrets file (`@alice <secret>` per line).
 fn dev_secrets(
     data_dir: &Path,
@@ -545,6 +612,38 @@ mod tests {
         );
         crate::files::write_private(&path, b"just-a-secret\n").expect("write");
         assert!(matches!(read_secret_file(&path), Err(AppError::Usage(_))));
+    }
+
+    #[test]
+    fn a_tombstone_keeps_provisioning_from_restoring_the_secret() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), Durability::Fast, FatalSink::log_only()).expect("open");
+        let tenant = Tenant::new("@alice".into(), store.tenant("@alice"));
+        let secret_of = |tenant: &Tenant| {
+            tenant
+                .store
+                .get(crate::verbs::SECRET_KEY)
+                .expect("get")
+                .and_then(|r| r.value)
+        };
+        provision_secret(&tenant, Some("first")).expect("provisioned");
+        assert_eq!(secret_of(&tenant).as_deref(), Some("first"));
+        let retire =
+            tenant
+                .store
+                .write(crate::verbs::SECRET_DELETED_KEY.to_string(), false, |_| {
+                    let record = StoredRecord::written_by(Some("true".into()), "@alice", 1);
+                    Ok(Mutation::Put(Box::new(record), CommitOp::Update))
+                });
+        futures_lite::future::block_on(retire).expect("tombstone");
+        let delete = tenant
+            .store
+            .write(crate::verbs::SECRET_KEY.to_string(), false, |_| {
+                Ok(Mutation::Delete)
+            });
+        futures_lite::future::block_on(delete).expect("deleted");
+        provision_secret(&tenant, Some("first")).expect("a restart with -s");
+        assert_eq!(secret_of(&tenant), None, "not restored");
     }
 
     #[test]

@@ -21,8 +21,6 @@ pub(super) enum Slot {
         bytes: usize,
         pending: PendingWrite,
     },
-    /// A write whose result is not reported (a follow-up write).
-    Silent { key: String, pending: PendingWrite },
 }
 
 #[derive(Default)]
@@ -71,10 +69,6 @@ impl InFlight {
         debug_assert_eq!(self.write_bytes, self.counted_write_bytes());
     }
 
-    pub(super) fn push_silent(&mut self, key: String, pending: PendingWrite) {
-        self.slots.push_back(Slot::Silent { key, pending });
-    }
-
     pub(super) fn front_mut(&mut self) -> Option<&mut Slot> {
         self.slots.front_mut()
     }
@@ -90,7 +84,7 @@ impl InFlight {
             Some(Slot::Write { bytes, .. }) => {
                 self.write_bytes = self.write_bytes.saturating_sub(*bytes);
             }
-            Some(Slot::Silent { .. }) | None => {}
+            None => {}
         }
         debug_assert_eq!(self.ready_bytes, self.counted_ready_bytes());
         debug_assert_eq!(self.write_bytes, self.counted_write_bytes());
@@ -106,7 +100,7 @@ impl InFlight {
     /// Whether a write to `key` is still in flight.
     pub(super) fn touches(&self, key: &str) -> bool {
         self.slots.iter().any(|slot| match slot {
-            Slot::Write { key: k, .. } | Slot::Silent { key: k, .. } => k == key,
+            Slot::Write { key: k, .. } => k == key,
             Slot::Ready(_) => false,
         })
     }
@@ -115,9 +109,7 @@ impl InFlight {
     /// the oldest slot is a ready reply).
     pub async fn wait_front(&mut self) {
         match self.slots.front_mut() {
-            Some(Slot::Write { pending, .. } | Slot::Silent { pending, .. }) => {
-                pending.ready().await
-            }
+            Some(Slot::Write { pending, .. }) => pending.ready().await,
             Some(Slot::Ready(_)) | None => {}
         }
     }

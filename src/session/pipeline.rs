@@ -27,6 +27,7 @@ use crate::limits::{
 };
 use crate::protocol::frame::Frame;
 use crate::protocol::reply;
+use crate::storage::{KeyWrite, WriteRequest};
 use crate::verbs::table::Ordering;
 use crate::verbs::{self, Planned, PreparedWrite, Reply, Verdict};
 
@@ -271,33 +272,27 @@ impl<C: Clock> Pipeline<C> {
         Flow::Continue
     }
 
-    /// Hands a write (and its follow-up) to the storage actor without
-    /// waiting for it to be durable; `line_bytes` counts against the
-    /// connection's in-flight write bytes until it is answered.
+    /// Hands a write (with its companion, as one atomic request) to the
+    /// storage actor without waiting for it to be durable; `line_bytes`
+    /// counts against the connection's in-flight write bytes until it is
+    /// answered, and against the atSign's queued bytes until the actor
+    /// takes it.
     async fn submit(&mut self, write: PreparedWrite, line_bytes: usize, out: &mut Vec<u8>) -> Flow {
         let PreparedWrite {
             tenant,
             key,
             commit,
             mutate,
-            follow_up,
+            companion,
         } = write;
-        match tenant.store.submit(key.clone(), commit, mutate).await {
+        let request = WriteRequest {
+            write: KeyWrite::new(key.clone(), commit, mutate),
+            companion,
+            request_bytes: line_bytes,
+        };
+        match tenant.store.submit_request(request).await {
             Ok(pending) => self.inflight.push_write(key, line_bytes, pending),
             Err(error) => return self.queue_error(&error.into(), out).await,
-        }
-        if let Some(next) = follow_up {
-            let PreparedWrite {
-                tenant,
-                key,
-                commit,
-                mutate,
-                ..
-            } = *next;
-            match tenant.store.submit(key.clone(), commit, mutate).await {
-                Ok(pending) => self.inflight.push_silent(key, pending),
-                Err(error) => tracing::warn!(%error, "follow-up write refused"),
-            }
         }
         Flow::Continue
     }
@@ -372,12 +367,10 @@ impl<C: Clock> Pipeline<C> {
             let outcome = match self.inflight.front_mut() {
                 None => return Flow::Continue,
                 Some(Slot::Ready(_)) => None,
-                Some(Slot::Write { pending, .. } | Slot::Silent { pending, .. }) => {
-                    match pending.try_outcome() {
-                        Some(outcome) => Some(outcome),
-                        None => return Flow::Continue,
-                    }
-                }
+                Some(Slot::Write { pending, .. }) => match pending.try_outcome() {
+                    Some(outcome) => Some(outcome),
+                    None => return Flow::Continue,
+                },
             };
             let Some(slot) = self.inflight.pop_front() else {
                 return Flow::Continue;
@@ -398,10 +391,7 @@ impl<C: Clock> Pipeline<C> {
                         return Flow::Close;
                     }
                 }
-                (Slot::Silent { .. }, Some(Err(error))) => {
-                    tracing::warn!(%error, "follow-up write failed");
-                }
-                (Slot::Silent { .. } | Slot::Write { .. }, _) => {}
+                (Slot::Write { .. }, None) => {}
             }
         }
     }

@@ -1,10 +1,23 @@
 //! The write actor of one storage shard: a plain thread that owns every write.
 //!
 //! It blocks for the first request, drains whatever else is queued (up to
-//! [`BATCH_OPS_MAX`]), applies all of them to one `WriteBatch`, persists the
-//! batch once, and only then completes the callers' futures. Between batches,
-//! and at least every [`EXPIRY_SWEEP_INTERVAL_MS`], it purges expired records
+//! [`BATCH_OPS_MAX`]), wakes the submitters parked for room in the queue
+//! (`backpressure.rs`), applies all of the requests to one `WriteBatch`,
+//! persists the batch once, and only then completes the callers' futures.
+//! A request may carry a second key's write (a companion): both are applied
+//! in the same batch or neither is, with one outcome. Between batches, and
+//! at least every [`EXPIRY_SWEEP_INTERVAL_MS`], it purges expired records
 //! through the time-ordered expiry index.
+//!
+//! In fast mode a batch is acknowledged once its journal append reached
+//! the operating system, not the disk. So that a power loss cannot take
+//! more than about [`FAST_SYNC_INTERVAL_MS`] of acknowledged writes, the
+//! actor syncs the journal (`SyncData`) between batches once that long has
+//! passed since the first write the last sync did not cover. The sync never
+//! runs inside a batch and no batch waits for its interval; a batch that
+//! arrives during one waits for that one fsync, as it would behind fjall's
+//! journal lock if the sync ran on another thread. A failed sync poisons
+//! the store like a failed commit.
 //!
 //! A batch that fails to commit, or panics while being applied or committed
 //! (write closures come from verbs, and fjall asserts on its inputs),
@@ -21,6 +34,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use fjall::{Database, OwnedWriteBatch, PersistMode};
 
+use super::activity::Activity;
+use super::backpressure::{Charge, Parking};
 use super::completion::{self, Completer};
 use super::error::{Operation, RecordAt, StoreError, WithSources, WriteError};
 use super::failpoints::{Failpoints, Site};
@@ -30,14 +45,12 @@ use super::recent::Recent;
 use super::record::{CommitEntry, CommitOp, StoredRecord};
 use super::{Durability, Keyspaces};
 use crate::error::AtError;
+use crate::limits::FAST_SYNC_INTERVAL_MS;
+pub use crate::limits::WRITE_QUEUE_LEN_MAX;
 use crate::protocol::atkey;
 
 /// Requests applied in one batch at most: bounds the latency a batch adds.
 pub const BATCH_OPS_MAX: usize = 512;
-
-/// Capacity of the queue in front of the actor. When full, writers yield and
-/// retry, which pushes back on the connections producing the load.
-pub const WRITE_QUEUE_LEN_MAX: usize = 16_384;
 
 /// How often expired records are looked for when the actor is otherwise idle.
 pub const EXPIRY_SWEEP_INTERVAL_MS: u64 = 1_000;
@@ -46,13 +59,15 @@ pub const EXPIRY_SWEEP_INTERVAL_MS: u64 = 1_000;
 pub const EXPIRY_SWEEP_KEYS_MAX: usize = 1_024;
 
 /// Longest key fjall accepts (it asserts `u16::try_from(len)`, so a longer
-/// one panics the actor). Every key the layout builds must fit.
+/// one panics the actor). Every key the layout builds must fit: the store
+/// refuses a request whose keys would not
+/// ([`StoreError::KeyTooLong`]) before fjall sees it.
 pub const FJALL_KEY_BYTES_MAX: usize = u16::MAX as usize;
 
 /// Longest key the layout can build from names the verbs accept: an expiry
 /// index key (8-byte time, atSign with its `@`, separator, key name), with
 /// every character counted at UTF-8's 4 bytes. Asserted below to fit fjall,
-/// so only a bug, never a client, can reach fjall's key assertion.
+/// so only a bug, never a client, can reach the store's own refusal.
 pub const LAYOUT_KEY_BYTES_MAX: usize =
     8 + (1 + crate::limits::ATSIGN_CHARS_MAX) * 4 + 1 + crate::limits::CACHED_KEY_CHARS_MAX * 4;
 
@@ -77,8 +92,10 @@ pub struct WriteOutcome {
 }
 
 /// What the actor receives.
-pub enum ActorMessage {
-    Write(WriteRequest),
+pub(super) enum ActorMessage {
+    /// A write, and the room it holds in its atSign's queue budget (given
+    /// back as the actor takes the write into a batch).
+    Write(QueuedWrite, Charge),
     /// Persist everything and flush the memtables (a clean stop), then
     /// answer on the channel.
     Flush(std::sync::mpsc::Sender<Result<(), StoreError>>),
@@ -86,33 +103,95 @@ pub enum ActorMessage {
 
 pub type MutateFn = Box<dyn FnOnce(Option<StoredRecord>) -> Result<Mutation, AtError> + Send>;
 
-pub struct WriteRequest {
-    pub atsign: Arc<str>,
+/// One key's part of a write: the actor runs `mutate` on the key's current
+/// record; `commit` asks for a commit-log entry (and thus a commit id).
+pub struct KeyWrite {
     pub key: String,
     pub commit: bool,
     pub mutate: MutateFn,
+}
+
+impl KeyWrite {
+    pub fn new(key: String, commit: bool, mutate: MutateFn) -> KeyWrite {
+        KeyWrite {
+            key,
+            commit,
+            mutate,
+        }
+    }
+}
+
+/// A write as it waits in the actor's queue.
+pub(super) struct QueuedWrite {
+    pub atsign: Arc<str>,
+    pub write: KeyWrite,
+    /// Applied in the same batch as `write`, after it, or not at all.
+    pub companion: Option<KeyWrite>,
     pub reply: Completer,
 }
 
-/// A write request without its completer: what a batch applies. The
+/// A queued write without its completer: what a batch applies. The
 /// completers stay outside the panic guard, so a panic cannot take the way
 /// to answer with it.
 struct WriteOp {
     atsign: Arc<str>,
+    write: KeyWrite,
+    companion: Option<KeyWrite>,
+}
+
+/// What one key's write makes of its record, worked out before anything of
+/// its request is staged, so that a request with a companion is staged
+/// whole or not at all.
+struct Planned {
     key: String,
+    full_key: Vec<u8>,
     commit: bool,
-    mutate: MutateFn,
+    /// Whether a record existed before the write.
+    existed: bool,
+    old_expiry: Option<i64>,
+    /// `None` when the closure left the record unchanged.
+    change: Option<Change>,
+}
+
+struct Change {
+    op: CommitOp,
+    /// The new record, `None` for a delete.
+    record: Option<StoredRecord>,
+}
+
+impl Planned {
+    /// The record this write leaves at `full_key`, if it writes that key:
+    /// what a companion of the same key must start from.
+    fn record_after(&self, full_key: &[u8]) -> Option<Option<StoredRecord>> {
+        if self.full_key != full_key {
+            return None;
+        }
+        self.change.as_ref().map(|change| change.record.clone())
+    }
+
+    fn needs_commit_id(&self) -> bool {
+        self.commit && self.change.is_some()
+    }
+}
+
+/// What the store's handles and its actor share.
+pub(super) struct Shared {
+    pub poison: Arc<Poison>,
+    pub parking: Arc<Parking>,
+    pub activity: Arc<Activity>,
 }
 
 /// What each write of a batch gets: its outcome, or why it did not happen.
 type Outcome = Result<WriteOutcome, WriteError>;
 
+/// Starts the actor with a queue of `queue_len` requests.
 pub(super) fn spawn(
     db: Database,
     keyspaces: Keyspaces,
     durability: Durability,
-    poison: Arc<Poison>,
+    shared: Shared,
     failpoints: Failpoints,
+    queue_len: usize,
 ) -> Result<
     (
         crossbeam_channel::Sender<ActorMessage>,
@@ -120,19 +199,31 @@ pub(super) fn spawn(
     ),
     StoreError,
 > {
-    let (tx, rx) = crossbeam_channel::bounded(WRITE_QUEUE_LEN_MAX);
+    let (tx, rx) = crossbeam_channel::bounded(queue_len);
+    let Shared {
+        poison,
+        parking,
+        activity,
+    } = shared;
     let mut actor = Actor {
         db,
         keyspaces,
         durability,
         poison,
+        parking,
+        activity,
         failpoints,
         last_commit: HashMap::new(),
         recent: Recent::default(),
+        unsynced_since: None,
     };
     let thread = std::thread::Builder::new()
         .name("atserver-store".into())
         .spawn(move || {
+            // Declared first, so dropped last: once the thread ends, however
+            // it ends, parked submitters retry and find the store poisoned
+            // or the queue disconnected instead of waiting forever.
+            let _wake_on_exit = WakeParkedOnExit(actor.parking.clone());
             let poison = actor.poison.clone();
             let life = ActorLife::begin(&poison);
             actor.run(rx);
@@ -142,18 +233,34 @@ pub(super) fn spawn(
     Ok((tx, thread))
 }
 
+/// Wakes the parked submitters when the actor's thread ends.
+struct WakeParkedOnExit(Arc<Parking>);
+
+impl Drop for WakeParkedOnExit {
+    fn drop(&mut self) {
+        self.0.wake_all();
+    }
+}
+
 struct Actor {
     db: Database,
     keyspaces: Keyspaces,
     durability: Durability,
     /// Shared with the store's handles, which refuse writes once it is set.
     poison: Arc<Poison>,
+    /// Submitters waiting for room, woken after every drain.
+    parking: Arc<Parking>,
+    /// How long the current step runs, and the background-sync count.
+    activity: Arc<Activity>,
     /// Failures on purpose (an empty type unless built with `failpoints`).
     failpoints: Failpoints,
     /// Last issued commit id per atSign, loaded from `meta` on first use.
     last_commit: HashMap<String, Option<u64>>,
     /// Records written recently, including those of the batch being built.
     recent: Recent,
+    /// Fast mode: when the first batch the journal's last sync did not
+    /// cover was committed; `None` when everything committed is synced.
+    unsynced_since: Option<Instant>,
 }
 
 /// The state of one batch while it is being built (its records are in
@@ -172,7 +279,13 @@ impl Actor {
                 self.sweep_expired();
                 next_sweep = Instant::now() + sweep_every;
             }
-            let wait = next_sweep.saturating_duration_since(Instant::now());
+            if self.sync_due().is_some_and(|due| Instant::now() >= due) {
+                self.background_sync();
+            }
+            let wake_at = self
+                .sync_due()
+                .map_or(next_sweep, |due| due.min(next_sweep));
+            let wait = wake_at.saturating_duration_since(Instant::now());
             let first = match rx.recv_timeout(wait) {
                 Ok(message) => message,
                 Err(RecvTimeoutError::Timeout) => continue,
@@ -183,13 +296,20 @@ impl Actor {
             let mut next = Some(first);
             while let Some(message) = next.take() {
                 match message {
-                    ActorMessage::Write(request) => requests.push(request),
+                    ActorMessage::Write(request, charge) => {
+                        // Taken into a batch: no longer queued for its atSign.
+                        drop(charge);
+                        requests.push(request);
+                    }
                     ActorMessage::Flush(done) => flushes.push(done),
                 }
                 if requests.len() < BATCH_OPS_MAX {
                     next = rx.try_recv().ok();
                 }
             }
+            // The drain made room in the queue and in the atSigns' budgets:
+            // parked submitters may refill them while this batch commits.
+            self.parking.wake_all();
             if !requests.is_empty() {
                 self.apply_batch(requests);
             }
@@ -208,7 +328,9 @@ impl Actor {
     /// Makes what was acknowledged in fast mode durable and flushes the
     /// memtables, so the next start replays nothing. A failed fsync poisons
     /// the store: the kernel may have dropped what it could not write.
-    fn flush_to_disk(&self) -> Result<(), StoreError> {
+    fn flush_to_disk(&mut self) -> Result<(), StoreError> {
+        let _busy = self.activity.busy();
+        self.unsynced_since = None;
         if let Err(error) = self.db.persist(PersistMode::SyncAll) {
             let error = StoreError::engine(Operation::Persist)(error);
             self.poison
@@ -229,6 +351,36 @@ impl Actor {
         Ok(())
     }
 
+    /// When the next background sync is due (fast mode, something written
+    /// since the last one).
+    fn sync_due(&self) -> Option<Instant> {
+        let interval = Duration::from_millis(FAST_SYNC_INTERVAL_MS);
+        self.unsynced_since.map(|since| since + interval)
+    }
+
+    /// Syncs the journal in fast mode, so that acknowledged writes survive
+    /// a power loss from now on. A failure (or panic) poisons the store like
+    /// a failed commit: what the kernel could not write may be lost.
+    fn background_sync(&mut self) {
+        let _busy = self.activity.busy();
+        self.unsynced_since = None;
+        match self.guarded(Actor::sync_journal) {
+            Ok(()) => self.activity.count_background_sync(),
+            Err(error) => self.batch_failed("background sync", &error),
+        }
+    }
+
+    fn sync_journal(&mut self) -> Result<(), StoreError> {
+        self.failpoints
+            .trip(Site::Sync)
+            .map_err(StoreError::engine(Operation::BackgroundSync))?;
+        self.db
+            .persist(PersistMode::SyncData)
+            .map_err(StoreError::engine(Operation::BackgroundSync))?;
+        self.failpoints.passed(Site::Sync);
+        Ok(())
+    }
+
     fn persist_mode(&self) -> PersistMode {
         match self.durability {
             Durability::Durable => PersistMode::SyncData,
@@ -243,7 +395,8 @@ impl Actor {
         }
     }
 
-    fn apply_batch(&mut self, requests: Vec<WriteRequest>) {
+    fn apply_batch(&mut self, requests: Vec<QueuedWrite>) {
+        let _busy = self.activity.busy();
         if self.poison.is_poisoned() {
             completion::publish_all(
                 requests
@@ -258,9 +411,8 @@ impl Actor {
             replies.push(request.reply);
             writes.push(WriteOp {
                 atsign: request.atsign,
-                key: request.key,
-                commit: request.commit,
-                mutate: request.mutate,
+                write: request.write,
+                companion: request.companion,
             });
         }
         let outcomes = match self.guarded(|actor| actor.apply_and_commit(writes)) {
@@ -280,18 +432,13 @@ impl Actor {
     fn apply_and_commit(&mut self, writes: Vec<WriteOp>) -> Result<Vec<Outcome>, StoreError> {
         let mut pending = self.new_pending();
         let mut outcomes = Vec::with_capacity(writes.len());
-        for write in writes {
-            outcomes.push(self.apply_one(
-                &mut pending,
-                &write.atsign,
-                &write.key,
-                write.commit,
-                write.mutate,
-            ));
+        for op in writes {
+            outcomes.push(self.apply_request(&mut pending, &op.atsign, op.write, op.companion));
         }
         self.failpoints
             .trip(Site::Apply)
             .map_err(StoreError::engine(Operation::ApplyBatch))?;
+        self.failpoints.passed(Site::Apply);
         self.commit(pending)?;
         Ok(outcomes)
     }
@@ -359,6 +506,10 @@ impl Actor {
             .batch
             .commit()
             .map_err(StoreError::engine(Operation::CommitBatch))?;
+        self.failpoints.passed(Site::Commit);
+        if self.durability == Durability::Fast {
+            self.unsynced_since.get_or_insert_with(Instant::now);
+        }
         // Pairs with the check in `next_commit_id`: what the actor is about
         // to remember is what `meta` now holds (debug builds read it back).
         debug_assert!(
@@ -386,7 +537,7 @@ impl Actor {
             None => Ok(None),
             Some(bytes) => StoredRecord::decode(&bytes)
                 .map(Some)
-                .map_err(|e| StoreError::unreadable(RecordAt::key(atsign, key), e)),
+                .map_err(|e| super::unreadable_logged(RecordAt::key(atsign, key), e)),
         }
     }
 
@@ -438,52 +589,145 @@ impl Actor {
         Ok(next)
     }
 
-    fn apply_one(
+    /// Applies one request: its write and, if it has one, its companion,
+    /// staged together or not at all. The outcome is the write's; a refusal
+    /// or failure of either is the outcome of both.
+    fn apply_request(
         &mut self,
         pending: &mut Pending,
         atsign: &str,
-        key: &str,
-        commit: bool,
-        mutate: MutateFn,
-    ) -> Result<WriteOutcome, WriteError> {
-        let full_key = layout::record_key(atsign, key);
-        let previous = self.current(&full_key, atsign, key)?;
+        write: KeyWrite,
+        companion: Option<KeyWrite>,
+    ) -> Outcome {
+        let first = self.plan(atsign, write, None)?;
+        let second = match companion {
+            Some(companion) => Some(self.plan(atsign, companion, Some(&first))?),
+            None => None,
+        };
+        let (first_id, second_id) =
+            self.issue_commit_ids(pending, atsign, &first, second.as_ref())?;
+        let outcome = WriteOutcome {
+            commit_id: first_id,
+            existed: first.existed,
+        };
+        self.stage(pending, atsign, first, first_id);
+        if let Some(second) = second {
+            self.stage(pending, atsign, second, second_id);
+        }
+        Ok(outcome)
+    }
+
+    /// Reads the current record of a write's key (as `earlier`, a write of
+    /// the same request, leaves it) and runs the write's closure on it.
+    /// Stages nothing.
+    fn plan(
+        &self,
+        atsign: &str,
+        write: KeyWrite,
+        earlier: Option<&Planned>,
+    ) -> Result<Planned, WriteError> {
+        let KeyWrite {
+            key,
+            commit,
+            mutate,
+        } = write;
+        super::check_write_key(atsign, &key)?;
+        let full_key = layout::record_key(atsign, &key);
+        let previous = match earlier.and_then(|e| e.record_after(&full_key)) {
+            Some(left) => left,
+            None => self.current(&full_key, atsign, &key)?,
+        };
         let existed = previous.is_some();
         let old_expiry = previous.as_ref().and_then(|r| r.meta.expires_at);
-        let (op, new_record) = match mutate(previous).map_err(WriteError::Refused)? {
-            Mutation::Unchanged => {
-                return Ok(WriteOutcome {
-                    commit_id: None,
-                    existed,
-                });
+        let change = match mutate(previous).map_err(WriteError::Refused)? {
+            Mutation::Unchanged => None,
+            Mutation::Put(record, op) => Some(Change {
+                op,
+                record: Some(*record),
+            }),
+            Mutation::Delete => Some(Change {
+                op: CommitOp::Delete,
+                record: None,
+            }),
+        };
+        Ok(Planned {
+            key,
+            full_key,
+            commit,
+            existed,
+            old_expiry,
+            change,
+        })
+    }
+
+    /// Issues the commit ids a request needs, before anything of it is
+    /// staged: if reading the last id fails, the request fails whole instead
+    /// of landing without its log entries, and no id is used up.
+    fn issue_commit_ids(
+        &mut self,
+        pending: &mut Pending,
+        atsign: &str,
+        first: &Planned,
+        second: Option<&Planned>,
+    ) -> Result<(Option<u64>, Option<u64>), StoreError> {
+        let before = pending.commits_touched.get(atsign).copied();
+        let mut issue = |planned: Option<&Planned>| -> Result<Option<u64>, StoreError> {
+            match planned {
+                Some(planned) if planned.needs_commit_id() => {
+                    self.next_commit_id(pending, atsign).map(Some)
+                }
+                _ => Ok(None),
             }
-            Mutation::Put(record, op) => (op, Some(*record)),
-            Mutation::Delete => (CommitOp::Delete, None),
         };
-        // Issued before anything is staged: if reading the last id fails,
-        // the write fails whole instead of landing without its log entry.
-        let commit_id = if commit {
-            Some(self.next_commit_id(pending, atsign)?)
-        } else {
-            None
+        let issued = match issue(Some(first)) {
+            Ok(first_id) => issue(second).map(|second_id| (first_id, second_id)),
+            Err(error) => Err(error),
         };
-        let new_expiry = new_record.as_ref().and_then(|r| r.meta.expires_at);
+        if issued.is_err() {
+            // Give back an id issued for the first write: ids stay gap-free.
+            match before {
+                Some(last) => pending.commits_touched.insert(atsign.to_string(), last),
+                None => pending.commits_touched.remove(atsign),
+            };
+        }
+        issued
+    }
+
+    /// Stages what `planned` makes of its key: the record, its expiry index
+    /// entries and its commit entry (with `commit_id`). Cannot fail.
+    fn stage(
+        &mut self,
+        pending: &mut Pending,
+        atsign: &str,
+        planned: Planned,
+        commit_id: Option<u64>,
+    ) {
+        let Planned {
+            key,
+            full_key,
+            old_expiry,
+            change,
+            ..
+        } = planned;
+        let Some(Change { op, record }) = change else {
+            return;
+        };
+        let new_expiry = record.as_ref().and_then(|r| r.meta.expires_at);
         if let Some(old) = old_expiry.filter(|old| Some(*old) != new_expiry) {
-            pending
-                .batch
-                .remove(&self.keyspaces.expiry, layout::expiry_key(old, atsign, key));
+            pending.batch.remove(
+                &self.keyspaces.expiry,
+                layout::expiry_key(old, atsign, &key),
+            );
         }
         if let Some(new) = new_expiry.filter(|new| Some(*new) != old_expiry) {
             pending.batch.insert(
                 &self.keyspaces.expiry,
-                layout::expiry_key(new, atsign, key),
+                layout::expiry_key(new, atsign, &key),
                 Vec::new(),
             );
         }
-        let op_time = new_record
-            .as_ref()
-            .map_or_else(now_ms, |r| r.meta.updated_at);
-        match &new_record {
+        let op_time = record.as_ref().map_or_else(now_ms, |r| r.meta.updated_at);
+        match &record {
             Some(record) => {
                 pending
                     .batch
@@ -491,10 +735,10 @@ impl Actor {
             }
             None => pending.batch.remove(&self.keyspaces.keys, full_key.clone()),
         }
-        self.recent.remember(full_key, new_record);
+        self.recent.remember(full_key, record);
         if let Some(id) = commit_id {
             let entry = CommitEntry {
-                key: key.to_string(),
+                key,
                 op,
                 op_time_ms: op_time,
             };
@@ -504,7 +748,6 @@ impl Actor {
                 entry.encode(),
             );
         }
-        Ok(WriteOutcome { commit_id, existed })
     }
 
     /// Deletes records whose expiry has passed, through the normal write path
@@ -514,6 +757,7 @@ impl Actor {
         if self.poison.is_poisoned() {
             return;
         }
+        let _busy = self.activity.busy();
         match self.guarded(Actor::purge_due) {
             Ok(0) => {}
             Ok(purged) => tracing::debug!(purged, "expired records purged"),
@@ -565,13 +809,8 @@ impl Actor {
             }
             let commit = atkey::is_committed(key);
             let (atsign, key) = (atsign.to_string(), key.to_string());
-            match self.apply_one(
-                &mut pending,
-                &atsign,
-                &key,
-                commit,
-                Box::new(|_| Ok(Mutation::Delete)),
-            ) {
+            let delete = KeyWrite::new(key.clone(), commit, Box::new(|_| Ok(Mutation::Delete)));
+            match self.apply_request(&mut pending, &atsign, delete, None) {
                 Ok(_) => purged += 1,
                 Err(error) => tracing::warn!(%error, key, "expiry purge failed"),
             }

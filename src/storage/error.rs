@@ -3,7 +3,9 @@
 //! Every fallible call of the storage API returns a [`StoreError`]: one
 //! variant per cause, each carrying the static context needed to act on it
 //! (which operation, which record). Only `From<StoreError> for AtError`
-//! turns one into the AT0002 a client sees. Writes have a second way to fail
+//! turns one into the wire error a client sees: AT0002 for every failure,
+//! AT0016 for a key the store cannot hold (a refusal of that one request,
+//! like the verbs' own key-length check). Writes have a second way to fail
 //! that is not a storage failure at all: the verb's closure may refuse the
 //! write (an immutable key, say). [`WriteError`] keeps the two apart.
 
@@ -34,6 +36,8 @@ pub enum Operation {
     CommitBatch,
     /// Persisting the journal for a flush.
     Persist,
+    /// Persisting the journal in the background (fast mode).
+    BackgroundSync,
 }
 
 impl fmt::Display for Operation {
@@ -48,6 +52,7 @@ impl fmt::Display for Operation {
             Operation::ApplyBatch => f.write_str("apply a write batch"),
             Operation::CommitBatch => f.write_str("commit a write batch"),
             Operation::Persist => f.write_str("persist the journal"),
+            Operation::BackgroundSync => f.write_str("sync the journal in the background"),
         }
     }
 }
@@ -105,6 +110,17 @@ pub enum StoreError {
     CorruptRecord { at: RecordAt, source: RecordError },
     /// A stored value ends in a format version this build does not read.
     UnknownFormatVersion { at: RecordAt, found: u8 },
+    /// A key whose longest layout key (see `layout::write_key_bytes`) is
+    /// over fjall's [`FJALL_KEY_BYTES_MAX`](super::actor::FJALL_KEY_BYTES_MAX):
+    /// refused before fjall sees it, which would panic. Only that request
+    /// fails; the store is fine.
+    KeyTooLong {
+        atsign: String,
+        /// The key's length in bytes.
+        key_bytes: usize,
+        /// The longest key the layout would build from it.
+        layout_bytes: usize,
+    },
     /// An earlier failure poisoned the store: it refuses every write, reads
     /// keep working (poison, don't limp).
     Poisoned,
@@ -140,6 +156,18 @@ impl StoreError {
         }
     }
 
+    /// Whether the request, not the store, is at fault: the store is fine
+    /// and other requests go on.
+    pub fn is_request_refusal(&self) -> bool {
+        matches!(self, StoreError::KeyTooLong { .. })
+    }
+
+    /// Whether fjall refused to open the folder because another process
+    /// (or store) holds it.
+    pub fn is_folder_locked(&self) -> bool {
+        matches!(self, StoreError::Engine { source, .. } if matches!(**source, fjall::Error::Locked))
+    }
+
     /// The error for bytes at `at` that `decode` refused: an unknown version
     /// is its own variant (a newer build wrote it, or a format bump was
     /// missed), anything else is corruption.
@@ -163,6 +191,16 @@ impl fmt::Display for StoreError {
                 f,
                 "{at} has format version {found}, this build reads version {}",
                 super::record::RECORD_FORMAT_VERSION
+            ),
+            StoreError::KeyTooLong {
+                atsign,
+                key_bytes,
+                layout_bytes,
+            } => write!(
+                f,
+                "a key of {key_bytes} bytes of {atsign} is too long for the data store \
+                 (its layout key would take {layout_bytes} bytes, at most {} fit)",
+                super::actor::FJALL_KEY_BYTES_MAX
             ),
             StoreError::Poisoned => f.write_str("the data store refuses writes after a failure"),
             StoreError::WriterPanicked { message } => {
@@ -191,6 +229,7 @@ impl std::error::Error for StoreError {
             #[cfg(feature = "failpoints")]
             StoreError::FailpointSpec { source, .. } => Some(source),
             StoreError::UnknownFormatVersion { .. }
+            | StoreError::KeyTooLong { .. }
             | StoreError::Poisoned
             | StoreError::WriterPanicked { .. }
             | StoreError::WriterStopped
@@ -217,10 +256,18 @@ impl fmt::Display for WithSources<'_> {
 }
 
 /// The one conversion of a storage failure to the wire: AT0002, which closes
-/// the connection, as the reference does for a DataStoreException.
+/// the connection, as the reference does for a DataStoreException. A key
+/// too long for the store is no failure of the store but of the request:
+/// AT0016, as the verbs answer a key over the reference's limits (which
+/// they check first, so clients meet this only through a bug).
 impl From<StoreError> for AtError {
     fn from(error: StoreError) -> AtError {
-        AtError::new(AtCode::DataStore, WithSources(&error).to_string())
+        let code = if error.is_request_refusal() {
+            AtCode::InvalidKey
+        } else {
+            AtCode::DataStore
+        };
+        AtError::new(code, WithSources(&error).to_string())
     }
 }
 
@@ -235,9 +282,9 @@ pub enum WriteError {
 }
 
 impl WriteError {
-    /// Whether the store, not the verb, is why the write did not happen.
+    /// Whether the store, not the request, is why the write did not happen.
     pub fn is_store_failure(&self) -> bool {
-        matches!(self, WriteError::Store(_))
+        matches!(self, WriteError::Store(error) if !error.is_request_refusal())
     }
 }
 

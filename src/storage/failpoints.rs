@@ -14,14 +14,21 @@
 //! entry  = site "=" action "@" nth
 //! site   = "store.apply"    ; a write batch, after its writes are staged
 //!        / "store.commit"   ; a batch commit (write or expiry batch)
+//!        / "store.sync"     ; a background sync of fast mode
 //! action = "error"          ; fail as if fjall had returned an I/O error
 //!        / "panic"          ; panic, as a buggy verb closure or a fjall
 //!                           ; assertion would
+//!        / "abort"          ; end the process at once (`std::process::abort`)
+//!                           ; right after the site's step succeeded: for
+//!                           ; store.commit, after the batch is committed
+//!                           ; and before any of its writes is answered
 //! nth    = 1*DIGIT          ; the nth time the site is reached, from 1
 //! ```
 //!
 //! e.g. `ATSERVER_FAILPOINTS=store.commit=error@3` fails a store's third
-//! batch commit; `store.apply=panic@2` panics in its second batch.
+//! batch commit; `store.apply=panic@2` panics in its second batch;
+//! `store.commit=abort@2` crashes the process as its second batch becomes
+//! durable, the way a power cut or `kill -9` would.
 
 use std::fmt;
 
@@ -35,21 +42,24 @@ pub enum Site {
     Apply,
     /// Any batch commit, right before fjall is asked to commit.
     Commit,
+    /// A background sync of fast mode, right before fjall is asked to sync.
+    Sync,
 }
 
 impl Site {
     /// Number of sites: the size of the per-site tables below.
     #[cfg(any(feature = "failpoints", test))]
-    const COUNT: usize = 2;
+    const COUNT: usize = 3;
 
     #[cfg(any(feature = "failpoints", test))]
-    const ALL: [Site; Site::COUNT] = [Site::Apply, Site::Commit];
+    const ALL: [Site; Site::COUNT] = [Site::Apply, Site::Commit, Site::Sync];
 
     /// The site's name in a spec.
     pub fn name(self) -> &'static str {
         match self {
             Site::Apply => "store.apply",
             Site::Commit => "store.commit",
+            Site::Sync => "store.sync",
         }
     }
 
@@ -58,6 +68,7 @@ impl Site {
         match self {
             Site::Apply => 0,
             Site::Commit => 1,
+            Site::Sync => 2,
         }
     }
 }
@@ -82,6 +93,7 @@ mod spec {
     pub enum Action {
         Error,
         Panic,
+        Abort,
     }
 
     /// One armed failpoint: `action` on the `nth` hit of its site.
@@ -118,7 +130,7 @@ mod spec {
         UnknownSite(String),
         /// An entry without `@nth`.
         NoCount(String),
-        /// An action other than `error` or `panic`.
+        /// An action other than `error`, `panic` or `abort`.
         UnknownAction(String),
         /// `nth` is not a number of 1 or more.
         BadCount(String),
@@ -133,11 +145,14 @@ mod spec {
                 SpecError::NoAction(entry) => write!(f, "{entry:?} has no `=action`"),
                 SpecError::UnknownSite(entry) => write!(
                     f,
-                    "{entry:?} names no failpoint site (store.apply, store.commit)"
+                    "{entry:?} names no failpoint site (store.apply, store.commit, store.sync)"
                 ),
                 SpecError::NoCount(entry) => write!(f, "{entry:?} has no `@nth`"),
                 SpecError::UnknownAction(entry) => {
-                    write!(f, "{entry:?} has an action other than error or panic")
+                    write!(
+                        f,
+                        "{entry:?} has an action other than error, panic or abort"
+                    )
                 }
                 SpecError::BadCount(entry) => write!(f, "{entry:?} needs a count of 1 or more"),
                 SpecError::SiteTwice(entry) => write!(f, "{entry:?} arms a site armed already"),
@@ -165,6 +180,7 @@ mod spec {
             let action = match action.trim() {
                 "error" => Action::Error,
                 "panic" => Action::Panic,
+                "abort" => Action::Abort,
                 _ => return Err(SpecError::UnknownAction(owned())),
             };
             let nth = nth
@@ -215,6 +231,25 @@ mod spec {
         }
 
         #[test]
+        fn abort_and_the_sync_site_are_understood() {
+            let spec = parse("store.commit=abort@2,store.sync=error@1").expect("valid");
+            assert_eq!(
+                spec.armed(Site::Commit),
+                Some(Armed {
+                    action: Action::Abort,
+                    nth: 2
+                })
+            );
+            assert_eq!(
+                spec.armed(Site::Sync),
+                Some(Armed {
+                    action: Action::Error,
+                    nth: 1
+                })
+            );
+        }
+
+        #[test]
         fn malformed_entries_are_refused_by_name() {
             let cases = [
                 ("store.commit", SpecError::NoAction("store.commit".into())),
@@ -227,8 +262,8 @@ mod spec {
                     SpecError::NoCount("store.commit=error".into()),
                 ),
                 (
-                    "store.commit=abort@1",
-                    SpecError::UnknownAction("store.commit=abort@1".into()),
+                    "store.commit=crash@1",
+                    SpecError::UnknownAction("store.commit=crash@1".into()),
                 ),
                 (
                     "store.commit=error@0",
@@ -256,6 +291,8 @@ mod spec {
 pub struct Failpoints {
     spec: Spec,
     hits: [u64; Site::COUNT],
+    /// A site whose armed hit was an abort, due once its step succeeded.
+    abort_due: Option<Site>,
 }
 
 #[cfg(feature = "failpoints")]
@@ -265,6 +302,7 @@ impl Failpoints {
         Ok(Failpoints {
             spec: spec::parse(text)?,
             hits: [0; Site::COUNT],
+            abort_due: None,
         })
     }
 
@@ -292,6 +330,7 @@ impl Failpoints {
             Ok(spec) => Ok(Failpoints {
                 spec: spec.clone(),
                 hits: [0; Site::COUNT],
+                abort_due: None,
             }),
             Err((spec, source)) => Err(super::StoreError::FailpointSpec {
                 spec: spec.clone(),
@@ -301,7 +340,8 @@ impl Failpoints {
     }
 
     /// Counts a hit of `site` and fires its failpoint if this is the armed
-    /// hit: an injected fjall I/O error, or a panic.
+    /// hit: an injected fjall I/O error, or a panic. An abort is only
+    /// remembered: it fires in [`Failpoints::passed`].
     pub fn trip(&mut self, site: Site) -> Result<(), fjall::Error> {
         let Some(hits) = self.hits.get_mut(site.index()) else {
             return Ok(());
@@ -319,8 +359,28 @@ impl Failpoints {
                 // `failpoints` feature, fired only when the spec asks.
                 #[allow(clippy::panic)]
                 Action::Panic => panic!("failpoint {site}=panic@{}", armed.nth),
+                Action::Abort => {
+                    self.abort_due = Some(site);
+                    Ok(())
+                }
             },
             _ => Ok(()),
+        }
+    }
+
+    /// The step of `site` succeeded: if its hit was an armed abort, ends
+    /// the process now, before anything else (the replies of a committed
+    /// batch, say) can happen.
+    pub fn passed(&mut self, site: Site) {
+        if self.abort_due == Some(site) {
+            let nth = self.spec.armed(site).map_or(0, |armed| armed.nth);
+            // The log goes to stderr unbuffered, so this line is out first.
+            tracing::error!("failpoint {site}=abort@{nth}: aborting the process");
+            // The one deliberate crash in library code: it stands in for a
+            // power cut or `kill -9` at the worst moment, so the tests can
+            // prove a restart keeps exactly what was committed. Built only
+            // with the `failpoints` feature, fired only when the spec asks.
+            std::process::abort();
         }
     }
 }
@@ -341,4 +401,7 @@ impl Failpoints {
     pub fn trip(&mut self, _site: Site) -> Result<(), fjall::Error> {
         Ok(())
     }
+
+    #[inline(always)]
+    pub fn passed(&mut self, _site: Site) {}
 }

@@ -13,6 +13,30 @@ pub const META: &str = "meta";
 
 const SEPARATOR: u8 = 0;
 
+/// Bytes of an encoded time or commit id in a key.
+const NUMBER_BYTES: usize = 8;
+
+/// Bytes of the record key of `key` (what a read looks up).
+pub fn record_key_bytes(atsign: &str, key: &str) -> usize {
+    atsign.len() + 1 + key.len()
+}
+
+/// Bytes of the longest key a write of `key` may build: its expiry index
+/// key (time, atSign, separator, key) is the longest, ahead of the record
+/// key; the commit and last-commit keys hold no key name.
+pub fn write_key_bytes(atsign: &str, key: &str) -> usize {
+    (NUMBER_BYTES + record_key_bytes(atsign, key)).max(tenant_key_bytes(atsign))
+}
+
+/// Bytes of the longest key that holds only the atSign: its commit keys
+/// (prefix and id) or its last-commit key.
+pub fn tenant_key_bytes(atsign: &str) -> usize {
+    (atsign.len() + 1 + NUMBER_BYTES).max(LAST_COMMIT_PREFIX.len() + atsign.len())
+}
+
+/// What every last-commit key of `meta` starts with.
+pub const LAST_COMMIT_PREFIX: &[u8] = b"lastcommit\0";
+
 pub fn tenant_prefix(atsign: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(atsign.len() + 1);
     out.extend_from_slice(atsign.as_bytes());
@@ -54,7 +78,7 @@ pub fn commit_key(atsign: &str, id: u64) -> Vec<u8> {
 }
 
 pub fn last_commit_key(atsign: &str) -> Vec<u8> {
-    let mut out = b"lastcommit\0".to_vec();
+    let mut out = LAST_COMMIT_PREFIX.to_vec();
     out.extend_from_slice(atsign.as_bytes());
     out
 }
@@ -110,6 +134,30 @@ mod tests {
     fn expiry_keys_parse_back() {
         let key = expiry_key(42, "@alice", "phone@alice");
         assert_eq!(parse_expiry_key(&key), Some((42, "@alice", "phone@alice")));
+    }
+
+    #[test]
+    fn the_counted_key_bytes_are_those_of_the_keys_built() {
+        let (atsign, key) = ("@alice", "phone\u{260e}@alice");
+        assert_eq!(record_key_bytes(atsign, key), record_key(atsign, key).len());
+        let built = [
+            record_key(atsign, key).len(),
+            expiry_key(i64::MAX, atsign, key).len(),
+            commit_key(atsign, 7).len(),
+            last_commit_key(atsign).len(),
+        ];
+        assert_eq!(
+            write_key_bytes(atsign, key),
+            built.into_iter().max().unwrap_or(0)
+        );
+        assert_eq!(
+            tenant_key_bytes(atsign),
+            commit_key(atsign, 7)
+                .len()
+                .max(last_commit_key(atsign).len())
+        );
+        // An empty key name still builds the keys of its atSign.
+        assert_eq!(write_key_bytes(atsign, ""), last_commit_key(atsign).len());
     }
 
     #[test]

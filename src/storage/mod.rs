@@ -14,8 +14,30 @@
 //! cannot be made durable, or that panics, poisons the store (`poison.rs`):
 //! every later write is refused, reads go on, and the [`FatalSink`] given to
 //! [`Store::open`] hears about it once, so the process can stop and restart.
+//!
+//! What a hostile or unlucky client cannot do to a store:
+//! - hand fjall a key it cannot take: every read and write checks the keys
+//!   the layout would build against [`actor::FJALL_KEY_BYTES_MAX`] first and
+//!   refuses that one request ([`StoreError::KeyTooLong`]), never poisons;
+//! - spread a corrupt record: reading its key fails (AT0002) and logs it;
+//!   scans and the commit-log readers skip it, log it and count it
+//!   ([`Store::corrupt_entries_skipped`]); `atserver check-store` lists
+//!   them all ([`check`]);
+//! - stall the other atSigns of its storage shard: each atSign may have at
+//!   most [`TENANT_QUEUED_WRITES_MAX`](crate::limits::TENANT_QUEUED_WRITES_MAX)
+//!   requests and
+//!   [`TENANT_QUEUED_WRITE_BYTES_MAX`](crate::limits::TENANT_QUEUED_WRITE_BYTES_MAX)
+//!   bytes queued in front of the actor; past that, and while the shared
+//!   queue is full, submitters park until the actor drains a batch
+//!   (`backpressure.rs`), without spinning;
+//! - pin connections on a hung disk: [`Store::busy_for`] tells how long the
+//!   actor's current step has run, and a caller may stop waiting for a
+//!   write at any time (see [`PendingWrite`]).
 
+mod activity;
 pub mod actor;
+mod backpressure;
+pub mod check;
 pub mod completion;
 pub mod error;
 pub mod failpoints;
@@ -24,12 +46,18 @@ mod poison;
 mod recent;
 pub mod record;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
+use std::time::Duration;
 
 use crate::error::AtError;
 use crate::health::FatalSink;
-pub use actor::{Mutation, WriteOutcome};
+use activity::Activity;
+pub use actor::{KeyWrite, Mutation, WriteOutcome};
+use backpressure::{Charge, Parking, TenantQueue, Ticket};
 pub use error::{Operation, RecordAt, StoreError, WriteError};
 use failpoints::Failpoints;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
@@ -52,7 +80,15 @@ pub enum Durability {
     /// Acknowledge after the batch is fsynced: survives `kill -9` and power loss.
     Durable,
     /// Acknowledge after the journal append reached the OS: survives `kill -9`
-    /// of the process, not a power loss.
+    /// of the process. A power loss (or kernel crash) can lose the writes
+    /// acknowledged since the journal was last synced: the actor syncs it in
+    /// the background at most [`FAST_SYNC_INTERVAL_MS`] after the first
+    /// write a sync has not covered, so the window is that second plus the
+    /// time the sync itself and the batch ahead of it take (longer only
+    /// while the disk hangs, which [`Store::busy_for`] shows). A failed
+    /// background sync poisons the store like a failed commit.
+    ///
+    /// [`FAST_SYNC_INTERVAL_MS`]: crate::limits::FAST_SYNC_INTERVAL_MS
     Fast,
 }
 
@@ -71,6 +107,15 @@ struct StoreInner {
     /// Set by the actor after a failed or panicking batch, or when it dies:
     /// the store refuses writes from then on and reports not-ready.
     poison: Arc<Poison>,
+    /// Submitters waiting for room in the queue or in their atSign's
+    /// budget; the actor wakes them after every drain.
+    parking: Arc<Parking>,
+    /// What the actor is doing (for [`Store::busy_for`]).
+    activity: Arc<Activity>,
+    /// Each atSign's queue budget, shared by all its [`TenantStore`]s.
+    tenant_queues: std::sync::Mutex<HashMap<Arc<str>, Arc<TenantQueue>>>,
+    /// Corrupt entries that scans and commit-log reads skipped.
+    corrupt_skipped: AtomicU64,
     /// The actor thread, joined by [`Store::close`].
     actor: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -87,7 +132,25 @@ impl Store {
     /// becomes poisoned or its actor dies. Built with the `failpoints`
     /// feature, the store also arms the failpoints of `ATSERVER_FAILPOINTS`.
     pub fn open(dir: &Path, durability: Durability, fatal: FatalSink) -> Result<Store, StoreError> {
-        Store::open_armed(dir, durability, fatal, Failpoints::from_env()?)
+        Store::open_armed(
+            dir,
+            durability,
+            fatal,
+            Failpoints::from_env()?,
+            actor::WRITE_QUEUE_LEN_MAX,
+        )
+    }
+
+    /// [`Store::open`] with a queue of `queue_len` requests in front of the
+    /// actor, so tests can fill it.
+    #[cfg(test)]
+    pub(crate) fn open_with_queue_len(
+        dir: &Path,
+        durability: Durability,
+        fatal: FatalSink,
+        queue_len: usize,
+    ) -> Result<Store, StoreError> {
+        Store::open_armed(dir, durability, fatal, Failpoints::from_env()?, queue_len)
     }
 
     /// [`Store::open`] with the given failpoints instead of those of the
@@ -99,7 +162,13 @@ impl Store {
         fatal: FatalSink,
         failpoints: Failpoints,
     ) -> Result<Store, StoreError> {
-        Store::open_armed(dir, durability, fatal, failpoints)
+        Store::open_armed(
+            dir,
+            durability,
+            fatal,
+            failpoints,
+            actor::WRITE_QUEUE_LEN_MAX,
+        )
     }
 
     fn open_armed(
@@ -107,6 +176,7 @@ impl Store {
         durability: Durability,
         fatal: FatalSink,
         failpoints: Failpoints,
+        queue_len: usize,
     ) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(StoreError::io(Operation::CreateFolder))?;
         let db = Database::builder(dir)
@@ -126,18 +196,30 @@ impl Store {
             meta: open(layout::META)?,
         };
         let poison = Arc::new(Poison::new(format!("store {}", dir.display()), fatal));
+        let parking = Arc::new(Parking::default());
+        let activity = Arc::new(Activity::new());
+        let shared = actor::Shared {
+            poison: poison.clone(),
+            parking: parking.clone(),
+            activity: activity.clone(),
+        };
         let (writer, thread) = actor::spawn(
             db,
             keyspaces.clone(),
             durability,
-            poison.clone(),
+            shared,
             failpoints,
+            queue_len,
         )?;
         Ok(Store {
             inner: Arc::new(StoreInner {
                 keyspaces,
                 writer,
                 poison,
+                parking,
+                activity,
+                tenant_queues: std::sync::Mutex::new(HashMap::new()),
+                corrupt_skipped: AtomicU64::new(0),
                 actor: std::sync::Mutex::new(Some(thread)),
             }),
         })
@@ -179,11 +261,22 @@ impl Store {
         Ok(())
     }
 
-    /// The view of one atSign's data in this store.
+    /// The view of one atSign's data in this store. Views of one atSign
+    /// share its queue budget.
     pub fn tenant(&self, atsign: &str) -> TenantStore {
+        let atsign: Arc<str> = Arc::from(atsign);
+        let queue = {
+            let mut queues = self
+                .inner
+                .tenant_queues
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            queues.entry(atsign.clone()).or_default().clone()
+        };
         TenantStore {
             store: self.clone(),
-            atsign: Arc::from(atsign),
+            atsign,
+            queue,
         }
     }
 
@@ -191,6 +284,77 @@ impl Store {
     pub fn is_poisoned(&self) -> bool {
         self.inner.poison.is_poisoned()
     }
+
+    /// How long the write actor's current step (a batch, an expiry sweep,
+    /// a sync, a flush) has been running; `None` while it waits for work.
+    /// A step of seconds means a hung disk: a supervisor can report the
+    /// store as stalled while the writers waiting on it time out.
+    pub fn busy_for(&self) -> Option<Duration> {
+        self.inner.activity.busy_for()
+    }
+
+    /// Background syncs of fast mode done since the store opened.
+    pub fn background_syncs(&self) -> u64 {
+        self.inner.activity.background_syncs()
+    }
+
+    /// Times a submitter parked for room since the store opened (queue
+    /// full, or its atSign's budget used up).
+    pub fn submits_parked(&self) -> u64 {
+        self.inner.parking.parks_total()
+    }
+
+    /// Corrupt entries skipped by scans and commit-log reads since the
+    /// store opened (each is also logged at `error` with its key or id).
+    pub fn corrupt_entries_skipped(&self) -> u64 {
+        self.inner.corrupt_skipped.load(Ordering::Relaxed)
+    }
+}
+
+/// A key whose layout keys fjall could not take: refused before fjall
+/// sees it. `key_bytes` counts the keys a write builds.
+fn too_long(atsign: &str, key: &str, layout_bytes: usize) -> StoreError {
+    StoreError::KeyTooLong {
+        atsign: atsign.to_string(),
+        key_bytes: key.len(),
+        layout_bytes,
+    }
+}
+
+/// Refuses a write of `key` whose longest layout key is over fjall's limit.
+fn check_write_key(atsign: &str, key: &str) -> Result<(), StoreError> {
+    let layout_bytes = layout::write_key_bytes(atsign, key);
+    if layout_bytes > actor::FJALL_KEY_BYTES_MAX {
+        return Err(too_long(atsign, key, layout_bytes));
+    }
+    Ok(())
+}
+
+/// Refuses a read of `key` whose record key is over fjall's limit.
+fn check_read_key(atsign: &str, key: &str) -> Result<(), StoreError> {
+    let layout_bytes = layout::record_key_bytes(atsign, key);
+    if layout_bytes > actor::FJALL_KEY_BYTES_MAX {
+        return Err(too_long(atsign, key, layout_bytes));
+    }
+    Ok(())
+}
+
+/// Refuses a scan or commit-log read for an atSign whose own keys (commit
+/// keys, last-commit key) are over fjall's limit.
+fn check_tenant_keys(atsign: &str) -> Result<(), StoreError> {
+    let layout_bytes = layout::tenant_key_bytes(atsign);
+    if layout_bytes > actor::FJALL_KEY_BYTES_MAX {
+        return Err(too_long(atsign, "", layout_bytes));
+    }
+    Ok(())
+}
+
+/// The error for a stored value at `at` that did not validate, logged at
+/// `error` with its key or commit id: corruption must reach an operator,
+/// not only the one client that met it.
+fn unreadable_logged(at: RecordAt, source: record::RecordError) -> StoreError {
+    tracing::error!(record = %at, problem = %source, "a stored value failed validation");
+    StoreError::unreadable(at, source)
 }
 
 /// One atSign's keys inside a [`Store`]. `atsign` includes the `@`.
@@ -198,6 +362,47 @@ impl Store {
 pub struct TenantStore {
     store: Store,
     atsign: Arc<str>,
+    /// What this atSign has queued in front of the actor.
+    queue: Arc<TenantQueue>,
+}
+
+/// What a scan ([`TenantStore::for_each`]) met besides the records it
+/// visited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanSummary {
+    /// Records that failed validation and were skipped (each logged).
+    pub corrupt_skipped: usize,
+}
+
+/// A write handed to the actor as one request: `write`, and optionally a
+/// `companion` write of another key (or the same) that the actor applies in
+/// the same batch, after `write`: both land or neither does, with one
+/// outcome (the `write`'s). `request_bytes` is what the request counts
+/// against its atSign's queue budget: the size of its key, value and
+/// metadata, e.g. the request line that carried them.
+pub struct WriteRequest {
+    pub write: KeyWrite,
+    pub companion: Option<KeyWrite>,
+    pub request_bytes: usize,
+}
+
+impl WriteRequest {
+    /// A request of one key's write, counted at its key's size.
+    pub fn new(write: KeyWrite) -> WriteRequest {
+        WriteRequest {
+            request_bytes: write.key.len(),
+            write,
+            companion: None,
+        }
+    }
+}
+
+/// Why one attempt to hand a request to the actor did not send it.
+enum HandOver {
+    Sent,
+    /// No room in the queue or in the atSign's budget: park and retry.
+    NoRoom,
+    Failed(StoreError),
 }
 
 impl TenantStore {
@@ -216,35 +421,40 @@ impl TenantStore {
         key: &str,
         f: impl FnOnce(&ArchivedStoredRecord) -> R,
     ) -> Result<Option<R>, StoreError> {
+        check_read_key(&self.atsign, key)?;
         let found =
             layout::with_record_key(&self.atsign, key, |full| self.keyspaces().keys.get(full));
         match found.map_err(StoreError::engine(Operation::Read(layout::KEYS)))? {
             None => Ok(None),
             Some(bytes) => record::with_archived(&bytes, f)
                 .map(Some)
-                .map_err(|e| StoreError::unreadable(RecordAt::key(&self.atsign, key), e)),
+                .map_err(|e| unreadable_logged(RecordAt::key(&self.atsign, key), e)),
         }
     }
 
     /// The whole record of `key`, deserialised.
     pub fn get(&self, key: &str) -> Result<Option<StoredRecord>, StoreError> {
+        check_read_key(&self.atsign, key)?;
         let full = layout::record_key(&self.atsign, key);
         let found = self.keyspaces().keys.get(&full);
         match found.map_err(StoreError::engine(Operation::Read(layout::KEYS)))? {
             None => Ok(None),
             Some(bytes) => StoredRecord::decode(&bytes)
                 .map(Some)
-                .map_err(|e| StoreError::unreadable(RecordAt::key(&self.atsign, key), e)),
+                .map_err(|e| unreadable_logged(RecordAt::key(&self.atsign, key), e)),
         }
     }
 
     /// Calls `visit` for every key of this atSign, in key order, with its
-    /// archived record. Stops early when `visit` returns false, and at the
-    /// first record that cannot be read (reported with its key).
+    /// archived record. Stops early when `visit` returns false. A record
+    /// that cannot be read is skipped, logged at `error` with its key and
+    /// counted: one corrupt record does not hide the others.
     pub fn for_each(
         &self,
         mut visit: impl FnMut(&str, &ArchivedStoredRecord) -> bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<ScanSummary, StoreError> {
+        check_tenant_keys(&self.atsign)?;
+        let mut summary = ScanSummary::default();
         let prefix = layout::tenant_prefix(&self.atsign);
         for item in self.keyspaces().keys.prefix(&prefix) {
             let (k, v) = item
@@ -254,20 +464,37 @@ impl TenantStore {
                 .get(prefix.len()..)
                 .and_then(|b| std::str::from_utf8(b).ok())
             else {
+                // Only damage makes a key name that is not UTF-8.
+                let name = String::from_utf8_lossy(k.get(prefix.len()..).unwrap_or_default());
+                self.skip_corrupt(RecordAt::key(&self.atsign, &name), &"the key is not UTF-8");
+                summary.corrupt_skipped += 1;
                 continue;
             };
-            let keep_going = record::with_archived(&v, |archived| visit(name, archived))
-                .map_err(|e| StoreError::unreadable(RecordAt::key(&self.atsign, name), e))?;
-            if !keep_going {
-                break;
+            match record::with_archived(&v, |archived| visit(name, archived)) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(problem) => {
+                    self.skip_corrupt(RecordAt::key(&self.atsign, name), &problem);
+                    summary.corrupt_skipped += 1;
+                }
             }
         }
-        Ok(())
+        Ok(summary)
+    }
+
+    /// Logs a corrupt entry a read skips, and counts it for the store.
+    fn skip_corrupt(&self, at: RecordAt, problem: &dyn std::fmt::Display) {
+        tracing::error!(record = %at, %problem, "a stored value failed validation and was skipped");
+        self.store
+            .inner
+            .corrupt_skipped
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// The last commit id issued for this atSign, or `None` on an empty log.
     /// Never goes down, even when the newest entry is purged.
     pub fn last_commit_id(&self) -> Result<Option<u64>, StoreError> {
+        check_tenant_keys(&self.atsign)?;
         let key = layout::last_commit_key(&self.atsign);
         let found = self.keyspaces().meta.get(&key);
         match found.map_err(StoreError::engine(Operation::Read(layout::META)))? {
@@ -277,14 +504,22 @@ impl TenantStore {
     }
 
     /// This atSign's commit log from id `from` on, oldest first (reversible),
-    /// each entry decoded and paired with its id.
+    /// each entry decoded and paired with its id. An entry that cannot be
+    /// decoded is skipped, logged at `error` with its id and counted
+    /// ([`Store::corrupt_entries_skipped`]): a client syncing the log gets
+    /// every other entry instead of an error at the same place each time.
     fn commit_log(
         &self,
         from: u64,
-    ) -> impl DoubleEndedIterator<Item = Result<(u64, CommitEntry), StoreError>> + '_ {
+    ) -> Result<
+        impl DoubleEndedIterator<Item = Result<(u64, CommitEntry), StoreError>> + '_,
+        StoreError,
+    > {
+        check_tenant_keys(&self.atsign)?;
         let start = layout::commit_key(&self.atsign, from);
         let end = layout::commit_key(&self.atsign, u64::MAX);
-        self.keyspaces()
+        Ok(self
+            .keyspaces()
             .commits
             .range(start..=end)
             .filter_map(|item| {
@@ -299,29 +534,33 @@ impl TenantStore {
                 let id = k
                     .get(k.len().saturating_sub(8)..)
                     .and_then(layout::decode_u64)?;
-                Some(
-                    CommitEntry::decode(&v)
-                        .map(|entry| (id, entry))
-                        .map_err(|e| StoreError::unreadable(RecordAt::commit(&self.atsign, id), e)),
-                )
-            })
+                match CommitEntry::decode(&v) {
+                    Ok(entry) => Some(Ok((id, entry))),
+                    Err(problem) => {
+                        self.skip_corrupt(RecordAt::commit(&self.atsign, id), &problem);
+                        None
+                    }
+                }
+            }))
     }
 
-    /// Commit-log entries with id ≥ `from`, oldest first, at most `limit`.
+    /// Commit-log entries with id ≥ `from`, oldest first, at most `limit`
+    /// (corrupt entries skipped, see `commit_log`).
     pub fn commits_from(
         &self,
         from: u64,
         limit: usize,
     ) -> Result<Vec<(u64, CommitEntry)>, StoreError> {
-        self.commit_log(from).take(limit).collect()
+        self.commit_log(from)?.take(limit).collect()
     }
 
-    /// The newest commit id whose key satisfies `pred` (`stats:3:<regex>`).
+    /// The newest commit id whose key satisfies `pred` (`stats:3:<regex>`),
+    /// corrupt entries skipped.
     pub fn latest_commit_where(
         &self,
         mut pred: impl FnMut(&str) -> bool,
     ) -> Result<Option<u64>, StoreError> {
-        for item in self.commit_log(0).rev() {
+        for item in self.commit_log(0)?.rev() {
             let (id, entry) = item?;
             if pred(&entry.key) {
                 return Ok(Some(id));
@@ -331,7 +570,8 @@ impl TenantStore {
     }
 
     /// The newest commit entry of every key whose name satisfies `pred`, in
-    /// order of each key's first appearance in the log (`stats:15`).
+    /// order of each key's first appearance in the log (`stats:15`),
+    /// corrupt entries skipped.
     pub fn latest_commit_per_key(
         &self,
         mut pred: impl FnMut(&str) -> bool,
@@ -339,7 +579,7 @@ impl TenantStore {
         let mut latest: Vec<(String, u64, CommitOp)> = Vec::new();
         let mut position: std::collections::HashMap<String, usize> =
             std::collections::HashMap::new();
-        for item in self.commit_log(0) {
+        for item in self.commit_log(0)? {
             let (id, entry) = item?;
             if !pred(&entry.key) {
                 continue;
@@ -385,45 +625,126 @@ impl TenantStore {
             .await
     }
 
-    /// Hands a write to the actor and returns at once (waiting only while the
-    /// actor's queue is full). Writes submitted in order are applied in order,
-    /// so a connection can keep several in flight and still answer in order.
-    /// A poisoned store refuses at once.
+    /// [`TenantStore::submit_request`] of one key's write.
     pub async fn submit(
         &self,
         key: String,
         commit: bool,
         mutate: actor::MutateFn,
     ) -> Result<PendingWrite, StoreError> {
+        self.submit_request(WriteRequest::new(KeyWrite::new(key, commit, mutate)))
+            .await
+    }
+
+    /// Hands a request to the actor and returns as soon as it is queued.
+    /// Requests submitted in order are applied in order, so a connection
+    /// can keep several in flight and still answer in order.
+    ///
+    /// Refused at once: any request by a poisoned store
+    /// ([`StoreError::Poisoned`]), and a request with a key whose layout
+    /// keys fjall could not take ([`StoreError::KeyTooLong`], the store
+    /// stays fine). Waits, parked without polling, while the actor's queue
+    /// is full or this atSign has its budget of queued requests or bytes
+    /// in front of the actor; the actor wakes parked submitters after each
+    /// drain. Dropping the future while it waits withdraws the request.
+    pub async fn submit_request(&self, request: WriteRequest) -> Result<PendingWrite, StoreError> {
         if self.store.is_poisoned() {
             return Err(StoreError::Poisoned);
         }
+        let WriteRequest {
+            write,
+            companion,
+            request_bytes,
+        } = request;
+        check_write_key(&self.atsign, &write.key)?;
+        if let Some(companion) = &companion {
+            check_write_key(&self.atsign, &companion.key)?;
+        }
         let (reply, done) = completion::pair();
-        let mut message = actor::ActorMessage::Write(actor::WriteRequest {
+        let mut unsent = Some(actor::QueuedWrite {
             atsign: self.atsign.clone(),
-            key,
-            commit,
-            mutate,
+            write,
+            companion,
             reply,
         });
-        loop {
-            match self.store.inner.writer.try_send(message) {
-                Ok(()) => {
-                    return Ok(PendingWrite { done });
-                }
-                Err(crossbeam_channel::TrySendError::Full(back)) => {
-                    message = back;
-                    futures_lite::future::yield_now().await;
-                }
-                Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
-                    return Err(StoreError::WriterStopped);
-                }
+        let mut charge = None;
+        let mut ticket = Ticket::new(&self.store.inner.parking);
+        std::future::poll_fn(|cx| {
+            match self.hand_over(&mut unsent, &mut charge, request_bytes) {
+                HandOver::Sent => return Poll::Ready(Ok(())),
+                HandOver::Failed(error) => return Poll::Ready(Err(error)),
+                HandOver::NoRoom => {}
             }
+            ticket.park(cx.waker());
+            // Once more after parking: room made since the attempt above
+            // woke nobody (see `backpressure.rs`).
+            match self.hand_over(&mut unsent, &mut charge, request_bytes) {
+                HandOver::Sent => Poll::Ready(Ok(())),
+                HandOver::Failed(error) => Poll::Ready(Err(error)),
+                HandOver::NoRoom => Poll::Pending,
+            }
+        })
+        .await?;
+        Ok(PendingWrite { done })
+    }
+
+    /// One attempt to queue `unsent`: first its room in this atSign's
+    /// budget (kept across attempts once taken), then a slot in the queue.
+    fn hand_over(
+        &self,
+        unsent: &mut Option<actor::QueuedWrite>,
+        charge: &mut Option<Charge>,
+        request_bytes: usize,
+    ) -> HandOver {
+        if self.store.is_poisoned() {
+            return HandOver::Failed(StoreError::Poisoned);
         }
+        let Some(held) = charge
+            .take()
+            .or_else(|| self.queue.try_charge(request_bytes))
+        else {
+            return HandOver::NoRoom;
+        };
+        let Some(write) = unsent.take() else {
+            // Sent by an earlier attempt; a finished submit is not polled.
+            return HandOver::Sent;
+        };
+        use crossbeam_channel::TrySendError;
+        match self
+            .store
+            .inner
+            .writer
+            .try_send(actor::ActorMessage::Write(write, held))
+        {
+            Ok(()) => HandOver::Sent,
+            Err(TrySendError::Full(actor::ActorMessage::Write(write, held))) => {
+                *unsent = Some(write);
+                *charge = Some(held);
+                HandOver::NoRoom
+            }
+            // A full queue hands back the message it was given, so only a
+            // write comes back; and a stopped actor takes nothing.
+            Err(TrySendError::Full(actor::ActorMessage::Flush(_)))
+            | Err(TrySendError::Disconnected(_)) => HandOver::Failed(StoreError::WriterStopped),
+        }
+    }
+
+    /// Requests and bytes this atSign has queued in front of the actor.
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> (usize, usize) {
+        self.queue.queued()
     }
 }
 
 /// A write the actor has accepted; resolves when its batch is durable.
+///
+/// Waiting is cancel-safe, so a caller may wait under a deadline (the
+/// pipeline wraps its waits in `Clock::deadline`) and give up on a hung
+/// disk: dropping a [`PendingWrite::ready`] future keeps the `PendingWrite`
+/// usable, and dropping the `PendingWrite` itself, mid-wait or not, only
+/// drops the outcome. The write is not withdrawn: the actor applies it, and
+/// it is as durable as its batch, whether anybody waits for it or not (a
+/// caller that gave up must not assume it was lost, nor that it landed).
 pub struct PendingWrite {
     done: completion::Completion,
 }
@@ -435,7 +756,8 @@ impl PendingWrite {
             .unwrap_or(Err(WriteError::Store(StoreError::WriterStopped)))
     }
 
-    /// Resolves once the outcome is known, without taking it.
+    /// Resolves once the outcome is known, without taking it. Cancel-safe:
+    /// dropping this future loses nothing.
     pub async fn ready(&mut self) {
         std::future::poll_fn(|cx| self.done.poll_ready(cx)).await
     }
@@ -453,8 +775,12 @@ impl PendingWrite {
 }
 
 #[cfg(test)]
+mod backpressure_tests;
+#[cfg(test)]
 mod failure_tests;
 #[cfg(test)]
 mod fixture_tests;
+#[cfg(test)]
+mod request_proptests;
 #[cfg(test)]
 mod tests;

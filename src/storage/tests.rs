@@ -151,6 +151,220 @@ fn durable_writes_survive_a_reopen() {
     assert_eq!(put(&alice, "email@alice", "x", true).commit_id, Some(1));
 }
 
+#[test]
+fn a_fast_store_syncs_what_it_acknowledged_in_the_background() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), Durability::Fast, FatalSink::log_only()).expect("open");
+    assert_eq!(
+        store.background_syncs(),
+        0,
+        "nothing written, nothing to sync"
+    );
+    put(&store.tenant("@alice"), "phone@alice", "1", true);
+    // Polls with a generous limit: what is asserted is that the sync
+    // happens, not when.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while store.background_syncs() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the acknowledged write was never synced"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!store.is_poisoned());
+}
+
+mod companions {
+    //! A write with a companion: two keys in one request, applied in one
+    //! batch, both or neither, with one outcome.
+
+    use super::*;
+    use crate::error::{AtCode, AtError};
+
+    fn putting(value: &str) -> actor::MutateFn {
+        let rec = record(value, 1);
+        Box::new(move |_| Ok(Mutation::Put(Box::new(rec), CommitOp::Update)))
+    }
+
+    fn refusing() -> actor::MutateFn {
+        Box::new(|_| Err(AtError::new(AtCode::Unauthorized, "refused on purpose")))
+    }
+
+    fn appending(suffix: &'static str) -> actor::MutateFn {
+        Box::new(move |old: Option<StoredRecord>| {
+            let old = old.and_then(|r| r.value).unwrap_or_default();
+            Ok(Mutation::Put(
+                Box::new(record(&format!("{old}{suffix}"), 1)),
+                CommitOp::Update,
+            ))
+        })
+    }
+
+    fn request(write: KeyWrite, companion: KeyWrite) -> WriteRequest {
+        WriteRequest {
+            companion: Some(companion),
+            ..WriteRequest::new(write)
+        }
+    }
+
+    fn submit(tenant: &TenantStore, request: WriteRequest) -> Result<WriteOutcome, WriteError> {
+        block_on(async { tenant.submit_request(request).await?.outcome().await })
+    }
+
+    fn value(tenant: &TenantStore, key: &str) -> Option<String> {
+        tenant.get(key).expect("get").and_then(|r| r.value)
+    }
+
+    #[test]
+    fn a_write_and_its_companion_land_together_with_one_outcome() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), Durability::Fast, FatalSink::log_only()).expect("open");
+        let alice = store.tenant("@alice");
+        put(&alice, "secret@alice", "s", true);
+        let outcome = submit(
+            &alice,
+            request(
+                KeyWrite::new(
+                    "secret@alice".into(),
+                    true,
+                    Box::new(|_| Ok(Mutation::Delete)),
+                ),
+                KeyWrite::new("tombstone@alice".into(), false, putting("true")),
+            ),
+        )
+        .expect("written");
+        assert_eq!(
+            outcome,
+            WriteOutcome {
+                commit_id: Some(1),
+                existed: true
+            },
+            "the outcome is the write's"
+        );
+        assert_eq!(value(&alice, "secret@alice"), None);
+        assert_eq!(value(&alice, "tombstone@alice").as_deref(), Some("true"));
+        let log = alice.commits_from(0, 10).expect("log");
+        assert_eq!(log.len(), 2, "the companion asked for no commit entry");
+    }
+
+    #[test]
+    fn a_refused_companion_undoes_nothing_because_nothing_of_it_was_staged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), Durability::Fast, FatalSink::log_only()).expect("open");
+        let alice = store.tenant("@alice");
+        put(&alice, "secret@alice", "s", true);
+        let refused = submit(
+            &alice,
+            request(
+                KeyWrite::new(
+                    "secret@alice".into(),
+                    true,
+                    Box::new(|_| Ok(Mutation::Delete)),
+                ),
+                KeyWrite::new("tombstone@alice".into(), false, refusing()),
+            ),
+        );
+        assert!(
+            matches!(refused, Err(WriteError::Refused(_))),
+            "{refused:?}"
+        );
+        assert_eq!(value(&alice, "secret@alice").as_deref(), Some("s"));
+        assert_eq!(value(&alice, "tombstone@alice"), None);
+        // No commit id was used up: the next one follows the last.
+        assert_eq!(put(&alice, "next@alice", "n", true).commit_id, Some(1));
+    }
+
+    #[test]
+    fn a_refused_write_keeps_its_companion_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), Durability::Fast, FatalSink::log_only()).expect("open");
+        let alice = store.tenant("@alice");
+        let refused = submit(
+            &alice,
+            request(
+                KeyWrite::new("secret@alice".into(), true, refusing()),
+                KeyWrite::new("tombstone@alice".into(), false, putting("true")),
+            ),
+        );
+        assert!(
+            matches!(refused, Err(WriteError::Refused(_))),
+            "{refused:?}"
+        );
+        assert_eq!(value(&alice, "tombstone@alice"), None);
+    }
+
+    #[test]
+    fn a_companion_of_the_same_key_builds_on_the_write_before_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), Durability::Fast, FatalSink::log_only()).expect("open");
+        let alice = store.tenant("@alice");
+        let outcome = submit(
+            &alice,
+            request(
+                KeyWrite::new("k@alice".into(), true, appending("a")),
+                KeyWrite::new("k@alice".into(), true, appending("b")),
+            ),
+        )
+        .expect("written");
+        assert_eq!(outcome.commit_id, Some(0));
+        assert_eq!(value(&alice, "k@alice").as_deref(), Some("ab"));
+        let ids: Vec<u64> = alice
+            .commits_from(0, 10)
+            .expect("log")
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(ids, [0, 1], "both got gap-free ids");
+    }
+
+    #[test]
+    fn a_companion_key_too_long_refuses_the_whole_request_before_it_is_queued() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), Durability::Fast, FatalSink::log_only()).expect("open");
+        let alice = store.tenant("@alice");
+        let refused = block_on(alice.submit_request(request(
+            KeyWrite::new("k@alice".into(), true, putting("v")),
+            KeyWrite::new("x".repeat(actor::FJALL_KEY_BYTES_MAX), false, putting("v")),
+        )));
+        assert!(matches!(refused, Err(StoreError::KeyTooLong { .. })));
+        assert_eq!(value(&alice, "k@alice"), None);
+        assert!(!store.is_poisoned());
+    }
+
+    #[test]
+    fn a_refused_request_in_a_batch_leaves_the_others_of_the_batch_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), Durability::Fast, FatalSink::log_only()).expect("open");
+        let alice = store.tenant("@alice");
+        let submitted: Vec<PendingWrite> = (0..6)
+            .map(|i| {
+                let companion = if i == 3 { refusing() } else { putting("c") };
+                let request = request(
+                    KeyWrite::new(format!("w{i}@alice"), true, putting("w")),
+                    KeyWrite::new(format!("c{i}@alice"), false, companion),
+                );
+                block_on(alice.submit_request(request)).expect("queued")
+            })
+            .collect();
+        let outcomes: Vec<_> = submitted
+            .into_iter()
+            .map(|p| block_on(p.outcome()))
+            .collect();
+        for (i, outcome) in outcomes.iter().enumerate() {
+            assert_eq!(outcome.is_ok(), i != 3, "request {i}: {outcome:?}");
+            let landed = value(&alice, &format!("w{i}@alice")).is_some();
+            assert_eq!(landed, i != 3, "write {i}");
+        }
+        let ids: Vec<u64> = alice
+            .commits_from(0, 10)
+            .expect("log")
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(ids, [0, 1, 2, 3, 4], "gap-free without the refused one");
+    }
+}
+
 mod model {
     //! The store against a `BTreeMap` model: random puts, deletes and
     //! reopens must leave the same contents and a gap-free commit log.

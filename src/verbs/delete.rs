@@ -12,10 +12,11 @@ use crate::error::{AtCode, AtError};
 use crate::protocol::atkey::{self, canonical_key};
 use crate::protocol::command::Delete;
 use crate::storage::actor::MutateFn;
-use crate::storage::{CommitOp, Mutation, StoredRecord};
+use crate::storage::{CommitOp, KeyWrite, Mutation, StoredRecord};
 
-/// Written when the CRAM secret is deleted, so a restart does not bring the
-/// secret back from the command line.
+/// Written when the CRAM secret is deleted, in the same atomic write as the
+/// delete, so a restart does not bring the secret back from the command
+/// line whenever the process stopped.
 pub const SECRET_DELETED_KEY: &str = "privatekey:at_secret_deleted";
 
 pub fn prepare(owner: &Owner, cmd: Delete<'_>) -> Result<PreparedWrite, AtError> {
@@ -47,19 +48,20 @@ pub fn prepare(owner: &Owner, cmd: Delete<'_>) -> Result<PreparedWrite, AtError>
         }
         Ok(Mutation::Delete)
     });
-    let mut write = PreparedWrite::new(tenant.clone(), key, commit, mutate);
+    let mut write = PreparedWrite::new(tenant, key, commit, mutate);
     if is_secret {
-        let writer = tenant.atsign.clone();
+        // One request: the secret and its tombstone land in one batch, so
+        // no crash can leave the secret deleted but restorable.
+        let writer = write.tenant.atsign.clone();
         let tombstone: MutateFn = Box::new(move |_| {
             let record = StoredRecord::written_by(Some("true".into()), &writer, now_ms());
             Ok(Mutation::Put(Box::new(record), CommitOp::Update))
         });
-        write.follow_up = Some(Box::new(PreparedWrite::new(
-            tenant,
+        write.companion = Some(KeyWrite::new(
             SECRET_DELETED_KEY.to_string(),
             false,
             tombstone,
-        )));
+        ));
     }
     Ok(write)
 }

@@ -5,17 +5,19 @@
 use std::sync::Arc;
 
 use crate::context::Tenant;
+use crate::storage::KeyWrite;
 use crate::storage::actor::MutateFn;
 
 /// A write that passed every check; the actor runs `mutate` on the current
-/// record. `follow_up` is a second write whose result is not reported
+/// record. `companion` is a second key's write the actor applies in the
+/// same batch, atomically with this one, whose own result is not reported
 /// (the CRAM-secret tombstone of `delete:privatekey:at_secret`).
 pub struct PreparedWrite {
     pub tenant: Arc<Tenant>,
     pub key: String,
     pub commit: bool,
     pub mutate: MutateFn,
-    pub follow_up: Option<Box<PreparedWrite>>,
+    pub companion: Option<KeyWrite>,
 }
 
 impl PreparedWrite {
@@ -25,7 +27,7 @@ impl PreparedWrite {
             key,
             commit,
             mutate,
-            follow_up: None,
+            companion: None,
         }
     }
 }

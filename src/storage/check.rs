@@ -1,0 +1,359 @@
+//! `atserver check-store`: validates every stored value of a storage shard
+//! without starting a write actor, and names each one that fails.
+//!
+//! The server must be stopped first: fjall locks a shard's folder while a
+//! process has it open, so a running server makes [`check_shard`] fail with
+//! fjall's `Locked` error instead of reading a store that is changing under
+//! it. Opening the shard replays its journal as any start does; the check
+//! itself writes nothing, and a keyspace that is missing is reported, not
+//! created.
+//!
+//! What is checked, per keyspace (see `layout.rs`):
+//! - `keys`: the key splits into atSign and UTF-8 key name; the record
+//!   validates (bytecheck) and deserialises;
+//! - `commits`: the key holds an atSign and an 8-byte id; the entry
+//!   validates and deserialises;
+//! - `expiry`: the index key parses into time, atSign and key name;
+//! - `meta`: a last-commit value is an 8-byte id.
+
+use std::fmt;
+use std::path::Path;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+
+use super::error::{Operation, StoreError};
+use super::layout;
+use super::record::{CommitEntry, StoredRecord};
+use super::{JOURNAL_BYTES_MAX, MEMTABLE_BYTES_MAX};
+
+/// Which entry of a keyspace failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A record (or expiry index entry) of this key name.
+    Key(String),
+    /// A commit-log entry.
+    Commit(u64),
+    /// A last-commit value.
+    LastCommit,
+    /// A key whose bytes do not even name an atSign (shown lossily).
+    Raw(String),
+    /// The whole keyspace is missing.
+    Keyspace,
+}
+
+impl fmt::Display for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // Debug quoting keeps a key with spaces or newlines on one line.
+            Entry::Key(key) => write!(f, "key {key:?}"),
+            Entry::Commit(id) => write!(f, "commit {id}"),
+            Entry::LastCommit => f.write_str("last commit id"),
+            Entry::Raw(bytes) => write!(f, "raw key {bytes:?}"),
+            Entry::Keyspace => f.write_str("(keyspace)"),
+        }
+    }
+}
+
+/// One stored value that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub keyspace: &'static str,
+    /// The atSign the entry belongs to (empty when its key names none).
+    pub atsign: String,
+    pub entry: Entry,
+    /// What failed, in words.
+    pub problem: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let atsign = if self.atsign.is_empty() {
+            "-"
+        } else {
+            &self.atsign
+        };
+        write!(
+            f,
+            "{} {atsign} {}: {}",
+            self.keyspace, self.entry, self.problem
+        )
+    }
+}
+
+/// How much of a shard was checked, and how much of it failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CheckSummary {
+    pub records: u64,
+    pub commits: u64,
+    pub expiry_entries: u64,
+    pub meta_entries: u64,
+    pub corrupt: u64,
+}
+
+impl CheckSummary {
+    /// Adds another shard's counts.
+    pub fn add(&mut self, other: &CheckSummary) {
+        self.records += other.records;
+        self.commits += other.commits;
+        self.expiry_entries += other.expiry_entries;
+        self.meta_entries += other.meta_entries;
+        self.corrupt += other.corrupt;
+    }
+}
+
+impl fmt::Display for CheckSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} records, {} commit entries, {} expiry index entries, {} meta entries: {} corrupt",
+            self.records, self.commits, self.expiry_entries, self.meta_entries, self.corrupt
+        )
+    }
+}
+
+/// Validates every entry of the storage shard in `dir`, calling `on_corrupt`
+/// for each one that fails (as it is found: a badly damaged shard is not
+/// collected in memory). Fails only when the shard cannot be opened or
+/// read at all, e.g. while a server holds it.
+pub fn check_shard(
+    dir: &Path,
+    mut on_corrupt: impl FnMut(&Finding),
+) -> Result<CheckSummary, StoreError> {
+    let db = Database::builder(dir)
+        .manual_journal_persist(true)
+        .max_journaling_size(JOURNAL_BYTES_MAX)
+        .open()
+        .map_err(StoreError::engine(Operation::OpenDatabase))?;
+    let mut summary = CheckSummary::default();
+    let mut found = |summary: &mut CheckSummary, finding: Finding| {
+        summary.corrupt += 1;
+        on_corrupt(&finding);
+    };
+    for name in [layout::KEYS, layout::COMMITS, layout::EXPIRY, layout::META] {
+        if !db.keyspace_exists(name) {
+            found(
+                &mut summary,
+                Finding {
+                    keyspace: name,
+                    atsign: String::new(),
+                    entry: Entry::Keyspace,
+                    problem: "the keyspace is missing".into(),
+                },
+            );
+            continue;
+        }
+        let options = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES_MAX);
+        let keyspace = db
+            .keyspace(name, options)
+            .map_err(StoreError::engine(Operation::OpenKeyspace(name)))?;
+        check_keyspace(name, &keyspace, &mut summary, &mut found)?;
+    }
+    Ok(summary)
+}
+
+/// Checks every entry of one keyspace.
+fn check_keyspace(
+    name: &'static str,
+    keyspace: &Keyspace,
+    summary: &mut CheckSummary,
+    found: &mut impl FnMut(&mut CheckSummary, Finding),
+) -> Result<(), StoreError> {
+    for item in keyspace.iter() {
+        let (key, value) = item
+            .into_inner()
+            .map_err(StoreError::engine(Operation::Scan(name)))?;
+        let problem = match name {
+            layout::KEYS => {
+                summary.records += 1;
+                check_record(&key, &value)
+            }
+            layout::COMMITS => {
+                summary.commits += 1;
+                check_commit(&key, &value)
+            }
+            layout::EXPIRY => {
+                summary.expiry_entries += 1;
+                check_expiry(&key)
+            }
+            _ => {
+                summary.meta_entries += 1;
+                check_meta(&key, &value)
+            }
+        };
+        if let Some((atsign, entry, problem)) = problem {
+            found(
+                summary,
+                Finding {
+                    keyspace: name,
+                    atsign,
+                    entry,
+                    problem,
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+type Problem = Option<(String, Entry, String)>;
+
+/// Splits `atsign \0 rest` (the layout of `keys` and `commits`).
+fn split_tenant(key: &[u8]) -> Option<(&str, &[u8])> {
+    let at = key.iter().position(|&b| b == 0)?;
+    let atsign = std::str::from_utf8(key.get(..at)?).ok()?;
+    Some((atsign, key.get(at + 1..)?))
+}
+
+fn raw(key: &[u8], problem: &str) -> Problem {
+    Some((
+        String::new(),
+        Entry::Raw(String::from_utf8_lossy(key).into_owned()),
+        problem.into(),
+    ))
+}
+
+fn check_record(key: &[u8], value: &[u8]) -> Problem {
+    let Some((atsign, name)) = split_tenant(key) else {
+        return raw(key, "the key names no atSign");
+    };
+    let Ok(name) = std::str::from_utf8(name) else {
+        let lossy = String::from_utf8_lossy(name).into_owned();
+        return Some((
+            atsign.into(),
+            Entry::Key(lossy),
+            "the key is not UTF-8".into(),
+        ));
+    };
+    let problem = StoredRecord::decode(value).err()?;
+    Some((atsign.into(), Entry::Key(name.into()), problem.to_string()))
+}
+
+fn check_commit(key: &[u8], value: &[u8]) -> Problem {
+    let Some((atsign, id)) = split_tenant(key) else {
+        return raw(key, "the key names no atSign");
+    };
+    let Some(id) = layout::decode_u64(id).filter(|_| id.len() == 8) else {
+        return Some((
+            atsign.into(),
+            Entry::Raw(String::from_utf8_lossy(key).into_owned()),
+            "the key holds no 8-byte commit id".into(),
+        ));
+    };
+    let problem = CommitEntry::decode(value).err()?;
+    Some((atsign.into(), Entry::Commit(id), problem.to_string()))
+}
+
+fn check_expiry(key: &[u8]) -> Problem {
+    match layout::parse_expiry_key(key) {
+        Some(_) => None,
+        None => raw(key, "the index key is not time, atSign and key name"),
+    }
+}
+
+fn check_meta(key: &[u8], value: &[u8]) -> Problem {
+    let atsign = key.strip_prefix(layout::LAST_COMMIT_PREFIX)?;
+    if value.len() == 8 {
+        return None;
+    }
+    Some((
+        String::from_utf8_lossy(atsign).into_owned(),
+        Entry::LastCommit,
+        format!("the value has {} bytes, not an 8-byte id", value.len()),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::FatalSink;
+    use crate::storage::fixture_tests::{COMMIT_VERSION_2, RECORD_FULL_FLIPPED};
+    use crate::storage::{CommitOp, Durability, Mutation, Store};
+    use futures_lite::future::block_on;
+
+    /// A closed store with two good records (and their commit entries).
+    fn good_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            Store::open(dir.path(), Durability::Durable, FatalSink::log_only()).expect("open");
+        let alice = store.tenant("@alice");
+        for key in ["a@alice", "b@alice"] {
+            let record = StoredRecord::written_by(Some("v".into()), "@alice", 1);
+            block_on(alice.write(key.into(), true, move |_| {
+                Ok(Mutation::Put(Box::new(record), CommitOp::Update))
+            }))
+            .expect("write");
+        }
+        (dir, store)
+    }
+
+    fn check(dir: &Path) -> (CheckSummary, Vec<Finding>) {
+        let mut findings = Vec::new();
+        let summary = check_shard(dir, |f| findings.push(f.clone())).expect("check");
+        (summary, findings)
+    }
+
+    #[test]
+    fn a_clean_shard_has_no_findings() {
+        let (dir, store) = good_store();
+        assert!(store.close().is_ok());
+        let (summary, findings) = check(dir.path());
+        assert_eq!(findings, []);
+        assert_eq!(summary.records, 2);
+        assert_eq!(summary.commits, 2);
+        assert_eq!(summary.meta_entries, 1);
+        assert_eq!(summary.corrupt, 0);
+    }
+
+    #[test]
+    fn every_corrupt_record_and_commit_entry_is_named() {
+        let (dir, store) = good_store();
+        let keyspaces = &store.inner.keyspaces;
+        keyspaces
+            .keys
+            .insert(
+                layout::record_key("@alice", "bad@alice"),
+                RECORD_FULL_FLIPPED,
+            )
+            .expect("raw insert");
+        keyspaces
+            .commits
+            .insert(layout::commit_key("@alice", 1), COMMIT_VERSION_2)
+            .expect("raw insert");
+        keyspaces
+            .meta
+            .insert(layout::last_commit_key("@bob"), b"x".to_vec())
+            .expect("raw insert");
+        assert!(store.close().is_ok());
+        let (summary, findings) = check(dir.path());
+        assert_eq!(summary.corrupt, 3, "{findings:#?}");
+        assert_eq!(summary.records, 3);
+        let named: Vec<(&str, &str, Entry)> = findings
+            .iter()
+            .map(|f| (f.keyspace, f.atsign.as_str(), f.entry.clone()))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("keys", "@alice", Entry::Key("bad@alice".into())),
+                ("commits", "@alice", Entry::Commit(1)),
+                ("meta", "@bob", Entry::LastCommit),
+            ]
+        );
+        assert!(findings[0].problem.contains("failed validation"));
+        assert_eq!(findings[1].problem, "unknown record format version 2");
+        assert_eq!(
+            findings[0].to_string(),
+            format!("keys @alice key \"bad@alice\": {}", findings[0].problem)
+        );
+    }
+
+    #[test]
+    fn a_shard_held_by_a_running_store_is_not_checked() {
+        let (dir, _store) = good_store();
+        let refused = check_shard(dir.path(), |_| {});
+        assert!(
+            refused.as_ref().is_err_and(StoreError::is_folder_locked),
+            "got {refused:?}"
+        );
+    }
+}
