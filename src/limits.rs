@@ -284,6 +284,15 @@ pub const ACCEPT_RETRY_MS: u64 = 50;
 /// How long a stop may take to flush each store.
 pub const STOP_FLUSH_MS: u64 = 30_000;
 
+/// A store whose writer has been in one step (a batch, a sync) this long
+/// is reported as stalled, which stops the process: its writers have
+/// already been timing out for [`STORE_WAIT_MS`], and a disk that hangs
+/// for a minute needs an operator, not a half-alive server.
+pub const STORE_STALL_MS: u64 = 60_000;
+
+/// How often the supervisor looks for a stalled store.
+pub const STALL_CHECK_MS: u64 = 1_000;
+
 /// After a fatal failure, how long connections get to write the replies
 /// already computed (the AT0002 of the writes that failed) before the
 /// process exits: long enough for loopback and LAN clients, short enough
@@ -294,6 +303,8 @@ pub const FATAL_GRACE_MS: u64 = 250;
 pub const DEV_START_MS: u64 = 30_000;
 
 const _: () = assert!(FATAL_GRACE_MS < STOP_FLUSH_MS);
+const _: () = assert!(STORE_WAIT_MS < STORE_STALL_MS);
+const _: () = assert!(STALL_CHECK_MS < STORE_STALL_MS);
 
 // ---------------------------------------------------------------------------
 // The library client (tests, tools, outbound connections).

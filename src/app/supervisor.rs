@@ -8,13 +8,13 @@
 //! [`super::error::EXIT_FATAL`] so a process supervisor restarts the server.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::{Receiver, RecvError, RecvTimeoutError, Sender};
 use std::time::Duration;
 
 use super::error::AppError;
 use crate::context::ServerContext;
 use crate::health::{Fatal, FatalSink};
-use crate::limits::{FATAL_GRACE_MS, STOP_FLUSH_MS};
+use crate::limits::{FATAL_GRACE_MS, STALL_CHECK_MS, STOP_FLUSH_MS, STORE_STALL_MS};
 use crate::shard::{ServeHandle, ShardError};
 use crate::storage::Store;
 
@@ -29,12 +29,21 @@ enum Stop {
 pub struct Supervisor {
     tx: Sender<Stop>,
     rx: Receiver<Stop>,
+    /// A store step running this long is a stall ([`STORE_STALL_MS`]).
+    stall_limit: Duration,
+    /// How often stores are checked for a stall ([`STALL_CHECK_MS`]).
+    stall_check: Duration,
 }
 
 impl Supervisor {
     pub fn new() -> Supervisor {
         let (tx, rx) = std::sync::mpsc::channel();
-        Supervisor { tx, rx }
+        Supervisor {
+            tx,
+            rx,
+            stall_limit: Duration::from_millis(STORE_STALL_MS),
+            stall_check: Duration::from_millis(STALL_CHECK_MS),
+        }
     }
 
     /// Where the server's components report fatal failures.
@@ -89,7 +98,7 @@ impl Supervisor {
                     source,
                 })?;
         }
-        let stop = self.rx.recv();
+        let stop = self.wait_watching(&stores);
         if let Some(server) = &server {
             server.stop_accepting();
         }
@@ -119,6 +128,36 @@ impl Supervisor {
     }
 }
 
+impl Supervisor {
+    /// Waits for the next stop, checking every [`STALL_CHECK_MS`] that no
+    /// store has been stuck in one step (a batch, a sync) for
+    /// [`STORE_STALL_MS`]: a hung disk is reported as fatal rather than
+    /// leaving the process up with every writer timing out.
+    fn wait_watching(&self, stores: &[Store]) -> Result<Stop, RecvError> {
+        loop {
+            match self.rx.recv_timeout(self.stall_check) {
+                Ok(stop) => return Ok(stop),
+                Err(RecvTimeoutError::Disconnected) => return Err(RecvError),
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            let limit = self.stall_limit;
+            if let Some((index, busy)) = stores
+                .iter()
+                .enumerate()
+                .find_map(|(i, store)| store.busy_for().filter(|b| *b >= limit).map(|b| (i, b)))
+            {
+                return Ok(Stop::Fatal(Fatal {
+                    component: format!("store {index}"),
+                    reason: format!(
+                        "stalled: one step of its writer has run for {} s (a hung disk?)",
+                        busy.as_secs()
+                    ),
+                }));
+            }
+        }
+    }
+}
+
 impl Default for Supervisor {
     fn default() -> Self {
         Supervisor::new()
@@ -143,4 +182,38 @@ fn flush(stores: &[Store]) -> Result<(), Fatal> {
         }
     }
     failed.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{Durability, Mutation};
+
+    #[test]
+    fn a_store_stuck_in_one_step_is_reported_as_stalled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), Durability::Fast, FatalSink::log_only()).expect("open");
+        let tenant = store.tenant("@stuck");
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        // A write whose closure blocks the actor, as a hung fsync would.
+        let waiter = std::thread::spawn(move || {
+            let write = tenant.write("k".into(), false, move |_| {
+                let _ = held.recv_timeout(Duration::from_secs(30));
+                Ok(Mutation::Unchanged)
+            });
+            futures_lite::future::block_on(write).is_ok()
+        });
+        let mut supervisor = Supervisor::new();
+        supervisor.stall_limit = Duration::from_millis(200);
+        supervisor.stall_check = Duration::from_millis(20);
+        match supervisor.wait_watching(std::slice::from_ref(&store)) {
+            Ok(Stop::Fatal(fatal)) => {
+                assert_eq!(fatal.component, "store 0");
+                assert!(fatal.reason.starts_with("stalled"), "{fatal}");
+            }
+            _ => panic!("a stall is reported"),
+        }
+        let _ = release.send(());
+        let _ = waiter.join();
+    }
 }

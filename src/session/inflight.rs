@@ -18,6 +18,9 @@ pub(super) enum Slot {
     /// size of its request line.
     Write {
         key: String,
+        /// The second key the same write changes atomically (the CRAM
+        /// secret's tombstone), so reads of it wait too.
+        companion_key: Option<String>,
         bytes: usize,
         pending: PendingWrite,
     },
@@ -58,11 +61,18 @@ impl InFlight {
         debug_assert_eq!(self.ready_bytes, self.counted_ready_bytes());
     }
 
-    pub(super) fn push_write(&mut self, key: String, bytes: usize, pending: PendingWrite) {
+    pub(super) fn push_write(
+        &mut self,
+        key: String,
+        companion_key: Option<String>,
+        bytes: usize,
+        pending: PendingWrite,
+    ) {
         debug_assert_eq!(self.write_bytes, self.counted_write_bytes());
         self.write_bytes += bytes;
         self.slots.push_back(Slot::Write {
             key,
+            companion_key,
             bytes,
             pending,
         });
@@ -100,7 +110,11 @@ impl InFlight {
     /// Whether a write to `key` is still in flight.
     pub(super) fn touches(&self, key: &str) -> bool {
         self.slots.iter().any(|slot| match slot {
-            Slot::Write { key: k, .. } => k == key,
+            Slot::Write {
+                key: k,
+                companion_key,
+                ..
+            } => k == key || companion_key.as_deref() == Some(key),
             Slot::Ready(_) => false,
         })
     }

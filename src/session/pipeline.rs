@@ -285,14 +285,30 @@ impl<C: Clock> Pipeline<C> {
             mutate,
             companion,
         } = write;
+        let companion_key = companion.as_ref().map(|companion| companion.key.clone());
         let request = WriteRequest {
             write: KeyWrite::new(key.clone(), commit, mutate),
             companion,
             request_bytes: line_bytes,
         };
-        match tenant.store.submit_request(request).await {
-            Ok(pending) => self.inflight.push_write(key, line_bytes, pending),
-            Err(error) => return self.queue_error(&error.into(), out).await,
+        let submitted = self
+            .clock
+            .deadline(
+                Duration::from_millis(STORE_WAIT_MS),
+                tenant.store.submit_request(request),
+            )
+            .await;
+        match submitted {
+            Ok(Ok(pending)) => self
+                .inflight
+                .push_write(key, companion_key, line_bytes, pending),
+            Ok(Err(error)) => return self.queue_error(&error.into(), out).await,
+            Err(_) => {
+                // The store took nothing for the whole wait: as for a write
+                // it does not answer, give up on this connection's writes.
+                self.abandon_writes(out);
+                return Flow::Close;
+            }
         }
         Flow::Continue
     }
