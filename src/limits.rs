@@ -61,10 +61,25 @@ pub const PATTERN_COMPILED_BYTES_MAX: usize = 1 << 20;
 /// Deepest nesting of groups and repetitions in a client regex.
 pub const PATTERN_NESTING_MAX: u32 = 64;
 
+/// Keys one `scan` may list (AT0022 beyond: narrow it with a regex). Real
+/// atSigns hold hundreds to thousands of keys; a hundred thousand keeps the
+/// reply a few MB.
+pub const SCAN_KEYS_MAX: usize = 100_000;
+
+/// Bytes one `scan` reply may hold (AT0022 beyond).
+pub const SCAN_REPLY_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// Keys a scan reads between two turns it gives to the other connections
+/// of its shard: a page costs well under a millisecond.
+pub const SCAN_PAGE_KEYS: usize = 1_024;
+
 const _: () = assert!(KEY_CHARS_MAX < CACHED_KEY_CHARS_MAX);
 const _: () = assert!(ATSIGN_CHARS_MAX < KEY_CHARS_MAX);
 const _: () = assert!(UNAUTH_LINE_BYTES_MAX < LINE_BYTES_MAX);
 const _: () = assert!(PATTERN_CHARS_MAX < UNAUTH_LINE_BYTES_MAX);
+const _: () = assert!(SCAN_PAGE_KEYS <= SCAN_KEYS_MAX);
+// A maximal scan reply is answered whole by the library client.
+const _: () = assert!(SCAN_REPLY_BYTES_MAX < CLIENT_REPLY_BYTES_MAX);
 
 // ---------------------------------------------------------------------------
 // One connection: reads, replies and pipelining.

@@ -366,6 +366,17 @@ pub struct TenantStore {
     queue: Arc<TenantQueue>,
 }
 
+/// Where a page of a scan ([`TenantStore::for_each_page`]) ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanPage {
+    /// The last key name visited when the page was full: pass it as `after`
+    /// for the next page. `None` when the scan reached its end.
+    pub resume_after: Option<String>,
+    /// The visitor asked to stop.
+    pub stopped: bool,
+    pub summary: ScanSummary,
+}
+
 /// What a scan ([`TenantStore::for_each`]) met besides the records it
 /// visited.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -451,15 +462,56 @@ impl TenantStore {
     /// counted: one corrupt record does not hide the others.
     pub fn for_each(
         &self,
-        mut visit: impl FnMut(&str, &ArchivedStoredRecord) -> bool,
+        visit: impl FnMut(&str, &ArchivedStoredRecord) -> bool,
     ) -> Result<ScanSummary, StoreError> {
+        self.for_each_page("", None, usize::MAX, visit)
+            .map(|page| page.summary)
+    }
+
+    /// One page of a scan: the keys of this atSign whose name starts with
+    /// `name_prefix`, in key order, strictly after `after` (where the
+    /// previous page ended), at most `page_keys` of them. A scan of the
+    /// public keys (`public:`) thus costs what it returns, not what the
+    /// store holds. Corrupt records are skipped as by [`Self::for_each`].
+    pub fn for_each_page(
+        &self,
+        name_prefix: &str,
+        after: Option<&str>,
+        page_keys: usize,
+        mut visit: impl FnMut(&str, &ArchivedStoredRecord) -> bool,
+    ) -> Result<ScanPage, StoreError> {
         check_tenant_keys(&self.atsign)?;
-        let mut summary = ScanSummary::default();
+        let mut page = ScanPage::default();
         let prefix = layout::tenant_prefix(&self.atsign);
-        for item in self.keyspaces().keys.prefix(&prefix) {
+        // No stored key is longer than fjall takes, so a bound that long
+        // has nothing after it (and must not reach fjall).
+        let too_long =
+            |name: &str| layout::record_key_bytes(&self.atsign, name) > actor::FJALL_KEY_BYTES_MAX;
+        if too_long(name_prefix) || after.is_some_and(too_long) {
+            return Ok(page);
+        }
+        let mut start = prefix.clone();
+        start.extend_from_slice(name_prefix.as_bytes());
+        let lower = match after {
+            Some(after) => {
+                let mut key = prefix.clone();
+                key.extend_from_slice(after.as_bytes());
+                std::ops::Bound::Excluded(key)
+            }
+            None => std::ops::Bound::Included(start.clone()),
+        };
+        let mut visited = 0usize;
+        let range = self
+            .keyspaces()
+            .keys
+            .range::<Vec<u8>, _>((lower, std::ops::Bound::Unbounded));
+        for item in range {
             let (k, v) = item
                 .into_inner()
                 .map_err(StoreError::engine(Operation::Scan(layout::KEYS)))?;
+            if !k.starts_with(&start) {
+                break;
+            }
             let Some(name) = k
                 .get(prefix.len()..)
                 .and_then(|b| std::str::from_utf8(b).ok())
@@ -467,19 +519,27 @@ impl TenantStore {
                 // Only damage makes a key name that is not UTF-8.
                 let name = String::from_utf8_lossy(k.get(prefix.len()..).unwrap_or_default());
                 self.skip_corrupt(RecordAt::key(&self.atsign, &name), &"the key is not UTF-8");
-                summary.corrupt_skipped += 1;
+                page.summary.corrupt_skipped += 1;
                 continue;
             };
+            visited += 1;
             match record::with_archived(&v, |archived| visit(name, archived)) {
                 Ok(true) => {}
-                Ok(false) => break,
+                Ok(false) => {
+                    page.stopped = true;
+                    break;
+                }
                 Err(problem) => {
                     self.skip_corrupt(RecordAt::key(&self.atsign, name), &problem);
-                    summary.corrupt_skipped += 1;
+                    page.summary.corrupt_skipped += 1;
                 }
             }
+            if visited >= page_keys {
+                page.resume_after = Some(name.to_string());
+                break;
+            }
         }
-        Ok(summary)
+        Ok(page)
     }
 
     /// Logs a corrupt entry a read skips, and counts it for the store.

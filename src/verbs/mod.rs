@@ -68,7 +68,7 @@ pub async fn run<C: Clock>(
         (Command::Info(c), _) => info::apply(server, c, payload),
         (Command::Noop(c), _) => noop::apply(clock, c, payload).await,
         (Command::Lookup(c), caller) => lookup::apply(server, &caller, c, payload),
-        (Command::Scan(c), caller) => scan::apply(server, &caller, c, payload),
+        (Command::Scan(c), caller) => scan::apply(server, &caller, c, payload).await,
         (Command::PLookup(c), Caller::Owner(owner)) => plookup::apply(server, &owner, c, payload),
         (Command::Stats(c), Caller::Owner(owner)) => stats::apply(server, &owner, c, payload),
         (command, _) => Err(unserved(row, &command)),

@@ -6,15 +6,31 @@
 //! `public:_`, shown without `public:`. The regex is tested with search
 //! semantics against the full stored key name.
 
+use std::sync::Arc;
+
 use super::lookup::remote_not_supported;
 use super::{Reply, now_ms};
 use crate::connection::Caller;
-use crate::context::ServerContext;
+use crate::context::{ServerContext, Tenant};
 use crate::error::{AtCode, AtError};
+use crate::limits::{SCAN_KEYS_MAX, SCAN_PAGE_KEYS, SCAN_REPLY_BYTES_MAX};
 use crate::protocol::command::Scan;
 use crate::protocol::json;
 
-pub fn apply(
+/// What a scan shows and of which keys.
+struct View<'a> {
+    /// Only keys whose stored name starts with this are read: `public:`
+    /// for callers that see public keys only, so their scan costs what it
+    /// returns rather than what the store holds.
+    prefix: &'static str,
+    /// Whether a key (live, matching) is listed, and how it is shown.
+    shown: &'a dyn Fn(&str) -> Option<String>,
+}
+
+/// Scans page by page ([`SCAN_PAGE_KEYS`] keys each), giving the shard to
+/// other connections between pages, and stops with an error past
+/// [`SCAN_KEYS_MAX`] keys or [`SCAN_REPLY_BYTES_MAX`] bytes.
+pub async fn apply(
     server: &ServerContext,
     caller: &Caller,
     cmd: Scan<'_>,
@@ -31,27 +47,19 @@ pub fn apply(
         None => None,
     };
     let matches = |key: &str| regex.as_ref().is_none_or(|r| r.is_match(key));
-    let now = now_ms();
-    payload.push('[');
-    let mut first = true;
-    let mut emit = |payload: &mut String, shown: &str| {
-        if !first {
-            payload.push(',');
-        }
-        first = false;
-        json::write_str(payload, shown);
-    };
+    let mut listing = Listing::start(payload);
     if let Caller::Owner(me) = caller {
         if let Some(other) = cmd.for_atsign {
             return Err(remote_not_supported(other));
         }
         let show_hidden = cmd.show_hidden.unwrap_or(false);
-        me.tenant().store.for_each(|key, record| {
-            if record.is_active(now) && owner_sees(key, show_hidden) && matches(key) {
-                emit(payload, key);
-            }
-            true
-        })?;
+        let shown =
+            |key: &str| (owner_sees(key, show_hidden) && matches(key)).then(|| key.to_string());
+        let view = View {
+            prefix: "",
+            shown: &shown,
+        };
+        listing.scan(me.tenant(), &view).await?;
     } else {
         if cmd.for_atsign.is_some() {
             return Err(AtError::needs_auth());
@@ -65,21 +73,100 @@ pub fn apply(
             Some(tenant) => vec![tenant.clone()],
             None => server.tenants.values().cloned().collect(),
         };
-        for tenant in tenants {
-            tenant.store.for_each(|key, record| {
-                if key.starts_with("public:")
-                    && !key.starts_with("public:_")
-                    && record.is_active(now)
-                    && matches(key)
-                {
-                    emit(payload, &key.replace("public:", ""));
-                }
-                true
-            })?;
+        let shown = |key: &str| {
+            (!key.starts_with("public:_") && matches(key)).then(|| key.replace("public:", ""))
+        };
+        let view = View {
+            prefix: "public:",
+            shown: &shown,
+        };
+        for tenant in &tenants {
+            listing.scan(tenant, &view).await?;
         }
     }
-    payload.push(']');
+    listing.finish();
     Ok(Reply::Data)
+}
+
+/// The JSON list being written, with the bounds it must stay within.
+struct Listing<'p> {
+    payload: &'p mut String,
+    keys: usize,
+    keys_max: usize,
+    bytes_max: usize,
+    page_keys: usize,
+}
+
+impl<'p> Listing<'p> {
+    fn start(payload: &'p mut String) -> Listing<'p> {
+        Listing::with_bounds(payload, SCAN_KEYS_MAX, SCAN_REPLY_BYTES_MAX, SCAN_PAGE_KEYS)
+    }
+
+    fn with_bounds(
+        payload: &'p mut String,
+        keys_max: usize,
+        bytes_max: usize,
+        page_keys: usize,
+    ) -> Listing<'p> {
+        payload.push('[');
+        Listing {
+            payload,
+            keys: 0,
+            keys_max,
+            bytes_max,
+            page_keys,
+        }
+    }
+
+    fn finish(self) {
+        self.payload.push(']');
+    }
+
+    /// Lists `tenant`'s live keys that `view` shows.
+    async fn scan(&mut self, tenant: &Arc<Tenant>, view: &View<'_>) -> Result<(), AtError> {
+        let now = now_ms();
+        let mut after: Option<String> = None;
+        loop {
+            let mut over = false;
+            let page = tenant.store.for_each_page(
+                view.prefix,
+                after.as_deref(),
+                self.page_keys,
+                |key, record| {
+                    if !record.is_active(now) {
+                        return true;
+                    }
+                    let Some(shown) = (view.shown)(key) else {
+                        return true;
+                    };
+                    if self.keys > 0 {
+                        self.payload.push(',');
+                    }
+                    json::write_str(self.payload, &shown);
+                    self.keys += 1;
+                    over = self.keys > self.keys_max || self.payload.len() > self.bytes_max;
+                    !over
+                },
+            )?;
+            if over {
+                return Err(AtError::new(
+                    AtCode::IllegalArguments,
+                    format!(
+                        "scan would list more than {} keys or {} bytes: narrow it with a regex",
+                        self.keys_max, self.bytes_max
+                    ),
+                ));
+            }
+            match page.resume_after {
+                Some(last) => {
+                    after = Some(last);
+                    // Give the shard to other connections between pages.
+                    futures_lite::future::yield_now().await;
+                }
+                None => return Ok(()),
+            }
+        }
+    }
 }
 
 fn owner_sees(key: &str, show_hidden: bool) -> bool {
@@ -95,6 +182,76 @@ fn owner_sees(key: &str, show_hidden: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::{CommitOp, Mutation, StoredRecord};
+
+    fn tenant_with(atsign: &str, keys: &[&str]) -> Arc<Tenant> {
+        let tenant = crate::context::testing::tenant(atsign);
+        for key in keys {
+            let writer = atsign.to_string();
+            let write = tenant.store.write(key.to_string(), false, move |_| {
+                let record = StoredRecord::written_by(Some("v".into()), &writer, now_ms());
+                Ok(Mutation::Put(Box::new(record), CommitOp::Update))
+            });
+            futures_lite::future::block_on(write).expect("write");
+        }
+        tenant
+    }
+
+    fn list(tenant: &Arc<Tenant>, view: &View<'_>, keys_max: usize) -> Result<String, AtError> {
+        let mut payload = String::new();
+        let mut listing = Listing::with_bounds(&mut payload, keys_max, usize::MAX, 2);
+        futures_lite::future::block_on(listing.scan(tenant, view))?;
+        listing.finish();
+        Ok(payload)
+    }
+
+    #[test]
+    fn a_scan_in_small_pages_lists_every_key_once_in_order() {
+        let keys = [
+            "a.x@pages",
+            "b.x@pages",
+            "c.x@pages",
+            "public:d@pages",
+            "e.x@pages",
+        ];
+        let tenant = tenant_with("@pages", &keys);
+        let all = |key: &str| Some(key.to_string());
+        let view = View {
+            prefix: "",
+            shown: &all,
+        };
+        assert_eq!(
+            list(&tenant, &view, 100).expect("listed"),
+            r#"["a.x@pages","b.x@pages","c.x@pages","e.x@pages","public:d@pages"]"#
+        );
+        let public = View {
+            prefix: "public:",
+            shown: &all,
+        };
+        assert_eq!(
+            list(&tenant, &public, 100).expect("listed"),
+            r#"["public:d@pages"]"#,
+            "a prefix scan reads only its keys"
+        );
+    }
+
+    #[test]
+    fn a_scan_past_its_key_bound_is_at0022() {
+        let tenant = tenant_with("@bounded", &["a@bounded", "b@bounded", "c@bounded"]);
+        let all = |key: &str| Some(key.to_string());
+        let view = View {
+            prefix: "",
+            shown: &all,
+        };
+        assert!(list(&tenant, &view, 3).is_ok());
+        let error = list(&tenant, &view, 2).expect_err("over the bound");
+        assert_eq!(error.code, AtCode::IllegalArguments);
+        assert!(
+            error.message.contains("more than 2 keys"),
+            "{}",
+            error.message
+        );
+    }
 
     #[test]
     fn owners_see_hidden_keys_only_when_asked() {
