@@ -305,3 +305,51 @@ fn a_client_that_never_reads_its_large_replies_is_not_read_either() {
     let rss = server.rss_bytes();
     assert!(rss < RSS_MAX, "RSS {rss} bytes");
 }
+
+/// A record corrupted on disk fails only its own reads (AT0002, logged);
+/// scans skip it, the other keys are served, and the process stays up.
+#[test]
+fn a_corrupted_record_on_disk_is_confined_to_its_key() {
+    let home = common::process::ServerHome::new();
+    let mut first = ServerProcess::start_at(&home, "@corrupt", SECRET, &[], &[]);
+    let mut owner = Client::connect(&first.target);
+    owner.cram("@corrupt", SECRET);
+    for key in ["good.app", "bad.app", "other.app"] {
+        assert!(
+            owner
+                .send(&format!("update:{key}@corrupt v"))
+                .starts_with("data:")
+        );
+    }
+    drop(owner);
+    first.kill();
+    // What a bit flip on disk leaves: a value that fails validation.
+    let shard = std::fs::read_dir(home.data())
+        .expect("data dir")
+        .map(|entry| entry.expect("entry").path())
+        .find(|path| path.is_dir())
+        .expect("a storage shard");
+    {
+        let db = fjall::Database::builder(&shard).open().expect("open raw");
+        let keys = db
+            .keyspace("keys", fjall::KeyspaceCreateOptions::default)
+            .expect("keys");
+        let damaged: &[u8] = include_bytes!("fixtures/store/record-v1-full.flipped.bin");
+        keys.insert("@corrupt\0bad.app@corrupt", damaged)
+            .expect("insert");
+        db.persist(fjall::PersistMode::SyncAll).expect("persist");
+    }
+    let mut server = ServerProcess::start_at(&home, "@corrupt", SECRET, &[], &[]);
+    let mut reader = Client::connect(&server.target);
+    reader.cram("@corrupt", SECRET);
+    let reply = reader.send("llookup:bad.app@corrupt");
+    assert!(reply.starts_with("error:AT0002-"), "{reply}");
+    let mut owner = Client::connect(&server.target);
+    owner.cram("@corrupt", SECRET);
+    assert_eq!(owner.send("llookup:good.app@corrupt"), "data:v\n@corrupt@");
+    assert_eq!(
+        owner.send("scan"),
+        "data:[\"good.app@corrupt\",\"other.app@corrupt\"]\n@corrupt@"
+    );
+    assert!(server.is_running(), "a corrupt record is not fatal");
+}

@@ -12,13 +12,38 @@ use super::TestServer;
 
 const BIN: &str = env!("CARGO_BIN_EXE_atserver");
 
+/// A server's folder: its certificates and its data, kept across restarts.
+pub struct ServerHome {
+    dir: tempfile::TempDir,
+    certs: atserver::devcerts::DevCerts,
+}
+
+impl Default for ServerHome {
+    fn default() -> Self {
+        ServerHome::new()
+    }
+}
+
+impl ServerHome {
+    pub fn new() -> ServerHome {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let certs = atserver::devcerts::ensure(&dir.path().join("certs")).expect("certs");
+        ServerHome { dir, certs }
+    }
+
+    /// The `--data-dir` of servers started in this home.
+    pub fn data(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+}
+
 /// A running `atserver serve`.
 pub struct ServerProcess {
     child: Child,
     pub addr: SocketAddr,
     log: Receiver<String>,
     pub target: TestServer,
-    _dir: tempfile::TempDir,
+    _home: Option<ServerHome>,
 }
 
 impl Drop for ServerProcess {
@@ -37,8 +62,22 @@ impl ServerProcess {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> ServerProcess {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let certs = atserver::devcerts::ensure(&dir.path().join("certs")).expect("certs");
+        let home = ServerHome::new();
+        let mut server = ServerProcess::start_at(&home, atsign, secret, extra, env);
+        server._home = Some(home);
+        server
+    }
+
+    /// The same, in `home` (which outlives the process: a restart finds
+    /// the data the last one left).
+    pub fn start_at(
+        home: &ServerHome,
+        atsign: &str,
+        secret: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> ServerProcess {
+        let certs = &home.certs;
         let mut command = Command::new(BIN);
         command
             .args(["serve", "-a", atsign, "-s", secret, "-p", "0"])
@@ -48,7 +87,7 @@ impl ServerProcess {
             .arg("--tls-key")
             .arg(&certs.key)
             .arg("--data-dir")
-            .arg(dir.path().join("data"))
+            .arg(home.data())
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -84,7 +123,7 @@ impl ServerProcess {
             addr,
             log,
             target: TestServer::external(addr, certs.ca.clone()),
-            _dir: dir,
+            _home: None,
         }
     }
 
@@ -98,6 +137,12 @@ impl ServerProcess {
             .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .map(|kib| kib * 1024)
             .expect("VmRSS")
+    }
+
+    /// Stops the process at once, as `kill -9` does.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Whether the process is still running.
