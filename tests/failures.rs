@@ -11,18 +11,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::rc::Rc;
-use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use atserver::client::auth::cram_line;
-use common::{Client, TestServer};
+use common::Client;
+use common::process::{ServerHome, ServerProcess};
 
-const BIN: &str = env!("CARGO_BIN_EXE_atserver");
 const SECRET: &str = "failure-secret";
 
 /// How long a failed server may take to exit.
@@ -34,88 +30,44 @@ const EXIT_FATAL: i32 = 70;
 /// The signal `std::process::abort` ends a process with.
 const SIGABRT: i32 = 6;
 
-/// A running server, killed when the test ends however it ends.
+/// `atserver serve` for `@fail` with failpoints armed, in a home that a
+/// restart reuses.
 struct Server {
-    child: Child,
-    addr: SocketAddr,
-    log: Receiver<String>,
-    /// What it logged until it was ready.
-    startup_log: Vec<String>,
-    /// Its data and certificates, kept for a restart.
-    dir: Rc<tempfile::TempDir>,
-    target: TestServer,
+    process: ServerProcess,
+    home: Rc<ServerHome>,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Server {
+    type Target = ServerProcess;
+
+    fn deref(&self) -> &ServerProcess {
+        &self.process
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut ServerProcess {
+        &mut self.process
     }
 }
 
 impl Server {
     /// Starts `atserver serve` for `@fail` with `failpoints` armed.
     fn start(failpoints: &str) -> Server {
-        Server::start_in(Rc::new(tempfile::tempdir().expect("tempdir")), failpoints)
+        Server::start_in(Rc::new(ServerHome::new()), failpoints)
     }
 
     /// Starts the server again on the same data, once this one has ended,
     /// with `-s` the same secret on the command line.
     fn restart(mut self, failpoints: &str) -> Server {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        Server::start_in(self.dir.clone(), failpoints)
+        self.process.kill();
+        Server::start_in(self.home.clone(), failpoints)
     }
 
-    fn start_in(dir: Rc<tempfile::TempDir>, failpoints: &str) -> Server {
-        let certs = atserver::devcerts::ensure(&dir.path().join("certs")).expect("certs");
-        let mut child = Command::new(BIN)
-            .args(["serve", "-a", "@fail", "-s", SECRET, "-p", "0"])
-            .args(["--host", "127.0.0.1", "--shards", "1"])
-            .arg("--tls-cert")
-            .arg(&certs.cert)
-            .arg("--tls-key")
-            .arg(&certs.key)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .env("ATSERVER_FAILPOINTS", failpoints)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn atserver");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, log) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut startup_log = Vec::new();
-        let addr = loop {
-            let line = log
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("the server starts");
-            startup_log.push(line.clone());
-            if line.contains("atServer ready")
-                && let Some(addr) = line.split("addr=").nth(1)
-            {
-                break addr
-                    .split_whitespace()
-                    .next()
-                    .and_then(|a| a.parse().ok())
-                    .expect("address");
-            }
-        };
-        Server {
-            child,
-            addr,
-            log,
-            startup_log,
-            target: TestServer::external(addr, certs.ca.clone()),
-            dir,
-        }
+    fn start_in(home: Rc<ServerHome>, failpoints: &str) -> Server {
+        let env = [("ATSERVER_FAILPOINTS", failpoints)];
+        let process = ServerProcess::start_at(&home, "@fail", SECRET, &[], &env);
+        Server { process, home }
     }
 
     /// Whether `secret` still opens a CRAM login.
@@ -135,26 +87,10 @@ impl Server {
         client.cram("@fail", SECRET);
         client
     }
-
-    /// Waits for the process to end; returns its status and its log.
-    fn wait_for_exit(&mut self) -> (ExitStatus, Vec<String>) {
-        let deadline = Instant::now() + EXIT_WITHIN;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                let log: Vec<String> = self.log.try_iter().collect();
-                return (status, log);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server kept running after a fatal failure"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
 }
 
 fn assert_stopped_loudly(server: &mut Server, cause: &str) {
-    let (status, log) = server.wait_for_exit();
+    let (status, log) = server.wait_for_exit(EXIT_WITHIN);
     assert_eq!(
         status.code(),
         Some(EXIT_FATAL),
@@ -209,7 +145,7 @@ fn reads_are_served_until_the_failure_and_nothing_is_accepted_after() {
 
 /// Waits for a crash by an abort failpoint and checks the log says so.
 fn assert_aborted(server: &mut Server, failpoint: &str) {
-    let (status, log) = server.wait_for_exit();
+    let (status, log) = server.wait_for_exit(EXIT_WITHIN);
     assert_eq!(
         status.signal(),
         Some(SIGABRT),

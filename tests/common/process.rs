@@ -43,6 +43,8 @@ pub struct ServerProcess {
     pub addr: SocketAddr,
     log: Receiver<String>,
     pub target: TestServer,
+    /// What it logged until it was ready.
+    pub startup_log: Vec<String>,
     _home: Option<ServerHome>,
 }
 
@@ -104,10 +106,12 @@ impl ServerProcess {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut startup_log = Vec::new();
         let addr: SocketAddr = loop {
             let line = log
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .expect("the server starts");
+            startup_log.push(line.clone());
             if line.contains("atServer ready")
                 && let Some(addr) = line.split("addr=").nth(1)
             {
@@ -123,6 +127,7 @@ impl ServerProcess {
             addr,
             log,
             target: TestServer::external(addr, certs.ca.clone()),
+            startup_log,
             _home: None,
         }
     }
