@@ -178,32 +178,53 @@ fn directory_exchange(client: &mut Client, query: &str) -> String {
     client.read_reply()
 }
 
+/// `atserver directory` on an ephemeral loopback port with `records`.
+struct Directory {
+    _running: Running,
+    addr: SocketAddr,
+    certs: atserver::devcerts::DevCerts,
+    _dir: tempfile::TempDir,
+}
+
+impl Directory {
+    fn start(records: &[&str]) -> Directory {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let certs = atserver::devcerts::ensure(dir.path()).expect("certs");
+        let mut command = Command::new(BIN);
+        command.args(["directory", "--listen", "127.0.0.1:0"]);
+        for record in records {
+            command.args(["--record", record]);
+        }
+        let mut child = command
+            .arg("--tls-cert")
+            .arg(&certs.cert)
+            .arg("--tls-key")
+            .arg(&certs.key)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn directory");
+        let addr = wait_for_addr(&mut child, "atDirectory ready");
+        Directory {
+            _running: Running(child),
+            addr,
+            certs,
+            _dir: dir,
+        }
+    }
+
+    /// A TLS connection past its `@` greeting.
+    fn connect(&self) -> Client {
+        let mut client = Client::connect_raw(self.addr, &self.certs.ca);
+        assert_eq!(client.read_exactly(1), b"@");
+        client
+    }
+}
+
 #[test]
 fn the_directory_answers_lookups_and_throttles_misses() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let certs = atserver::devcerts::ensure(dir.path()).expect("certs");
-    let mut child = Command::new(BIN)
-        .args([
-            "directory",
-            "--listen",
-            "127.0.0.1:0",
-            "--record",
-            "alice=127.0.0.1:6464",
-            "--record",
-            "@Bob=localhost:7000",
-        ])
-        .arg("--tls-cert")
-        .arg(&certs.cert)
-        .arg("--tls-key")
-        .arg(&certs.key)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn directory");
-    let addr = wait_for_addr(&mut child, "atDirectory ready");
-    let _running = Running(child);
-    let mut c = Client::connect_raw(addr, &certs.ca);
-    assert_eq!(c.read_exactly(1), b"@");
+    let directory = Directory::start(&["alice=127.0.0.1:6464", "@Bob=localhost:7000"]);
+    let mut c = directory.connect();
     assert_eq!(directory_exchange(&mut c, "alice"), "127.0.0.1:6464\r\n@");
     assert_eq!(directory_exchange(&mut c, "BOB"), "localhost:7000\r\n@");
     assert_eq!(directory_exchange(&mut c, "nobody"), "null\r\n@");
@@ -221,28 +242,8 @@ fn the_directory_answers_lookups_and_throttles_misses() {
 /// reference looks up `""`, answers `null` and counts it as a miss.
 #[test]
 fn the_directory_answers_a_blank_line_as_a_missed_lookup() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let certs = atserver::devcerts::ensure(dir.path()).expect("certs");
-    let mut child = Command::new(BIN)
-        .args([
-            "directory",
-            "--listen",
-            "127.0.0.1:0",
-            "--record",
-            "alice=127.0.0.1:6464",
-        ])
-        .arg("--tls-cert")
-        .arg(&certs.cert)
-        .arg("--tls-key")
-        .arg(&certs.key)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn directory");
-    let addr = wait_for_addr(&mut child, "atDirectory ready");
-    let _running = Running(child);
-    let mut c = Client::connect_raw(addr, &certs.ca);
-    assert_eq!(c.read_exactly(1), b"@");
+    let directory = Directory::start(&["alice=127.0.0.1:6464"]);
+    let mut c = directory.connect();
     c.write(b"\r\n");
     assert_eq!(c.read_exactly(7), b"null\r\n@");
     assert_eq!(directory_exchange(&mut c, "alice"), "127.0.0.1:6464\r\n@");

@@ -199,20 +199,7 @@ impl Drop for Charge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::task::Wake;
-
-    struct CountingWaker(AtomicUsize);
-
-    impl Wake for CountingWaker {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn counting_waker() -> (Arc<CountingWaker>, Waker) {
-        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
-        (counter.clone(), Waker::from(counter))
-    }
+    use crate::storage::test_waker::counting_waker;
 
     #[test]
     fn parked_wakers_are_woken_once_and_forgotten() {
@@ -223,9 +210,9 @@ mod tests {
         ticket.park(&waker);
         assert_eq!(parking.parked_now(), 1, "one place per submitter");
         parking.wake_all();
-        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        assert_eq!(counter.wakes(), 1);
         parking.wake_all();
-        assert_eq!(counter.0.load(Ordering::SeqCst), 1, "woken once");
+        assert_eq!(counter.wakes(), 1, "woken once");
         assert_eq!(parking.parks_total(), 2);
     }
 
@@ -238,7 +225,7 @@ mod tests {
         drop(ticket);
         assert_eq!(parking.parked_now(), 0);
         parking.wake_all();
-        assert_eq!(counter.0.load(Ordering::SeqCst), 0);
+        assert_eq!(counter.wakes(), 0);
     }
 
     #[test]

@@ -7,11 +7,12 @@
 //! the test releases it, so every "while the actor is busy" below is a
 //! state the test waits for, not a race it hopes to win.
 
+use super::test_waker::notifying_waker;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_lite::future::block_on;
@@ -30,30 +31,6 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "never happened: {what}");
         std::thread::sleep(Duration::from_millis(2));
     }
-}
-
-/// A waker that counts its wake-ups and tells a channel of each.
-struct CountingWaker {
-    wakes: AtomicUsize,
-    woken: std::sync::Mutex<mpsc::Sender<()>>,
-}
-
-impl Wake for CountingWaker {
-    fn wake(self: Arc<Self>) {
-        self.wakes.fetch_add(1, Ordering::SeqCst);
-        if let Ok(woken) = self.woken.lock() {
-            let _ = woken.send(());
-        }
-    }
-}
-
-fn counting_waker() -> (Arc<CountingWaker>, Waker, mpsc::Receiver<()>) {
-    let (tx, rx) = mpsc::channel();
-    let counter = Arc::new(CountingWaker {
-        wakes: AtomicUsize::new(0),
-        woken: std::sync::Mutex::new(tx),
-    });
-    (counter.clone(), Waker::from(counter), rx)
 }
 
 fn putting(value: &str) -> actor::MutateFn {
@@ -124,7 +101,7 @@ fn a_submitter_parked_on_a_full_queue_is_woken_by_the_drain_not_polled_in_a_loop
     let queued: Vec<PendingWrite> = (0..2)
         .map(|i| block_on(alice.submit(format!("q{i}@alice"), true, putting("v"))).expect("room"))
         .collect();
-    let (counter, waker, woken) = counting_waker();
+    let (counter, waker, woken) = notifying_waker();
     let mut cx = Context::from_waker(&waker);
     let mut parked = Box::pin(alice.submit("parked@alice".into(), true, putting("p")));
     let mut polls = 1;
@@ -134,11 +111,7 @@ fn a_submitter_parked_on_a_full_queue_is_woken_by_the_drain_not_polled_in_a_loop
     );
     assert_eq!(store.inner.parking.parked_now(), 1);
     // A spinning submitter would have woken itself to be polled again.
-    assert_eq!(
-        counter.wakes.load(Ordering::SeqCst),
-        0,
-        "parked, not spinning"
-    );
+    assert_eq!(counter.wakes(), 0, "parked, not spinning");
     gate.open();
     woken
         .recv_timeout(WAIT_LIMIT)
@@ -234,14 +207,14 @@ fn one_atsign_at_its_queue_budget_parks_while_another_atsign_writes_on() {
         .map(|i| block_on(hog.submit(format!("k{i}@hog"), true, putting("v"))).expect("room"))
         .collect();
     assert_eq!(hog.queued().0, TENANT_QUEUED_WRITES_MAX);
-    let (counter, waker, woken) = counting_waker();
+    let (counter, waker, woken) = notifying_waker();
     let mut cx = Context::from_waker(&waker);
     let mut over = Box::pin(hog.submit("over@hog".into(), true, putting("o")));
     assert!(
         over.as_mut().poll(&mut cx).is_pending(),
         "the hog is over its budget"
     );
-    assert_eq!(counter.wakes.load(Ordering::SeqCst), 0);
+    assert_eq!(counter.wakes(), 0);
     // Bob, on the same store, is queued at once: the hog's backlog is its
     // own.
     let mut bobs = Box::pin(bob.submit("phone@bob".into(), true, putting("123")));
@@ -283,7 +256,7 @@ fn an_atsign_over_its_queued_bytes_parks_and_other_atsigns_do_not() {
         ..WriteRequest::new(KeyWrite::new("big@hog".into(), true, putting("b")))
     };
     let big = block_on(hog.submit_request(big)).expect("an empty budget takes it");
-    let (_counter, waker, woken) = counting_waker();
+    let (_counter, waker, woken) = notifying_waker();
     let mut cx = Context::from_waker(&waker);
     let mut more = Box::pin(hog.submit("more@hog".into(), true, putting("m")));
     assert!(more.as_mut().poll(&mut cx).is_pending(), "bytes used up");
@@ -305,7 +278,7 @@ fn a_dropped_parked_submit_withdraws_its_write_and_gives_back_its_room() {
     let alice = store.tenant("@alice");
     let gate = Gate::close(&store.tenant("@gate"));
     let queued = block_on(alice.submit("q@alice".into(), true, putting("v"))).expect("room");
-    let (_counter, waker, _woken) = counting_waker();
+    let (_counter, waker, _woken) = notifying_waker();
     let mut cx = Context::from_waker(&waker);
     let mut parked = Box::pin(alice.submit("withdrawn@alice".into(), true, putting("w")));
     assert!(parked.as_mut().poll(&mut cx).is_pending());
@@ -340,7 +313,7 @@ fn a_caller_may_stop_waiting_for_a_write_at_any_point_and_the_write_still_lands(
     let mut kept = block_on(alice.submit("kept@alice".into(), true, putting("k"))).expect("room");
     let mut abandoned =
         block_on(alice.submit("abandoned@alice".into(), true, putting("a"))).expect("room");
-    let (_counter, waker, _woken) = counting_waker();
+    let (_counter, waker, _woken) = notifying_waker();
     let mut cx = Context::from_waker(&waker);
     {
         // A deadline fires: the wait is dropped, the PendingWrite kept.
@@ -384,7 +357,7 @@ fn a_parked_submitter_of_a_store_that_dies_is_woken_with_an_error() {
     let doomed = block_on(alice.submit("doomed@alice".into(), true, mutate)).expect("room");
     entered_rx.recv_timeout(WAIT_LIMIT).expect("entered");
     let queued = block_on(alice.submit("q@alice".into(), true, putting("v"))).expect("room");
-    let (_counter, waker, woken) = counting_waker();
+    let (_counter, waker, woken) = notifying_waker();
     let mut cx = Context::from_waker(&waker);
     let mut parked = Box::pin(alice.submit("parked@alice".into(), true, putting("p")));
     assert!(parked.as_mut().poll(&mut cx).is_pending());

@@ -139,23 +139,7 @@ pub fn publish_all(outcomes: impl IntoIterator<Item = (Completer, Outcome)>) {
 mod tests {
     use super::*;
     use crate::storage::StoreError;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::Wake;
-
-    struct CountingWaker(AtomicUsize);
-
-    impl Wake for CountingWaker {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    /// A waker that counts its wake-ups.
-    fn counting_waker() -> (Arc<CountingWaker>, Waker) {
-        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
-        let waker = Waker::from(counter.clone());
-        (counter, waker)
-    }
+    use crate::storage::test_waker::counting_waker;
 
     fn outcome() -> Outcome {
         Ok(WriteOutcome {
@@ -171,9 +155,9 @@ mod tests {
         let mut cx = Context::from_waker(&waker);
         assert!(completion.poll_ready(&mut cx).is_pending());
         let handed = completer.publish(outcome());
-        assert_eq!(counter.0.load(Ordering::SeqCst), 0);
+        assert_eq!(counter.wakes(), 0);
         handed.expect("the registered waker").wake();
-        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        assert_eq!(counter.wakes(), 1);
         assert!(completion.poll_ready(&mut cx).is_ready());
         assert!(matches!(completion.take(), Polled::Ready(Ok(o)) if o.commit_id == Some(7)));
     }
@@ -192,7 +176,7 @@ mod tests {
         let mut cx = Context::from_waker(&waker);
         assert!(completion.poll_ready(&mut cx).is_pending());
         drop(completer);
-        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        assert_eq!(counter.wakes(), 1);
         assert!(completion.poll_ready(&mut cx).is_ready());
         assert!(matches!(completion.take(), Polled::Abandoned));
     }

@@ -843,4 +843,6 @@ mod fixture_tests;
 #[cfg(test)]
 mod request_proptests;
 #[cfg(test)]
+mod test_waker;
+#[cfg(test)]
 mod tests;

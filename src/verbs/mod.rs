@@ -56,12 +56,8 @@ pub async fn run<C: Clock>(
     clock: &C,
     payload: &mut String,
 ) -> Result<Reply, AtError> {
-    let Planned {
-        row,
-        caller,
-        command,
-    } = planned;
-    match (command, caller) {
+    let row = planned.row;
+    match (planned.command, planned.caller) {
         (Command::From(c), _) => from::apply(server, state, c, payload),
         (Command::Cram(c), _) => cram::apply(server, state, clock, c, payload).await,
         (Command::Pkam(c), _) => pkam::apply(server, state, clock, c, payload).await,
@@ -78,12 +74,8 @@ pub async fn run<C: Clock>(
 /// Validates a planned command of the [`table::Ordering::Write`] class into
 /// a write for the storage actor.
 pub fn prepare_write(planned: Planned<'_>) -> Result<PreparedWrite, AtError> {
-    let Planned {
-        row,
-        caller,
-        command,
-    } = planned;
-    match (command, caller) {
+    let row = planned.row;
+    match (planned.command, planned.caller) {
         (Command::Update(c), Caller::Owner(owner)) => update::prepare(&owner, c),
         (Command::UpdateMeta(c), Caller::Owner(owner)) => update_meta::prepare(&owner, c),
         (Command::Delete(c), Caller::Owner(owner)) => delete::prepare(&owner, c),
@@ -106,12 +98,8 @@ pub fn run_keyed_read(
     key: &str,
     payload: &mut String,
 ) -> Result<Reply, AtError> {
-    let Planned {
-        row,
-        caller,
-        command,
-    } = planned;
-    match (command, caller) {
+    let row = planned.row;
+    match (planned.command, planned.caller) {
         (Command::LLookup(c), Caller::Owner(owner)) => llookup::apply(&owner, key, c.op, payload),
         (command, _) => Err(unserved(row, &command)),
     }
