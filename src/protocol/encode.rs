@@ -12,7 +12,7 @@
 
 use std::fmt::{self, Display, Formatter};
 
-use super::command::{Command, MessageType, NotifyOp, Priority, Scope};
+use super::command::{Command, KeyRef, MessageType, NotifyOp, Priority, Scope};
 use super::verbs;
 
 pub(crate) fn bool_str(b: bool) -> &'static str {
@@ -56,6 +56,16 @@ pub(crate) fn write_scope(f: &mut Formatter<'_>, s: Scope<'_>) -> fmt::Result {
         Scope::Public => f.write_str(":public"),
         Scope::SharedWith(w) => write!(f, ":@{w}"),
     }
+}
+
+/// A [`KeyRef`] as the verbs that name a key write it: `[:cached]`, the
+/// scope, `:<name>`, `[@owner]` (the `:cached` flag only where the verb
+/// has one).
+pub(crate) fn write_key_ref(f: &mut Formatter<'_>, key: &KeyRef<'_>) -> fmt::Result {
+    write_flag(f, ":cached", key.cached)?;
+    write_scope(f, key.scope)?;
+    write!(f, ":{}", key.name)?;
+    write_opt(f, "@", key.owner)
 }
 
 pub(crate) fn priority_str(p: Priority) -> &'static str {

@@ -3,7 +3,7 @@
 use std::fmt::{self, Formatter};
 
 use crate::protocol::command::{Command, KeyRef, Priority, VerbId};
-use crate::protocol::encode::{priority_str, write_flag, write_opt, write_scope};
+use crate::protocol::encode::{priority_str, write_flag, write_key_ref, write_opt};
 use crate::protocol::grammar::{
     choice, eat_ci, flag, group, is_tok, opt_owner, run1, take_ts, with_scope,
 };
@@ -82,10 +82,7 @@ pub(crate) fn encode(c: &Delete<'_>, f: &mut Formatter<'_>) -> fmt::Result {
     write_flag(f, ":nc", c.no_commit)?;
     write_flag(f, ":force", c.force)?;
     write_opt(f, ":priority:", c.priority.map(priority_str))?;
-    write_flag(f, ":cached", c.key.cached)?;
-    write_scope(f, c.key.scope)?;
-    write!(f, ":{}", c.key.name)?;
-    write_opt(f, "@", c.key.owner)
+    write_key_ref(f, &c.key)
 }
 
 #[cfg(test)]

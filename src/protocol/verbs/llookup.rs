@@ -4,7 +4,7 @@
 use std::fmt::{self, Formatter};
 
 use crate::protocol::command::{Command, KeyRef, LookupOp, VerbId};
-use crate::protocol::encode::{write_flag, write_opt, write_scope};
+use crate::protocol::encode::write_key_ref;
 use crate::protocol::grammar::{choice, eat_ci, flag, is_tok, with_scope};
 use crate::protocol::parse::ParseError;
 
@@ -70,10 +70,7 @@ pub(crate) fn encode(c: &LLookup<'_>, f: &mut Formatter<'_>) -> fmt::Result {
         LookupOp::Meta => ":meta",
         LookupOp::All => ":all",
     })?;
-    write_flag(f, ":cached", c.key.cached)?;
-    write_scope(f, c.key.scope)?;
-    write!(f, ":{}", c.key.name)?;
-    write_opt(f, "@", c.key.owner)
+    write_key_ref(f, &c.key)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::fmt::{self, Formatter};
 
 use crate::protocol::command::{Command, KeyRef, VerbId};
-use crate::protocol::encode::{write_flag, write_opt, write_scope};
+use crate::protocol::encode::{write_flag, write_key_ref};
 use crate::protocol::grammar::{
     dot_all, eat_ci, flag, is_tok, opt_owner, run1, validated, with_scope,
 };
@@ -86,9 +86,7 @@ pub(crate) fn encode(c: &Update<'_>, f: &mut Formatter<'_>) -> fmt::Result {
     f.write_str("update")?;
     write_flag(f, ":nc", c.no_commit)?;
     write!(f, "{}", c.meta)?;
-    write_scope(f, c.key.scope)?;
-    write!(f, ":{}", c.key.name)?;
-    write_opt(f, "@", c.key.owner)?;
+    write_key_ref(f, &c.key)?;
     write!(f, " {}", c.value)
 }
 

@@ -3,7 +3,7 @@
 use std::fmt::{self, Formatter};
 
 use crate::protocol::command::{Command, KeyRef, VerbId};
-use crate::protocol::encode::{write_flag, write_opt, write_scope};
+use crate::protocol::encode::{write_flag, write_key_ref};
 use crate::protocol::grammar::{eat_ci, flag, is_tok, run, run1, validated, with_scope};
 use crate::protocol::metadata::MetaFragment;
 use crate::protocol::parse::ParseError;
@@ -64,8 +64,6 @@ fn captures(s: &str) -> Option<Result<Command<'_>, ParseError>> {
 pub(crate) fn encode(c: &UpdateMeta<'_>, f: &mut Formatter<'_>) -> fmt::Result {
     f.write_str("update:meta")?;
     write_flag(f, ":nc", c.no_commit)?;
-    write_scope(f, c.key.scope)?;
-    write!(f, ":{}", c.key.name)?;
-    write_opt(f, "@", c.key.owner)?;
+    write_key_ref(f, &c.key)?;
     write!(f, "{}", c.meta)
 }
