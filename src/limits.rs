@@ -376,6 +376,49 @@ pub const TENANT_QUEUED_WRITES_MAX: usize = 2_048;
 /// taken when its atSign has nothing queued, so no write can wait forever.
 pub const TENANT_QUEUED_WRITE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
+/// Requests applied in one batch at most: bounds the latency a batch adds.
+pub const BATCH_OPS_MAX: usize = 512;
+
+/// How often expired records are looked for when the actor is otherwise idle.
+pub const EXPIRY_SWEEP_INTERVAL_MS: u64 = 1_000;
+
+/// Expired records purged per sweep, so a mass expiry cannot stall writes.
+pub const EXPIRY_SWEEP_KEYS_MAX: usize = 1_024;
+
+/// Longest key fjall accepts (it asserts `u16::try_from(len)`, so a longer
+/// one panics the actor). Every key the layout builds must fit: the store
+/// refuses a request whose keys would not (`StoreError::KeyTooLong`)
+/// before fjall sees it.
+pub const FJALL_KEY_BYTES_MAX: usize = u16::MAX as usize;
+
+/// Longest key the layout can build from names the verbs accept: an expiry
+/// index key (8-byte time, atSign with its `@`, separator, key name), with
+/// every character counted at UTF-8's 4 bytes. Asserted below to fit fjall,
+/// so only a bug, never a client, can reach the store's own refusal.
+pub const LAYOUT_KEY_BYTES_MAX: usize =
+    8 + (1 + ATSIGN_CHARS_MAX) * 4 + 1 + CACHED_KEY_CHARS_MAX * 4;
+
+/// Journals kept before memtables are forced to disk. Start-up replays the
+/// journals, so this bounds start-up time however large the store grows
+/// (64 MiB is fjall's minimum; its default of 512 MiB took seconds to replay).
+pub const JOURNAL_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// Memtable size per keyspace before it is sealed and flushed. fjall's
+/// default (64 MiB per keyspace) let a write burst grow the server by
+/// ~170 MiB; 16 MiB keeps memory flat with little effect on write cost.
+pub const MEMTABLE_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// Approximate bytes of records the write actor remembers (it is their
+/// only writer, so the last one it wrote is current); the memory is dropped
+/// between batches beyond this. Bounds the actor's footprint; a hot working
+/// set smaller than this stays remembered.
+pub const RECENT_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+const _: () = assert!(LAYOUT_KEY_BYTES_MAX <= FJALL_KEY_BYTES_MAX);
+const _: () = assert!(BATCH_OPS_MAX <= WRITE_QUEUE_LEN_MAX);
+// A memtable is sealed by its own size before the journal cap forces it.
+const _: () = assert!(MEMTABLE_BYTES_MAX <= JOURNAL_BYTES_MAX);
+
 /// In `--durability fast`, the write actor makes the journal durable
 /// (fsync) at least this often while anything was written since the last
 /// time: a power loss loses at most about this much of acknowledged

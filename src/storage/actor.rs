@@ -46,33 +46,11 @@ use super::record::{CommitEntry, CommitOp, StoredRecord};
 use super::{Durability, Keyspaces};
 use crate::error::AtError;
 use crate::limits::FAST_SYNC_INTERVAL_MS;
-pub use crate::limits::WRITE_QUEUE_LEN_MAX;
+pub use crate::limits::{
+    BATCH_OPS_MAX, EXPIRY_SWEEP_INTERVAL_MS, EXPIRY_SWEEP_KEYS_MAX, FJALL_KEY_BYTES_MAX,
+    LAYOUT_KEY_BYTES_MAX, WRITE_QUEUE_LEN_MAX,
+};
 use crate::protocol::atkey;
-
-/// Requests applied in one batch at most: bounds the latency a batch adds.
-pub const BATCH_OPS_MAX: usize = 512;
-
-/// How often expired records are looked for when the actor is otherwise idle.
-pub const EXPIRY_SWEEP_INTERVAL_MS: u64 = 1_000;
-
-/// Expired records purged per sweep, so a mass expiry cannot stall writes.
-pub const EXPIRY_SWEEP_KEYS_MAX: usize = 1_024;
-
-/// Longest key fjall accepts (it asserts `u16::try_from(len)`, so a longer
-/// one panics the actor). Every key the layout builds must fit: the store
-/// refuses a request whose keys would not
-/// ([`StoreError::KeyTooLong`]) before fjall sees it.
-pub const FJALL_KEY_BYTES_MAX: usize = u16::MAX as usize;
-
-/// Longest key the layout can build from names the verbs accept: an expiry
-/// index key (8-byte time, atSign with its `@`, separator, key name), with
-/// every character counted at UTF-8's 4 bytes. Asserted below to fit fjall,
-/// so only a bug, never a client, can reach the store's own refusal.
-pub const LAYOUT_KEY_BYTES_MAX: usize =
-    8 + (1 + crate::limits::ATSIGN_CHARS_MAX) * 4 + 1 + crate::limits::CACHED_KEY_CHARS_MAX * 4;
-
-const _: () = assert!(LAYOUT_KEY_BYTES_MAX <= FJALL_KEY_BYTES_MAX);
-const _: () = assert!(crate::limits::KEY_CHARS_MAX <= crate::limits::CACHED_KEY_CHARS_MAX);
 
 /// What a write does to the record it was given.
 pub enum Mutation {

@@ -64,15 +64,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use poison::Poison;
 pub use record::{ArchivedStoredRecord, CommitEntry, CommitOp, StoredMeta, StoredRecord};
 
-/// Journals kept before memtables are forced to disk. Start-up replays the
-/// journals, so this bounds start-up time however large the store grows
-/// (64 MiB is fjall's minimum; its default of 512 MiB took seconds to replay).
-pub const JOURNAL_BYTES_MAX: u64 = 64 * 1024 * 1024;
-
-/// Memtable size per keyspace before it is sealed and flushed. fjall's
-/// default (64 MiB per keyspace) let a write burst grow the server by
-/// ~170 MiB; 16 MiB keeps memory flat with little effect on write cost.
-pub const MEMTABLE_BYTES_MAX: u64 = 16 * 1024 * 1024;
+pub use crate::limits::{JOURNAL_BYTES_MAX, MEMTABLE_BYTES_MAX};
 
 /// When an acknowledged write is safe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

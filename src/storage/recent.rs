@@ -15,10 +15,7 @@ use std::collections::HashMap;
 
 use super::record::StoredRecord;
 
-/// Approximate bytes of remembered records above which the memory is
-/// dropped between batches. Bounds the actor's footprint; a hot working set
-/// smaller than this stays remembered.
-pub const RECENT_BYTES_MAX: usize = 16 * 1024 * 1024;
+pub use crate::limits::RECENT_BYTES_MAX;
 
 /// Bookkeeping bytes counted per entry on top of key and value.
 const ENTRY_OVERHEAD_BYTES: usize = 160;
