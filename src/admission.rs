@@ -486,7 +486,12 @@ impl Ticket {
     pub fn hold_input(&mut self, held: usize) -> bool {
         let admission = &self.admission;
         let unauthenticated = self.is_unauthenticated();
-        if held <= self.input_reserved {
+        if held == self.input_reserved {
+            // The common case on every read: nothing to account, and no
+            // write to counters every shard shares.
+            return true;
+        }
+        if held < self.input_reserved {
             let freed = self.input_reserved - held;
             admission.input_bytes.fetch_sub(freed, Ordering::AcqRel);
             if unauthenticated {

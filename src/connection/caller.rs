@@ -82,6 +82,12 @@ impl Owner {
     pub fn method(&self) -> AuthMethod {
         self.method
     }
+
+    /// The tenant, giving up the proof (for a write that carries the tenant
+    /// to the store without another reference count).
+    pub fn into_tenant(self) -> Arc<Tenant> {
+        self.tenant
+    }
 }
 
 /// Proof that the caller is the atServer of `atsign`, talking to `tenant`.

@@ -16,13 +16,15 @@ pub mod transcript;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, FutureExt};
 
-use crate::clock::{Clock, DeadlineExceeded};
+use crate::clock::Clock;
 use crate::context::ServerContext;
-use crate::limits::{IDLE_BUFFER_BYTES_MAX, LINE_BYTES_MAX, READ_CHUNK_BYTES, READ_SIZE_MIN_BYTES};
+use crate::limits::{
+    IDLE_BUFFER_BYTES_MAX, LINE_BYTES_MAX, READ_CHUNK_BYTES, READ_SIZE_MIN_BYTES, STORE_WAIT_MS,
+};
 pub use inflight::InFlight;
 pub use lines::LineBuffer;
 pub use pipeline::{Flow, Pipeline, Progress};
@@ -30,7 +32,9 @@ pub use transcript::Transcript;
 
 /// What woke the connection loop.
 enum Event {
-    Read(Result<std::io::Result<usize>, DeadlineExceeded>),
+    Read(std::io::Result<usize>),
+    /// Nothing came for the connection's idle deadline.
+    Idle,
     WriteDone,
     /// The store did not answer the oldest in-flight write in time.
     StoreTimedOut,
@@ -109,33 +113,42 @@ where
         // Wait for input, or for the oldest in-flight write to become
         // durable, whichever comes first: a pipelining client keeps sending
         // while its earlier writes are being committed.
-        let idle = (last_line + ticket.idle_limit()).saturating_duration_since(Instant::now());
+        // One deadline on the whole wait (one timer per wait, not one per
+        // thing waited for): with writes in flight, how long the store may
+        // take to answer; otherwise, how long the connection may stay idle.
+        let writes_pending = pipeline.has_pending();
+        let limit = if writes_pending {
+            Duration::from_millis(STORE_WAIT_MS)
+        } else {
+            (last_line + ticket.idle_limit()).saturating_duration_since(Instant::now())
+        };
         let may_read = pipeline.can_take_more();
         let spare_len = if may_read { read_size } else { 0 };
         let event = {
             let room = input.spare(spare_len);
             let read = async {
                 if may_read {
-                    Event::Read(clock.deadline(idle, tls.read(room)).await)
+                    Event::Read(tls.read(room).await)
                 } else {
                     futures_lite::future::pending().await
                 }
             };
             let write_done = async {
-                if !pipeline.has_pending() {
+                if !writes_pending {
                     futures_lite::future::pending::<()>().await;
                 }
-                if pipeline.oldest_write_done().await {
-                    Event::WriteDone
-                } else {
-                    Event::StoreTimedOut
-                }
+                pipeline.oldest_write_durable().await;
+                Event::WriteDone
             };
             let evicted = async {
                 ticket.evicted().await;
                 Event::Evicted
             };
-            read.or(write_done).or(evicted).await
+            match clock.deadline(limit, read.or(write_done).or(evicted)).await {
+                Ok(event) => event,
+                Err(_) if writes_pending => Event::StoreTimedOut,
+                Err(_) => Event::Idle,
+            }
         };
         let progress = match event {
             Event::WriteDone => {
@@ -154,12 +167,12 @@ where
                 pipeline.abandon_writes(&mut out);
                 Progress::Close
             }
-            Event::Read(Ok(Ok(0)) | Ok(Err(_))) => break,
-            Event::Read(Err(_)) => {
+            Event::Read(Ok(0) | Err(_)) => break,
+            Event::Idle => {
                 tracing::debug!(?peer, "idle connection closed");
                 break;
             }
-            Event::Read(Ok(Ok(read))) => {
+            Event::Read(Ok(read)) => {
                 input.filled(spare_len, read);
                 filled_buffer = read == spare_len;
                 read_size = if read == read_size {

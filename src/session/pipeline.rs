@@ -349,6 +349,12 @@ impl<C: Clock> Pipeline<C> {
             .is_ok()
     }
 
+    /// Resolves once the oldest in-flight write is durable, with no deadline
+    /// of its own: the connection loop puts one deadline on its whole wait.
+    pub async fn oldest_write_durable(&mut self) {
+        self.inflight.wait_front().await;
+    }
+
     /// Gives up on the in-flight writes (the store did not answer in time):
     /// their replies are dropped and AT0002 closes the connection.
     pub fn abandon_writes(&mut self, out: &mut Vec<u8>) {

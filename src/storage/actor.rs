@@ -35,7 +35,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use fjall::{Database, OwnedWriteBatch, PersistMode};
 
 use super::activity::Activity;
-use super::backpressure::{Charge, Parking};
+use super::backpressure::{ChargedBytes, Parking, TenantQueue, TenantQueues};
 use super::completion::{self, Completer};
 use super::error::{Operation, RecordAt, StoreError, WithSources, WriteError};
 use super::failpoints::{Failpoints, Site};
@@ -73,7 +73,7 @@ pub struct WriteOutcome {
 pub(super) enum ActorMessage {
     /// A write, and the room it holds in its atSign's queue budget (given
     /// back as the actor takes the write into a batch).
-    Write(QueuedWrite, Charge),
+    Write(QueuedWrite, ChargedBytes),
     /// Persist everything and flush the memtables (a clean stop), then
     /// answer on the channel.
     Flush(std::sync::mpsc::Sender<Result<(), StoreError>>),
@@ -157,6 +157,7 @@ pub(super) struct Shared {
     pub poison: Arc<Poison>,
     pub parking: Arc<Parking>,
     pub activity: Arc<Activity>,
+    pub tenant_queues: Arc<TenantQueues>,
 }
 
 /// What each write of a batch gets: its outcome, or why it did not happen.
@@ -182,6 +183,7 @@ pub(super) fn spawn(
         poison,
         parking,
         activity,
+        tenant_queues,
     } = shared;
     let mut actor = Actor {
         db,
@@ -190,6 +192,8 @@ pub(super) fn spawn(
         poison,
         parking,
         activity,
+        tenant_queues,
+        queue_of: HashMap::new(),
         failpoints,
         last_commit: HashMap::new(),
         recent: Recent::default(),
@@ -211,6 +215,26 @@ pub(super) fn spawn(
     Ok((tx, thread))
 }
 
+/// The budget room of the requests one drain took, per atSign: given back
+/// once per atSign and drain, not once per request.
+#[derive(Default)]
+struct Taken {
+    /// (atSign, requests, bytes); a drain holds few atSigns, so a list.
+    by_atsign: Vec<(Arc<str>, usize, usize)>,
+}
+
+impl Taken {
+    fn add(&mut self, atsign: &Arc<str>, charged: ChargedBytes) {
+        match self.by_atsign.iter_mut().find(|(a, _, _)| a == atsign) {
+            Some((_, writes, bytes)) => {
+                *writes += 1;
+                *bytes = bytes.saturating_add(charged.0);
+            }
+            None => self.by_atsign.push((atsign.clone(), 1, charged.0)),
+        }
+    }
+}
+
 /// Wakes the parked submitters when the actor's thread ends.
 struct WakeParkedOnExit(Arc<Parking>);
 
@@ -230,6 +254,10 @@ struct Actor {
     parking: Arc<Parking>,
     /// How long the current step runs, and the background-sync count.
     activity: Arc<Activity>,
+    /// Every atSign's queue budget, whose room the actor gives back.
+    tenant_queues: Arc<TenantQueues>,
+    /// The budgets looked up so far, by atSign (the lookup takes a lock).
+    queue_of: HashMap<Arc<str>, Arc<TenantQueue>>,
     /// Failures on purpose (an empty type unless built with `failpoints`).
     failpoints: Failpoints,
     /// Last issued commit id per atSign, loaded from `meta` on first use.
@@ -249,6 +277,20 @@ struct Pending {
 }
 
 impl Actor {
+    /// Gives back the budget room of the requests a drain took.
+    fn give_back(&mut self, taken: Taken) {
+        for (atsign, writes, bytes) in taken.by_atsign {
+            let queue = match self.queue_of.get(&atsign) {
+                Some(queue) => queue,
+                None => {
+                    let queue = self.tenant_queues.of(&atsign);
+                    self.queue_of.entry(atsign).or_insert(queue)
+                }
+            };
+            queue.release(writes, bytes);
+        }
+    }
+
     fn run(&mut self, rx: Receiver<ActorMessage>) {
         let sweep_every = Duration::from_millis(EXPIRY_SWEEP_INTERVAL_MS);
         let mut next_sweep = Instant::now();
@@ -271,12 +313,14 @@ impl Actor {
             };
             let mut requests = Vec::new();
             let mut flushes = Vec::new();
+            let mut taken = Taken::default();
             let mut next = Some(first);
             while let Some(message) = next.take() {
                 match message {
-                    ActorMessage::Write(request, charge) => {
-                        // Taken into a batch: no longer queued for its atSign.
-                        drop(charge);
+                    ActorMessage::Write(request, charged) => {
+                        // Taken into a batch: no longer queued for its
+                        // atSign (given back below, once per atSign).
+                        taken.add(&request.atsign, charged);
                         requests.push(request);
                     }
                     ActorMessage::Flush(done) => flushes.push(done),
@@ -285,6 +329,7 @@ impl Actor {
                     next = rx.try_recv().ok();
                 }
             }
+            self.give_back(taken);
             // The drain made room in the queue and in the atSigns' budgets:
             // parked submitters may refill them while this batch commits.
             self.parking.wake_all();

@@ -136,63 +136,99 @@ impl Drop for Ticket<'_> {
     }
 }
 
-/// What one atSign has queued in front of its store's actor.
+/// What one atSign has queued in front of its store's actor: two atomic
+/// counters, charged by the submitter and given back by the actor once per
+/// batch and atSign (not once per request), so the accounting adds no lock
+/// and little cache traffic to the write path.
 #[derive(Default)]
 pub struct TenantQueue {
-    queued: Mutex<Queued>,
-}
-
-#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
-struct Queued {
-    writes: usize,
-    bytes: usize,
+    writes: AtomicUsize,
+    bytes: AtomicUsize,
 }
 
 impl TenantQueue {
     /// Takes room for one request of `bytes` if the atSign's budget has it
     /// (or if nothing of the atSign is queued: a request larger than the
-    /// whole byte budget must not wait forever). The room is given back
-    /// when the returned charge is dropped, which the actor does as it
-    /// takes the request into a batch.
-    pub fn try_charge(self: &Arc<TenantQueue>, bytes: usize) -> Option<Charge> {
-        let mut queued = lock(&self.queued);
-        let fits = queued.writes == 0
-            || (queued.writes < TENANT_QUEUED_WRITES_MAX
-                && queued.bytes.saturating_add(bytes) <= TENANT_QUEUED_WRITE_BYTES_MAX);
-        if !fits {
-            return None;
-        }
-        queued.writes += 1;
-        queued.bytes = queued.bytes.saturating_add(bytes);
-        Some(Charge {
-            queue: self.clone(),
+    /// whole byte budget must not wait forever). The room is given back by
+    /// [`TenantQueue::release`] when the actor takes the request into a
+    /// batch, or by the returned charge if the request is never sent.
+    pub fn try_charge(&self, bytes: usize) -> Option<Charge<'_>> {
+        let writes = self.writes.fetch_add(1, Ordering::AcqRel);
+        let before = self.bytes.fetch_add(bytes, Ordering::AcqRel);
+        let fits = writes == 0
+            || (writes < TENANT_QUEUED_WRITES_MAX
+                && before.saturating_add(bytes) <= TENANT_QUEUED_WRITE_BYTES_MAX);
+        let charge = Charge {
+            queue: self,
             bytes,
-        })
+            armed: true,
+        };
+        // A refused charge gives its room straight back (on drop).
+        fits.then_some(charge)
+    }
+
+    /// Gives back the room of `writes` requests of `bytes` in all, as the
+    /// actor takes them into a batch.
+    pub fn release(&self, writes: usize, bytes: usize) {
+        debug_assert!(self.writes.load(Ordering::Acquire) >= writes);
+        self.writes.fetch_sub(writes, Ordering::AcqRel);
+        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
     }
 
     /// Requests and bytes queued right now.
     #[cfg(test)]
     pub fn queued(&self) -> (usize, usize) {
-        let queued = lock(&self.queued);
-        (queued.writes, queued.bytes)
+        (
+            self.writes.load(Ordering::Acquire),
+            self.bytes.load(Ordering::Acquire),
+        )
     }
 }
 
-/// The room one queued request holds in its atSign's budget; dropping it
-/// gives the room back.
-pub struct Charge {
-    queue: Arc<TenantQueue>,
+/// The room one request holds in its atSign's budget while its submitter
+/// still has it: given back on drop (a submit abandoned before its request
+/// was sent), or handed over to the actor with [`Charge::sent`].
+pub struct Charge<'a> {
+    queue: &'a TenantQueue,
     bytes: usize,
+    armed: bool,
 }
 
-impl Drop for Charge {
+impl Charge<'_> {
+    /// The request is in the actor's queue: the actor gives the room back.
+    pub fn sent(mut self) -> ChargedBytes {
+        self.armed = false;
+        ChargedBytes(self.bytes)
+    }
+}
+
+impl Drop for Charge<'_> {
     fn drop(&mut self) {
-        let mut queued = lock(&self.queue.queued);
-        // Pairs with the increment in `try_charge`: every charge taken is
-        // given back once.
-        debug_assert!(queued.writes >= 1 && queued.bytes >= self.bytes);
-        queued.writes = queued.writes.saturating_sub(1);
-        queued.bytes = queued.bytes.saturating_sub(self.bytes);
+        if self.armed {
+            self.queue.release(1, self.bytes);
+        }
+    }
+}
+
+/// The bytes a queued request counts in its atSign's budget, for the actor
+/// to give back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChargedBytes(pub usize);
+
+/// Every atSign's queue budget of one store, shared by its handles and its
+/// actor (which looks the budgets up by atSign to give their room back).
+#[derive(Default)]
+pub struct TenantQueues {
+    by_atsign: Mutex<HashMap<Arc<str>, Arc<TenantQueue>>>,
+}
+
+impl TenantQueues {
+    /// The budget of `atsign`, made on first use.
+    pub fn of(&self, atsign: &Arc<str>) -> Arc<TenantQueue> {
+        lock(&self.by_atsign)
+            .entry(atsign.clone())
+            .or_default()
+            .clone()
     }
 }
 
@@ -226,6 +262,15 @@ mod tests {
         assert_eq!(parking.parked_now(), 0);
         parking.wake_all();
         assert_eq!(counter.wakes(), 0);
+    }
+
+    #[test]
+    fn a_sent_charge_is_given_back_by_the_actor_not_on_drop() {
+        let queue = TenantQueue::default();
+        let charged = queue.try_charge(10).expect("room").sent();
+        assert_eq!(queue.queued(), (1, 10), "still queued once sent");
+        queue.release(1, charged.0);
+        assert_eq!(queue.queued(), (0, 0));
     }
 
     #[test]

@@ -46,7 +46,6 @@ mod poison;
 mod recent;
 pub mod record;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,7 +56,7 @@ use crate::error::AtError;
 use crate::health::FatalSink;
 use activity::Activity;
 pub use actor::{KeyWrite, Mutation, WriteOutcome};
-use backpressure::{Charge, Parking, TenantQueue, Ticket};
+use backpressure::{Charge, ChargedBytes, Parking, TenantQueue, TenantQueues, Ticket};
 pub use error::{Operation, RecordAt, StoreError, WriteError};
 use failpoints::Failpoints;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
@@ -104,8 +103,9 @@ struct StoreInner {
     parking: Arc<Parking>,
     /// What the actor is doing (for [`Store::busy_for`]).
     activity: Arc<Activity>,
-    /// Each atSign's queue budget, shared by all its [`TenantStore`]s.
-    tenant_queues: std::sync::Mutex<HashMap<Arc<str>, Arc<TenantQueue>>>,
+    /// Each atSign's queue budget, shared by all its [`TenantStore`]s and
+    /// the actor, which gives their room back.
+    tenant_queues: Arc<TenantQueues>,
     /// Corrupt entries that scans and commit-log reads skipped.
     corrupt_skipped: AtomicU64,
     /// The actor thread, joined by [`Store::close`].
@@ -190,10 +190,12 @@ impl Store {
         let poison = Arc::new(Poison::new(format!("store {}", dir.display()), fatal));
         let parking = Arc::new(Parking::default());
         let activity = Arc::new(Activity::new());
+        let tenant_queues = Arc::new(TenantQueues::default());
         let shared = actor::Shared {
             poison: poison.clone(),
             parking: parking.clone(),
             activity: activity.clone(),
+            tenant_queues: tenant_queues.clone(),
         };
         let (writer, thread) = actor::spawn(
             db,
@@ -210,7 +212,7 @@ impl Store {
                 poison,
                 parking,
                 activity,
-                tenant_queues: std::sync::Mutex::new(HashMap::new()),
+                tenant_queues,
                 corrupt_skipped: AtomicU64::new(0),
                 actor: std::sync::Mutex::new(Some(thread)),
             }),
@@ -257,14 +259,7 @@ impl Store {
     /// share its queue budget.
     pub fn tenant(&self, atsign: &str) -> TenantStore {
         let atsign: Arc<str> = Arc::from(atsign);
-        let queue = {
-            let mut queues = self
-                .inner
-                .tenant_queues
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            queues.entry(atsign.clone()).or_default().clone()
-        };
+        let queue = { self.inner.tenant_queues.of(&atsign) };
         TenantStore {
             store: self.clone(),
             atsign,
@@ -742,10 +737,10 @@ impl TenantStore {
 
     /// One attempt to queue `unsent`: first its room in this atSign's
     /// budget (kept across attempts once taken), then a slot in the queue.
-    fn hand_over(
-        &self,
+    fn hand_over<'s>(
+        &'s self,
         unsent: &mut Option<actor::QueuedWrite>,
-        charge: &mut Option<Charge>,
+        charge: &mut Option<Charge<'s>>,
         request_bytes: usize,
     ) -> HandOver {
         if self.store.is_poisoned() {
@@ -762,14 +757,19 @@ impl TenantStore {
             return HandOver::Sent;
         };
         use crossbeam_channel::TrySendError;
+        let charged = ChargedBytes(request_bytes);
         match self
             .store
             .inner
             .writer
-            .try_send(actor::ActorMessage::Write(write, held))
+            .try_send(actor::ActorMessage::Write(write, charged))
         {
-            Ok(()) => HandOver::Sent,
-            Err(TrySendError::Full(actor::ActorMessage::Write(write, held))) => {
+            Ok(()) => {
+                // The actor gives the room back as it takes the request.
+                let _ = held.sent();
+                HandOver::Sent
+            }
+            Err(TrySendError::Full(actor::ActorMessage::Write(write, _))) => {
                 *unsent = Some(write);
                 *charge = Some(held);
                 HandOver::NoRoom

@@ -19,8 +19,8 @@ use crate::storage::{CommitOp, KeyWrite, Mutation, StoredRecord};
 /// line whenever the process stopped.
 pub const SECRET_DELETED_KEY: &str = "privatekey:at_secret_deleted";
 
-pub fn prepare(owner: &Owner, cmd: Delete<'_>) -> Result<PreparedWrite, AtError> {
-    let tenant = owner.tenant().clone();
+pub fn prepare(owner: Owner, cmd: Delete<'_>) -> Result<PreparedWrite, AtError> {
+    let tenant = owner.into_tenant();
     check_owner(cmd.key.owner, &tenant.atsign, "delete")?;
     let key = cmd.key.assemble();
     check_key_length(&key)?;

@@ -76,9 +76,9 @@ pub async fn run<C: Clock>(
 pub fn prepare_write(planned: Planned<'_>) -> Result<PreparedWrite, AtError> {
     let row = planned.row;
     match (planned.command, planned.caller) {
-        (Command::Update(c), Caller::Owner(owner)) => update::prepare(&owner, c),
-        (Command::UpdateMeta(c), Caller::Owner(owner)) => update_meta::prepare(&owner, c),
-        (Command::Delete(c), Caller::Owner(owner)) => delete::prepare(&owner, c),
+        (Command::Update(c), Caller::Owner(owner)) => update::prepare(owner, c),
+        (Command::UpdateMeta(c), Caller::Owner(owner)) => update_meta::prepare(owner, c),
+        (Command::Delete(c), Caller::Owner(owner)) => delete::prepare(owner, c),
         (command, _) => Err(unserved(row, &command)),
     }
 }

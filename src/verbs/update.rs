@@ -14,8 +14,8 @@ use crate::protocol::command::Update;
 use crate::storage::actor::MutateFn;
 use crate::storage::{CommitOp, Mutation, StoredRecord};
 
-pub fn prepare(owner: &Owner, cmd: Update<'_>) -> Result<PreparedWrite, AtError> {
-    let tenant = owner.tenant().clone();
+pub fn prepare(owner: Owner, cmd: Update<'_>) -> Result<PreparedWrite, AtError> {
+    let tenant = owner.into_tenant();
     check_owner(cmd.key.owner, &tenant.atsign, "update")?;
     let key = cmd.key.assemble();
     check_writable_type(&key, &tenant.atsign)?;

@@ -13,8 +13,8 @@ use crate::protocol::command::UpdateMeta;
 use crate::storage::actor::MutateFn;
 use crate::storage::{CommitOp, Mutation, StoredRecord};
 
-pub fn prepare(owner: &Owner, cmd: UpdateMeta<'_>) -> Result<PreparedWrite, AtError> {
-    let tenant = owner.tenant().clone();
+pub fn prepare(owner: Owner, cmd: UpdateMeta<'_>) -> Result<PreparedWrite, AtError> {
+    let tenant = owner.into_tenant();
     check_owner(cmd.key.owner, &tenant.atsign, "update")?;
     let key = cmd.key.assemble();
     if key.starts_with("privatekey:") {
