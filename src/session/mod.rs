@@ -24,11 +24,45 @@ use crate::clock::Clock;
 use crate::context::ServerContext;
 use crate::limits::{
     IDLE_BUFFER_BYTES_MAX, LINE_BYTES_MAX, READ_CHUNK_BYTES, READ_SIZE_MIN_BYTES, STORE_WAIT_MS,
+    STREAMING_TURN_MS,
 };
 pub use inflight::InFlight;
 pub use lines::LineBuffer;
 pub use pipeline::{Flow, Pipeline, Progress};
 pub use transcript::Transcript;
+
+/// A future, and whether it had to wait (returned `Pending`) before it
+/// was ready.
+struct PendedOnce<F> {
+    future: F,
+    pended: bool,
+}
+
+impl<F> PendedOnce<F> {
+    fn new(future: F) -> PendedOnce<F> {
+        PendedOnce {
+            future,
+            pended: false,
+        }
+    }
+}
+
+impl<F: std::future::Future + Unpin> std::future::Future for PendedOnce<F> {
+    type Output = (F::Output, bool);
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match std::pin::Pin::new(&mut self.future).poll(cx) {
+            std::task::Poll::Ready(output) => std::task::Poll::Ready((output, self.pended)),
+            std::task::Poll::Pending => {
+                self.pended = true;
+                std::task::Poll::Pending
+            }
+        }
+    }
+}
 
 /// What woke the connection loop.
 enum Event {
@@ -103,9 +137,10 @@ where
     // The idle deadline runs from the last complete line, so a client that
     // trickles a partial line cannot keep the connection alive forever.
     let mut last_line = Instant::now();
-    // Whether the last read filled its buffer: more input is probably
-    // waiting, and reading it at once would not give up the shard.
-    let mut filled_buffer = false;
+    // Since when this task has run without its wait ever having to wait
+    // (input always there): a shard runs one task at a time, so such a
+    // connection must give the others a turn now and then.
+    let mut busy_since: Option<Instant> = None;
     'connection: loop {
         if pipeline.state().is_authenticated() {
             ticket.authenticated();
@@ -144,7 +179,14 @@ where
                 ticket.evicted().await;
                 Event::Evicted
             };
-            match clock.deadline(limit, read.or(write_done).or(evicted)).await {
+            let wait = std::pin::pin!(clock.deadline(limit, read.or(write_done).or(evicted)));
+            let (waited, pended) = PendedOnce::new(wait).await;
+            if pended {
+                busy_since = None;
+            } else {
+                busy_since.get_or_insert_with(Instant::now);
+            }
+            match waited {
                 Ok(event) => event,
                 Err(_) if writes_pending => Event::StoreTimedOut,
                 Err(_) => Event::Idle,
@@ -174,7 +216,6 @@ where
             }
             Event::Read(Ok(read)) => {
                 input.filled(spare_len, read);
-                filled_buffer = read == spare_len;
                 read_size = if read == read_size {
                     (read_size * 2).min(READ_CHUNK_BYTES)
                 } else {
@@ -231,13 +272,16 @@ where
         if progress == Progress::Close {
             break;
         }
-        if std::mem::take(&mut filled_buffer) {
-            // A socket that always has more input never makes its read
-            // wait, and a shard runs one task at a time: without this, one
-            // client streaming megabytes would starve every other
-            // connection of its shard. A request-response client never
-            // fills its buffer, so it never pays for the extra turn.
+        if busy_since
+            .is_some_and(|since| since.elapsed() >= Duration::from_millis(STREAMING_TURN_MS))
+        {
+            // A socket that always has more input never makes the read
+            // wait: without this, one client streaming megabytes would
+            // starve every other connection of its shard. A
+            // request-response client waits every time, so it never pays
+            // for the extra turn.
             futures_lite::future::yield_now().await;
+            busy_since = None;
         }
     }
     io::close(&clock, &mut tls).await;
