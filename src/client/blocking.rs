@@ -146,17 +146,8 @@ impl Client {
                 source,
             })?;
         let space = self.inbox.read_space()?;
-        match self.stream.read(space) {
-            Ok(0) => Err(ClientError::Closed {
-                during,
-                pending: self.inbox.pending().to_vec(),
-            }),
-            Ok(n) => {
-                self.inbox.filled(n);
-                Ok(())
-            }
-            Err(e) => Err(ClientError::from_io(during, e, self.inbox.pending())),
-        }
+        let read = self.stream.read(space);
+        self.inbox.settle_read(during, read)
     }
 
     /// Writes `bytes` as they are and flushes them.

@@ -173,6 +173,27 @@ impl Inbox {
     pub(crate) fn filled(&mut self, n: usize) {
         self.filled = (self.filled + n).min(self.storage.len());
     }
+
+    /// Takes the outcome of one read into the space lent last: bytes are
+    /// kept, end of stream and socket errors become the client's error with
+    /// whatever had arrived so far.
+    pub(crate) fn settle_read(
+        &mut self,
+        during: Operation,
+        read: std::io::Result<usize>,
+    ) -> Result<(), ClientError> {
+        match read {
+            Ok(0) => Err(ClientError::Closed {
+                during,
+                pending: self.pending().to_vec(),
+            }),
+            Ok(n) => {
+                self.filled(n);
+                Ok(())
+            }
+            Err(e) => Err(ClientError::from_io(during, e, self.pending())),
+        }
+    }
 }
 
 /// Which shape a taken frame has.

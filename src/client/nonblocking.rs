@@ -116,17 +116,8 @@ where
     /// every caller runs under one).
     async fn fill(&mut self, during: Operation) -> Result<(), ClientError> {
         let space = self.inbox.read_space()?;
-        match self.stream.read(space).await {
-            Ok(0) => Err(ClientError::Closed {
-                during,
-                pending: self.inbox.pending().to_vec(),
-            }),
-            Ok(n) => {
-                self.inbox.filled(n);
-                Ok(())
-            }
-            Err(e) => Err(ClientError::from_io(during, e, self.inbox.pending())),
-        }
+        let read = self.stream.read(space).await;
+        self.inbox.settle_read(during, read)
     }
 
     async fn greeting_unbounded(&mut self) -> Result<(), ClientError> {
