@@ -141,6 +141,10 @@ where
     // (input always there): a shard runs one task at a time, so such a
     // connection must give the others a turn now and then.
     let mut busy_since: Option<Instant> = None;
+    // One clock read per turn of the loop, taken when its wait ends: the
+    // idle deadline, the streaming turn and the last line's time all use
+    // it (a turn lasts microseconds, far below any of those bounds).
+    let mut now = last_line;
     'connection: loop {
         if pipeline.state().is_authenticated() {
             ticket.authenticated();
@@ -155,7 +159,7 @@ where
         let limit = if writes_pending {
             Duration::from_millis(STORE_WAIT_MS)
         } else {
-            (last_line + ticket.idle_limit()).saturating_duration_since(Instant::now())
+            (last_line + ticket.idle_limit()).saturating_duration_since(now)
         };
         let may_read = pipeline.can_take_more();
         let spare_len = if may_read { read_size } else { 0 };
@@ -181,10 +185,11 @@ where
             };
             let wait = std::pin::pin!(clock.deadline(limit, read.or(write_done).or(evicted)));
             let (waited, pended) = PendedOnce::new(wait).await;
+            now = Instant::now();
             if pended {
                 busy_since = None;
             } else {
-                busy_since.get_or_insert_with(Instant::now);
+                busy_since.get_or_insert(now);
             }
             match waited {
                 Ok(event) => event,
@@ -235,7 +240,7 @@ where
                         }
                     };
                     if input.lines_taken() != lines_before {
-                        last_line = Instant::now();
+                        last_line = now;
                     }
                     progress
                 } else {
@@ -272,9 +277,9 @@ where
         if progress == Progress::Close {
             break;
         }
-        if busy_since
-            .is_some_and(|since| since.elapsed() >= Duration::from_millis(STREAMING_TURN_MS))
-        {
+        if busy_since.is_some_and(|since| {
+            now.saturating_duration_since(since) >= Duration::from_millis(STREAMING_TURN_MS)
+        }) {
             // A socket that always has more input never makes the read
             // wait: without this, one client streaming megabytes would
             // starve every other connection of its shard. A

@@ -179,7 +179,7 @@ impl<C: Clock> Pipeline<C> {
     /// `out`, or queued behind replies that are not known yet.
     pub async fn handle_line(&mut self, raw: &[u8], out: &mut Vec<u8>) -> Flow {
         let mut normalized = std::mem::take(&mut self.normalized);
-        let flow = match verbs::gate::admit(&mut self.state, raw, &mut normalized, Instant::now()) {
+        let flow = match verbs::gate::admit(&mut self.state, raw, &mut normalized, Instant::now) {
             Verdict::Exit => {
                 self.flush(out).await;
                 Flow::Close

@@ -58,7 +58,7 @@ pub fn admit<'a>(
     state: &mut ConnectionState,
     raw: &'a [u8],
     scratch: &'a mut String,
-    now: Instant,
+    now: impl FnOnce() -> Instant,
 ) -> Verdict<'a> {
     // 1. exit
     let line = trim_line(raw);
@@ -153,7 +153,7 @@ mod tests {
 
     fn refusal(state: &mut ConnectionState, line: &str) -> Option<AtError> {
         let mut scratch = String::new();
-        match admit(state, line.as_bytes(), &mut scratch, Instant::now()) {
+        match admit(state, line.as_bytes(), &mut scratch, Instant::now) {
             Verdict::Refuse(error) => Some(error),
             _ => None,
         }
@@ -212,7 +212,7 @@ mod tests {
         let mut scratch = String::new();
         let mut state = anonymous();
         assert!(matches!(
-            admit(&mut state, b"@exit\r", &mut scratch, Instant::now()),
+            admit(&mut state, b"@exit\r", &mut scratch, Instant::now),
             Verdict::Exit
         ));
         for blank in ["", "  ", "\t \r"] {
@@ -243,7 +243,7 @@ mod tests {
             &mut state,
             b"LLOOKUP:phone@alice",
             &mut scratch,
-            Instant::now(),
+            Instant::now,
         ) {
             Verdict::Run(planned) => {
                 assert_eq!(planned.row.verb, VerbId::LLookup);
