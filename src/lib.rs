@@ -18,6 +18,8 @@
 //!   throttling), `cli` (flags).
 //! - `client` (the one client: reply framing, cram/pkam lines, blocking and
 //!   async) and `context` (the hosted atSigns and the shared server state).
+//! - `remote`: the outbound side — the atDirectory client, the pool of
+//!   authenticated connections to other atServers, `pol` in both roles.
 //! - `connection`: one connection's state as a leaf type and the typed
 //!   callers a verb receives as proof.
 //! - `verbs`: the verb table, the gate, one file per verb handler.
@@ -58,6 +60,8 @@ pub mod directory;
 pub mod files;
 #[cfg(feature = "runtime")]
 pub mod health;
+#[cfg(feature = "runtime")]
+pub mod remote;
 #[cfg(feature = "runtime")]
 pub mod session;
 #[cfg(feature = "runtime")]

@@ -24,6 +24,7 @@ const LAYERS: &[&[&str]] = &[
     &["protocol", "tls", "admission"],
     &["storage", "auth", "cli"],
     &["client", "context"],
+    &["remote"],
     &["connection"],
     &["verbs"],
     &["session"],
