@@ -38,6 +38,40 @@ pub enum AtCode {
 }
 
 impl AtCode {
+    /// Every code, in table order.
+    pub const ALL: [AtCode; 25] = [
+        AtCode::ServerException,
+        AtCode::DataStore,
+        AtCode::InvalidSyntax,
+        AtCode::Socket,
+        AtCode::BufferLimit,
+        AtCode::OutboundConnectionLimit,
+        AtCode::SecondaryNotFound,
+        AtCode::HandshakeFailure,
+        AtCode::Unauthorized,
+        AtCode::InternalServerError,
+        AtCode::InternalServerException,
+        AtCode::InboundConnectionLimit,
+        AtCode::BlockedConnection,
+        AtCode::KeyNotFound,
+        AtCode::InvalidKey,
+        AtCode::SecondaryConnect,
+        AtCode::IllegalArguments,
+        AtCode::Timeout,
+        AtCode::ServerPaused,
+        AtCode::ApkamDenied,
+        AtCode::ApkamPending,
+        AtCode::ApkamRevoked,
+        AtCode::ApkamExpired,
+        AtCode::CannotRevokeSelf,
+        AtCode::AuthFailed,
+    ];
+
+    /// The code of `AT0015`-style text, if it is one of ours.
+    pub fn from_code(text: &str) -> Option<AtCode> {
+        AtCode::ALL.into_iter().find(|code| code.code() == text)
+    }
+
     /// The code as clients grep for it, e.g. `AT0015`.
     pub const fn code(self) -> &'static str {
         match self {
@@ -181,6 +215,15 @@ impl std::error::Error for AtError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_code_reads_back_from_its_text_once() {
+        for code in AtCode::ALL {
+            assert_eq!(AtCode::from_code(code.code()), Some(code));
+            assert_eq!(AtCode::ALL.iter().filter(|c| **c == code).count(), 1);
+        }
+        assert_eq!(AtCode::from_code("AT9999"), None);
+    }
 
     #[test]
     fn only_the_reference_close_class_closes() {

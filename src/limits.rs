@@ -442,3 +442,57 @@ const _: () = assert!(TENANT_QUEUED_WRITE_BYTES_MAX * 8 <= INPUT_BUDGET_BYTES_MA
 // Two connections of one atSign, each at its in-flight caps, run unlimited.
 const _: () = assert!(2 * INFLIGHT_REPLIES_MAX <= TENANT_QUEUED_WRITES_MAX);
 const _: () = assert!(2 * INFLIGHT_WRITE_BYTES_MAX <= TENANT_QUEUED_WRITE_BYTES_MAX);
+
+// ---------------------------------------------------------------------------
+// Server-to-server: `pol` and the outbound connections to other atServers.
+
+/// Longest challenge token a prover signs (the part after the last `:` of
+/// `data:proof:<session>@me:<token>`). A bare UUID is 36 characters; a
+/// Dart verifier's `pol1.` token is URL-safe base64 of a small JSON object
+/// (about 100 characters, more with an `alg`). 1,024 leaves room for what
+/// later verifiers add and stops a peer from making us sign megabytes.
+pub const POL_TOKEN_CHARS_MAX: usize = 1_024;
+
+/// How long a prover's signed cookie (`public:<session>@me`) stays
+/// readable, and how long a verifier's challenge may wait for its `pol`:
+/// the reference's 60 s.
+pub const POL_COOKIE_TTL_MS: u64 = 60_000;
+
+/// Longest signature or public key a verifier accepts from a prover's
+/// server (base64 of an RSA-8192 signature is 1,368 characters, of its
+/// SPKI about 1,400). Anything longer is not a key we could verify.
+pub const POL_FIELD_CHARS_MAX: usize = 4_096;
+
+/// Deadline of each step of a server-to-server exchange (connect, TLS,
+/// greeting, one request and its reply). The Dart server waits 3 s for
+/// `from` and `pol`; a verifier's `pol` itself resolves, connects and makes
+/// two lookups, so the prover allows it more.
+pub const OUTBOUND_STEP_MS: u64 = 10_000;
+
+/// Deadline of a whole `pol` as the prover waits for it (the verifier's
+/// directory lookup, TLS connect and lookups all happen inside it).
+pub const OUTBOUND_POL_MS: u64 = 20_000;
+
+/// Idle authenticated outbound connections kept per shard across all
+/// remote atSigns (the reference's `outbound_max_limit` is 200 per
+/// process). Beyond it the least recently used idle one is closed.
+pub const OUTBOUND_IDLE_CONNECTIONS_MAX: usize = 200;
+
+/// Connections one shard may have open to other atServers at once, idle
+/// or busy. A request that finds it reached, with no idle connection to
+/// close, gets AT0006.
+pub const OUTBOUND_CONNECTIONS_MAX: usize = 400;
+
+/// Connections one shard keeps (idle) to one remote atSign for one local
+/// atSign: concurrent requests beyond it open more, which are closed when
+/// done.
+pub const OUTBOUND_IDLE_PER_PEER_MAX: usize = 4;
+
+/// How long an idle outbound connection is kept (the reference's
+/// `outbound_idle_time_millis` is 600,000).
+pub const OUTBOUND_IDLE_MS: u64 = 600_000;
+
+const _: () = assert!(OUTBOUND_STEP_MS < OUTBOUND_POL_MS);
+const _: () = assert!(OUTBOUND_POL_MS < POL_COOKIE_TTL_MS);
+const _: () = assert!(OUTBOUND_IDLE_CONNECTIONS_MAX <= OUTBOUND_CONNECTIONS_MAX);
+const _: () = assert!(OUTBOUND_IDLE_PER_PEER_MAX <= OUTBOUND_IDLE_CONNECTIONS_MAX);

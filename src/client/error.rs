@@ -26,6 +26,8 @@ pub enum Operation {
     Cram,
     /// `pkam:` and its answer.
     Pkam,
+    /// `pol` and its answer (server-to-server).
+    Pol,
     /// Waiting for the server to close the connection.
     AwaitClose,
 }
@@ -42,6 +44,7 @@ impl Operation {
             Operation::Challenge => "asking for a challenge",
             Operation::Cram => "cram authentication",
             Operation::Pkam => "pkam authentication",
+            Operation::Pol => "pol authentication",
             Operation::AwaitClose => "waiting for the close",
         }
     }

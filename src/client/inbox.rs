@@ -47,6 +47,17 @@ impl Reply {
     pub fn is_error(&self) -> bool {
         self.payload().starts_with(b"error:")
     }
+
+    /// A reply made from its bytes (`<payload>\n<prompt>`), for tests of
+    /// code that reads replies.
+    #[cfg(test)]
+    pub(crate) fn from_bytes_for_tests(text: &str) -> Reply {
+        let payload_len = text.find("\n@").unwrap_or(text.len());
+        Reply {
+            bytes: text.as_bytes().to_vec(),
+            payload_len,
+        }
+    }
 }
 
 /// `Ok` for `data:success`; the reply as the error otherwise.

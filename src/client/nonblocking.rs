@@ -17,7 +17,7 @@ use rustls::pki_types::ServerName;
 
 use super::auth::{self, PkamKey};
 use super::framing::ReplyFramer;
-use super::inbox::{Inbox, expect_success};
+use super::inbox::{FrameKind, Inbox, expect_success};
 use super::{ClientError, Operation, Reply};
 use crate::clock::{Clock, DeadlineExceeded};
 
@@ -258,6 +258,43 @@ where
         let challenge = self.challenge(atsign).await?;
         let reply = self.request(&key.pkam_line(&challenge, None)?).await?;
         expect_success(reply, Operation::Pkam)
+    }
+
+    /// `pol`, proving `atsign` to the server that issued the last
+    /// `data:proof:` challenge (after the caller has published the signed
+    /// cookie where the server will look it up). Success is the bare
+    /// `@<atsign>@` prompt; from then on replies end with it.
+    pub async fn pol(&mut self, atsign: &str) -> Result<(), ClientError> {
+        self.challenged = None;
+        self.inbox.framer.expect_pol_attempt(atsign);
+        self.send_line("pol").await?;
+        let clock = self.clock.clone();
+        let outcome = clock.deadline(self.timeout, self.pol_unbounded()).await;
+        let proven = self.settle(Operation::Pol, outcome);
+        if proven.is_ok() {
+            self.inbox.framer.expect_owner(atsign);
+        } else {
+            self.inbox.framer.expect_anonymous();
+        }
+        proven
+    }
+
+    async fn pol_unbounded(&mut self) -> Result<(), ClientError> {
+        loop {
+            if let Some((kind, bytes, _)) = self.inbox.take_frame() {
+                let proven = kind == FrameKind::Prompt
+                    && bytes.as_slice() == self.inbox.framer.expected_prompt();
+                return if proven {
+                    Ok(())
+                } else {
+                    Err(ClientError::UnexpectedReply {
+                        during: Operation::Pol,
+                        reply: bytes,
+                    })
+                };
+            }
+            self.fill(Operation::Pol).await?;
+        }
     }
 
     async fn close_wait_unbounded(&mut self) -> Result<(), ClientError> {

@@ -10,4 +10,4 @@ mod caller;
 mod state;
 
 pub use caller::{Anonymous, AuthMethod, Caller, CallerKind, Owner, Peer};
-pub use state::ConnectionState;
+pub use state::{ConnectionState, PolChallenge};

@@ -21,6 +21,25 @@ enum Proven {
     Peer(String),
 }
 
+/// A challenge issued to another atServer claiming `claimed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolChallenge {
+    /// The atSign it claims, with its `@`.
+    pub claimed: String,
+    /// What it must sign.
+    pub nonce: String,
+    pub issued: Instant,
+}
+
+impl PolChallenge {
+    /// Whether the challenge may still be answered (the cookie the prover
+    /// publishes lives as long).
+    pub fn is_fresh(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.issued)
+            < Duration::from_millis(crate::limits::POL_COOKIE_TTL_MS)
+    }
+}
+
 /// The state of one connection. Fields are private: verbs change them only
 /// through the methods below, each of which keeps the invariants (a proven
 /// owner always has a tenant; naming another atSign drops the proof).
@@ -35,6 +54,9 @@ pub struct ConnectionState {
     proven: Proven,
     /// The outstanding `from:` challenge; single use.
     challenge: Option<Challenge>,
+    /// The outstanding `from:@other` challenge of another atServer, until
+    /// its `pol`; single use.
+    pol_challenge: Option<PolChallenge>,
     error_style: ErrorStyle,
     /// Failed `cram`/`pkam` attempts so far; the connection closes at
     /// [`AUTH_FAILURES_MAX`].
@@ -60,6 +82,7 @@ impl ConnectionState {
             tenant,
             proven: Proven::Nothing,
             challenge: None,
+            pol_challenge: None,
             error_style: ErrorStyle::Legacy,
             auth_failures: 0,
             rate_window_start: now,
@@ -166,6 +189,27 @@ impl ConnectionState {
     pub fn authenticate_owner(&mut self, method: AuthMethod) {
         debug_assert!(self.tenant.is_some(), "an owner is proven for a tenant");
         self.proven = Proven::Owner(method);
+    }
+
+    /// `from:@other` by another atServer: issues a single-use challenge
+    /// and returns its text, `proof:<session>@other:<nonce>`. Whatever was
+    /// proven before is dropped.
+    pub fn issue_pol_challenge(&mut self, claimed: String, nonce: String, now: Instant) -> String {
+        self.proven = Proven::Nothing;
+        self.challenge = None;
+        let text = format!("proof:{}{claimed}:{nonce}", self.session_id);
+        self.pol_challenge = Some(PolChallenge {
+            claimed,
+            nonce,
+            issued: now,
+        });
+        text
+    }
+
+    /// Takes the outstanding `pol` challenge. `None` without a `from:` for
+    /// another atSign first.
+    pub fn take_pol_challenge(&mut self) -> Option<PolChallenge> {
+        self.pol_challenge.take()
     }
 
     /// Another atServer proved it is `atsign` (server-to-server `pol`).

@@ -67,6 +67,12 @@ pub fn data_spaced(out: &mut Vec<u8>, payload: &str, prompt: Prompt<'_>) {
     prompt.write(out);
 }
 
+/// The prompt alone: the answer to a successful `pol` (`@bob@`, no
+/// payload, no newline).
+pub fn bare_prompt(out: &mut Vec<u8>, prompt: Prompt<'_>) {
+    prompt.write(out);
+}
+
 /// The description of an exception error: `<generic> : <message>` on an
 /// owner-authenticated connection, `Exception: <message>` otherwise.
 pub fn description(err: &AtError, owner_authenticated: bool) -> String {

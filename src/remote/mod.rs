@@ -7,6 +7,12 @@
 //! which refuses every connection, so their replies never depend on a
 //! network.
 
+pub mod outbound;
+pub mod peers;
+pub mod pol;
+pub mod pool;
+pub mod prover;
+
 use std::future::Future;
 
 use futures_lite::{AsyncRead, AsyncWrite};

@@ -11,6 +11,7 @@
 //! ([`super::transcript`]) both drive it.
 
 use std::net::IpAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,7 @@ use crate::limits::{
 };
 use crate::protocol::frame::Frame;
 use crate::protocol::reply;
+use crate::remote::peers::PeerAccess;
 use crate::storage::{KeyWrite, WriteRequest};
 use crate::verbs::table::Ordering;
 use crate::verbs::{self, Planned, PreparedWrite, Reply, Verdict};
@@ -90,6 +92,8 @@ pub struct Pipeline<C: Clock> {
     key: String,
     /// Reused buffer for a line that normalisation had to change.
     normalized: String,
+    /// The way to other atServers, of the shard this connection runs on.
+    peers: Rc<dyn PeerAccess>,
 }
 
 impl<C: Clock> Pipeline<C> {
@@ -110,6 +114,7 @@ impl<C: Clock> Pipeline<C> {
             payload: String::new(),
             key: String::new(),
             normalized: String::new(),
+            peers: crate::remote::peers::of_this_shard(),
         })
     }
 
@@ -224,6 +229,7 @@ impl<C: Clock> Pipeline<C> {
             &mut self.state,
             planned,
             &self.clock,
+            self.peers.as_ref(),
             &mut payload,
         )
         .await;
@@ -262,6 +268,7 @@ impl<C: Clock> Pipeline<C> {
         match result {
             Ok(Reply::Data) => reply::data(out, payload, self.state.prompt()),
             Ok(Reply::DataSpaced) => reply::data_spaced(out, payload, self.state.prompt()),
+            Ok(Reply::BarePrompt) => reply::bare_prompt(out, self.state.prompt()),
             Err(error) => {
                 self.state.write_error(&error, out);
                 if error.close {

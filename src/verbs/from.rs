@@ -4,6 +4,11 @@
 //! which current clients check before signing. A second `from:` on an
 //! authenticated connection (the SDK's onboarding does this) issues a new
 //! challenge and keeps the authentication if it names the same atSign.
+//!
+//! `from:@bob` for an atSign this process does not host is another
+//! atServer starting `pol` (server-to-server.md §3): its TLS client
+//! certificate must name the host the directory gives for @bob, and the
+//! reply is `data:proof:_<session>@bob:<nonce>`.
 
 use std::time::Instant;
 
@@ -16,13 +21,17 @@ use crate::protocol::atsign::normalize_atsign;
 use crate::protocol::command::From;
 use crate::protocol::json;
 use crate::protocol::reply::ErrorStyle;
+use crate::remote::certificate::certificate_names_host;
+use crate::remote::outbound::ResolveError;
+use crate::remote::peers::PeerAccess;
 
 /// Clients newer than this get JSON error lines (the reference's rule).
 const JSON_ERRORS_AFTER_VERSION: (u64, u64, u64) = (3, 0, 37);
 
-pub fn apply(
+pub async fn apply(
     server: &ServerContext,
     state: &mut ConnectionState,
+    peers: &dyn PeerAccess,
     cmd: From<'_>,
     payload: &mut String,
 ) -> Result<Reply, AtError> {
@@ -31,17 +40,49 @@ pub fn apply(
         state.set_error_style(error_style_for(config)?);
     }
     let Some(tenant) = server.tenant(&atsign).cloned() else {
-        // Another atSign proving itself (from + pol) is server-to-server
-        // authentication, which a later milestone brings.
-        return Err(AtError::new(
-            AtCode::AuthFailed,
-            format!(
-                "{atsign} is not hosted here and server-to-server authentication (pol) is not supported yet"
-            ),
-        ));
+        return challenge_peer(server, state, peers, atsign, payload).await;
     };
     let nonce = uuid_v4(&server.rng)?;
     payload.push_str(state.issue_challenge(tenant, &nonce, Instant::now()));
+    Ok(Reply::Data)
+}
+
+/// `from:@other` by another atServer.
+async fn challenge_peer(
+    server: &ServerContext,
+    state: &mut ConnectionState,
+    peers: &dyn PeerAccess,
+    claimed: String,
+    payload: &mut String,
+) -> Result<Reply, AtError> {
+    if state.tenant().is_none() {
+        // A process hosting several atSigns learns which one a peer wants
+        // from its `to:` (Dart servers send it first since 3.16.6).
+        return Err(AtError::new(
+            AtCode::AuthFailed,
+            "this server hosts several atSigns: name one with to:@<atSign> before from:",
+        ));
+    }
+    if server.peer_certificates_required {
+        let address = peers.resolve(&claimed).await.map_err(|e| match e {
+            ResolveError::NotFound => AtError::new(
+                AtCode::SecondaryNotFound,
+                format!("No secondary url found for atsign: {claimed}"),
+            ),
+            ResolveError::Unavailable(why) => AtError::new(AtCode::SecondaryConnect, why),
+        })?;
+        let named = state
+            .peer_certificate()
+            .is_some_and(|cert| certificate_names_host(cert, &address.host));
+        if !named {
+            return Err(AtError::new(
+                AtCode::AuthFailed,
+                "Certificate Verification Failed",
+            ));
+        }
+    }
+    let nonce = uuid_v4(&server.rng)?;
+    payload.push_str(&state.issue_pol_challenge(claimed, nonce, Instant::now()));
     Ok(Reply::Data)
 }
 

@@ -1,39 +1,52 @@
-//! `lookup:[bypassCache:…:][meta:|all:]<key>@<owner>`.
-//!
-//! Unauthenticated: the owner's `public:<key>@<owner>`. Owner of this
-//! atSign: `@alice:<key>@alice`. Owner asking for another atSign hosted in
-//! this process: that atSign's `@alice:<key>@<other>` (what a remote lookup
-//! would return, without a network hop). Other atSigns need server-to-server
-//! lookups, which a later milestone brings.
+//! `lookup:[bypassCache:…:][meta:|all:]<key>@<owner>`, by who asks
+//! (verbs.md §8):
+//! - unauthenticated: the owner's `public:<key>@<owner>`;
+//! - another atServer, pol-authenticated as @bob: `@bob:<key>@<owner>`,
+//!   what the owner shared with @bob (inactive ⇒ `data:null`);
+//! - the owner of this atSign: `@alice:<key>@alice`;
+//! - the owner asking about another atSign: that atSign's server is asked
+//!   for `@alice:<key>@<other>` (server-to-server.md §5). When the other
+//!   atSign is hosted in this process, its store is read directly: the
+//!   bytes are those a remote lookup would return, without a network hop.
 
 use super::checks::check_key_length;
 use super::llookup::read_local;
+use super::remote_lookup::{self, Asking};
 use super::{Reply, now_ms};
 use crate::connection::Caller;
 use crate::context::ServerContext;
-use crate::error::{AtCode, AtError};
+use crate::error::AtError;
 use crate::protocol::atkey::canonical_key;
 use crate::protocol::atsign::normalize_atsign;
 use crate::protocol::command::Lookup;
+use crate::remote::peers::PeerAccess;
 
-/// Anonymous callers (and, until server-to-server lookups land, peers)
-/// see public data only.
-pub fn apply(
+pub async fn apply(
     server: &ServerContext,
+    peers: &dyn PeerAccess,
     caller: &Caller,
     cmd: Lookup<'_>,
     payload: &mut String,
 ) -> Result<Reply, AtError> {
     let owner = normalize_atsign(cmd.owner).map_err(AtError::from)?;
-    let Caller::Owner(me) = caller else {
-        let key = canonical_key(&format!("public:{}{}", cmd.name, owner));
-        check_key_length(&key)?;
-        let tenant = server
-            .tenant(&owner)
-            .cloned()
-            .ok_or_else(|| AtError::key_not_found(&key))?;
-        read_local(&tenant.store, &key, cmd.op, &key, payload)?;
-        return Ok(Reply::Data);
+    let me = match caller {
+        Caller::Owner(me) => me,
+        Caller::Peer(peer) => {
+            let key = canonical_key(&format!("{}:{}{}", peer.atsign(), cmd.name, owner));
+            check_key_length(&key)?;
+            read_local(&peer.tenant().store, &key, cmd.op, &key, payload)?;
+            return Ok(Reply::Data);
+        }
+        Caller::Anonymous(_) => {
+            let key = canonical_key(&format!("public:{}{}", cmd.name, owner));
+            check_key_length(&key)?;
+            let tenant = server
+                .tenant(&owner)
+                .cloned()
+                .ok_or_else(|| AtError::key_not_found(&key))?;
+            read_local(&tenant.store, &key, cmd.op, &key, payload)?;
+            return Ok(Reply::Data);
+        }
     };
     let key = canonical_key(&format!("{}:{}{}", me.atsign(), cmd.name, owner));
     check_key_length(&key)?;
@@ -42,7 +55,21 @@ pub fn apply(
         return Ok(Reply::Data);
     }
     let Some(other) = server.tenant(&owner).cloned() else {
-        return Err(remote_not_supported(&owner));
+        let name = key
+            .strip_prefix(me.atsign())
+            .and_then(|k| k.strip_prefix(':'))
+            .and_then(|k| k.strip_suffix(owner.as_str()))
+            .unwrap_or(cmd.name);
+        return remote_lookup::lookup(
+            peers,
+            Asking::As(me.tenant()),
+            &owner,
+            name,
+            cmd.op,
+            &key,
+            payload,
+        )
+        .await;
     };
     // A remote owner's inactive record is "not found" (reference §5.2).
     let active = other.store.read(&key, |r| r.is_active(now_ms()))?;
@@ -51,11 +78,4 @@ pub fn apply(
     }
     read_local(&other.store, &key, cmd.op, &key, payload)?;
     Ok(Reply::Data)
-}
-
-pub(super) fn remote_not_supported(owner: &str) -> AtError {
-    AtError::new(
-        AtCode::SecondaryConnect,
-        format!("{owner} is not hosted here and lookups on other atServers are not supported yet"),
-    )
 }

@@ -22,6 +22,8 @@ mod noop;
 mod pattern;
 mod pkam;
 mod plookup;
+mod pol;
+mod remote_lookup;
 mod scan;
 mod stats;
 pub mod table;
@@ -34,6 +36,7 @@ use crate::connection::{Caller, ConnectionState};
 use crate::context::ServerContext;
 use crate::error::AtError;
 use crate::protocol::command::{Command, KeyRef};
+use crate::remote::peers::PeerAccess;
 pub use gate::{Planned, Verdict};
 use table::VerbRow;
 pub use write::PreparedWrite;
@@ -45,6 +48,8 @@ pub enum Reply {
     Data,
     /// `data: <payload>` and the prompt (the reference's `stats` shape).
     DataSpaced,
+    /// The prompt alone, no payload and no newline: a successful `pol`.
+    BarePrompt,
 }
 
 /// Runs a planned command of the [`table::Ordering::Barrier`] class,
@@ -54,18 +59,22 @@ pub async fn run<C: Clock>(
     state: &mut ConnectionState,
     planned: Planned<'_>,
     clock: &C,
+    peers: &dyn PeerAccess,
     payload: &mut String,
 ) -> Result<Reply, AtError> {
     let row = planned.row;
     match (planned.command, planned.caller) {
-        (Command::From(c), _) => from::apply(server, state, c, payload),
+        (Command::From(c), _) => from::apply(server, state, peers, c, payload).await,
         (Command::Cram(c), _) => cram::apply(server, state, clock, c, payload).await,
         (Command::Pkam(c), _) => pkam::apply(server, state, clock, c, payload).await,
         (Command::Info(c), _) => info::apply(server, c, payload),
+        (Command::Pol, _) => pol::apply(state, peers).await,
         (Command::Noop(c), _) => noop::apply(clock, c, payload).await,
-        (Command::Lookup(c), caller) => lookup::apply(server, &caller, c, payload),
-        (Command::Scan(c), caller) => scan::apply(server, &caller, c, payload).await,
-        (Command::PLookup(c), Caller::Owner(owner)) => plookup::apply(server, &owner, c, payload),
+        (Command::Lookup(c), caller) => lookup::apply(server, peers, &caller, c, payload).await,
+        (Command::Scan(c), caller) => scan::apply(server, peers, &caller, c, payload).await,
+        (Command::PLookup(c), Caller::Owner(owner)) => {
+            plookup::apply(server, peers, &owner, c, payload).await
+        }
         (Command::Stats(c), Caller::Owner(owner)) => stats::apply(server, &owner, c, payload),
         (command, _) => Err(unserved(row, &command)),
     }

@@ -2,10 +2,12 @@
 //! atSign. For atSigns hosted in this process the public record is read
 //! directly (the reference goes over the network even to itself; the bytes
 //! are the same). Inactive public records are "not found", as remotely.
+//! Other atSigns' servers are asked with an unauthenticated
+//! `lookup:all:<key>@<owner>`.
 
 use super::checks::check_key_length;
 use super::llookup::read_local;
-use super::lookup::remote_not_supported;
+use super::remote_lookup::{self, Asking};
 use super::{Reply, now_ms};
 use crate::connection::Owner;
 use crate::context::ServerContext;
@@ -13,11 +15,13 @@ use crate::error::AtError;
 use crate::protocol::atkey::canonical_key;
 use crate::protocol::atsign::normalize_atsign;
 use crate::protocol::command::PLookup;
+use crate::remote::peers::PeerAccess;
 
 /// Only owners look up public data through their own server; the proof is
 /// all this needs of the caller.
-pub fn apply(
+pub async fn apply(
     server: &ServerContext,
+    peers: &dyn PeerAccess,
     _owner: &Owner,
     cmd: PLookup<'_>,
     payload: &mut String,
@@ -26,7 +30,20 @@ pub fn apply(
     let key = canonical_key(&format!("public:{}{}", cmd.name, owner));
     check_key_length(&key)?;
     let Some(tenant) = server.tenant(&owner).cloned() else {
-        return Err(remote_not_supported(&owner));
+        let name = key
+            .strip_prefix("public:")
+            .and_then(|k| k.strip_suffix(owner.as_str()))
+            .unwrap_or(cmd.name);
+        return remote_lookup::lookup(
+            peers,
+            Asking::Anonymously,
+            &owner,
+            name,
+            cmd.op,
+            &key,
+            payload,
+        )
+        .await;
     };
     let active = tenant.store.read(&key, |r| r.is_active(now_ms()))?;
     if active != Some(true) {

@@ -8,21 +8,23 @@
 
 use std::sync::Arc;
 
-use super::lookup::remote_not_supported;
 use super::{Reply, now_ms};
 use crate::connection::Caller;
 use crate::context::{ServerContext, Tenant};
 use crate::error::{AtCode, AtError};
 use crate::limits::{SCAN_KEYS_MAX, SCAN_PAGE_KEYS, SCAN_REPLY_BYTES_MAX};
 use crate::protocol::command::Scan;
+use crate::protocol::atsign::normalize_atsign;
 use crate::protocol::json;
+use crate::remote::outbound::relayed_error;
+use crate::remote::peers::PeerAccess;
 
 /// What a scan shows and of which keys.
 struct View<'a> {
     /// Only keys whose stored name starts with this are read: `public:`
     /// for callers that see public keys only, so their scan costs what it
     /// returns rather than what the store holds.
-    prefix: &'static str,
+    prefix: &'a str,
     /// Whether a key (live, matching) is listed, and how it is shown.
     shown: &'a dyn Fn(&str) -> Option<String>,
 }
@@ -32,6 +34,7 @@ struct View<'a> {
 /// [`SCAN_KEYS_MAX`] keys or [`SCAN_REPLY_BYTES_MAX`] bytes.
 pub async fn apply(
     server: &ServerContext,
+    peers: &dyn PeerAccess,
     caller: &Caller,
     cmd: Scan<'_>,
     payload: &mut String,
@@ -47,44 +50,119 @@ pub async fn apply(
         None => None,
     };
     let matches = |key: &str| regex.as_ref().is_none_or(|r| r.is_match(key));
+    if let (Caller::Owner(me), Some(other)) = (caller, cmd.for_atsign) {
+        let other = normalize_atsign(other).map_err(AtError::from)?;
+        if other != me.atsign() {
+            return match server.tenant(&other).cloned() {
+                // Hosted here: what @other shared with the owner, as @other's
+                // server would list it to a pol connection.
+                Some(tenant) => {
+                    let mut listing = Listing::start(payload);
+                    list_shared_with(&mut listing, &tenant, me.atsign(), &matches).await?;
+                    listing.finish();
+                    Ok(Reply::Data)
+                }
+                None => remote_scan(peers, me.tenant(), &other, cmd.regex, payload).await,
+            };
+        }
+    }
     let mut listing = Listing::start(payload);
-    if let Caller::Owner(me) = caller {
-        if let Some(other) = cmd.for_atsign {
-            return Err(remote_not_supported(other));
+    match caller {
+        Caller::Owner(me) => {
+            let show_hidden = cmd.show_hidden.unwrap_or(false);
+            let shown = |key: &str| {
+                (owner_sees(key, show_hidden) && matches(key)).then(|| key.to_string())
+            };
+            let view = View {
+                prefix: "",
+                shown: &shown,
+            };
+            listing.scan(me.tenant(), &view).await?;
         }
-        let show_hidden = cmd.show_hidden.unwrap_or(false);
-        let shown =
-            |key: &str| (owner_sees(key, show_hidden) && matches(key)).then(|| key.to_string());
-        let view = View {
-            prefix: "",
-            shown: &shown,
-        };
-        listing.scan(me.tenant(), &view).await?;
-    } else {
-        if cmd.for_atsign.is_some() {
-            return Err(AtError::needs_auth());
+        Caller::Peer(peer) => {
+            if cmd.for_atsign.is_some() {
+                return Err(AtError::needs_auth());
+            }
+            list_shared_with(&mut listing, peer.tenant(), peer.atsign(), &matches).await?;
         }
-        let named = match caller {
-            Caller::Anonymous(anonymous) => anonymous.tenant(),
-            Caller::Peer(peer) => Some(peer.tenant()),
-            Caller::Owner(owner) => Some(owner.tenant()),
-        };
-        let tenants: Vec<_> = match named {
-            Some(tenant) => vec![tenant.clone()],
-            None => server.tenants.values().cloned().collect(),
-        };
-        let shown = |key: &str| {
-            (!key.starts_with("public:_") && matches(key)).then(|| key.replace("public:", ""))
-        };
-        let view = View {
-            prefix: "public:",
-            shown: &shown,
-        };
-        for tenant in &tenants {
-            listing.scan(tenant, &view).await?;
+        Caller::Anonymous(anonymous) => {
+            if cmd.for_atsign.is_some() {
+                return Err(AtError::needs_auth());
+            }
+            let tenants: Vec<_> = match anonymous.tenant() {
+                Some(tenant) => vec![tenant.clone()],
+                None => server.tenants.values().cloned().collect(),
+            };
+            let shown = |key: &str| {
+                (!key.starts_with("public:_") && matches(key)).then(|| key.replace("public:", ""))
+            };
+            let view = View {
+                prefix: "public:",
+                shown: &shown,
+            };
+            for tenant in &tenants {
+                listing.scan(tenant, &view).await?;
+            }
         }
     }
     listing.finish();
+    Ok(Reply::Data)
+}
+
+/// Lists the keys of `tenant` shared with `with` (`@bob:<key>@alice`),
+/// shown without the `@bob:` prefix: what a pol connection as @bob sees.
+async fn list_shared_with(
+    listing: &mut Listing<'_>,
+    tenant: &Arc<Tenant>,
+    with: &str,
+    matches: &dyn Fn(&str) -> bool,
+) -> Result<(), AtError> {
+    let prefix = format!("{with}:");
+    let shown = |key: &str| {
+        (!key.starts_with("public:_") && matches(key))
+            .then(|| key.strip_prefix(prefix.as_str()).unwrap_or(key).to_string())
+    };
+    let view = View {
+        prefix: &prefix,
+        shown: &shown,
+    };
+    listing.scan(tenant, &view).await
+}
+
+/// `scan:@other` for an atSign hosted elsewhere: a `scan[ <regex>]` on a
+/// connection pol-authenticated as the owner, whose list is relayed.
+async fn remote_scan(
+    peers: &dyn PeerAccess,
+    me: &Arc<Tenant>,
+    other: &str,
+    regex: Option<&str>,
+    payload: &mut String,
+) -> Result<Reply, AtError> {
+    let line = match regex {
+        Some(regex) => format!("scan {regex}"),
+        None => "scan".to_string(),
+    };
+    let answer = peers
+        .request_as(me, other, &line)
+        .await
+        .map_err(|e| e.to_at_error())?;
+    if answer.is_error() {
+        return Err(relayed_error(answer.payload()).unwrap_or_else(|| {
+            AtError::new(AtCode::SecondaryConnect, "the remote atServer's error is unreadable")
+        }));
+    }
+    let list = answer
+        .data()
+        .and_then(|d| std::str::from_utf8(d).ok())
+        .filter(|d| matches!(json::parse(d), Ok(json::JsonValue::Array(_))))
+        .ok_or_else(|| AtError::new(AtCode::SecondaryConnect, "the remote scan is not a list"))?;
+    if list.len() > SCAN_REPLY_BYTES_MAX {
+        return Err(AtError::new(
+            AtCode::IllegalArguments,
+            format!("the remote scan is longer than {SCAN_REPLY_BYTES_MAX} bytes"),
+        ));
+    }
+    payload.push_str(list);
     Ok(Reply::Data)
 }
 

@@ -123,7 +123,7 @@ static TABLE: [VerbRow; VerbId::ALL.len()] = [
     row(V::PLookup, Owner, ReadsKey, Barrier, Yes),
     row(V::Lookup, Anyone, ReadsKey, Barrier, Yes),
     row(V::Scan, Anyone, Listing, Barrier, Yes),
-    row(V::Pol, Anyone, Unrestricted, Barrier, NotYet),
+    row(V::Pol, Anyone, Unrestricted, Barrier, Yes),
     row(V::Delete, Owner, WritesKey, Write, Yes),
     row(V::Stats, Owner, Listing, Barrier, Yes),
     row(V::Config, Owner, Manage, Barrier, NotYet),
