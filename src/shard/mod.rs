@@ -3,7 +3,10 @@
 //! Each shard is one glommio `LocalExecutor` pinned to a core, with its own
 //! `SO_REUSEPORT` listener on the same address: the kernel spreads new
 //! connections over the shards, and a connection lives and dies on the shard
-//! that accepted it. Nothing mutable is shared between shards.
+//! that accepted it. Nothing mutable is shared between shards. Outbound
+//! connections leave through [`ShardDialer`].
+
+mod dial;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -342,6 +345,7 @@ impl ServeHandle {
     }
 }
 
+pub use dial::ShardDialer;
 pub use glommio::net::TcpStream as Socket;
 
 #[cfg(test)]
