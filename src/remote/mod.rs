@@ -7,6 +7,9 @@
 //! which refuses every connection, so their replies never depend on a
 //! network.
 
+pub mod certificate;
+pub mod directory;
+
 use std::future::Future;
 
 use futures_lite::{AsyncRead, AsyncWrite};
