@@ -83,21 +83,7 @@ mod tests {
     use super::*;
     use crate::clock::Clock;
     use crate::shard::ShardClock;
-
-    /// Runs the future `make` builds on a fresh glommio executor in its own
-    /// thread.
-    pub(crate) fn on_a_shard<T, F>(make: impl FnOnce() -> F + Send + 'static) -> T
-    where
-        T: Send + 'static,
-        F: std::future::Future<Output = T> + 'static,
-    {
-        let _ = crate::shard::ensure_memlock();
-        let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(crate::limits::IO_MEMORY_BYTES)
-            .spawn(make)
-            .expect("executor");
-        executor.join().expect("executor ran")
-    }
+    use crate::shard::tests::on_a_shard;
 
     /// A loopback listener that echoes one read back, on a std thread.
     fn echo_once() -> SocketAddr {
