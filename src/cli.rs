@@ -62,7 +62,8 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0")]
     pub host: std::net::IpAddr,
-    /// The atDirectory used to find other atSigns' servers (host:port).
+    /// The atDirectory used to find other atSigns' servers (host:port, e.g.
+    /// root.atsign.org:64). Its certificate must chain to --tls-ca.
     #[arg(long)]
     pub root: Option<String>,
     /// Server certificate chain (PEM).
@@ -71,7 +72,11 @@ pub struct ServeArgs {
     /// Server private key (PEM, PKCS#8 or SEC1 or PKCS#1).
     #[arg(long)]
     pub tls_key: PathBuf,
-    /// CA bundle (PEM) trusted for client certificates of other atServers.
+    /// CA bundle (PEM) trusted in both directions: for the client
+    /// certificates of other atServers connecting here (asked for, not
+    /// required) and for the server certificates of the atDirectory and the
+    /// atServers this server connects to. Without it no outbound connection
+    /// is trusted.
     #[arg(long)]
     pub tls_ca: Option<PathBuf>,
     /// Folder for the data (created if missing).

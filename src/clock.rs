@@ -6,7 +6,7 @@
 //! transcripts and fuzzing without real time passing.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::FutureExt;
 
@@ -28,6 +28,12 @@ pub trait Clock: Clone + 'static {
     type Sleep: Future<Output = ()>;
 
     fn sleep(&self, duration: Duration) -> Self::Sleep;
+
+    /// The current time, for ages and expiries (a cache's TTL). Real clocks
+    /// read the monotonic clock; a test clock may move it by hand.
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
 
     /// Runs `future` but gives up after `limit`.
     fn deadline<F: Future>(

@@ -51,9 +51,25 @@ impl Tenant {
 
 pub use crate::admission::SessionLimits;
 
+/// The outbound side's configuration, fixed at start.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    /// TLS for connections to the atDirectory and other atServers: trusts
+    /// the `--tls-ca` bundle, presents this server's certificate.
+    pub tls: Arc<rustls::ClientConfig>,
+    /// The atDirectory (`host`, `port`) other atSigns are resolved through
+    /// (`--root`; `dev` uses its own directory); `None` when not given, and
+    /// then no other atSign can be reached.
+    pub root: Option<(String, u16)>,
+}
+
 pub struct ServerContext {
     pub tenants: HashMap<String, Arc<Tenant>>,
     pub tls: Arc<rustls::ServerConfig>,
+    /// TLS of outbound connections, built once at start (see [`Outbound`]).
+    pub outbound_tls: Arc<rustls::ClientConfig>,
+    /// The atDirectory this server was told about, as (`host`, `port`).
+    pub root: Option<(String, u16)>,
     pub started: Instant,
     pub rng: ring::rand::SystemRandom,
     /// Who gets a connection and for how long (atomics, not locks).
@@ -70,6 +86,7 @@ impl ServerContext {
     pub fn new(
         tenants: Vec<Tenant>,
         tls: Arc<rustls::ServerConfig>,
+        outbound: Outbound,
         limits: SessionLimits,
         data_dir: std::path::PathBuf,
     ) -> ServerContext {
@@ -79,6 +96,8 @@ impl ServerContext {
                 .map(|t| (t.atsign.clone(), Arc::new(t)))
                 .collect(),
             tls,
+            outbound_tls: outbound.tls,
+            root: outbound.root,
             started: Instant::now(),
             rng: ring::rand::SystemRandom::new(),
             admission: Admission::new(limits),

@@ -283,6 +283,65 @@ const _: () = assert!(ATSIGN_CHARS_MAX + 1 < DIRECTORY_LINE_BYTES_MAX);
 const _: () = assert!(DIRECTORY_MISS_DELAY_MS < DIRECTORY_IDLE_MS);
 
 // ---------------------------------------------------------------------------
+// The outbound side: dialing other hosts, and the atDirectory client.
+
+/// Addresses of one resolved host name a dial tries in turn: a name with
+/// dozens of A/AAAA records must not turn one dial into dozens of connects
+/// under one deadline.
+pub const DIAL_ADDRESSES_MAX: usize = 8;
+
+/// How long an atDirectory answer is used without asking again (the
+/// reference caches an hour): an atServer that moves is found again within
+/// it, and a busy server asks the directory once an hour per peer.
+pub const DIRECTORY_CACHE_TTL_MS: u64 = 3_600_000;
+
+/// How long a `null` answer (no such atSign) is remembered: long enough that
+/// a burst of lookups for a missing atSign costs one directory request,
+/// short enough that a newly registered atSign is reachable within seconds.
+pub const DIRECTORY_NEGATIVE_TTL_MS: u64 = 30_000;
+
+/// How long past its TTL an answer may still be used while the directory
+/// cannot be reached (the refresh failed): a day of directory outage does
+/// not cut peers off from each other; an older answer is dropped.
+pub const DIRECTORY_STALE_MS: u64 = 86_400_000;
+
+/// One deadline on a whole resolution: both attempts, the pause between
+/// them, and waiting for another task's lookup of the same atSign. The
+/// reference allows 30 s; a client waiting on a `lookup` that needs a
+/// resolution should hear within 10 s that the directory is not answering.
+pub const DIRECTORY_RESOLVE_MS: u64 = 10_000;
+
+/// Deadline of one attempt, as a whole: connect, TLS handshake, greeting,
+/// query and answer. A directory on the same continent answers in well
+/// under a second.
+pub const DIRECTORY_ATTEMPT_MS: u64 = 4_000;
+
+/// Pause before the one retry of a failed attempt (the reference retries
+/// after 50 to 200 ms).
+pub const DIRECTORY_RETRY_DELAY_MS: u64 = 100;
+
+/// Longest host name a directory answer may name: a DNS name's 253.
+pub const DIRECTORY_HOST_CHARS_MAX: usize = 253;
+
+/// Bytes read from one directory connection at most (after TLS): the `@`
+/// greeting and one answer (host, `:`, port, `\r\n@`) fit with room; a
+/// directory that sends more is not answering the protocol.
+pub const DIRECTORY_REPLY_BYTES_MAX: usize = 512;
+
+/// Answers the process-wide cache holds. Beyond it, answers past their TTL
+/// are dropped first, then the oldest: lookups of random atSigns cannot grow
+/// the server's memory (64 Ki entries of about 100 bytes).
+pub const DIRECTORY_CACHE_ENTRIES_MAX: usize = 65_536;
+
+// Both attempts and the pause fit the one deadline.
+const _: () = assert!(2 * DIRECTORY_ATTEMPT_MS + DIRECTORY_RETRY_DELAY_MS <= DIRECTORY_RESOLVE_MS);
+const _: () = assert!(DIRECTORY_NEGATIVE_TTL_MS < DIRECTORY_CACHE_TTL_MS);
+// The greeting and the longest valid answer fit what is read.
+const _: () = assert!(1 + DIRECTORY_HOST_CHARS_MAX + 1 + 5 + 3 <= DIRECTORY_REPLY_BYTES_MAX);
+// Every record the directory serves is an answer this client accepts.
+const _: () = assert!(RECORD_ADDRESS_CHARS_MAX <= DIRECTORY_HOST_CHARS_MAX + 1 + 5);
+
+// ---------------------------------------------------------------------------
 // The process: shards, start and stop.
 
 /// Below this locked-memory limit glommio refuses to start (measured: it

@@ -22,7 +22,10 @@ use rustls::server::WebPkiClientVerifier;
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
-    /// CA bundle trusted for client certificates (and outbound peers).
+    /// CA bundle trusted in both directions: for the client certificates
+    /// of other atServers connecting here, and for the server certificates
+    /// of the atServers and the atDirectory this server connects to (as the
+    /// reference's one `trustedCertificateLocation`).
     pub ca: Option<PathBuf>,
 }
 
@@ -208,9 +211,53 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
+/// The configuration of the server's outbound connections (to the
+/// atDirectory and other atServers), built once at start: it trusts the CA
+/// bundle of `files` (nothing without one, so no outbound connection can
+/// succeed) and presents the server's own certificate chain and key as its
+/// client certificate, which a peer's `from:` check matches against the
+/// host the directory gives for this server's atSign.
+pub fn outbound_config(files: &TlsFiles) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let roots = match &files.ca {
+        Some(ca) => read_roots(ca)?,
+        None => RootCertStore::empty(),
+    };
+    let chain = read_certificates(PemFile::Certificate, &files.cert)?;
+    let key = read_key(&files.key)?;
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)
+        .map_err(|source| TlsError::Rustls {
+            what: "TLS versions",
+            source,
+        })?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|source| TlsError::Rustls {
+            what: "client certificate and key do not match",
+            source,
+        })?;
+    Ok(Arc::new(config))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_outbound_config_presents_the_server_certificate_and_trusts_the_bundle() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let certs = crate::devcerts::ensure(dir.path()).expect("certs");
+        let mut files = TlsFiles {
+            cert: certs.cert.clone(),
+            key: certs.key.clone(),
+            ca: Some(certs.ca.clone()),
+        };
+        let outbound = outbound_config(&files).expect("config");
+        assert!(outbound.client_auth_cert_resolver.has_certs());
+        files.ca = None;
+        let untrusting = outbound_config(&files).expect("config without a bundle");
+        assert!(untrusting.client_auth_cert_resolver.has_certs());
+    }
 
     #[test]
     fn the_dev_certificates_make_a_client_config_with_and_without_an_identity() {

@@ -335,3 +335,49 @@ fn dev_starts_a_directory_and_a_server_in_one_command() {
     );
     drop(running);
 }
+
+/// The server's own directory client, on a shard with the shard's dialer
+/// and clock, against the real `atserver directory` over TLS on loopback.
+#[test]
+fn the_directory_client_resolves_a_registered_atsign_over_tls() {
+    use atserver::remote::directory::{DirectoryCache, DirectoryClient, DirectoryError};
+    use atserver::shard::{ShardClock, ShardDialer};
+
+    let directory = Directory::start(&["alice=127.0.0.1:6464"]);
+    let root = format!("127.0.0.1:{}", directory.addr.port());
+    let files = atserver::tls::TlsFiles {
+        cert: directory.certs.cert.clone(),
+        key: directory.certs.key.clone(),
+        ca: Some(directory.certs.ca.clone()),
+    };
+    let tls = atserver::tls::outbound_config(&files).expect("outbound TLS");
+    atserver::shard::ensure_memlock().expect("locked memory");
+    // A test-only executor: the shard module's dialer and clock need one.
+    let outcomes = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(atserver::limits::IO_MEMORY_BYTES)
+        .spawn(move || async move {
+            let root = atserver::remote::directory::parse_address(&root).expect("root");
+            let client = DirectoryClient::new(
+                root,
+                tls,
+                std::sync::Arc::new(DirectoryCache::default()),
+                ShardDialer,
+                ShardClock,
+            )
+            .expect("client");
+            let alice = client.resolve("@Alice").await.map(|a| a.to_string());
+            let nobody = client.resolve("@nobody").await.map(|a| a.to_string());
+            (alice, nobody, client.cache().len())
+        })
+        .expect("executor")
+        .join()
+        .expect("executor ran");
+    assert_eq!(outcomes.0, Ok("127.0.0.1:6464".to_string()));
+    assert_eq!(
+        outcomes.1,
+        Err(DirectoryError::NotFound {
+            atsign: "@nobody".into()
+        })
+    );
+    assert_eq!(outcomes.2, 2, "the address and the null are both cached");
+}

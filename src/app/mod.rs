@@ -16,14 +16,15 @@ use crate::admission::Admission;
 use crate::cli::{
     CertsArgs, CheckStoreArgs, DevArgs, DirectoryArgs, DurabilityArg, SchedulingArg, ServeArgs,
 };
-use crate::context::{ServerContext, SessionLimits, Tenant};
+use crate::context::{Outbound, ServerContext, SessionLimits, Tenant};
 use crate::directory::Records;
 use crate::health::FatalSink;
 use crate::limits::DEV_START_MS;
 use crate::protocol::atsign::normalize_atsign;
+use crate::remote::directory::{ServerAddress, parse_address};
 use crate::shard::{self, ConnectionFuture, ConnectionHandler, ShardClock, Socket};
 use crate::storage::{CommitOp, Durability, Mutation, Store, StoredRecord};
-use crate::tls::{TlsFiles, server_config};
+use crate::tls::{TlsFiles, outbound_config, server_config};
 use crate::{devcerts, directory, session};
 pub use error::{AppError, EXIT_FATAL};
 pub use scratch::ScratchServer;
@@ -43,6 +44,8 @@ pub struct ServerPlan {
     pub durability: Durability,
     pub limits: SessionLimits,
     pub scheduling: shard::Scheduling,
+    /// The atDirectory other atSigns are resolved through (`--root`).
+    pub root: Option<ServerAddress>,
 }
 
 fn online_cpus() -> usize {
@@ -122,8 +125,16 @@ pub fn serve(args: ServeArgs) -> Result<(), AppError> {
         });
         atsigns.push((atsign.clone(), secret));
     }
-    if let Some(root) = &args.root {
-        tracing::info!(%root, "atDirectory for other atSigns (used once server-to-server lands)");
+    let root = match &args.root {
+        Some(text) => Some(
+            parse_address(text)
+                .map_err(|e| AppError::Usage(format!("--root {text:?} is not host:port: {e}")))?,
+        ),
+        None => None,
+    };
+    match &root {
+        Some(root) => tracing::info!(%root, "atDirectory for other atSigns"),
+        None => tracing::warn!("no --root: other atSigns cannot be resolved"),
     }
     let plan = ServerPlan {
         atsigns,
@@ -147,6 +158,7 @@ pub fn serve(args: ServeArgs) -> Result<(), AppError> {
             SchedulingArg::Batch => shard::Scheduling::Batch,
             SchedulingArg::Normal => shard::Scheduling::Normal,
         },
+        root,
     };
     let signals = crate::signals::block().map_err(AppError::Signals)?;
     let supervisor = Supervisor::new();
@@ -240,6 +252,18 @@ pub fn open_server(
     fatal: &FatalSink,
 ) -> Result<(Arc<ServerContext>, Vec<Store>), AppError> {
     let tls = server_config(&plan.tls)?;
+    if plan.tls.ca.is_none() {
+        tracing::warn!(
+            "no --tls-ca: peer certificates are not asked for and no outbound TLS connection is trusted"
+        );
+    }
+    let outbound = Outbound {
+        tls: outbound_config(&plan.tls)?,
+        root: plan
+            .root
+            .as_ref()
+            .map(|root| (root.host().to_string(), root.port())),
+    };
     std::fs::create_dir_all(&plan.data_dir).map_err(|source| AppError::Io {
         what: "create",
         path: plan.data_dir.clone(),
@@ -274,6 +298,7 @@ pub fn open_server(
     let server = Arc::new(ServerContext::new(
         tenants,
         tls,
+        outbound,
         plan.limits.clone(),
         plan.data_dir.clone(),
     ));
@@ -556,6 +581,10 @@ pub fn dev(args: DevArgs) -> Result<(), AppError> {
         durability: Durability::Durable,
         limits: SessionLimits::default(),
         scheduling: shard::Scheduling::Batch,
+        root: Some(
+            parse_address(&directory_addr.to_string())
+                .map_err(|e| AppError::Usage(format!("directory address: {e}")))?,
+        ),
     };
     let server = start_server(plan, supervisor.fatal_sink(), move |addr| {
         let _ = bound_tx.send(addr);

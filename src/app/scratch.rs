@@ -47,6 +47,7 @@ impl ScratchServer {
             durability: Durability::Fast,
             limits: SessionLimits::default(),
             scheduling: crate::shard::Scheduling::Normal,
+            root: None,
         };
         let (server, stores) = open_server(&plan, &FatalSink::log_only())?;
         Ok(ScratchServer {

@@ -4,6 +4,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustls::pki_types::CertificateDer;
+
 use super::caller::{Anonymous, AuthMethod, Caller, Owner, Peer};
 use crate::auth::challenge::Challenge;
 use crate::context::Tenant;
@@ -65,6 +67,11 @@ pub struct ConnectionState {
     /// limit, and the commands counted in it.
     rate_window_start: Instant,
     rate_window_count: u32,
+    /// The end-entity certificate the client presented in the TLS
+    /// handshake (other atServers do; end-user clients do not). `from:`
+    /// from a peer checks it names the host the directory gives for the
+    /// atSign it claims.
+    peer_certificate: Option<CertificateDer<'static>>,
 }
 
 impl ConnectionState {
@@ -87,7 +94,19 @@ impl ConnectionState {
             auth_failures: 0,
             rate_window_start: now,
             rate_window_count: 0,
+            peer_certificate: None,
         }
+    }
+
+    /// Records the client certificate of the TLS session (once, right after
+    /// the handshake).
+    pub fn set_peer_certificate(&mut self, certificate: Option<CertificateDer<'static>>) {
+        self.peer_certificate = certificate;
+    }
+
+    /// The client certificate the TLS handshake received, if any.
+    pub fn peer_certificate(&self) -> Option<&CertificateDer<'static>> {
+        self.peer_certificate.as_ref()
     }
 
     pub fn session_id(&self) -> &str {
@@ -324,6 +343,15 @@ mod tests {
             assert!(!s.fail_authentication("no").close);
         }
         assert!(s.fail_authentication("no").close);
+    }
+
+    #[test]
+    fn a_connection_keeps_the_certificate_its_peer_presented() {
+        let mut s = state();
+        assert!(s.peer_certificate().is_none());
+        let certificate = CertificateDer::from(vec![0x30, 0x00]);
+        s.set_peer_certificate(Some(certificate.clone()));
+        assert_eq!(s.peer_certificate(), Some(&certificate));
     }
 
     #[test]

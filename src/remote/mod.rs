@@ -7,6 +7,8 @@
 //! which refuses every connection, so their replies never depend on a
 //! network.
 
+pub mod certificate;
+pub mod directory;
 pub mod outbound;
 pub mod peers;
 pub mod pol;

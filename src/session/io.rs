@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use futures_rustls::server::TlsStream;
+use rustls::pki_types::CertificateDer;
 
 use crate::admission::{Admission, Refusal};
 use crate::clock::Clock;
@@ -48,6 +49,16 @@ where
         Ok(Err(error)) => Err(HandshakeFailed::Tls(error)),
         Err(_) => Err(HandshakeFailed::TimedOut(limit)),
     }
+}
+
+/// The end-entity certificate the client presented in `tls`'s handshake
+/// (verified against the CA bundle by rustls), owned.
+pub fn peer_certificate<S>(tls: &TlsStream<S>) -> Option<CertificateDer<'static>> {
+    let (_, connection) = tls.get_ref();
+    connection
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|leaf| leaf.clone().into_owned())
 }
 
 /// Tells a client it was not admitted (`error:AT0012-<why>`), if a refusal

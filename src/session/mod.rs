@@ -130,6 +130,8 @@ where
             return;
         }
     };
+    // Another atServer presents its certificate here; `from:` checks it.
+    pipeline.set_peer_certificate(io::peer_certificate(&tls));
     let mut input = LineBuffer::new(LINE_BYTES_MAX);
     let mut out: Vec<u8> = Vec::new();
     // Idle connections hold small buffers; busy ones grow theirs.

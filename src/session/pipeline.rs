@@ -122,6 +122,14 @@ impl<C: Clock> Pipeline<C> {
         &self.state
     }
 
+    /// Hands the connection the client certificate of its TLS session.
+    pub fn set_peer_certificate(
+        &mut self,
+        certificate: Option<rustls::pki_types::CertificateDer<'static>>,
+    ) {
+        self.state.set_peer_certificate(certificate);
+    }
+
     /// The longest line the connection may send now: small until it has
     /// authenticated.
     pub fn line_bytes_max(&self) -> usize {

@@ -3,7 +3,10 @@
 //! Each shard is one glommio `LocalExecutor` pinned to a core, with its own
 //! `SO_REUSEPORT` listener on the same address: the kernel spreads new
 //! connections over the shards, and a connection lives and dies on the shard
-//! that accepted it. Nothing mutable is shared between shards.
+//! that accepted it. Nothing mutable is shared between shards. Outbound
+//! connections leave through [`ShardDialer`].
+
+mod dial;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -342,11 +345,103 @@ impl ServeHandle {
     }
 }
 
+pub use dial::ShardDialer;
 pub use glommio::net::TcpStream as Socket;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs the future `make` builds on a fresh glommio executor in its own
+    /// thread, and returns its output.
+    pub(crate) fn on_a_shard<T, F>(make: impl FnOnce() -> F + Send + 'static) -> T
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + 'static,
+    {
+        let _ = ensure_memlock();
+        let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(IO_MEMORY_BYTES)
+            .spawn(make)
+            .expect("executor");
+        executor.join().expect("executor ran")
+    }
+
+    #[test]
+    fn a_client_certificate_reaches_the_session_and_an_untrusted_one_is_refused() {
+        use crate::session::io;
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let certs = crate::devcerts::ensure(&dir.path().join("ours")).expect("certs");
+        let strangers = crate::devcerts::ensure(&dir.path().join("theirs")).expect("certs");
+        let server_tls = crate::tls::server_config(&crate::tls::TlsFiles {
+            cert: certs.cert.clone(),
+            key: certs.key.clone(),
+            ca: Some(certs.ca.clone()),
+        })
+        .expect("server config");
+        let leaf = CertificateDer::pem_file_iter(&certs.cert)
+            .expect("chain")
+            .next()
+            .expect("leaf")
+            .expect("pem");
+        // The server's own outbound identity, a client without one, and a
+        // client whose certificate comes from a CA the server does not trust.
+        let clients = [
+            crate::tls::outbound_config(&crate::tls::TlsFiles {
+                cert: certs.cert.clone(),
+                key: certs.key.clone(),
+                ca: Some(certs.ca.clone()),
+            })
+            .expect("outbound"),
+            crate::tls::client_config(&certs.ca, None).expect("plain"),
+            crate::tls::client_config(&certs.ca, Some((&strangers.cert, &strangers.key)))
+                .expect("stranger"),
+        ];
+        let (bound, address) = std::sync::mpsc::channel();
+        let connecting = std::thread::spawn(move || {
+            let address: SocketAddr = address
+                .recv_timeout(Duration::from_secs(10))
+                .expect("bound");
+            for tls in clients {
+                let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+                let _ = crate::client::blocking::Client::connect(
+                    address,
+                    tls,
+                    name,
+                    Duration::from_secs(10),
+                );
+            }
+        });
+        let seen = on_a_shard(move || async move {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            bound
+                .send(listener.local_addr().expect("address"))
+                .expect("send");
+            let mut seen = Vec::new();
+            for _ in 0..3 {
+                let stream = listener.accept().await.expect("accept");
+                let limit = Duration::from_secs(10);
+                match io::accept_tls(&ShardClock, server_tls.clone(), stream, limit).await {
+                    Ok(mut tls) => {
+                        seen.push(Some(io::peer_certificate(&tls)));
+                        let _ = io::write_all(&ShardClock, &mut tls, b"@").await;
+                        io::close(&ShardClock, &mut tls).await;
+                    }
+                    Err(_) => seen.push(None),
+                }
+            }
+            seen
+        });
+        connecting.join().expect("clients");
+        assert_eq!(seen, [Some(Some(leaf.clone())), Some(None), None]);
+        assert!(crate::remote::certificate::certificate_names_host(
+            &leaf,
+            "localhost"
+        ));
+    }
 
     fn policy_after(scheduling: Scheduling) -> i32 {
         std::thread::spawn(move || {

@@ -67,6 +67,7 @@ pub fn start_with_limits(atsigns: &[(&str, &str)], limits: SessionLimits) -> Tes
         durability: Durability::Fast,
         limits,
         scheduling: atserver::shard::Scheduling::Batch,
+        root: None,
     };
     let running = start_server(plan, atserver::health::FatalSink::log_only(), move |addr| {
         let _ = tx.send(addr);
