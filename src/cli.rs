@@ -66,6 +66,13 @@ pub struct ServeArgs {
     /// root.atsign.org:64). Its certificate must chain to --tls-ca.
     #[arg(long)]
     pub root: Option<String>,
+    /// Let another atServer start `pol` without a TLS client certificate
+    /// naming the host the directory gives for its atSign (the reference's
+    /// `security.clientCertificateRequired: false`). Off by default: the
+    /// check is what stops a server from claiming an atSign it does not
+    /// host before any signature is asked for.
+    #[arg(long)]
+    pub no_peer_certificate_check: bool,
     /// Server certificate chain (PEM).
     #[arg(long)]
     pub tls_cert: PathBuf,

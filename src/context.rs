@@ -61,6 +61,10 @@ pub struct Outbound {
     /// (`--root`; `dev` uses its own directory); `None` when not given, and
     /// then no other atSign can be reached.
     pub root: Option<(String, u16)>,
+    /// Whether another atServer's `from:` must come with a TLS client
+    /// certificate naming the host the directory gives for its atSign (the
+    /// reference's `security.clientCertificateRequired`, default on).
+    pub peer_certificates_required: bool,
 }
 
 pub struct ServerContext {
@@ -70,6 +74,8 @@ pub struct ServerContext {
     pub outbound_tls: Arc<rustls::ClientConfig>,
     /// The atDirectory this server was told about, as (`host`, `port`).
     pub root: Option<(String, u16)>,
+    /// See [`Outbound::peer_certificates_required`].
+    pub peer_certificates_required: bool,
     pub started: Instant,
     pub rng: ring::rand::SystemRandom,
     /// Who gets a connection and for how long (atomics, not locks).
@@ -98,6 +104,7 @@ impl ServerContext {
             tls,
             outbound_tls: outbound.tls,
             root: outbound.root,
+            peer_certificates_required: outbound.peer_certificates_required,
             started: Instant::now(),
             rng: ring::rand::SystemRandom::new(),
             admission: Admission::new(limits),

@@ -21,8 +21,8 @@ use crate::directory::Records;
 use crate::health::FatalSink;
 use crate::limits::DEV_START_MS;
 use crate::protocol::atsign::normalize_atsign;
-use crate::remote::directory::{ServerAddress, parse_address};
-use crate::shard::{self, ConnectionFuture, ConnectionHandler, ShardClock, Socket};
+use crate::remote::directory::{DirectoryCache, DirectoryClient, ServerAddress, parse_address};
+use crate::shard::{self, ConnectionFuture, ConnectionHandler, ShardClock, ShardDialer, Socket};
 use crate::storage::{CommitOp, Durability, Mutation, Store, StoredRecord};
 use crate::tls::{TlsFiles, outbound_config, server_config};
 use crate::{devcerts, directory, session};
@@ -46,6 +46,8 @@ pub struct ServerPlan {
     pub scheduling: shard::Scheduling,
     /// The atDirectory other atSigns are resolved through (`--root`).
     pub root: Option<ServerAddress>,
+    /// Whether a peer's `from:` needs a client certificate naming its host.
+    pub peer_certificates_required: bool,
 }
 
 fn online_cpus() -> usize {
@@ -58,10 +60,58 @@ fn online_cpus() -> usize {
 #[derive(Clone)]
 struct AtServerConnections {
     server: Arc<ServerContext>,
+    /// Directory answers, shared by every shard.
+    directory_cache: Arc<DirectoryCache>,
+}
+
+impl AtServerConnections {
+    /// Gives the calling shard its outbound side (directory client and
+    /// connection pool) the first time one of its connections starts.
+    fn equip_shard(&self) {
+        if crate::remote::peers::is_installed() {
+            return;
+        }
+        let Some((host, port)) = &self.server.root else {
+            return;
+        };
+        let text = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let root = match parse_address(&text) {
+            Ok(root) => root,
+            Err(error) => {
+                tracing::error!(%error, "the directory address cannot be used; other atSigns are unreachable");
+                return;
+            }
+        };
+        let directory = match DirectoryClient::new(
+            root,
+            self.server.outbound_tls.clone(),
+            self.directory_cache.clone(),
+            ShardDialer,
+            ShardClock,
+        ) {
+            Ok(directory) => directory,
+            Err(error) => {
+                tracing::error!(%error, "the directory address cannot be used; other atSigns are unreachable");
+                return;
+            }
+        };
+        let outbound = crate::remote::outbound::Outbound::new(
+            ShardDialer,
+            ShardClock,
+            directory,
+            self.server.outbound_tls.clone(),
+        );
+        crate::remote::peers::install(std::rc::Rc::new(outbound));
+    }
 }
 
 impl ConnectionHandler for AtServerConnections {
     fn handle(&self, _shard: usize, stream: Socket) -> ConnectionFuture {
+        self.equip_shard();
         let peer = stream.peer_addr().ok();
         Box::pin(session::serve(
             self.server.clone(),
@@ -159,6 +209,7 @@ pub fn serve(args: ServeArgs) -> Result<(), AppError> {
             SchedulingArg::Normal => shard::Scheduling::Normal,
         },
         root,
+        peer_certificates_required: !args.no_peer_certificate_check,
     };
     let signals = crate::signals::block().map_err(AppError::Signals)?;
     let supervisor = Supervisor::new();
@@ -263,6 +314,7 @@ pub fn open_server(
             .root
             .as_ref()
             .map(|root| (root.host().to_string(), root.port())),
+        peer_certificates_required: plan.peer_certificates_required,
     };
     std::fs::create_dir_all(&plan.data_dir).map_err(|source| AppError::Io {
         what: "create",
@@ -321,6 +373,7 @@ pub fn start_server(
         plan.scheduling,
         AtServerConnections {
             server: server.clone(),
+            directory_cache: Arc::new(DirectoryCache::default()),
         },
         fatal,
         on_bound,
@@ -585,6 +638,7 @@ pub fn dev(args: DevArgs) -> Result<(), AppError> {
             parse_address(&directory_addr.to_string())
                 .map_err(|e| AppError::Usage(format!("directory address: {e}")))?,
         ),
+        peer_certificates_required: true,
     };
     let server = start_server(plan, supervisor.fatal_sink(), move |addr| {
         let _ = bound_tx.send(addr);

@@ -48,6 +48,7 @@ impl ScratchServer {
             limits: SessionLimits::default(),
             scheduling: crate::shard::Scheduling::Normal,
             root: None,
+            peer_certificates_required: true,
         };
         let (server, stores) = open_server(&plan, &FatalSink::log_only())?;
         Ok(ScratchServer {

@@ -235,16 +235,28 @@ impl<D: Dial, C: Clock, R: Resolve> Outbound<D, C, R> {
             })
         })?;
         let step = Duration::from_millis(OUTBOUND_STEP_MS);
-        let mut client = Client::connect(
-            self.dial.dial(&address.host, address.port),
-            &self.connector,
-            server_name,
-            self.clock.clone(),
-            step,
-        )
-        .await
-        .map_err(connection_error)?;
+        let connect = || {
+            Client::connect(
+                self.dial.dial(&address.host, address.port),
+                &self.connector,
+                server_name.clone(),
+                self.clock.clone(),
+                step,
+            )
+        };
+        let mut client = connect().await.map_err(connection_error)?;
         if let Some(prover) = prover {
+            // Current servers expect `to:@remote` first (it names which of
+            // their atSigns the connection is for); an older one answers
+            // with an error and carries on, or closes, after which a fresh
+            // connection goes straight to `from:`.
+            match client.request(&format!("to:{remote}")).await {
+                Ok(_) => {}
+                Err(ClientError::Closed { .. }) => {
+                    client = connect().await.map_err(connection_error)?;
+                }
+                Err(error) => return Err(connection_error(error)),
+            }
             self.prove(&mut client, prover, remote).await?;
         }
         Ok(client)
@@ -355,6 +367,20 @@ pub fn relayed_error(payload: &[u8]) -> Option<AtError> {
     let mut error = AtError::new(code, description);
     error.close = false;
     Some(error)
+}
+
+impl<D: Dial, C: Clock> Resolve for super::directory::DirectoryClient<D, C> {
+    async fn resolve(&self, atsign: &str) -> Result<Address, ResolveError> {
+        use super::directory::DirectoryError;
+        match super::directory::DirectoryClient::resolve(self, atsign).await {
+            Ok(address) => Ok(Address {
+                host: address.host().to_string(),
+                port: address.port(),
+            }),
+            Err(DirectoryError::NotFound { .. }) => Err(ResolveError::NotFound),
+            Err(other) => Err(ResolveError::Unavailable(other.to_string())),
+        }
+    }
 }
 
 #[cfg(test)]

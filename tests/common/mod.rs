@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod network;
 pub mod process;
 
 use std::net::SocketAddr;
@@ -68,6 +69,7 @@ pub fn start_with_limits(atsigns: &[(&str, &str)], limits: SessionLimits) -> Tes
         limits,
         scheduling: atserver::shard::Scheduling::Batch,
         root: None,
+        peer_certificates_required: true,
     };
     let running = start_server(plan, atserver::health::FatalSink::log_only(), move |addr| {
         let _ = tx.send(addr);
@@ -104,6 +106,17 @@ impl Client {
         let inner =
             blocking::Client::connect(server.addr, tls_for(&server.ca), localhost(), READ_TIMEOUT)
                 .unwrap_or_else(|e| panic!("connecting to {}: {e}", server.addr));
+        Client { inner }
+    }
+
+    /// Connects presenting the certificate `cert` (PEM chain) with `key` as
+    /// a TLS client certificate, as another atServer does, and reads the
+    /// greeting.
+    pub fn connect_as_server(server: &TestServer, cert: &Path, key: &Path) -> Client {
+        let tls = atserver::tls::client_config(&server.ca, Some((cert, key)))
+            .unwrap_or_else(|e| panic!("client TLS config with an identity: {e}"));
+        let inner = blocking::Client::connect(server.addr, tls, localhost(), READ_TIMEOUT)
+            .unwrap_or_else(|e| panic!("connecting to {}: {e}", server.addr));
         Client { inner }
     }
 

@@ -35,6 +35,11 @@ impl ServerHome {
     pub fn data(&self) -> std::path::PathBuf {
         self.dir.path().join("data")
     }
+
+    /// The development CA and the loopback certificate of this home.
+    pub fn certs(&self) -> &atserver::devcerts::DevCerts {
+        &self.certs
+    }
 }
 
 /// A running `atserver serve`.
@@ -79,6 +84,19 @@ impl ServerProcess {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> ServerProcess {
+        ServerProcess::start_in(home, &home.data(), atsign, secret, extra, env)
+    }
+
+    /// The same with the certificates of `home` and the data in `data`
+    /// (several servers sharing one CA).
+    pub fn start_in(
+        home: &ServerHome,
+        data: &std::path::Path,
+        atsign: &str,
+        secret: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> ServerProcess {
         let certs = &home.certs;
         let mut command = Command::new(BIN);
         command
@@ -89,7 +107,7 @@ impl ServerProcess {
             .arg("--tls-key")
             .arg(&certs.key)
             .arg("--data-dir")
-            .arg(home.data())
+            .arg(data)
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())

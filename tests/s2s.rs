@@ -1,0 +1,230 @@
+//! Server-to-server over real TLS on loopback: two `atserver` processes
+//! and a directory, sharing one development CA (server-to-server.md).
+//!
+//! The tests play both roles against our servers: @bob's owner asks its
+//! own server for @alice's data (our server as the requester, proving @bob
+//! with `pol`), and the test itself acts as @bob's server talking to
+//! @alice's (our server as the verifier), byte by byte.
+
+// Tests and benches fail loudly on anything unexpected (Cargo.toml [lints]).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use common::network::{Network, free_port};
+use common::{Client, is_uuid};
+
+const ALICE: (&str, &str) = ("@alice", "alice-secret");
+const BOB: (&str, &str) = ("@bob", "bob-secret");
+
+fn owner(network: &Network, index: usize, (atsign, secret): (&str, &str)) -> Client {
+    let mut client = Client::connect(network.server(index));
+    client.cram(atsign, secret);
+    client
+}
+
+/// A connection to `index`'s server presenting the shared dev certificate
+/// (names localhost and 127.0.0.1, where the directory says every server
+/// is), as another atServer does.
+fn as_server(network: &Network, index: usize) -> Client {
+    let certs = network.home.certs();
+    Client::connect_as_server(network.server(index), &certs.cert, &certs.key)
+}
+
+/// `data:proof:<session>@bob:<nonce>` ⇒ (`<session>`, `<nonce>`).
+fn proof_parts(reply: &str, claimed: &str) -> (String, String) {
+    let payload = reply.strip_suffix("\n@").expect("anonymous prompt");
+    let rest = payload.strip_prefix("data:proof:").expect("a proof challenge");
+    let (session_at, nonce) = rest.split_once(':').expect("session:nonce");
+    let session = session_at.strip_suffix(claimed).expect("names the claimant");
+    (session.to_string(), nonce.to_string())
+}
+
+/// @bob's signing key, read by @bob's owner from @bob's own server.
+fn signing_key_of(client: &mut Client, atsign: &str) -> ring::signature::RsaKeyPair {
+    let reply = client.send(&format!("llookup:{atsign}:signing_privatekey{atsign}"));
+    let b64 = reply
+        .strip_prefix("data:")
+        .and_then(|r| r.strip_suffix(&format!("\n{atsign}@")))
+        .expect("the signing private key");
+    let der = STANDARD.decode(b64).expect("base64");
+    ring::signature::RsaKeyPair::from_pkcs8(&der).expect("PKCS#8 RSA key")
+}
+
+fn sign(key: &ring::signature::RsaKeyPair, message: &str) -> String {
+    let rng = ring::rand::SystemRandom::new();
+    let mut signature = vec![0; key.public().modulus_len()];
+    key.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &rng,
+        message.as_bytes(),
+        &mut signature,
+    )
+    .expect("sign");
+    STANDARD.encode(signature)
+}
+
+#[test]
+fn an_owner_reads_what_another_atsign_shared_through_its_own_server() {
+    let network = Network::start(&[ALICE, BOB], &[], &[]);
+    let mut alice = owner(&network, 0, ALICE);
+    assert!(alice
+        .send("update:@bob:phone.wavi@alice +1-555")
+        .starts_with("data:"));
+    assert!(alice
+        .send("update:public:publickey@alice MIIBalice")
+        .starts_with("data:"));
+    let mut bob = owner(&network, 1, BOB);
+    // A cold remote lookup: directory, TLS with client certificates, to:,
+    // from, the cookie published on @bob's server, pol, then the lookup.
+    assert_eq!(bob.send("lookup:phone.wavi@alice"), "data:+1-555\n@bob@");
+    // Warm: the pooled connection, still authenticated as @bob.
+    let all = bob.send("lookup:all:phone.wavi@alice");
+    assert!(
+        all.starts_with("data:{\"key\":\"@bob:phone.wavi@alice\",\"data\":\"+1-555\",\"metaData\":{"),
+        "{all}"
+    );
+    assert!(bob
+        .send("lookup:meta:phone.wavi@alice")
+        .starts_with("data:{\"createdBy\":"));
+    assert_eq!(
+        bob.send("lookup:nokey@alice"),
+        "error:AT0015-key not found : Exception: @bob:nokey@alice does not exist in keystore\n@bob@"
+    );
+    assert_eq!(bob.send("plookup:publickey@alice"), "data:MIIBalice\n@bob@");
+    assert_eq!(bob.send("scan:@alice"), "data:[\"phone.wavi@alice\"]\n@bob@");
+    let unknown = bob.send("lookup:x@nobody");
+    assert!(unknown.starts_with("error:AT0007-"), "{unknown}");
+    assert!(unknown.ends_with("\n@bob@"), "{unknown}");
+}
+
+#[test]
+fn the_pol_handshake_as_the_reference_answers_it() {
+    let network = Network::start(&[ALICE, BOB], &[], &[]);
+    let mut bob_owner = owner(&network, 1, BOB);
+    let bob_key = signing_key_of(&mut bob_owner, "@bob");
+
+    // Without a client certificate, another atSign is refused.
+    let mut plain = Client::connect(network.server(0));
+    assert_eq!(
+        plain.send("from:@bob"),
+        "error:AT0401-Exception: Certificate Verification Failed\n@"
+    );
+
+    // With one: the challenge, then a correct proof.
+    let mut peer = as_server(&network, 0);
+    let challenge = peer.send("from:@bob");
+    let (session, nonce) = proof_parts(&challenge, "@bob");
+    assert!(is_uuid(session.trim_start_matches('_')), "{challenge}");
+    assert!(is_uuid(&nonce), "{challenge}");
+    let cookie = sign(&bob_key, &nonce);
+    assert!(bob_owner
+        .send(&format!("update:public:{session}@bob {cookie}"))
+        .starts_with("data:"));
+    peer.write(b"pol\n");
+    assert_eq!(peer.read_exactly(5), b"@bob@");
+    // Now a peer: it sees what @alice shared with @bob, and errors get `@`.
+    let mut alice = owner(&network, 0, ALICE);
+    alice.send("update:@bob:phone.wavi@alice 42");
+    let all = peer.send("lookup:all:phone.wavi@alice");
+    assert!(
+        all.starts_with("data:{\"key\":\"@bob:phone.wavi@alice\",\"data\":\"42\""),
+        "{all}"
+    );
+    assert!(all.ends_with("\n@bob@"), "{all}");
+    assert_eq!(peer.send("lookup:phone.wavi@alice"), "data:42\n@bob@");
+    assert_eq!(
+        peer.send("lookup:nokey@alice"),
+        "error:AT0015-Exception: @bob:nokey@alice does not exist in keystore\n@"
+    );
+    assert_eq!(peer.send("scan"), "data:[\"phone.wavi@alice\"]\n@bob@");
+    assert_eq!(
+        peer.send("llookup:phone.wavi@alice"),
+        "error:AT0401-Exception: Command cannot be executed without auth\n@"
+    );
+}
+
+#[test]
+fn forged_missing_and_unverifiable_proofs_fail_and_leave_the_connection_usable() {
+    let network = Network::start(&[ALICE, BOB], &[], &[]);
+    let mut bob_owner = owner(&network, 1, BOB);
+    let mut peer = as_server(&network, 0);
+
+    // pol without a challenge closes, as in the reference.
+    let mut fresh = as_server(&network, 0);
+    let reply = fresh.send("pol");
+    assert!(reply.starts_with("error:AT0011-"), "{reply}");
+    assert!(fresh.is_closed());
+
+    // A cookie signed by another key.
+    let (session, nonce) = proof_parts(&peer.send("from:@bob"), "@bob");
+    let wrong = ring::signature::RsaKeyPair::from_pkcs8(&generate_rsa_pkcs8()).expect("key");
+    let forged = sign(&wrong, &nonce);
+    bob_owner.send(&format!("update:public:{session}@bob {forged}"));
+    assert_eq!(
+        peer.send("pol"),
+        "error:AT0401-Exception: Pol Authentication Failed\n@"
+    );
+    // No cookie at all: the proof cannot be fetched.
+    peer.send("from:@bob");
+    let reply = peer.send("pol");
+    assert!(reply.starts_with("error:AT0015-"), "{reply}");
+    // An atSign the directory does not know.
+    let reply = peer.send("from:@nobody");
+    assert!(reply.starts_with("error:AT0007-"), "{reply}");
+    // The connection still works.
+    assert!(peer.send("from:@bob").starts_with("data:proof:"));
+}
+
+/// A throwaway RSA-2048 key in PKCS#8, made by the openssl binary (ring
+/// cannot generate RSA keys).
+fn generate_rsa_pkcs8() -> Vec<u8> {
+    let out = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-outform", "DER"])
+        .output()
+        .expect("openssl genpkey");
+    assert!(out.status.success(), "openssl failed");
+    out.stdout
+}
+
+/// @hang's "server" accepts and never says a word; @gone's closes at once.
+#[test]
+fn a_peer_that_hangs_or_closes_ends_in_an_error_and_nothing_stays_stuck() {
+    let hang = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let gone = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let gone_addr = gone.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in gone.incoming() {
+            drop(stream);
+        }
+    });
+    let records = vec![
+        format!("hang={}", hang.local_addr().expect("addr")),
+        format!("gone={gone_addr}"),
+        format!("refused=127.0.0.1:{}", free_port()),
+    ];
+    let network = Network::start(&[BOB], &[], &records);
+    let mut bob = owner(&network, 0, BOB);
+    for (atsign, codes) in [
+        ("@gone", &["AT0021"][..]),
+        ("@refused", &["AT0021"][..]),
+        ("@hang", &["AT0023", "AT0021"][..]),
+    ] {
+        let started = Instant::now();
+        let reply = bob.send(&format!("lookup:x{atsign}"));
+        assert!(
+            codes.iter().any(|code| reply.starts_with(&format!("error:{code}-"))),
+            "{atsign}: {reply}"
+        );
+        assert!(reply.ends_with("\n@bob@"), "{reply}");
+        assert!(started.elapsed() < Duration::from_secs(25), "{atsign} is bounded");
+        // The owner's connection goes on.
+        assert_eq!(bob.send("noop:0"), "data:ok\n@bob@");
+    }
+    drop(hang);
+}
