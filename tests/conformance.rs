@@ -19,7 +19,9 @@ const SECRET: &str = "conformance-secret";
 fn server() -> &'static ScratchServer {
     static SERVER: OnceLock<ScratchServer> = OnceLock::new();
     SERVER.get_or_init(|| {
-        let names = ["@alice", "@d", "@e", "@f", "@g", "@a14", "@b5", "@d28"];
+        let names = [
+            "@alice", "@d", "@e", "@f", "@g", "@a14", "@b5", "@d28", "@fresh",
+        ];
         let atsigns: Vec<(&str, &str)> = names.iter().map(|a| (*a, SECRET)).collect();
         ScratchServer::open(&atsigns).expect("scratch server")
     })
@@ -198,6 +200,21 @@ fn d_update_llookup_delete() {
         "error:AT0009-UnAuthorized client in request : Cannot delete protected key: 'signing_publickey@d'\n@d@",
         "D21"
     );
+    assert_eq!(
+        c.send("delete:@d:signing_privatekey@d"),
+        "error:AT0009-UnAuthorized client in request : Cannot delete protected key: 'signing_privatekey@d'\n@d@",
+        "D21"
+    );
+    assert!(
+        c.send("delete:public:SIGNING_PUBLICKEY@d")
+            .starts_with("error:AT0009-"),
+        "D21 in any case spelling"
+    );
+    assert!(
+        c.send("llookup:public:signing_publickey@d")
+            .starts_with("data:MIIBIjAN"),
+        "D21: still there"
+    );
     let long_key = format!("update:{}@d v", "a".repeat(247));
     assert_eq!(
         c.send(&long_key),
@@ -292,4 +309,77 @@ fn g_stats_ids_and_errors() {
         c.send("stats:99").starts_with("error:AT0003-"),
         "G6 (AT0003 accepted)"
     );
+}
+
+#[test]
+fn f1_f6_h1_a_fresh_atsign_holds_only_its_signing_key_pair() {
+    let mut owner = auth("@fresh");
+    assert_eq!(
+        owner.send("scan"),
+        "data:[\"@fresh:signing_privatekey@fresh\",\"public:signing_publickey@fresh\"]\n@fresh@",
+        "F1 on a fresh atSign"
+    );
+    assert_eq!(
+        owner.send("stats:3"),
+        "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"1\"}]\n@fresh@",
+        "sync.md §2: a fresh atSign's last commit id"
+    );
+    assert_eq!(
+        owner.send("stats:15"),
+        "data: [{\"id\":\"15\",\"name\":\"LatestCommitEntryOfEachKey\",\"value\":\"{\\\"public:signing_publickey@fresh\\\":[0,\\\"+\\\"],\\\"@fresh:signing_privatekey@fresh\\\":[1,\\\"+\\\"]}\"}]\n@fresh@",
+        "H1: commit ids 0 and 1, plain puts"
+    );
+    let meta = owner.send("llookup:meta:public:signing_publickey@fresh");
+    assert!(
+        meta.starts_with(r#"data:{"createdBy":"@fresh","updatedBy":"@fresh","createdAt":""#)
+            && meta.ends_with("\"status\":\"active\",\"version\":0,\"isBinary\":false,\"isEncrypted\":false}\n@fresh@"),
+        "H1: {meta}"
+    );
+    let mut anon = Client::connect(server());
+    assert!(anon.send("from:@fresh").starts_with("data:_"));
+    assert_eq!(
+        anon.send("scan"),
+        "data:[\"signing_publickey@fresh\"]\n@",
+        "F6"
+    );
+}
+
+#[test]
+fn the_signing_private_key_is_read_by_its_owner_only() {
+    let mut owner = auth("@fresh");
+    let private = owner.send("llookup:@fresh:signing_privatekey@fresh");
+    assert!(private.starts_with("data:MII"), "{private}");
+    let public = owner.send("llookup:public:signing_publickey@fresh");
+    assert!(public.starts_with("data:MIIBIjAN"), "{public}");
+    let mut anon = Client::connect(server());
+    assert_eq!(
+        anon.send("lookup:signing_publickey@fresh"),
+        public.replace("\n@fresh@", "\n@"),
+        "anyone reads the public half"
+    );
+    for line in [
+        "lookup:signing_privatekey@fresh",
+        "lookup:all:signing_privatekey@fresh",
+        "lookup:@fresh:signing_privatekey@fresh",
+    ] {
+        let reply = anon.send(line);
+        assert!(reply.starts_with("error:AT0015-"), "{line}: {reply}");
+    }
+    // The owner of another atSign of this process.
+    let mut other = auth("@g");
+    for line in [
+        "lookup:signing_privatekey@fresh",
+        "lookup:all:signing_privatekey@fresh",
+        "plookup:signing_privatekey@fresh",
+        "plookup:all:signing_privatekey@fresh",
+    ] {
+        let reply = other.send(line);
+        assert!(reply.starts_with("error:AT0015-"), "{line}: {reply}");
+    }
+    let reply = other.send("llookup:@fresh:signing_privatekey@fresh");
+    assert!(
+        !reply.contains(&private["data:".len()..private.len() - "\n@fresh@".len()]),
+        "{reply}"
+    );
+    assert!(reply.starts_with("error:"), "{reply}");
 }
