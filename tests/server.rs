@@ -669,7 +669,7 @@ fn the_c_sdk_connect_sequence_works() {
 }
 
 #[test]
-fn every_atsign_gets_a_signing_key_pair_whose_halves_match() {
+fn every_atsign_gets_a_signing_key_pair_whose_halves_match_and_to_serves_it() {
     use atserver::auth::signing::{SigningKey, verify_base64};
     let mut owner = owner("@signing");
     let private = owner.send("llookup:@signing:signing_privatekey@signing");
@@ -677,6 +677,11 @@ fn every_atsign_gets_a_signing_key_pair_whose_halves_match() {
         .strip_prefix("data:")
         .and_then(|r| r.strip_suffix("\n@signing@"))
         .expect("the owner reads the private half");
+    let all = owner.send("llookup:all:public:signing_publickey@signing");
+    let all = all
+        .strip_prefix("data:")
+        .and_then(|r| r.strip_suffix("\n@signing@"))
+        .expect("the public half's all object");
     let mut peer = Client::connect(server());
     let public = peer.send("lookup:signing_publickey@signing");
     let public = public
@@ -694,6 +699,18 @@ fn every_atsign_gets_a_signing_key_pair_whose_halves_match() {
     assert_eq!(
         peer.send("lookup:signing_privatekey@signing"),
         "error:AT0015-Exception: public:signing_privatekey@signing does not exist in keystore\n@"
+    );
+    assert_eq!(
+        peer.send("to:@signing"),
+        format!("data:{{\"publickey\":null,\"signing_publickey\":{all}}}\n@")
+    );
+    assert_eq!(
+        peer.send("to:@elsewhere"),
+        "error:AT0007-Exception: @elsewhere is not hosted on this atServer\n@"
+    );
+    assert_eq!(
+        peer.send("to:@x y"),
+        "error:AT0003-Exception: Invalid syntax. e.g to:@alice\n@"
     );
     for key in [
         "public:signing_publickey@signing",

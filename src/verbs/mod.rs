@@ -25,6 +25,7 @@ mod plookup;
 mod scan;
 mod stats;
 pub mod table;
+mod to;
 mod update;
 mod update_meta;
 pub mod write;
@@ -63,6 +64,7 @@ pub async fn run<C: Clock>(
         (Command::Pkam(c), _) => pkam::apply(server, state, clock, c, payload).await,
         (Command::Info(c), _) => info::apply(server, c, payload),
         (Command::Noop(c), _) => noop::apply(clock, c, payload).await,
+        (Command::To(c), _) => to::apply(server, state, c, payload),
         (Command::Lookup(c), caller) => lookup::apply(server, &caller, c, payload),
         (Command::Scan(c), caller) => scan::apply(server, &caller, c, payload).await,
         (Command::PLookup(c), Caller::Owner(owner)) => plookup::apply(server, &owner, c, payload),
