@@ -14,8 +14,9 @@
 //! - `tls` (rustls configurations for both ends) and `admission` (who gets a
 //!   connection and how long it may stay silent).
 //! - `storage` (fjall keyspaces, rkyv records, commit log, expiry, the write
-//!   actor, typed `StoreError`), `auth` (challenges, cram, pkam, login
-//!   throttling), `cli` (flags).
+//!   actor, typed `StoreError`) and `cli` (flags); just above them `auth`
+//!   (challenges, cram, pkam, login throttling, and the server's own signing
+//!   key pair, which it stores at first start).
 //! - `client` (the one client: reply framing, cram/pkam lines, blocking and
 //!   async) and `context` (the hosted atSigns and the shared server state).
 //! - `remote`: the outbound side — the atDirectory client, the pool of

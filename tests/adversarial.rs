@@ -70,7 +70,7 @@ fn giant_keys_on_every_verb_are_at0016_and_the_store_keeps_working() {
     let mut anonymous = Client::connect(server());
     let reply = anonymous.send(&format!("lookup:{}@keys", "k".repeat(8_000)));
     assert!(reply.starts_with("error:AT0016-"), "{reply}");
-    assert_eq!(attacker.send("update:fine@keys v"), "data:0\n@keys@");
+    assert_eq!(attacker.send("update:fine@keys v"), "data:2\n@keys@");
     bystander_is_served(server(), "@bystander");
 }
 
@@ -145,7 +145,7 @@ fn an_owner_is_served_while_the_unauthenticated_quota_is_full() {
     // Silent connections that did complete TLS, as many as the quota.
     let mut silent: Vec<Client> = (0..16).map(|_| Client::connect(&server)).collect();
     let mut owner = owner_of(&server, "@quota");
-    assert_eq!(owner.send("update:in.app@quota v"), "data:0\n@quota@");
+    assert_eq!(owner.send("update:in.app@quota v"), "data:2\n@quota@");
     // Room was made by evicting the one unauthenticated the longest.
     assert!(
         silent[0].is_closed(),
@@ -232,7 +232,7 @@ fn thousands_of_trickling_unauthenticated_connections_stay_within_memory() {
     );
     let mut owner = Client::connect(&server.target);
     owner.cram("@memory", SECRET);
-    assert_eq!(owner.send("update:x.app@memory v"), "data:0\n@memory@");
+    assert_eq!(owner.send("update:x.app@memory v"), "data:2\n@memory@");
     drop(held);
 }
 
@@ -284,7 +284,7 @@ fn a_client_that_never_reads_its_large_replies_is_not_read_either() {
     let value = "v".repeat(1024 * 1024);
     assert_eq!(
         setup.send(&format!("update:big.app@deaf {value}")),
-        "data:0\n@deaf@"
+        "data:2\n@deaf@"
     );
     let mut deaf = Client::connect(&server.target);
     deaf.cram("@deaf", SECRET);
@@ -349,7 +349,7 @@ fn a_corrupted_record_on_disk_is_confined_to_its_key() {
     assert_eq!(owner.send("llookup:good.app@corrupt"), "data:v\n@corrupt@");
     assert_eq!(
         owner.send("scan"),
-        "data:[\"good.app@corrupt\",\"other.app@corrupt\"]\n@corrupt@"
+        "data:[\"@corrupt:signing_privatekey@corrupt\",\"good.app@corrupt\",\"other.app@corrupt\",\"public:signing_publickey@corrupt\"]\n@corrupt@"
     );
     assert!(server.is_running(), "a corrupt record is not fatal");
 }

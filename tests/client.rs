@@ -124,8 +124,8 @@ fn pipelined_requests_are_read_back_in_order() {
     assert_eq!(
         texts,
         [
-            "data:0\n@pipe@",
-            "data:1\n@pipe@",
+            "data:2\n@pipe@",
+            "data:3\n@pipe@",
             "data:one\n@pipe@",
             "error:AT0003-Invalid syntax : invalid command\n@pipe@",
             "data:two\n@pipe@",
@@ -318,7 +318,7 @@ fn the_async_client_authenticates_and_pipelines_on_glommio() {
         assert_eq!(
             texts,
             [
-                &b"data:0\n@async@"[..],
+                &b"data:2\n@async@"[..],
                 b"data:1\n@async@",
                 b"data:ok\n@async@"
             ]

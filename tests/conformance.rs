@@ -19,7 +19,9 @@ const SECRET: &str = "conformance-secret";
 fn server() -> &'static ScratchServer {
     static SERVER: OnceLock<ScratchServer> = OnceLock::new();
     SERVER.get_or_init(|| {
-        let names = ["@alice", "@d", "@e", "@f", "@g", "@a14", "@b5", "@d28"];
+        let names = [
+            "@alice", "@d", "@e", "@f", "@g", "@a14", "@b5", "@d28", "@fresh", "@to", "@tonull",
+        ];
         let atsigns: Vec<(&str, &str)> = names.iter().map(|a| (*a, SECRET)).collect();
         ScratchServer::open(&atsigns).expect("scratch server")
     })
@@ -198,6 +200,21 @@ fn d_update_llookup_delete() {
         "error:AT0009-UnAuthorized client in request : Cannot delete protected key: 'signing_publickey@d'\n@d@",
         "D21"
     );
+    assert_eq!(
+        c.send("delete:@d:signing_privatekey@d"),
+        "error:AT0009-UnAuthorized client in request : Cannot delete protected key: 'signing_privatekey@d'\n@d@",
+        "D21"
+    );
+    assert!(
+        c.send("delete:public:SIGNING_PUBLICKEY@d")
+            .starts_with("error:AT0009-"),
+        "D21 in any case spelling"
+    );
+    assert!(
+        c.send("llookup:public:signing_publickey@d")
+            .starts_with("data:MIIBIjAN"),
+        "D21: still there"
+    );
     let long_key = format!("update:{}@d v", "a".repeat(247));
     assert_eq!(
         c.send(&long_key),
@@ -292,4 +309,161 @@ fn g_stats_ids_and_errors() {
         c.send("stats:99").starts_with("error:AT0003-"),
         "G6 (AT0003 accepted)"
     );
+}
+
+/// The payload of the owner's `llookup:all:<key>`: the `lookup:all` object
+/// the server renders for that key.
+fn all_object(owner: &mut Client, atsign: &str, key: &str) -> String {
+    let reply = owner.send(&format!("llookup:all:{key}"));
+    reply
+        .strip_prefix("data:")
+        .and_then(|r| r.strip_suffix(&format!("\n{atsign}@")))
+        .unwrap_or_else(|| panic!("an all object for {key}: {reply}"))
+        .to_string()
+}
+
+#[test]
+fn f1_f6_h1_a_fresh_atsign_holds_only_its_signing_key_pair() {
+    let mut owner = auth("@fresh");
+    assert_eq!(
+        owner.send("scan"),
+        "data:[\"@fresh:signing_privatekey@fresh\",\"public:signing_publickey@fresh\"]\n@fresh@",
+        "F1 on a fresh atSign"
+    );
+    assert_eq!(
+        owner.send("stats:3"),
+        "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"1\"}]\n@fresh@",
+        "sync.md §2: a fresh atSign's last commit id"
+    );
+    assert_eq!(
+        owner.send("stats:15"),
+        "data: [{\"id\":\"15\",\"name\":\"LatestCommitEntryOfEachKey\",\"value\":\"{\\\"public:signing_publickey@fresh\\\":[0,\\\"+\\\"],\\\"@fresh:signing_privatekey@fresh\\\":[1,\\\"+\\\"]}\"}]\n@fresh@",
+        "H1: commit ids 0 and 1, plain puts"
+    );
+    let meta = owner.send("llookup:meta:public:signing_publickey@fresh");
+    assert!(
+        meta.starts_with(r#"data:{"createdBy":"@fresh","updatedBy":"@fresh","createdAt":""#)
+            && meta.ends_with("\"status\":\"active\",\"version\":0,\"isBinary\":false,\"isEncrypted\":false}\n@fresh@"),
+        "H1: {meta}"
+    );
+    let mut anon = Client::connect(server());
+    assert!(anon.send("from:@fresh").starts_with("data:_"));
+    assert_eq!(
+        anon.send("scan"),
+        "data:[\"signing_publickey@fresh\"]\n@",
+        "F6"
+    );
+}
+
+#[test]
+fn the_signing_private_key_is_read_by_its_owner_only() {
+    let mut owner = auth("@fresh");
+    let private = owner.send("llookup:@fresh:signing_privatekey@fresh");
+    assert!(private.starts_with("data:MII"), "{private}");
+    let public = owner.send("llookup:public:signing_publickey@fresh");
+    assert!(public.starts_with("data:MIIBIjAN"), "{public}");
+    let mut anon = Client::connect(server());
+    assert_eq!(
+        anon.send("lookup:signing_publickey@fresh"),
+        public.replace("\n@fresh@", "\n@"),
+        "anyone reads the public half"
+    );
+    for line in [
+        "lookup:signing_privatekey@fresh",
+        "lookup:all:signing_privatekey@fresh",
+        "lookup:@fresh:signing_privatekey@fresh",
+    ] {
+        let reply = anon.send(line);
+        assert!(reply.starts_with("error:AT0015-"), "{line}: {reply}");
+    }
+    // The owner of another atSign of this process.
+    let mut other = auth("@g");
+    for line in [
+        "lookup:signing_privatekey@fresh",
+        "lookup:all:signing_privatekey@fresh",
+        "plookup:signing_privatekey@fresh",
+        "plookup:all:signing_privatekey@fresh",
+    ] {
+        let reply = other.send(line);
+        assert!(reply.starts_with("error:AT0015-"), "{line}: {reply}");
+    }
+    let reply = other.send("llookup:@fresh:signing_privatekey@fresh");
+    assert!(
+        !reply.contains(&private["data:".len()..private.len() - "\n@fresh@".len()]),
+        "{reply}"
+    );
+    assert!(reply.starts_with("error:"), "{reply}");
+}
+
+#[test]
+fn to_answers_the_lookup_all_objects_of_both_public_keys() {
+    let mut owner = auth("@to");
+    let spki = include_str!("../src/auth/testdata/rsa2048.spki.b64").trim();
+    assert!(
+        owner
+            .send(&format!("update:public:publickey@to {spki}"))
+            .starts_with("data:")
+    );
+    let publickey = all_object(&mut owner, "@to", "public:publickey@to");
+    assert!(
+        publickey.starts_with(r#"{"key":"public:publickey@to","data":"MIIB"#),
+        "{publickey}"
+    );
+    let signing = all_object(&mut owner, "@to", "public:signing_publickey@to");
+    assert!(
+        signing.starts_with(r#"{"key":"public:signing_publickey@to","data":"MIIB"#),
+        "{signing}"
+    );
+    let expected = format!("data:{{\"publickey\":{publickey},\"signing_publickey\":{signing}}}\n@");
+    let mut peer = Client::connect(server());
+    assert_eq!(peer.send("to:@to"), expected);
+    assert_eq!(peer.send("TO:To"), expected, "normalised, the @ optional");
+    // The owner gets the same object, with its prompt.
+    assert_eq!(owner.send("to:@to"), expected.replace("\n@", "\n@to@"));
+}
+
+#[test]
+fn to_shows_a_missing_public_key_as_null() {
+    let mut owner = auth("@tonull");
+    let signing = all_object(&mut owner, "@tonull", "public:signing_publickey@tonull");
+    let mut peer = Client::connect(server());
+    assert_eq!(
+        peer.send("to:@tonull"),
+        format!("data:{{\"publickey\":null,\"signing_publickey\":{signing}}}\n@")
+    );
+}
+
+#[test]
+fn to_an_atsign_not_hosted_here_is_at0007_and_bad_lines_are_at0003() {
+    let mut peer = Client::connect(server());
+    assert_eq!(
+        peer.send("to:@nobody"),
+        "error:AT0007-Exception: @nobody is not hosted on this atServer\n@"
+    );
+    for line in ["to:@a b", "to:@alice:x", "to:"] {
+        assert_eq!(
+            peer.send(line),
+            "error:AT0003-Exception: Invalid syntax. e.g to:@alice\n@",
+            "{line}"
+        );
+    }
+    let mut owner = auth("@g");
+    assert_eq!(
+        owner.send("to:nobody"),
+        "error:AT0007-Secondary server not found : @nobody is not hosted on this atServer\n@g@"
+    );
+}
+
+#[test]
+fn to_names_the_atsign_the_connection_talks_to() {
+    // Before `to:` an anonymous scan on this multi-atSign process lists
+    // every atSign's public keys; after it, only the addressed one's.
+    let mut peer = Client::connect(server());
+    assert!(peer.send("scan").contains("signing_publickey@alice"));
+    assert!(peer.send("to:@tonull").starts_with("data:{"));
+    assert_eq!(peer.send("scan"), "data:[\"signing_publickey@tonull\"]\n@");
+    // A later `to:` does not move it, and `from:` still works.
+    assert!(peer.send("to:@alice").starts_with("data:{"));
+    assert_eq!(peer.send("scan"), "data:[\"signing_publickey@tonull\"]\n@");
+    assert!(peer.send("from:@tonull").starts_with("data:_"));
 }

@@ -111,21 +111,22 @@ fn assert_stopped_loudly(server: &mut Server, cause: &str) {
     }
 }
 
-/// The store's first commit is the CRAM secret written at start; the second
-/// is the client's first write.
+/// A fresh store's first commits are made at start: the CRAM secret (1),
+/// the signing key pair (2) and its flag (3); the fourth is the client's
+/// first write.
 #[test]
 fn a_failed_commit_poisons_the_store_and_stops_the_process() {
-    let mut server = Server::start("store.commit=error@2");
+    let mut server = Server::start("store.commit=error@4");
     let mut client = server.owner();
     let reply = client.send("update:first.app@fail v");
     assert!(reply.starts_with("error:AT0002-"), "{reply}");
     assert!(client.is_closed(), "AT0002 closes the connection");
-    assert_stopped_loudly(&mut server, "failpoint store.commit=error@2");
+    assert_stopped_loudly(&mut server, "failpoint store.commit=error@4");
 }
 
 #[test]
 fn a_panic_in_the_write_actor_poisons_the_store_and_stops_the_process() {
-    let mut server = Server::start("store.apply=panic@2");
+    let mut server = Server::start("store.apply=panic@4");
     let mut client = server.owner();
     let reply = client.send("update:first.app@fail v");
     assert!(reply.starts_with("error:AT0002-"), "{reply}");
@@ -134,13 +135,13 @@ fn a_panic_in_the_write_actor_poisons_the_store_and_stops_the_process() {
 
 #[test]
 fn reads_are_served_until_the_failure_and_nothing_is_accepted_after() {
-    let mut server = Server::start("store.commit=error@3");
+    let mut server = Server::start("store.commit=error@5");
     let mut client = server.owner();
-    assert_eq!(client.send("update:kept.app@fail v"), "data:0\n@fail@");
+    assert_eq!(client.send("update:kept.app@fail v"), "data:2\n@fail@");
     assert_eq!(client.send("llookup:kept.app@fail"), "data:v\n@fail@");
     let reply = client.send("update:lost.app@fail v");
     assert!(reply.starts_with("error:AT0002-"), "{reply}");
-    assert_stopped_loudly(&mut server, "failpoint store.commit=error@3");
+    assert_stopped_loudly(&mut server, "failpoint store.commit=error@5");
 }
 
 /// Waits for a crash by an abort failpoint and checks the log says so.
@@ -165,8 +166,9 @@ fn send_into_a_crash(client: &mut Client, line: &str) {
 }
 
 /// The first steps of onboarding after `cram`, one batch commit each: the
-/// store's first commit is the secret written at start, so these are
-/// commits 2 and 3; the secret's deletion is commit 4.
+/// store's first three commits are made at start (the secret, the signing
+/// key pair, its flag), so these are commits 4 and 5; the secret's deletion
+/// is commit 6.
 fn onboarding_writes() -> [String; 2] {
     let public = include_str!("../src/auth/testdata/rsa2048.spki.b64");
     [
@@ -182,7 +184,7 @@ const DELETE_SECRET: &str = "delete:privatekey:at_secret";
 /// so the restart with `-s` on the command line does not restore it.
 #[test]
 fn a_crash_at_or_after_the_commit_that_deletes_the_secret_never_brings_it_back() {
-    for (crash_at, writes_after_delete) in [(4, 0), (5, 1)] {
+    for (crash_at, writes_after_delete) in [(6, 0), (7, 1)] {
         let failpoint = format!("store.commit=abort@{crash_at}");
         let mut server = Server::start(&failpoint);
         let mut client = server.owner();
@@ -217,7 +219,7 @@ fn a_crash_at_or_after_the_commit_that_deletes_the_secret_never_brings_it_back()
 /// onboarding can go on after the restart, and then the secret is gone.
 #[test]
 fn a_crash_at_the_commit_before_the_secret_is_deleted_keeps_the_secret() {
-    let failpoint = "store.commit=abort@3";
+    let failpoint = "store.commit=abort@5";
     let mut server = Server::start(failpoint);
     let mut client = server.owner();
     let [pkam_key, public_key] = onboarding_writes();
@@ -232,4 +234,104 @@ fn a_crash_at_the_commit_before_the_secret_is_deleted_keeps_the_secret() {
     drop(client);
     let again = restarted.restart("");
     assert!(!again.cram_works(SECRET), "deleted after the restart");
+}
+
+/// The signing key pair's halves belong together: what the stored private
+/// half signs, the public half (as anyone reads it) verifies.
+fn assert_one_consistent_pair(server: &Server) -> String {
+    use atserver::auth::signing::{SigningKey, verify_base64};
+    let mut owner = server.owner();
+    let private = owner.send("llookup:@fail:signing_privatekey@fail");
+    let private = private
+        .strip_prefix("data:")
+        .and_then(|r| r.strip_suffix("\n@fail@"))
+        .expect("the private half");
+    let mut anyone = Client::connect(&server.target);
+    let public = anyone.send("lookup:signing_publickey@fail");
+    let public = public
+        .strip_prefix("data:")
+        .and_then(|r| r.strip_suffix("\n@"))
+        .expect("the public half")
+        .to_string();
+    let signature = SigningKey::from_pkcs8_base64(private)
+        .expect("a PKCS#8 key")
+        .sign_base64(b"nonce")
+        .expect("sign");
+    assert!(verify_base64(&public, b"nonce", &signature), "one pair");
+    public
+}
+
+/// A crash right after the pair is committed, before its flag: the next
+/// start does not trust a pair without its flag and replaces it whole, so
+/// the server ends with one consistent pair, which later starts keep.
+#[test]
+fn a_crash_between_the_signing_pair_and_its_flag_ends_with_one_new_pair() {
+    let home = Rc::new(ServerHome::new());
+    let failpoint = "store.commit=abort@2";
+    let (status, log) = ServerProcess::run_to_exit(
+        &home,
+        "@fail",
+        SECRET,
+        &[("ATSERVER_FAILPOINTS", failpoint)],
+        EXIT_WITHIN,
+    );
+    assert_eq!(status.signal(), Some(SIGABRT), "{status:?}; log: {log:#?}");
+    let server = Server::start_in(home.clone(), "");
+    assert!(
+        server
+            .startup_log
+            .iter()
+            .any(|line| line.contains("generated the signing key pair")),
+        "the pair without its flag is replaced: {:#?}",
+        server.startup_log
+    );
+    let public = assert_one_consistent_pair(&server);
+    // The replaced pair's two commits (0, 1) and the new pair's (2, 3).
+    let mut owner = server.owner();
+    assert_eq!(
+        owner.send("stats:3"),
+        "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"3\"}]\n@fail@"
+    );
+    drop(owner);
+    let again = server.restart("");
+    assert!(
+        !again
+            .startup_log
+            .iter()
+            .any(|line| line.contains("generated the signing key pair")),
+        "{:#?}",
+        again.startup_log
+    );
+    assert_eq!(assert_one_consistent_pair(&again), public, "kept");
+}
+
+/// A crash right after the flag is committed: the pair is complete, and
+/// the next start keeps it.
+#[test]
+fn a_crash_right_after_the_signing_flag_keeps_the_pair() {
+    let home = Rc::new(ServerHome::new());
+    let failpoint = "store.commit=abort@3";
+    let (status, log) = ServerProcess::run_to_exit(
+        &home,
+        "@fail",
+        SECRET,
+        &[("ATSERVER_FAILPOINTS", failpoint)],
+        EXIT_WITHIN,
+    );
+    assert_eq!(status.signal(), Some(SIGABRT), "{status:?}; log: {log:#?}");
+    let server = Server::start_in(home.clone(), "");
+    assert!(
+        !server
+            .startup_log
+            .iter()
+            .any(|line| line.contains("generated the signing key pair")),
+        "{:#?}",
+        server.startup_log
+    );
+    assert_one_consistent_pair(&server);
+    let mut owner = server.owner();
+    assert_eq!(
+        owner.send("stats:3"),
+        "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"1\"}]\n@fail@"
+    );
 }

@@ -20,7 +20,7 @@ fn server() -> &'static TestServer {
         let atsigns: Vec<(&str, &str)> = [
             "@alice", "@bob", "@errors", "@onboard", "@pkam", "@meta", "@scan", "@stats",
             "@expiry", "@del", "@ecc", "@pipe", "@order", "@rw", "@big", "@blank", "@csdk",
-            "@huge",
+            "@huge", "@signing",
         ]
         .iter()
         .map(|a| (*a, SECRET))
@@ -101,24 +101,25 @@ fn owner_verbs_need_auth_before_syntax() {
 #[test]
 fn update_llookup_delete_round_trip_with_commit_ids() {
     let mut c = owner("@bob");
-    assert_eq!(c.send("update:phone@bob +1 555 0100"), "data:0\n@bob@");
+    // Commit ids 0 and 1 are the signing key pair every fresh atSign gets.
+    assert_eq!(c.send("update:phone@bob +1 555 0100"), "data:2\n@bob@");
     assert_eq!(c.send("llookup:phone@bob"), "data:+1 555 0100\n@bob@");
     assert_eq!(c.send("llookup:PHONE@BOB"), "data:+1 555 0100\n@bob@");
     assert_eq!(
         c.send("update:public:email@bob b@example.com"),
-        "data:1\n@bob@"
+        "data:3\n@bob@"
     );
     assert_eq!(
         c.send("llookup:public:email@bob"),
         "data:b@example.com\n@bob@"
     );
-    assert_eq!(c.send("delete:phone@bob"), "data:2\n@bob@");
+    assert_eq!(c.send("delete:phone@bob"), "data:4\n@bob@");
     assert_eq!(
         c.send("llookup:phone@bob"),
         "error:AT0015-key not found : phone@bob does not exist in keystore\n@bob@"
     );
     // Deleting a missing key still commits a delete entry.
-    assert_eq!(c.send("delete:nothing@bob"), "data:3\n@bob@");
+    assert_eq!(c.send("delete:nothing@bob"), "data:5\n@bob@");
 }
 
 #[test]
@@ -176,7 +177,7 @@ fn the_sdk_onboarding_sequence_works() {
     );
     assert_eq!(
         c.send(&format!("update:public:publickey@onboard {public}")),
-        "data:0\n@onboard@"
+        "data:2\n@onboard@"
     );
     assert_eq!(c.send("delete:privatekey:at_secret"), "data:-1\n@onboard@");
     // The secret is gone: cram now fails.
@@ -254,7 +255,7 @@ fn pkam_accepts_ecdsa_p256_keys() {
 fn metadata_round_trips_through_llookup_meta_and_all() {
     let mut c = owner("@meta");
     let reply = c.send("update:ttl:60000:dataSignature:c2ln:isEncrypted:true:pubKeyHash:abc:hashingAlgo:sha512:ivNonce:aXY=:note.app@meta secret text");
-    assert_eq!(reply, "data:0\n@meta@");
+    assert_eq!(reply, "data:2\n@meta@");
     let meta = c.send("llookup:meta:note.app@meta");
     for part in [
         r#""createdBy":"@meta""#,
@@ -272,7 +273,7 @@ fn metadata_round_trips_through_llookup_meta_and_all() {
         "{all}"
     );
     // Omitted strings are kept, omitted booleans reset, version bumps.
-    assert_eq!(c.send("update:note.app@meta new"), "data:1\n@meta@");
+    assert_eq!(c.send("update:note.app@meta new"), "data:3\n@meta@");
     let meta = c.send("llookup:meta:note.app@meta");
     assert!(
         meta.contains(r#""version":1"#)
@@ -283,7 +284,7 @@ fn metadata_round_trips_through_llookup_meta_and_all() {
     // update:meta changes metadata only.
     assert_eq!(
         c.send("update:meta:note.app@meta:ttr:-1:ccd:true:isEncrypted:true"),
-        "data:2\n@meta@"
+        "data:4\n@meta@"
     );
     assert_eq!(c.send("llookup:note.app@meta"), "data:new\n@meta@");
     let meta = c.send("llookup:meta:note.app@meta");
@@ -338,12 +339,12 @@ fn scan_filters_by_auth_state_and_regex() {
     }
     assert_eq!(
         c.send("scan"),
-        r#"data:["@bob:shared.app@scan","public:pub.app@scan","self.app@scan"]"#.to_string()
+        r#"data:["@bob:shared.app@scan","@scan:signing_privatekey@scan","public:pub.app@scan","public:signing_publickey@scan","self.app@scan"]"#.to_string()
             + "\n@scan@"
     );
     assert_eq!(
         c.send("scan:showHidden:true"),
-        r#"data:["@bob:shared.app@scan","_hidden.app@scan","public:__hidden.app@scan","public:pub.app@scan","self.app@scan"]"#
+        r#"data:["@bob:shared.app@scan","@scan:signing_privatekey@scan","_hidden.app@scan","public:__hidden.app@scan","public:pub.app@scan","public:signing_publickey@scan","self.app@scan"]"#
             .to_string()
             + "\n@scan@"
     );
@@ -353,29 +354,35 @@ fn scan_filters_by_auth_state_and_regex() {
     );
     let mut anon = Client::connect(server());
     anon.challenge("@scan");
-    assert_eq!(anon.send("scan"), "data:[\"pub.app@scan\"]\n@");
+    assert_eq!(
+        anon.send("scan"),
+        "data:[\"pub.app@scan\",\"signing_publickey@scan\"]\n@"
+    );
 }
 
 #[test]
 fn stats_reports_the_last_commit_id_with_the_reference_spacing() {
     let mut c = owner("@stats");
-    assert_eq!(
-        c.send("stats:3"),
-        "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"-1\"}]\n@stats@"
-    );
-    assert_eq!(c.send("update:a.app@stats 1"), "data:0\n@stats@");
-    assert_eq!(c.send("update:b.other@stats 1"), "data:1\n@stats@");
+    // A fresh atSign's log holds its signing key pair (commit ids 0 and 1).
     assert_eq!(
         c.send("stats:3"),
         "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"1\"}]\n@stats@"
     );
+    // (The empty log's "-1" is no longer reachable on a started server;
+    // `verbs::stats` pins it.)
+    assert_eq!(c.send("update:a.app@stats 1"), "data:2\n@stats@");
+    assert_eq!(c.send("update:b.other@stats 1"), "data:3\n@stats@");
+    assert_eq!(
+        c.send("stats:3"),
+        "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"3\"}]\n@stats@"
+    );
     assert_eq!(
         c.send(r"stats:3:.*\.app"),
-        "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"0\"}]\n@stats@"
+        "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"2\"}]\n@stats@"
     );
     assert_eq!(
         c.send(r"stats:15:\.app@"),
-        "data: [{\"id\":\"15\",\"name\":\"LatestCommitEntryOfEachKey\",\"value\":\"{\\\"a.app@stats\\\":[0,\\\"+\\\"]}\"}]\n@stats@"
+        "data: [{\"id\":\"15\",\"name\":\"LatestCommitEntryOfEachKey\",\"value\":\"{\\\"a.app@stats\\\":[2,\\\"+\\\"]}\"}]\n@stats@"
     );
     let logins = c.send("stats:8,10");
     assert!(
@@ -425,8 +432,8 @@ fn info_lists_version_uptime_and_no_features() {
 fn pipelined_requests_are_answered_in_order() {
     let mut c = owner("@pipe");
     c.write(b"update:k1@pipe one\nupdate:k2@pipe two\nllookup:k1@pipe\nllookup:k2@pipe\nnoop:0\n");
-    assert_eq!(c.read_reply(), "data:0\n@pipe@");
-    assert_eq!(c.read_reply(), "data:1\n@pipe@");
+    assert_eq!(c.read_reply(), "data:2\n@pipe@");
+    assert_eq!(c.read_reply(), "data:3\n@pipe@");
     assert_eq!(c.read_reply(), "data:one\n@pipe@");
     assert_eq!(c.read_reply(), "data:two\n@pipe@");
     assert_eq!(c.read_reply(), "data:ok\n@pipe@");
@@ -435,19 +442,19 @@ fn pipelined_requests_are_answered_in_order() {
 #[test]
 fn pipelined_writes_reads_and_errors_keep_request_order() {
     let mut c = owner("@order");
-    assert_eq!(c.send("update:base.order@order b0"), "data:0\n@order@");
+    assert_eq!(c.send("update:base.order@order b0"), "data:2\n@order@");
     c.write(
         b"update:a.order@order a1\nllookup:base.order@order\nbogus\nupdate:c.order@order c1\nllookup:a.order@order\ndelete:c.order@order\nllookup:c.order@order\nupdate:ttl:-1:x.order@order v\nstats:3\n",
     );
-    assert_eq!(c.read_reply(), "data:1\n@order@");
+    assert_eq!(c.read_reply(), "data:3\n@order@");
     assert_eq!(c.read_reply(), "data:b0\n@order@");
     assert_eq!(
         c.read_reply(),
         "error:AT0003-Invalid syntax : invalid command\n@order@"
     );
-    assert_eq!(c.read_reply(), "data:2\n@order@");
+    assert_eq!(c.read_reply(), "data:4\n@order@");
     assert_eq!(c.read_reply(), "data:a1\n@order@");
-    assert_eq!(c.read_reply(), "data:3\n@order@");
+    assert_eq!(c.read_reply(), "data:5\n@order@");
     assert_eq!(
         c.read_reply(),
         "error:AT0015-key not found : c.order@order does not exist in keystore\n@order@"
@@ -458,7 +465,7 @@ fn pipelined_writes_reads_and_errors_keep_request_order() {
     );
     assert_eq!(
         c.read_reply(),
-        "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"3\"}]\n@order@"
+        "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"5\"}]\n@order@"
     );
 }
 
@@ -470,7 +477,7 @@ fn a_read_sent_while_its_write_commits_sees_the_write() {
         // llookup while the update is still in flight.
         c.write(format!("update:k.rw@rw v{round}\n").as_bytes());
         c.write(b"llookup:k.rw@rw\n");
-        assert_eq!(c.read_reply(), format!("data:{round}\n@rw@"));
+        assert_eq!(c.read_reply(), format!("data:{}\n@rw@", round + 2));
         assert_eq!(c.read_reply(), format!("data:v{round}\n@rw@"));
     }
 }
@@ -481,7 +488,7 @@ fn pipelined_reads_of_large_values_arrive_whole_and_in_order() {
     let value = "x".repeat(200_000);
     assert_eq!(
         c.send(&format!("update:large.big@big {value}")),
-        "data:0\n@big@"
+        "data:2\n@big@"
     );
     let mut batch = String::new();
     for i in 0..20 {
@@ -491,7 +498,7 @@ fn pipelined_reads_of_large_values_arrive_whole_and_in_order() {
     c.write(batch.as_bytes());
     for i in 0..20 {
         assert_eq!(c.read_reply(), format!("data:{value}\n@big@"));
-        assert_eq!(c.read_reply(), format!("data:{}\n@big@", i + 1));
+        assert_eq!(c.read_reply(), format!("data:{}\n@big@", i + 3));
     }
 }
 
@@ -500,7 +507,7 @@ fn expired_keys_read_as_null_then_disappear() {
     let mut c = owner("@expiry");
     assert_eq!(
         c.send("update:ttl:300:gone.app@expiry soon"),
-        "data:0\n@expiry@"
+        "data:2\n@expiry@"
     );
     std::thread::sleep(std::time::Duration::from_millis(400));
     let reply = c.send("llookup:gone.app@expiry");
@@ -520,7 +527,7 @@ fn expired_keys_read_as_null_then_disappear() {
     }
     assert_eq!(
         c.send("stats:3"),
-        "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"1\"}]\n@expiry@"
+        "data: [{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"3\"}]\n@expiry@"
     );
 }
 
@@ -658,5 +665,68 @@ fn the_c_sdk_connect_sequence_works() {
     assert!(
         missing.starts_with("error:AT0015-key not found"),
         "{missing}"
+    );
+}
+
+#[test]
+fn every_atsign_gets_a_signing_key_pair_whose_halves_match_and_to_serves_it() {
+    use atserver::auth::signing::{SigningKey, verify_base64};
+    let mut owner = owner("@signing");
+    let private = owner.send("llookup:@signing:signing_privatekey@signing");
+    let private = private
+        .strip_prefix("data:")
+        .and_then(|r| r.strip_suffix("\n@signing@"))
+        .expect("the owner reads the private half");
+    let all = owner.send("llookup:all:public:signing_publickey@signing");
+    let all = all
+        .strip_prefix("data:")
+        .and_then(|r| r.strip_suffix("\n@signing@"))
+        .expect("the public half's all object");
+    let mut peer = Client::connect(server());
+    let public = peer.send("lookup:signing_publickey@signing");
+    let public = public
+        .strip_prefix("data:")
+        .and_then(|r| r.strip_suffix("\n@"))
+        .expect("anyone reads the public half");
+    // What a pol verifier does with them: the private half signs a nonce,
+    // the public half verifies it.
+    let nonce = b"6f0a3e0e-7c55-4a8e-9a55-2f7f3d1d2b61";
+    let signature = SigningKey::from_pkcs8_base64(private)
+        .expect("ring parses the stored PKCS#8")
+        .sign_base64(nonce)
+        .expect("sign");
+    assert!(verify_base64(public, nonce, &signature));
+    assert_eq!(
+        peer.send("lookup:signing_privatekey@signing"),
+        "error:AT0015-Exception: public:signing_privatekey@signing does not exist in keystore\n@"
+    );
+    assert_eq!(
+        peer.send("to:@signing"),
+        format!("data:{{\"publickey\":null,\"signing_publickey\":{all}}}\n@")
+    );
+    assert_eq!(
+        peer.send("to:@elsewhere"),
+        "error:AT0007-Exception: @elsewhere is not hosted on this atServer\n@"
+    );
+    assert_eq!(
+        peer.send("to:@x y"),
+        "error:AT0003-Exception: Invalid syntax. e.g to:@alice\n@"
+    );
+    for key in [
+        "public:signing_publickey@signing",
+        "@signing:signing_privatekey@signing",
+    ] {
+        let name = key.split_once(':').map_or(key, |(_, name)| name);
+        assert_eq!(
+            owner.send(&format!("delete:{key}")),
+            format!(
+                "error:AT0009-UnAuthorized client in request : Cannot delete protected key: '{name}'\n@signing@"
+            )
+        );
+    }
+    assert_eq!(
+        owner.send("llookup:@signing:signing_privatekey@signing"),
+        format!("data:{private}\n@signing@"),
+        "a refused delete leaves the key"
     );
 }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::auth::signing::SigningError;
 use crate::error::AtError;
 use crate::health::Fatal;
 use crate::shard::ShardError;
@@ -35,6 +36,8 @@ pub enum AppError {
     Store(StoreError),
     /// Provisioning an atSign's CRAM secret was refused.
     Provisioning(AtError),
+    /// The signing key pair could not be generated or stored.
+    Signing(SigningError),
     /// Development certificates could not be made.
     Certs(String),
     /// The directory's records could not be loaded.
@@ -74,6 +77,7 @@ impl std::fmt::Display for AppError {
             AppError::Shard(error) => error.fmt(f),
             AppError::Store(error) => write!(f, "store: {error}"),
             AppError::Provisioning(error) => write!(f, "provisioning: {error}"),
+            AppError::Signing(error) => write!(f, "signing key pair: {error}"),
             AppError::Certs(message) => write!(f, "certificates: {message}"),
             AppError::Records(message) => write!(f, "directory records: {message}"),
             AppError::Thread { what, source } => {
@@ -102,6 +106,18 @@ impl From<ShardError> for AppError {
 impl From<StoreError> for AppError {
     fn from(error: StoreError) -> Self {
         AppError::Store(error)
+    }
+}
+
+impl From<SigningError> for AppError {
+    fn from(error: SigningError) -> Self {
+        match error {
+            // A store failure is reported as one, whoever met it.
+            SigningError::Store(error) | SigningError::Write(WriteError::Store(error)) => {
+                AppError::Store(error)
+            }
+            other => AppError::Signing(other),
+        }
     }
 }
 

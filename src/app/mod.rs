@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::admission::Admission;
+use crate::auth::signing;
 use crate::cli::{
     CertsArgs, CheckStoreArgs, DevArgs, DirectoryArgs, DurabilityArg, SchedulingArg, ServeArgs,
 };
@@ -344,6 +345,7 @@ pub fn open_server(
         };
         let tenant = Tenant::new(atsign.clone(), store.tenant(&atsign));
         provision_secret(&tenant, secret.as_deref())?;
+        provision_signing_keys(&tenant)?;
         tracing::info!(%atsign, storage_shard = home, "hosting");
         tenants.push(tenant);
     }
@@ -413,6 +415,16 @@ fn provision_secret(tenant: &Tenant, secret: Option<&str>) -> Result<(), AppErro
             Ok(Mutation::Put(Box::new(record), CommitOp::Update))
         });
     futures_lite::future::block_on(write)?;
+    Ok(())
+}
+
+/// Generates the atSign's signing key pair at its first start (auth.md §0);
+/// see [`signing::provision`] for what a crash in the middle leaves.
+fn provision_signing_keys(tenant: &Tenant) -> Result<(), AppError> {
+    let provisioned = futures_lite::future::block_on(signing::provision(&tenant.store))?;
+    if provisioned == signing::Provisioned::Generated {
+        tracing::info!(atsign = %tenant.atsign, "generated the signing key pair");
+    }
     Ok(())
 }
 

@@ -1,8 +1,11 @@
-//! Owner authentication: `from:` challenges, `cram`, `pkam`.
+//! Owner authentication: `from:` challenges, `cram`, `pkam`; and the
+//! server's own signing key pair, which proves its atSigns to other
+//! atServers (`pol`).
 
 pub mod challenge;
 pub mod cram;
 pub mod pkam;
+pub mod signing;
 pub mod throttle;
 
 /// Compares two byte strings in time that depends only on their lengths.

@@ -109,7 +109,7 @@ const RSA_ENCRYPTION_OID: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x
 
 /// Extracts the PKCS#1 `RSAPublicKey` that ring verifies with from a DER
 /// SubjectPublicKeyInfo, checking that the algorithm is rsaEncryption.
-fn rsa_public_key_from_spki(spki: &[u8]) -> Option<&[u8]> {
+pub(super) fn rsa_public_key_from_spki(spki: &[u8]) -> Option<&[u8]> {
     let (0x30, body, []) = der_element(spki)? else {
         return None;
     };

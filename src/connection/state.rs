@@ -197,6 +197,16 @@ impl ConnectionState {
         &self.challenge.insert(challenge).text
     }
 
+    /// `to:` named a hosted atSign: the connection now talks to `tenant`
+    /// unless it already talks to one (named by `from:`, or the process's
+    /// sole atSign). Proves nothing; a peer's later `from:@bob` and `pol`
+    /// then know which hosted atSign they address.
+    pub fn address_tenant(&mut self, tenant: Arc<Tenant>) {
+        if self.tenant.is_none() {
+            self.tenant = Some(tenant);
+        }
+    }
+
     /// Takes the outstanding challenge for one `cram`/`pkam` attempt, with
     /// the atSign it was issued for. `None` without a `from:` first.
     pub fn take_challenge(&mut self) -> Option<(Arc<Tenant>, Challenge)> {
@@ -330,6 +340,26 @@ mod tests {
         let mut out = Vec::new();
         s.write_error(&AtError::invalid_command(), &mut out);
         assert_eq!(out, b"error:AT0003-Exception: invalid command\n@");
+    }
+
+    #[test]
+    fn to_addresses_a_tenant_only_when_none_is_known_and_proves_nothing() {
+        let mut s = state();
+        s.address_tenant(tenant("@alice"));
+        assert_eq!(s.tenant().map(|t| t.atsign.as_str()), Some("@alice"));
+        assert_eq!(s.caller().kind(), CallerKind::Anonymous);
+        assert_eq!(s.prompt(), Prompt::Anonymous);
+        s.address_tenant(tenant("@bob"));
+        assert_eq!(s.tenant().map(|t| t.atsign.as_str()), Some("@alice"));
+        let mut owner = state();
+        owner.issue_challenge(tenant("@carol"), "n", Instant::now());
+        owner.authenticate_owner(AuthMethod::Cram);
+        owner.address_tenant(tenant("@alice"));
+        assert_eq!(
+            owner.prompt(),
+            Prompt::Owner("@carol"),
+            "the owner keeps its atSign"
+        );
     }
 
     #[test]

@@ -31,6 +31,23 @@ pub(super) fn read_local(
     shown_key: &str,
     payload: &mut String,
 ) -> Result<(), AtError> {
+    if write_found(store, key, op, shown_key, payload)? {
+        Ok(())
+    } else {
+        Err(AtError::key_not_found(key))
+    }
+}
+
+/// [`read_local`] without the error for a missing key: false (and nothing
+/// written) when `key` does not exist, for answers that show a missing key
+/// as something else (`to:` shows it as `null`).
+pub(super) fn write_found(
+    store: &TenantStore,
+    key: &str,
+    op: LookupOp,
+    shown_key: &str,
+    payload: &mut String,
+) -> Result<bool, AtError> {
     let now = now_ms();
     let found = match op {
         LookupOp::Value => store.read(key, |record| {
@@ -49,5 +66,5 @@ pub(super) fn read_local(
             }
         }),
     };
-    found.ok_or_else(|| AtError::key_not_found(key))
+    Ok(found.is_some())
 }

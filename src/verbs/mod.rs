@@ -27,6 +27,7 @@ mod remote_lookup;
 mod scan;
 mod stats;
 pub mod table;
+mod to;
 mod update;
 mod update_meta;
 pub mod write;
@@ -70,6 +71,7 @@ pub async fn run<C: Clock>(
         (Command::Info(c), _) => info::apply(server, c, payload),
         (Command::Pol, _) => pol::apply(state, peers).await,
         (Command::Noop(c), _) => noop::apply(clock, c, payload).await,
+        (Command::To(c), _) => to::apply(server, state, c, payload),
         (Command::Lookup(c), caller) => lookup::apply(server, peers, &caller, c, payload).await,
         (Command::Scan(c), caller) => scan::apply(server, peers, &caller, c, payload).await,
         (Command::PLookup(c), Caller::Owner(owner)) => {

@@ -54,9 +54,7 @@ pub fn apply(
                     Some(r) => tenant.store.latest_commit_where(|key| r.is_match(key))?,
                     None => tenant.store.last_commit_id()?,
                 };
-                // 3.16.6: an empty log answers "-1" (clients accept "null" too).
-                let text = last.map_or_else(|| "-1".to_string(), |id| id.to_string());
-                json::write_str(&mut value, &text);
+                json::write_str(&mut value, &last_commit_text(last));
                 "lastCommitID"
             }
             4 => {
@@ -162,6 +160,14 @@ fn date_or_not_available(epoch_ms: i64) -> String {
     }
 }
 
+/// The `lastCommitID` value: the id, or for an empty log (or none matching)
+/// "-1", as 3.16.6 answers (clients accept "null" too). A started server's
+/// log is never empty: every atSign's first start commits its signing key
+/// pair.
+fn last_commit_text(last: Option<u64>) -> String {
+    last.map_or_else(|| "-1".to_string(), |id| id.to_string())
+}
+
 /// `{"size":"1.20","units":"MB"}`, or `{"size":"0","unit":"B"}` when empty
 /// (the reference's two spellings).
 fn disk_size_json(bytes: u64) -> String {
@@ -192,6 +198,13 @@ mod tests {
             requested_ids(&many).map_err(|e| e.code),
             Err(AtCode::InvalidSyntax)
         );
+    }
+
+    #[test]
+    fn an_empty_log_answers_minus_one() {
+        assert_eq!(last_commit_text(None), "-1");
+        assert_eq!(last_commit_text(Some(0)), "0");
+        assert_eq!(last_commit_text(Some(17)), "17");
     }
 
     #[test]

@@ -143,7 +143,7 @@ static TABLE: [VerbRow; VerbId::ALL.len()] = [
     row(V::Otp, Owner, Manage, Barrier, NotYet),
     row(V::Keys, Owner, Manage, Barrier, NotYet),
     row(V::NotifyMulti, Owner, WritesKey, Barrier, NotYet),
-    row(V::To, Anyone, Unrestricted, Barrier, NotYet),
+    row(V::To, Anyone, Unrestricted, Barrier, Yes),
 ];
 
 // Row i describes the verb whose discriminant is i, for every verb: so

@@ -98,24 +98,9 @@ impl ServerProcess {
         env: &[(&str, &str)],
     ) -> ServerProcess {
         let certs = &home.certs;
-        let mut command = Command::new(BIN);
-        command
-            .args(["serve", "-a", atsign, "-s", secret, "-p", "0"])
-            .args(["--host", "127.0.0.1", "--shards", "1"])
-            .arg("--tls-cert")
-            .arg(&certs.cert)
-            .arg("--tls-key")
-            .arg(&certs.key)
-            .arg("--data-dir")
-            .arg(data)
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let mut child = command.spawn().expect("spawn atserver");
+        let mut child = serve_command(home, data, atsign, secret, extra, env)
+            .spawn()
+            .expect("spawn atserver");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, log) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -148,6 +133,42 @@ impl ServerProcess {
             startup_log,
             _home: None,
         }
+    }
+
+    /// Runs `atserver serve` in `home` as [`ServerProcess::start_at`] does,
+    /// for a start that must end before the server is ready (a crash while
+    /// provisioning): its exit status and everything it logged.
+    pub fn run_to_exit(
+        home: &ServerHome,
+        atsign: &str,
+        secret: &str,
+        env: &[(&str, &str)],
+        limit: Duration,
+    ) -> (ExitStatus, Vec<String>) {
+        let mut child = serve_command(home, &home.data(), atsign, secret, &[], env)
+            .spawn()
+            .expect("spawn atserver");
+        // Read while it runs, so a full pipe cannot stall it.
+        let stderr = child.stderr.take().expect("stderr");
+        let reader = std::thread::spawn(move || {
+            BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+                .collect::<Vec<String>>()
+        });
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the server kept running for {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (status, reader.join().expect("log reader"))
     }
 
     /// The server's resident memory, from /proc.
@@ -188,4 +209,35 @@ impl ServerProcess {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// `atserver serve` for `atsign` with `secret` in `home`: one shard on
+/// 127.0.0.1, an ephemeral port, info logs on a pipe.
+fn serve_command(
+    home: &ServerHome,
+    data: &std::path::Path,
+    atsign: &str,
+    secret: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Command {
+    let certs = &home.certs;
+    let mut command = Command::new(BIN);
+    command
+        .args(["serve", "-a", atsign, "-s", secret, "-p", "0"])
+        .args(["--host", "127.0.0.1", "--shards", "1"])
+        .arg("--tls-cert")
+        .arg(&certs.cert)
+        .arg("--tls-key")
+        .arg(&certs.key)
+        .arg("--data-dir")
+        .arg(data)
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command
 }

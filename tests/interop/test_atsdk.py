@@ -360,6 +360,8 @@ def test_scan_lists_our_keys_and_never_private_keys(server, alice):
     raw = json.loads(conn.execute_command("scan:showHidden:true .*").get_raw_data_response())
     assert "scan1.interop@alice" in raw and "public:scan2.interop@alice" in raw
     assert "public:publickey@alice" in raw
+    # auth.md §0, verbs.md §11: the server's signing key pair is listed to the owner
+    assert "public:signing_publickey@alice" in raw and "@alice:signing_privatekey@alice" in raw
     for name in raw:
         assert not name.startswith(("privatekey:", "private:")), raw
         assert "@" in name, raw

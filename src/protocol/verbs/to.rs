@@ -45,4 +45,20 @@ mod tests {
         assert_eq!(t.atsign, "@alice");
         assert!(p("to:@a b").is_err());
     }
+
+    #[test]
+    fn to_takes_the_atsign_as_sent_with_or_without_its_at() {
+        let Command::To(t) = p("to:alice").unwrap() else {
+            panic!()
+        };
+        assert_eq!(t.atsign, "alice");
+        // `[^\s:]+`: anything but blanks and colons, normalised later.
+        let Command::To(t) = p("to:@al@ice").unwrap() else {
+            panic!()
+        };
+        assert_eq!(t.atsign, "@al@ice");
+        for bad in ["to:", "to:@alice:", "to:@a:b", "to:@a\tb"] {
+            assert!(p(bad).is_err(), "{bad:?}");
+        }
+    }
 }
