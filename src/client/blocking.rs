@@ -242,6 +242,22 @@ impl Client {
         expect_success(reply, Operation::Pkam)
     }
 
+    /// `pol`, proving `atsign` to the server that issued the last
+    /// `data:proof:` challenge, once the signed cookie is published. Success
+    /// is the bare `@<atsign>@` prompt.
+    pub fn pol(&mut self, atsign: &str) -> Result<(), ClientError> {
+        self.challenged = None;
+        self.inbox.framer.expect_pol_attempt(atsign);
+        self.send_line("pol")?;
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            if self.inbox.take_pol_answer()?.is_some() {
+                return Ok(());
+            }
+            self.fill(Operation::Pol, deadline)?;
+        }
+    }
+
     /// Waits for the server to close the connection, discarding anything it
     /// sends first. `Ok` once it is closed; a `Timeout` if it stays open.
     pub fn wait_for_close(&mut self) -> Result<(), ClientError> {

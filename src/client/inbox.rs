@@ -144,6 +144,24 @@ impl Inbox {
         }
     }
 
+    /// The answer to a `pol` if one is buffered: `Ok(Some(()))` for the
+    /// bare prompt the framer expects (`@me@`; the framer is then in its
+    /// pol-authenticated mode), an error for any other frame (the refusal).
+    pub(crate) fn take_pol_answer(&mut self) -> Result<Option<()>, ClientError> {
+        let expected = self.framer.expected_prompt().to_vec();
+        match self.take_frame() {
+            None => Ok(None),
+            Some((FrameKind::Prompt, bytes, _)) if bytes == expected => Ok(Some(())),
+            Some((_, reply, _)) => {
+                self.framer.expect_anonymous();
+                Err(ClientError::UnexpectedReply {
+                    during: Operation::Pol,
+                    reply,
+                })
+            }
+        }
+    }
+
     /// Exactly `n` raw bytes if that many are buffered, bypassing framing.
     pub(crate) fn take_exact(&mut self, n: usize) -> Option<Vec<u8>> {
         let bytes = self.pending().get(..n)?.to_vec();

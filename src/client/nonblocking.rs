@@ -17,7 +17,7 @@ use rustls::pki_types::ServerName;
 
 use super::auth::{self, PkamKey};
 use super::framing::ReplyFramer;
-use super::inbox::{FrameKind, Inbox, expect_success};
+use super::inbox::{Inbox, expect_success};
 use super::{ClientError, Operation, Reply};
 use crate::clock::{Clock, DeadlineExceeded};
 
@@ -270,28 +270,13 @@ where
         self.send_line("pol").await?;
         let clock = self.clock.clone();
         let outcome = clock.deadline(self.timeout, self.pol_unbounded()).await;
-        let proven = self.settle(Operation::Pol, outcome);
-        if proven.is_ok() {
-            self.inbox.framer.expect_owner(atsign);
-        } else {
-            self.inbox.framer.expect_anonymous();
-        }
-        proven
+        self.settle(Operation::Pol, outcome)
     }
 
     async fn pol_unbounded(&mut self) -> Result<(), ClientError> {
         loop {
-            if let Some((kind, bytes, _)) = self.inbox.take_frame() {
-                let proven = kind == FrameKind::Prompt
-                    && bytes.as_slice() == self.inbox.framer.expected_prompt();
-                return if proven {
-                    Ok(())
-                } else {
-                    Err(ClientError::UnexpectedReply {
-                        during: Operation::Pol,
-                        reply: bytes,
-                    })
-                };
+            if self.inbox.take_pol_answer()?.is_some() {
+                return Ok(());
             }
             self.fill(Operation::Pol).await?;
         }

@@ -108,12 +108,11 @@ where
         line: &'a str,
     ) -> LocalFuture<'a, Result<Reply, RemoteError>> {
         Box::pin(async move {
-            let prover = super::prover::TenantProver::load(me).map_err(|why| {
-                RemoteError::Handshake {
+            let prover =
+                super::prover::TenantProver::load(me).map_err(|why| RemoteError::Handshake {
                     atsign: remote.to_string(),
                     error: super::pol::PolError::Prover(why),
-                }
-            })?;
+                })?;
             super::outbound::Outbound::request_as(self, &prover, remote, line).await
         })
     }

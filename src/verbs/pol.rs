@@ -14,10 +14,7 @@ use crate::error::{AtCode, AtError};
 use crate::remote::peers::PeerAccess;
 use crate::remote::pol::{PolError, proof_field};
 
-pub async fn apply(
-    state: &mut ConnectionState,
-    peers: &dyn PeerAccess,
-) -> Result<Reply, AtError> {
+pub async fn apply(state: &mut ConnectionState, peers: &dyn PeerAccess) -> Result<Reply, AtError> {
     let Some(challenge) = state.take_pol_challenge() else {
         // The reference fails with an unhandled error here and closes.
         return Err(AtError::new(
@@ -41,10 +38,12 @@ pub async fn apply(
             .await
             .map_err(|e| unverifiable(&e.to_string()))?;
         proof_field(reply).map_err(|e| match e {
-            PolError::ProofUnavailable(reply) => match crate::remote::outbound::relayed_error(&reply) {
-                Some(relayed) => relayed,
-                None => unverifiable(&e_text(&reply)),
-            },
+            PolError::ProofUnavailable(reply) => {
+                match crate::remote::outbound::relayed_error(&reply) {
+                    Some(relayed) => relayed,
+                    None => unverifiable(&e_text(&reply)),
+                }
+            }
             other => unverifiable(&other.to_string()),
         })
     };
@@ -52,7 +51,10 @@ pub async fn apply(
     let signing_key = fetch(key_line).await?;
     if !verify_base64(&signing_key, challenge.nonce.as_bytes(), &signature) {
         tracing::warn!(claimed, peer = ?state.peer(), "pol proof does not verify");
-        return Err(AtError::new(AtCode::AuthFailed, "Pol Authentication Failed"));
+        return Err(AtError::new(
+            AtCode::AuthFailed,
+            "Pol Authentication Failed",
+        ));
     }
     state.authenticate_peer(challenge.claimed);
     Ok(Reply::BarePrompt)

@@ -51,7 +51,10 @@ pub(super) async fn lookup(
 fn remote_record(answer: &RemoteReply, shown_key: &str) -> Result<JsonValue, AtError> {
     if answer.is_error() {
         return Err(relayed_error(answer.payload()).unwrap_or_else(|| {
-            AtError::new(AtCode::SecondaryConnect, "the remote atServer's error is unreadable")
+            AtError::new(
+                AtCode::SecondaryConnect,
+                "the remote atServer's error is unreadable",
+            )
         }));
     }
     let data = answer.data().unwrap_or_default();
@@ -64,7 +67,10 @@ fn remote_record(answer: &RemoteReply, shown_key: &str) -> Result<JsonValue, AtE
     let text = std::str::from_utf8(data)
         .map_err(|_| AtError::new(AtCode::SecondaryConnect, "the remote answer is not UTF-8"))?;
     let record = json::parse(text).map_err(|_| {
-        AtError::new(AtCode::SecondaryConnect, "the remote answer is not a lookup:all object")
+        AtError::new(
+            AtCode::SecondaryConnect,
+            "the remote answer is not a lookup:all object",
+        )
     })?;
     if record.get("data").is_none() && record.get("metaData").is_none() {
         return Err(AtError::new(
@@ -122,12 +128,14 @@ mod tests {
 
     #[test]
     fn remote_errors_and_nulls_become_the_reference_errors() {
-        let missing = reply(
-            "error:AT0015-Exception: @alice:nokey@bob does not exist in keystore\n@",
-        );
+        let missing =
+            reply("error:AT0015-Exception: @alice:nokey@bob does not exist in keystore\n@");
         let e = remote_record(&missing, "@alice:nokey@bob").expect_err("relayed");
         assert_eq!(e.code, AtCode::KeyNotFound);
-        assert_eq!(e.message, "Exception: @alice:nokey@bob does not exist in keystore");
+        assert_eq!(
+            e.message,
+            "Exception: @alice:nokey@bob does not exist in keystore"
+        );
         let null = reply("data:null\n@");
         let e = remote_record(&null, "@alice:x@bob").expect_err("null");
         assert_eq!(e.code, AtCode::KeyNotFound);

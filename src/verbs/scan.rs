@@ -13,8 +13,8 @@ use crate::connection::Caller;
 use crate::context::{ServerContext, Tenant};
 use crate::error::{AtCode, AtError};
 use crate::limits::{SCAN_KEYS_MAX, SCAN_PAGE_KEYS, SCAN_REPLY_BYTES_MAX};
-use crate::protocol::command::Scan;
 use crate::protocol::atsign::normalize_atsign;
+use crate::protocol::command::Scan;
 use crate::protocol::json;
 use crate::remote::outbound::relayed_error;
 use crate::remote::peers::PeerAccess;
@@ -70,9 +70,8 @@ pub async fn apply(
     match caller {
         Caller::Owner(me) => {
             let show_hidden = cmd.show_hidden.unwrap_or(false);
-            let shown = |key: &str| {
-                (owner_sees(key, show_hidden) && matches(key)).then(|| key.to_string())
-            };
+            let shown =
+                |key: &str| (owner_sees(key, show_hidden) && matches(key)).then(|| key.to_string());
             let view = View {
                 prefix: "",
                 shown: &shown,
@@ -148,7 +147,10 @@ async fn remote_scan(
         .map_err(|e| e.to_at_error())?;
     if answer.is_error() {
         return Err(relayed_error(answer.payload()).unwrap_or_else(|| {
-            AtError::new(AtCode::SecondaryConnect, "the remote atServer's error is unreadable")
+            AtError::new(
+                AtCode::SecondaryConnect,
+                "the remote atServer's error is unreadable",
+            )
         }));
     }
     let list = answer

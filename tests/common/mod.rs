@@ -163,6 +163,17 @@ impl Client {
         String::from_utf8(reply.into_bytes()).expect("utf-8 reply")
     }
 
+    /// `pol` as `atsign`; the raw answer to a refused one.
+    pub fn pol(&mut self, atsign: &str) -> Result<(), String> {
+        match self.inner.pol(atsign) {
+            Ok(()) => Ok(()),
+            Err(atserver::client::ClientError::UnexpectedReply { reply, .. }) => {
+                Err(String::from_utf8(reply).expect("utf-8 reply"))
+            }
+            Err(e) => panic!("pol: {e}"),
+        }
+    }
+
     /// True when the server closes the connection (EOF) within the read
     /// timeout; any bytes that arrive first are discarded.
     pub fn is_closed(&mut self) -> bool {

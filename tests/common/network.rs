@@ -57,7 +57,14 @@ impl Network {
             let mut args = vec!["--tls-ca", ca.as_str(), "--root", root.as_str()];
             args.extend_from_slice(extra);
             let data = home.data().join(atsign.trim_start_matches('@'));
-            servers.push(ServerProcess::start_in(&home, &data, atsign, secret, &args, &[]));
+            servers.push(ServerProcess::start_in(
+                &home,
+                &data,
+                atsign,
+                secret,
+                &args,
+                &[],
+            ));
         }
         let mut all: Vec<String> = atsigns
             .iter()
