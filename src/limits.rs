@@ -551,6 +551,10 @@ pub const OUTBOUND_IDLE_PER_PEER_MAX: usize = 4;
 /// `outbound_idle_time_millis` is 600,000).
 pub const OUTBOUND_IDLE_MS: u64 = 600_000;
 
+/// How long a copy of another atSign's public data is kept when its owner
+/// set no `ttr` (the reference's 24 hours).
+pub const CACHED_PUBLIC_DATA_TTL_MS: i64 = 24 * 60 * 60 * 1_000;
+
 const _: () = assert!(OUTBOUND_STEP_MS < OUTBOUND_POL_MS);
 const _: () = assert!(OUTBOUND_POL_MS < POL_COOKIE_TTL_MS);
 const _: () = assert!(OUTBOUND_IDLE_CONNECTIONS_MAX <= OUTBOUND_CONNECTIONS_MAX);

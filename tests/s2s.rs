@@ -241,3 +241,59 @@ fn a_peer_that_hangs_or_closes_ends_in_an_error_and_nothing_stays_stuck() {
     }
     drop(hang);
 }
+
+#[test]
+fn answers_are_cached_per_ttr_served_from_the_cache_and_dropped_when_gone() {
+    let network = Network::start(&[ALICE, BOB], &[], &[]);
+    let mut alice = owner(&network, 0, ALICE);
+    alice.send("update:ttr:3600:@bob:cached.wavi@alice first");
+    alice.send("update:@bob:uncached.wavi@alice plain");
+    alice.send("update:public:publickey@alice MIIBalice");
+    let mut bob = owner(&network, 1, BOB);
+    assert_eq!(bob.send("lookup:cached.wavi@alice"), "data:first\n@bob@");
+    assert_eq!(bob.send("lookup:uncached.wavi@alice"), "data:plain\n@bob@");
+    assert_eq!(bob.send("plookup:publickey@alice"), "data:MIIBalice\n@bob@");
+    // The copies (the cache write does not hold the reply back: wait for it).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !bob
+        .send("llookup:cached:@bob:cached.wavi@alice")
+        .starts_with("data:first")
+    {
+        assert!(Instant::now() < deadline, "the copy appears");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        bob.send("llookup:cached:public:publickey@alice"),
+        "data:MIIBalice\n@bob@"
+    );
+    let listed = bob.send("scan");
+    assert!(
+        listed.contains("\"cached:@bob:cached.wavi@alice\""),
+        "{listed}"
+    );
+    assert!(!listed.contains("uncached"), "no ttr, no copy: {listed}");
+    // @alice changes it: the copy is served until its refresh is due...
+    alice.send("update:ttr:3600:@bob:cached.wavi@alice second");
+    let all = bob.send("lookup:all:cached.wavi@alice");
+    assert!(
+        all.starts_with("data:{\"key\":\"cached:@bob:cached.wavi@alice\",\"data\":\"first\""),
+        "{all}"
+    );
+    // ...unless the client bypasses the cache, which also refreshes it.
+    assert_eq!(
+        bob.send("lookup:bypassCache:true:cached.wavi@alice"),
+        "data:second\n@bob@"
+    );
+    // Gone at the owner: not found, and the copy goes too.
+    alice.send("delete:@bob:cached.wavi@alice");
+    let gone = bob.send("lookup:bypassCache:true:cached.wavi@alice");
+    assert!(gone.starts_with("error:AT0015-"), "{gone}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !bob
+        .send("llookup:cached:@bob:cached.wavi@alice")
+        .starts_with("error:AT0015-")
+    {
+        assert!(Instant::now() < deadline, "the copy is removed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -11,7 +11,7 @@
 
 use super::checks::check_key_length;
 use super::llookup::read_local;
-use super::remote_lookup::{self, Asking};
+use super::remote_lookup::{self, Asking, RemoteRead};
 use super::{Reply, now_ms};
 use crate::connection::Caller;
 use crate::context::ServerContext;
@@ -60,16 +60,16 @@ pub async fn apply(
             .and_then(|k| k.strip_prefix(':'))
             .and_then(|k| k.strip_suffix(owner.as_str()))
             .unwrap_or(cmd.name);
-        return remote_lookup::lookup(
-            peers,
-            Asking::As(me.tenant()),
-            &owner,
+        let read = RemoteRead {
+            me: me.tenant(),
+            asking: Asking::AsOwner,
+            owner: &owner,
             name,
-            cmd.op,
-            &key,
-            payload,
-        )
-        .await;
+            op: cmd.op,
+            remote_key: &key,
+            bypass_cache: cmd.bypass_cache == Some(true),
+        };
+        return remote_lookup::lookup(peers, read, payload).await;
     };
     // A remote owner's inactive record is "not found" (reference §5.2).
     let active = other.store.read(&key, |r| r.is_active(now_ms()))?;

@@ -23,6 +23,7 @@ mod pattern;
 mod pkam;
 mod plookup;
 mod pol;
+mod remote_cache;
 mod remote_lookup;
 mod scan;
 mod stats;

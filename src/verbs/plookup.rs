@@ -7,7 +7,7 @@
 
 use super::checks::check_key_length;
 use super::llookup::read_local;
-use super::remote_lookup::{self, Asking};
+use super::remote_lookup::{self, Asking, RemoteRead};
 use super::{Reply, now_ms};
 use crate::connection::Owner;
 use crate::context::ServerContext;
@@ -22,7 +22,7 @@ use crate::remote::peers::PeerAccess;
 pub async fn apply(
     server: &ServerContext,
     peers: &dyn PeerAccess,
-    _owner: &Owner,
+    me: &Owner,
     cmd: PLookup<'_>,
     payload: &mut String,
 ) -> Result<Reply, AtError> {
@@ -34,16 +34,16 @@ pub async fn apply(
             .strip_prefix("public:")
             .and_then(|k| k.strip_suffix(owner.as_str()))
             .unwrap_or(cmd.name);
-        return remote_lookup::lookup(
-            peers,
-            Asking::Anonymously,
-            &owner,
+        let read = RemoteRead {
+            me: me.tenant(),
+            asking: Asking::Anonymously,
+            owner: &owner,
             name,
-            cmd.op,
-            &key,
-            payload,
-        )
-        .await;
+            op: cmd.op,
+            remote_key: &key,
+            bypass_cache: cmd.bypass_cache == Some(true),
+        };
+        return remote_lookup::lookup(peers, read, payload).await;
     };
     let active = tenant.store.read(&key, |r| r.is_active(now_ms()))?;
     if active != Some(true) {

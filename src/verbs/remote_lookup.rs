@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use super::Reply;
+use super::metadata::{write_all_json, write_meta_json};
+use super::{Reply, now_ms, remote_cache};
 use crate::client::Reply as RemoteReply;
 use crate::context::Tenant;
 use crate::error::{AtCode, AtError};
@@ -12,37 +13,87 @@ use crate::protocol::command::LookupOp;
 use crate::protocol::json::{self, JsonValue};
 use crate::remote::outbound::relayed_error;
 use crate::remote::peers::PeerAccess;
+use crate::storage::StoredRecord;
 
 /// How the remote server is asked.
-pub(super) enum Asking<'a> {
-    /// On a connection pol-authenticated as `me` (`lookup`: the remote
-    /// server reads `@me:<key>@<owner>`).
-    As(&'a Arc<Tenant>),
+pub(super) enum Asking {
+    /// On a connection pol-authenticated as the owner (`lookup`: the
+    /// remote server reads `@me:<key>@<owner>`).
+    AsOwner,
     /// Unauthenticated (`plookup`: the remote server reads its public key).
     Anonymously,
 }
 
-/// Looks up `name@owner` on `owner`'s server and writes the `op` rendering
-/// of the answer; `shown_key` is the key the remote record is known by
-/// (`@me:<name>@<owner>` or `public:<name>@<owner>`), for messages.
+/// One read of another atSign's data.
+pub(super) struct RemoteRead<'a> {
+    /// The owner asking, whose store keeps the `cached:` copy.
+    pub me: &'a Arc<Tenant>,
+    pub asking: Asking,
+    /// The other atSign, with its `@`.
+    pub owner: &'a str,
+    /// The key name as sent, without the owner.
+    pub name: &'a str,
+    pub op: LookupOp,
+    /// The key the remote record is known by (`@me:<name>@<owner>` or
+    /// `public:<name>@<owner>`); its copy here is `cached:<remote_key>`.
+    pub remote_key: &'a str,
+    /// `bypassCache:true`: ask the owner's server even when a fresh copy
+    /// is here (the copy is still refreshed).
+    pub bypass_cache: bool,
+}
+
+/// Serves `read` from a fresh cached copy, or looks it up on the owner's
+/// server (then keeps a copy as its metadata allows), and writes the `op`
+/// rendering of the answer.
 pub(super) async fn lookup(
     peers: &dyn PeerAccess,
-    asking: Asking<'_>,
-    owner: &str,
-    name: &str,
-    op: LookupOp,
-    shown_key: &str,
+    read: RemoteRead<'_>,
     payload: &mut String,
 ) -> Result<Reply, AtError> {
-    let line = format!("lookup:all:{name}{owner}");
-    let answer = match asking {
-        Asking::As(me) => peers.request_as(me, owner, &line).await,
-        Asking::Anonymously => peers.request_anonymous(owner, &line).await,
+    let now = now_ms();
+    let store = &read.me.store;
+    if !read.bypass_cache
+        && let Some(copy) = remote_cache::fresh_copy(store, read.remote_key, now)?
+    {
+        render_copy(
+            &copy,
+            read.op,
+            &remote_cache::cached_key(read.remote_key),
+            payload,
+        );
+        return Ok(Reply::Data);
+    }
+    let line = format!("lookup:all:{}{}", read.name, read.owner);
+    let answer = match read.asking {
+        Asking::AsOwner => peers.request_as(read.me, read.owner, &line).await,
+        Asking::Anonymously => peers.request_anonymous(read.owner, &line).await,
     };
     let answer = answer.map_err(|e| e.to_at_error())?;
-    let record = remote_record(&answer, shown_key)?;
-    render(&record, op, payload)?;
+    let record = match remote_record(&answer, read.remote_key) {
+        Ok(record) => record,
+        Err(error) => {
+            if error.code == AtCode::KeyNotFound {
+                remote_cache::forget(store, read.remote_key).await;
+            }
+            return Err(error);
+        }
+    };
+    render(&record, read.op, payload)?;
+    let public = matches!(read.asking, Asking::Anonymously);
+    if let Some(copy) = remote_cache::copy_of(&record, public, read.owner, now) {
+        remote_cache::keep(store, read.remote_key, copy).await;
+    }
     Ok(Reply::Data)
+}
+
+/// A cached copy as the operation asked: the `all` object shows the copy's
+/// own name (`cached:…`), which clients use to tell cache hits.
+fn render_copy(copy: &StoredRecord, op: LookupOp, cached_key: &str, payload: &mut String) {
+    match op {
+        LookupOp::Value => payload.push_str(copy.value.as_deref().unwrap_or("null")),
+        LookupOp::Meta => write_meta_json(payload, &copy.meta),
+        LookupOp::All => write_all_json(payload, cached_key, copy),
+    }
 }
 
 /// The `{key, data, metaData}` object a remote `lookup:all` answered, or
