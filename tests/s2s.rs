@@ -297,3 +297,33 @@ fn answers_are_cached_per_ttr_served_from_the_cache_and_dropped_when_gone() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// @alice and @bob in one process: the same answers as across two
+/// processes, without a network hop (and so without a directory).
+#[test]
+fn atsigns_hosted_together_see_the_same_answers_without_a_network_hop() {
+    let server = common::start(&[ALICE, BOB]);
+    let mut alice = Client::connect(&server);
+    alice.cram(ALICE.0, ALICE.1);
+    alice.send("update:@bob:phone.wavi@alice +1-555");
+    alice.send("update:public:publickey@alice MIIBalice");
+    let mut bob = Client::connect(&server);
+    bob.cram(BOB.0, BOB.1);
+    assert_eq!(bob.send("lookup:phone.wavi@alice"), "data:+1-555\n@bob@");
+    let all = bob.send("lookup:all:phone.wavi@alice");
+    assert!(
+        all.starts_with(
+            "data:{\"key\":\"@bob:phone.wavi@alice\",\"data\":\"+1-555\",\"metaData\":{"
+        ),
+        "{all}"
+    );
+    assert_eq!(
+        bob.send("lookup:nokey@alice"),
+        "error:AT0015-key not found : Exception: @bob:nokey@alice does not exist in keystore\n@bob@"
+    );
+    assert_eq!(bob.send("plookup:publickey@alice"), "data:MIIBalice\n@bob@");
+    assert_eq!(
+        bob.send("scan:@alice"),
+        "data:[\"phone.wavi@alice\"]\n@bob@"
+    );
+}

@@ -15,7 +15,7 @@ use super::remote_lookup::{self, Asking, RemoteRead};
 use super::{Reply, now_ms};
 use crate::connection::Caller;
 use crate::context::ServerContext;
-use crate::error::AtError;
+use crate::error::{AtCode, AtError};
 use crate::protocol::atkey::canonical_key;
 use crate::protocol::atsign::normalize_atsign;
 use crate::protocol::command::Lookup;
@@ -71,11 +71,18 @@ pub async fn apply(
         };
         return remote_lookup::lookup(peers, read, payload).await;
     };
-    // A remote owner's inactive record is "not found" (reference §5.2).
+    // The errors a remote lookup would relay (server-to-server.md §5.2):
+    // the other server's own "not found", and an inactive record's `null`.
     let active = other.store.read(&key, |r| r.is_active(now_ms()))?;
-    if active != Some(true) {
-        return Err(AtError::key_not_found(&key));
+    match active {
+        None => Err(AtError::new(
+            AtCode::KeyNotFound,
+            format!("Exception: {key} does not exist in keystore"),
+        )),
+        Some(false) => Err(remote_lookup::inactive_remote_record(&key)),
+        Some(true) => {
+            read_local(&other.store, &key, cmd.op, &key, payload)?;
+            Ok(Reply::Data)
+        }
     }
-    read_local(&other.store, &key, cmd.op, &key, payload)?;
-    Ok(Reply::Data)
 }

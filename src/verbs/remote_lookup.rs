@@ -110,10 +110,7 @@ fn remote_record(answer: &RemoteReply, shown_key: &str) -> Result<JsonValue, AtE
     }
     let data = answer.data().unwrap_or_default();
     if data == b"null" {
-        return Err(AtError::new(
-            AtCode::KeyNotFound,
-            format!("remoteLookUp: remote atServer returned String value 'null' for {shown_key}"),
-        ));
+        return Err(inactive_remote_record(shown_key));
     }
     let text = std::str::from_utf8(data)
         .map_err(|_| AtError::new(AtCode::SecondaryConnect, "the remote answer is not UTF-8"))?;
@@ -130,6 +127,16 @@ fn remote_record(answer: &RemoteReply, shown_key: &str) -> Result<JsonValue, AtE
         ));
     }
     Ok(record)
+}
+
+/// The error for another atSign's record that exists but is not born yet
+/// or has expired: the owner's server answers `data:null`, which the
+/// reference's requester turns into "not found".
+pub(super) fn inactive_remote_record(key: &str) -> AtError {
+    AtError::new(
+        AtCode::KeyNotFound,
+        format!("remoteLookUp: remote atServer returned String value 'null' for {key}"),
+    )
 }
 
 /// Writes the value, the metadata object or the whole object.
