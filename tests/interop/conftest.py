@@ -2,7 +2,9 @@
 
 The suite starts one `atserver dev` process (atDirectory + atServer hosting @alice and
 @bob on loopback, with a throw-away CA), points the SDK at it and drives it with the
-SDK's own classes. Every byte the SDK writes or reads is recorded; when a test fails the
+SDK's own classes. The server-to-server tests (test_atsdk_s2s.py) start instead two
+`atserver serve` processes (@alice, @bob) and an `atserver directory` with one dev CA
+(`launch_network`). Every byte the SDK writes or reads is recorded; when a test fails the
 wire transcript of that test phase is attached to the pytest report, so a failure can be
 handed to the server author as is.
 
@@ -528,3 +530,189 @@ def parse_json_data(reply: str, prompt: str):
     """`data:<json>\\n<prompt>` -> parsed JSON (asserting the framing)."""
     assert reply.startswith("data:") and reply.endswith("\n" + prompt), reply
     return json.loads(reply[len("data:"):-(len(prompt) + 1)])
+
+
+# --------------------------------------------------------------------------------------
+# Two atServers and a directory (server-to-server): `atserver serve` per atSign, one
+# `atserver directory` knowing both, one dev CA (`atserver certs`) trusted everywhere.
+# --------------------------------------------------------------------------------------
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _die_with_parent():
+    """preexec_fn: the child gets SIGKILL if the pytest process dies first (Linux), so an
+    interrupted run leaves no server behind. Best effort elsewhere."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001
+        pass
+
+
+@dataclass
+class LoggedProcess:
+    """A child whose stderr (the tracing log) is drained into a file for its whole run."""
+    name: str
+    cmd: list[str]
+    proc: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+def _spawn_until(name: str, cmd: list[str], workdir: Path, ready: re.Pattern) -> tuple[LoggedProcess, str]:
+    """Start `cmd`, copy its stderr to <workdir>/<name>.log and wait (STARTUP_TIMEOUT) for a
+    log line matching `ready`; returns the process and the line's first group."""
+    log_path = workdir / f"{name}.log"
+    env = dict(os.environ, RUST_LOG="info", NO_COLOR="1")
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, cwd=str(workdir), env=env,
+                            preexec_fn=_die_with_parent)
+    child = LoggedProcess(name, cmd, proc, log_path)
+    q: queue.Queue = queue.Queue()
+
+    def _drain():
+        with open(log_path, "w", encoding="utf-8", errors="replace") as out:
+            for raw in proc.stderr:
+                line = _ANSI.sub("", raw.decode(errors="replace")).rstrip("\r\n")
+                out.write(line + "\n")
+                out.flush()
+                q.put(line)
+        q.put(None)
+
+    threading.Thread(target=_drain, daemon=True, name=f"{name}-stderr").start()
+    end = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        left = end - time.monotonic()
+        line = None
+        if left > 0:
+            try:
+                line = q.get(timeout=left)
+            except queue.Empty:
+                line = None
+        if left <= 0 or line is None:
+            stop_process(child)
+            why = "exited" if left > 0 else f"was not ready within {STARTUP_TIMEOUT:.0f}s"
+            raise ServerStartError(f"{name} {why}\ncommand: {' '.join(cmd)}\nexit code: "
+                                   f"{proc.returncode}\n--- log ---\n{child.log()}")
+        m = ready.search(line)
+        if m:
+            return child, m.group(1)
+
+
+def stop_process(child: LoggedProcess) -> int | None:
+    """SIGTERM, SIGKILL after 5 s. Returns the exit code if it had exited on its own."""
+    crashed = child.proc.poll()
+    if crashed is None:
+        child.proc.send_signal(signal.SIGTERM)
+        try:
+            child.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            child.proc.kill()
+            child.proc.wait(5)
+    return crashed
+
+
+@dataclass
+class Network:
+    directory: Address
+    ca: Path
+    keys_dir: Path
+    servers: dict[str, ServerEnv]           # one atServer per atSign
+    processes: list[LoggedProcess]          # the servers, then the directory
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name} log ---\n{p.log()}" for p in self.processes)
+
+
+def launch_network(workdir: Path, atsigns: list[str]) -> Network:
+    """One `atserver serve` per atSign (with CRAM_SECRETS), each trusting the shared dev CA
+    (--tls-ca) and pointed at the directory (--root), then `atserver directory` with a
+    record for each server. Everything on 127.0.0.1; cleaned up on failure."""
+    binary = _binary()
+    if not (binary.is_file() and os.access(binary, os.X_OK)):
+        raise ServerStartError(f"atserver binary not found or not executable: {binary} "
+                               "(build it with `cargo build` or set ATSERVER_BIN)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    certs = workdir / "certs"
+    made = subprocess.run([str(binary), "certs", "--out", str(certs)], capture_output=True,
+                          timeout=STARTUP_TIMEOUT)
+    if made.returncode != 0:
+        raise ServerStartError(f"atserver certs failed: {made.stderr.decode(errors='replace')}")
+    ca, cert, key = certs / "ca.pem", certs / "server.pem", certs / "server.key"
+    keys_dir = workdir / "keys"
+    keys_dir.mkdir(exist_ok=True)
+    # The servers need the directory's address before it can know theirs (-p 0): reserve
+    # a free port for it (released again, so a clash is possible but rare).
+    root = Address("127.0.0.1", _free_port())
+    tls = ["--tls-cert", str(cert), "--tls-key", str(key)]
+
+    processes: list[LoggedProcess] = []
+    servers: dict[str, ServerEnv] = {}
+    try:
+        for atsign in atsigns:
+            name = atsign.lstrip("@")
+            cmd = [str(binary), "serve", "--atsign", atsign, "--cram-secret", CRAM_SECRETS[atsign],
+                   "--port", "0", "--host", "127.0.0.1", "--shards", "1",
+                   "--data-dir", str(workdir / f"data-{name}"), *tls, "--tls-ca", str(ca),
+                   "--root", f"{root.host}:{root.port}"]
+            child, addr = _spawn_until(f"atserver-{name}", cmd, workdir,
+                                       re.compile(r"atServer ready addr=(\S+)"))
+            processes.append(child)
+            servers[atsign] = ServerEnv(
+                proc=child.proc, workdir=workdir, keys_dir=keys_dir, stdout_lines=[],
+                stderr_path=child.log_path, directory=root, ca=ca,
+                atsigns={atsign: (_parse_hostport(addr), CRAM_SECRETS[atsign])})
+        cmd = [str(binary), "directory", "--listen", f"{root.host}:{root.port}", *tls]
+        for atsign, env in servers.items():
+            addr = env.server_address(atsign)
+            cmd += ["--record", f"{atsign.lstrip('@')}={addr.host}:{addr.port}"]
+        child, addr = _spawn_until("atdirectory", cmd, workdir,
+                                   re.compile(r"atDirectory ready addr=(\S+)"))
+        processes.append(child)
+    except BaseException:
+        for p in processes:
+            stop_process(p)
+        raise
+    return Network(directory=root, ca=ca, keys_dir=keys_dir, servers=servers,
+                   processes=processes)
+
+
+def stop_network(net: Network) -> list[str]:
+    """Stop every process; describe any that had died before it was asked to."""
+    died = []
+    for p in net.processes:
+        crashed = stop_process(p)
+        if crashed is not None:
+            died.append(f"{p.name} exited with code {crashed} during the run")
+    return died
+
+
+@contextlib.contextmanager
+def using_network(net: Network):
+    """Point the SDK's process-wide state at `net` for the block: TLS trust (SSL_CERT_FILE),
+    the .atKeys folder and the AtRootConnection singleton (so AtClient and the onboarding
+    find both servers through net's directory). Restores whatever was there before (the
+    session's single-server fixture, if it ran)."""
+    old_cert, old_keys = os.environ.get("SSL_CERT_FILE"), KeysUtil.expected_keys_files_location
+    old_root = AtRootConnection._AtRootConnection__instance
+    os.environ["SSL_CERT_FILE"] = str(net.ca)
+    KeysUtil.expected_keys_files_location = str(net.keys_dir) + os.sep
+    AtRootConnection._AtRootConnection__instance = None
+    try:
+        yield net
+    finally:
+        mine = AtRootConnection._AtRootConnection__instance
+        if mine is not None and mine.is_connected():
+            mine.disconnect()
+        AtRootConnection._AtRootConnection__instance = old_root
+        KeysUtil.expected_keys_files_location = old_keys
+        if old_cert is None:
+            os.environ.pop("SSL_CERT_FILE", None)
+        else:
+            os.environ["SSL_CERT_FILE"] = old_cert

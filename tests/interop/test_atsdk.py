@@ -15,8 +15,8 @@ SDK quirks worked around or avoided (atsdk 0.2.81):
 * AtRootConnection is a process-wide singleton, so the restart test talks to its second
   server instance directly (AtClient(secondary_address=...)) instead of via a directory.
 
-Not covered on purpose: anything between two atSigns (shared keys, plookup of another
-atSign's data, notify, monitor) -- that needs server-to-server.
+Not covered here: anything between two atSigns. Shared keys and plookup of another
+atSign across two atServers are in test_atsdk_s2s.py; notify and monitor are not yet.
 """
 
 from __future__ import annotations
