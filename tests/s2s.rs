@@ -91,6 +91,11 @@ fn an_owner_reads_what_another_atsign_shared_through_its_own_server() {
     // A cold remote lookup: directory, TLS with client certificates, to:,
     // from, the cookie published on @bob's server, pol, then the lookup.
     assert_eq!(bob.send("lookup:phone.wavi@alice"), "data:+1-555\n@bob@");
+    // The new connection kept @alice's encryption key, as `to:` showed it.
+    assert_eq!(
+        bob.send("llookup:cached:public:publickey@alice"),
+        "data:MIIBalice\n@bob@"
+    );
     // Warm: the pooled connection, still authenticated as @bob.
     let all = bob.send("lookup:all:phone.wavi@alice");
     assert!(

@@ -95,6 +95,11 @@ pub trait Prover {
     /// Makes `public:<session>@me` = `signature` readable (uncommitted,
     /// with the cookie's short ttl) before it returns.
     fn publish(&self, key: String, signature: String) -> impl Future<Output = Result<(), String>>;
+    /// The encryption public key `remote`'s server published
+    /// (`public:publickey@remote`), as seen on a new connection, or `None`
+    /// when it has none: the prover keeps its copy and notices when the
+    /// other atSign was onboarded again (server-to-server.md §5.3).
+    fn saw_public_key(&self, remote: &str, key: Option<&str>) -> impl Future<Output = ()>;
 }
 
 /// A pooled connection to another atServer.
@@ -250,13 +255,28 @@ impl<D: Dial, C: Clock, R: Resolve> Outbound<D, C, R> {
             // their atSigns the connection is for); an older one answers
             // with an error and carries on, or closes, after which a fresh
             // connection goes straight to `from:`.
-            match client.request(&format!("to:{remote}")).await {
-                Ok(_) => {}
+            let public_key = match client.request(&format!("to:{remote}")).await {
+                Ok(reply) if !reply.is_error() => public_key_of_to(&reply),
+                // An older peer: the key the reference's own first request
+                // asks for, on the same connection.
+                Ok(_) => {
+                    let reply = client
+                        .request(&format!("lookup:all:publickey{remote}"))
+                        .await
+                        .map_err(connection_error)?;
+                    public_key_of_lookup_all(&reply)
+                }
                 Err(ClientError::Closed { .. }) => {
                     client = connect().await.map_err(connection_error)?;
+                    let reply = client
+                        .request(&format!("lookup:all:publickey{remote}"))
+                        .await
+                        .map_err(connection_error)?;
+                    public_key_of_lookup_all(&reply)
                 }
                 Err(error) => return Err(connection_error(error)),
-            }
+            };
+            prover.saw_public_key(remote, public_key.as_deref()).await;
             self.prove(&mut client, prover, remote).await?;
         }
         Ok(client)
@@ -308,6 +328,29 @@ impl Prover for NoProver {
     async fn publish(&self, _key: String, _signature: String) -> Result<(), String> {
         match *self {}
     }
+
+    async fn saw_public_key(&self, _remote: &str, _key: Option<&str>) {
+        match *self {}
+    }
+}
+
+/// The `data` of the `publickey` object in a `to:` answer
+/// (`data:{"publickey":{…,"data":"MII…"},"signing_publickey":…}`).
+fn public_key_of_to(reply: &Reply) -> Option<String> {
+    let text = std::str::from_utf8(reply.data()?).ok()?;
+    let answer = crate::protocol::json::parse(text).ok()?;
+    answer
+        .get("publickey")?
+        .get("data")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// The `data` of a `lookup:all` answer (`data:{"key":…,"data":"MII…",…}`).
+fn public_key_of_lookup_all(reply: &Reply) -> Option<String> {
+    let text = std::str::from_utf8(reply.data()?).ok()?;
+    let answer = crate::protocol::json::parse(text).ok()?;
+    answer.get("data")?.as_str().map(str::to_string)
 }
 
 impl RemoteError {
@@ -410,6 +453,23 @@ mod tests {
         let long = format!("error:AT0015-{}", "x".repeat(5000));
         let cut = relayed_error(long.as_bytes()).expect("long");
         assert_eq!(cut.message.len(), RELAYED_DESCRIPTION_CHARS_MAX);
+    }
+
+    #[test]
+    fn the_public_key_is_read_from_a_to_answer_or_a_lookup_all() {
+        let to = Reply::from_bytes_for_tests(
+            "data:{\"publickey\":{\"key\":\"public:publickey@bob\",\"data\":\"MIIB\",\"metaData\":{}},\"signing_publickey\":null}\n@",
+        );
+        assert_eq!(public_key_of_to(&to).as_deref(), Some("MIIB"));
+        let none =
+            Reply::from_bytes_for_tests("data:{\"publickey\":null,\"signing_publickey\":null}\n@");
+        assert_eq!(public_key_of_to(&none), None);
+        let all = Reply::from_bytes_for_tests(
+            "data:{\"key\":\"public:publickey@bob\",\"data\":\"MIIC\",\"metaData\":{}}\n@",
+        );
+        assert_eq!(public_key_of_lookup_all(&all).as_deref(), Some("MIIC"));
+        let missing = Reply::from_bytes_for_tests("error:AT0015-Exception: x\n@");
+        assert_eq!(public_key_of_lookup_all(&missing), None);
     }
 
     #[test]
