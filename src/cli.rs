@@ -73,6 +73,10 @@ pub struct ServeArgs {
     /// host before any signature is asked for.
     #[arg(long)]
     pub no_peer_certificate_check: bool,
+    /// Deadline of each step of a request to another atServer (connect,
+    /// TLS, greeting, one request and its reply), in milliseconds.
+    #[arg(long, default_value_t = crate::limits::OUTBOUND_STEP_MS)]
+    pub outbound_step_ms: u64,
     /// Server certificate chain (PEM).
     #[arg(long)]
     pub tls_cert: PathBuf,

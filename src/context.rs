@@ -65,6 +65,8 @@ pub struct Outbound {
     /// certificate naming the host the directory gives for its atSign (the
     /// reference's `security.clientCertificateRequired`, default on).
     pub peer_certificates_required: bool,
+    /// Deadline of each step of a request to another atServer.
+    pub step: std::time::Duration,
 }
 
 pub struct ServerContext {
@@ -76,6 +78,8 @@ pub struct ServerContext {
     pub root: Option<(String, u16)>,
     /// See [`Outbound::peer_certificates_required`].
     pub peer_certificates_required: bool,
+    /// See [`Outbound::step`].
+    pub outbound_step: std::time::Duration,
     pub started: Instant,
     pub rng: ring::rand::SystemRandom,
     /// Who gets a connection and for how long (atomics, not locks).
@@ -105,6 +109,7 @@ impl ServerContext {
             outbound_tls: outbound.tls,
             root: outbound.root,
             peer_certificates_required: outbound.peer_certificates_required,
+            outbound_step: outbound.step,
             started: Instant::now(),
             rng: ring::rand::SystemRandom::new(),
             admission: Admission::new(limits),

@@ -522,15 +522,16 @@ pub const POL_COOKIE_TTL_MS: u64 = 60_000;
 /// SPKI about 1,400). Anything longer is not a key we could verify.
 pub const POL_FIELD_CHARS_MAX: usize = 4_096;
 
-/// Deadline of each step of a server-to-server exchange (connect, TLS,
-/// greeting, one request and its reply). The Dart server waits 3 s for
-/// `from` and `pol`; a verifier's `pol` itself resolves, connects and makes
-/// two lookups, so the prover allows it more.
+/// Default deadline of each step of a server-to-server exchange (connect,
+/// TLS, greeting, one request and its reply; `--outbound-step-ms`). The
+/// Dart server waits 3 s for `from` and `pol`; a verifier's `pol` itself
+/// resolves, connects and makes two lookups, so the prover allows it more.
 pub const OUTBOUND_STEP_MS: u64 = 10_000;
 
-/// Deadline of a whole `pol` as the prover waits for it (the verifier's
-/// directory lookup, TLS connect and lookups all happen inside it).
-pub const OUTBOUND_POL_MS: u64 = 20_000;
+/// Deadline of a whole `pol` as the prover waits for it, in steps (the
+/// verifier's directory lookup, TLS connect and lookups all happen inside
+/// it): 20 s with the default step.
+pub const OUTBOUND_POL_STEPS: u32 = 2;
 
 /// Idle authenticated outbound connections kept per shard across all
 /// remote atSigns (the reference's `outbound_max_limit` is 200 per
@@ -555,7 +556,6 @@ pub const OUTBOUND_IDLE_MS: u64 = 600_000;
 /// set no `ttr` (the reference's 24 hours).
 pub const CACHED_PUBLIC_DATA_TTL_MS: i64 = 24 * 60 * 60 * 1_000;
 
-const _: () = assert!(OUTBOUND_STEP_MS < OUTBOUND_POL_MS);
-const _: () = assert!(OUTBOUND_POL_MS < POL_COOKIE_TTL_MS);
+const _: () = assert!(OUTBOUND_STEP_MS * (OUTBOUND_POL_STEPS as u64) < POL_COOKIE_TTL_MS);
 const _: () = assert!(OUTBOUND_IDLE_CONNECTIONS_MAX <= OUTBOUND_CONNECTIONS_MAX);
 const _: () = assert!(OUTBOUND_IDLE_PER_PEER_MAX <= OUTBOUND_IDLE_CONNECTIONS_MAX);

@@ -221,7 +221,7 @@ fn a_peer_that_hangs_or_closes_ends_in_an_error_and_nothing_stays_stuck() {
         format!("gone={gone_addr}"),
         format!("refused=127.0.0.1:{}", free_port()),
     ];
-    let network = Network::start(&[BOB], &[], &records);
+    let network = Network::start(&[BOB], &["--outbound-step-ms", "2000"], &records);
     let mut bob = owner(&network, 0, BOB);
     for (atsign, codes) in [
         ("@gone", &["AT0021"][..]),
@@ -338,4 +338,67 @@ fn atsigns_hosted_together_see_the_same_answers_without_a_network_hop() {
         bob.send("scan:@alice"),
         "data:[\"phone.wavi@alice\"]\n@bob@"
     );
+}
+
+/// A fake server for @slow that plays the protocol far enough for @bob's
+/// server to prove itself, then answers `first` only after the requester's
+/// deadline and `second` at once.
+fn serve_slow_peer(listener: TcpListener, certs: atserver::devcerts::DevCerts) {
+    use std::io::{BufRead, BufReader, Write};
+    let config = atserver::tls::server_config(&atserver::tls::TlsFiles {
+        cert: certs.cert,
+        key: certs.key,
+        ca: None,
+    })
+    .expect("tls");
+    for tcp in listener.incoming() {
+        let Ok(tcp) = tcp else { return };
+        let config = config.clone();
+        std::thread::spawn(move || {
+            let connection = rustls::ServerConnection::new(config).expect("tls connection");
+            let mut tls = rustls::StreamOwned::new(connection, tcp);
+            if tls.write_all(b"@").is_err() {
+                return;
+            }
+            let mut lines = BufReader::new(tls);
+            let mut line = String::new();
+            while lines.read_line(&mut line).is_ok_and(|n| n > 0) {
+                let reply: Vec<u8> = match line.trim() {
+                    "to:@slow" => b"data:{\"publickey\":null,\"signing_publickey\":null}\n@".to_vec(),
+                    "from:@bob" => b"data:proof:_s@bob:nonce\n@".to_vec(),
+                    "pol" => b"@bob@".to_vec(),
+                    "lookup:all:first@slow" => {
+                        std::thread::sleep(Duration::from_secs(4));
+                        b"data:{\"key\":\"@bob:first@slow\",\"data\":\"late\",\"metaData\":{}}\n@bob@"
+                            .to_vec()
+                    }
+                    "lookup:all:second@slow" => {
+                        b"data:{\"key\":\"@bob:second@slow\",\"data\":\"second\",\"metaData\":{}}\n@bob@"
+                            .to_vec()
+                    }
+                    _ => b"error:AT0003-Exception: invalid command\n@".to_vec(),
+                };
+                line.clear();
+                if lines.get_mut().write_all(&reply).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Each pooled request gets its own reply: a peer that answers after the
+/// deadline costs that request an error, and its late answer never
+/// reaches the next request (the connection is closed, not reused).
+#[test]
+fn a_late_answer_never_reaches_the_next_request() {
+    let slow = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let records = vec![format!("slow={}", slow.local_addr().expect("addr"))];
+    let network = Network::start(&[BOB], &["--outbound-step-ms", "2000"], &records);
+    let certs = network.home.certs().clone();
+    std::thread::spawn(move || serve_slow_peer(slow, certs));
+    let mut bob = owner(&network, 0, BOB);
+    let late = bob.send("lookup:first@slow");
+    assert!(late.starts_with("error:AT0023-"), "{late}");
+    assert_eq!(bob.send("lookup:second@slow"), "data:second\n@bob@");
 }

@@ -49,6 +49,8 @@ pub struct ServerPlan {
     pub root: Option<ServerAddress>,
     /// Whether a peer's `from:` needs a client certificate naming its host.
     pub peer_certificates_required: bool,
+    /// Deadline of each step of a request to another atServer.
+    pub outbound_step: std::time::Duration,
 }
 
 fn online_cpus() -> usize {
@@ -105,6 +107,7 @@ impl AtServerConnections {
             ShardClock,
             directory,
             self.server.outbound_tls.clone(),
+            self.server.outbound_step,
         );
         crate::remote::peers::install(std::rc::Rc::new(outbound));
     }
@@ -211,6 +214,7 @@ pub fn serve(args: ServeArgs) -> Result<(), AppError> {
         },
         root,
         peer_certificates_required: !args.no_peer_certificate_check,
+        outbound_step: std::time::Duration::from_millis(args.outbound_step_ms.max(1)),
     };
     let signals = crate::signals::block().map_err(AppError::Signals)?;
     let supervisor = Supervisor::new();
@@ -316,6 +320,7 @@ pub fn open_server(
             .as_ref()
             .map(|root| (root.host().to_string(), root.port())),
         peer_certificates_required: plan.peer_certificates_required,
+        step: plan.outbound_step,
     };
     std::fs::create_dir_all(&plan.data_dir).map_err(|source| AppError::Io {
         what: "create",
@@ -651,6 +656,7 @@ pub fn dev(args: DevArgs) -> Result<(), AppError> {
                 .map_err(|e| AppError::Usage(format!("directory address: {e}")))?,
         ),
         peer_certificates_required: true,
+        outbound_step: std::time::Duration::from_millis(crate::limits::OUTBOUND_STEP_MS),
     };
     let server = start_server(plan, supervisor.fatal_sink(), move |addr| {
         let _ = bound_tx.send(addr);

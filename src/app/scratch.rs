@@ -49,6 +49,7 @@ impl ScratchServer {
             scheduling: crate::shard::Scheduling::Normal,
             root: None,
             peer_certificates_required: true,
+            outbound_step: std::time::Duration::from_millis(10_000),
         };
         let (server, stores) = open_server(&plan, &FatalSink::log_only())?;
         Ok(ScratchServer {

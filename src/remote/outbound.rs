@@ -20,7 +20,7 @@ use crate::clock::Clock;
 use crate::error::{AtCode, AtError};
 use crate::limits::{
     OUTBOUND_CONNECTIONS_MAX, OUTBOUND_IDLE_CONNECTIONS_MAX, OUTBOUND_IDLE_MS,
-    OUTBOUND_IDLE_PER_PEER_MAX, OUTBOUND_POL_MS, OUTBOUND_STEP_MS,
+    OUTBOUND_IDLE_PER_PEER_MAX, OUTBOUND_POL_STEPS,
 };
 
 /// Where an atSign's server is, as the directory says.
@@ -112,11 +112,22 @@ pub struct Outbound<D: Dial, C: Clock, R: Resolve> {
     resolver: R,
     connector: TlsConnector,
     pool: RefCell<Pool<PeerClient<D, C>>>,
+    /// Deadline of each step (connect, TLS, one request and its reply).
+    step: Duration,
 }
 
 impl<D: Dial, C: Clock, R: Resolve> Outbound<D, C, R> {
-    pub fn new(dial: D, clock: C, resolver: R, tls: Arc<rustls::ClientConfig>) -> Self {
+    /// An outbound side whose every step has the deadline `step` (a whole
+    /// `pol` twice that, since the verifier calls back in the middle).
+    pub fn new(
+        dial: D,
+        clock: C,
+        resolver: R,
+        tls: Arc<rustls::ClientConfig>,
+        step: Duration,
+    ) -> Self {
         Outbound {
+            step,
             dial,
             clock,
             resolver,
@@ -239,7 +250,7 @@ impl<D: Dial, C: Clock, R: Resolve> Outbound<D, C, R> {
                 ),
             })
         })?;
-        let step = Duration::from_millis(OUTBOUND_STEP_MS);
+        let step = self.step;
         let connect = || {
             Client::connect(
                 self.dial.dial(&address.host, address.port),
@@ -291,7 +302,7 @@ impl<D: Dial, C: Clock, R: Resolve> Outbound<D, C, R> {
     ) -> Result<(), RemoteError> {
         let sign = |token: &[u8]| prover.sign(token);
         let publish = |key, signature| prover.publish(key, signature);
-        let whole = Duration::from_millis(OUTBOUND_POL_MS);
+        let whole = self.step.saturating_mul(OUTBOUND_POL_STEPS);
         let proven = self
             .clock
             .deadline(whole, pol::prove(client, prover.atsign(), sign, publish))
