@@ -36,8 +36,8 @@ pub trait PeerAccess {
     fn resolve<'a>(&'a self, atsign: &'a str) -> LocalFuture<'a, Result<Address, ResolveError>>;
 }
 
-/// No way out: transcripts, fuzzing and processes without a directory.
-/// Every atSign is unknown.
+/// No way out: transcripts, fuzzing and processes without a directory
+/// (`--root`). Every other atSign is unreachable (AT0021).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Offline;
 
@@ -48,9 +48,7 @@ impl PeerAccess for Offline {
         remote: &'a str,
         _line: &'a str,
     ) -> LocalFuture<'a, Result<Reply, RemoteError>> {
-        Box::pin(std::future::ready(Err(RemoteError::NotFound {
-            atsign: remote.to_string(),
-        })))
+        Box::pin(std::future::ready(Err(no_directory(remote))))
     }
 
     fn request_anonymous<'a>(
@@ -58,13 +56,22 @@ impl PeerAccess for Offline {
         remote: &'a str,
         _line: &'a str,
     ) -> LocalFuture<'a, Result<Reply, RemoteError>> {
-        Box::pin(std::future::ready(Err(RemoteError::NotFound {
-            atsign: remote.to_string(),
-        })))
+        Box::pin(std::future::ready(Err(no_directory(remote))))
     }
 
     fn resolve<'a>(&'a self, _atsign: &'a str) -> LocalFuture<'a, Result<Address, ResolveError>> {
-        Box::pin(std::future::ready(Err(ResolveError::NotFound)))
+        Box::pin(std::future::ready(Err(ResolveError::Unavailable(
+            NO_DIRECTORY.to_string(),
+        ))))
+    }
+}
+
+const NO_DIRECTORY: &str = "this server has no atDirectory to find other atSigns (--root)";
+
+fn no_directory(remote: &str) -> RemoteError {
+    RemoteError::DirectoryUnavailable {
+        atsign: remote.to_string(),
+        why: NO_DIRECTORY.to_string(),
     }
 }
 
