@@ -77,6 +77,10 @@ pub struct ServeArgs {
     /// TLS, greeting, one request and its reply), in milliseconds.
     #[arg(long, default_value_t = crate::limits::OUTBOUND_STEP_MS)]
     pub outbound_step_ms: u64,
+    /// How often cached copies of other atSigns' data are looked at for a
+    /// refresh that is due, in milliseconds.
+    #[arg(long, default_value_t = crate::limits::CACHE_REFRESH_INTERVAL_MS)]
+    pub cache_refresh_ms: u64,
     /// Server certificate chain (PEM).
     #[arg(long)]
     pub tls_cert: PathBuf,

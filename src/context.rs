@@ -67,6 +67,8 @@ pub struct Outbound {
     pub peer_certificates_required: bool,
     /// Deadline of each step of a request to another atServer.
     pub step: std::time::Duration,
+    /// How often cached copies are looked at for a due refresh.
+    pub cache_refresh: std::time::Duration,
 }
 
 pub struct ServerContext {
@@ -80,6 +82,8 @@ pub struct ServerContext {
     pub peer_certificates_required: bool,
     /// See [`Outbound::step`].
     pub outbound_step: std::time::Duration,
+    /// See [`Outbound::cache_refresh`].
+    pub cache_refresh: std::time::Duration,
     pub started: Instant,
     pub rng: ring::rand::SystemRandom,
     /// Who gets a connection and for how long (atomics, not locks).
@@ -110,6 +114,7 @@ impl ServerContext {
             root: outbound.root,
             peer_certificates_required: outbound.peer_certificates_required,
             outbound_step: outbound.step,
+            cache_refresh: outbound.cache_refresh,
             started: Instant::now(),
             rng: ring::rand::SystemRandom::new(),
             admission: Admission::new(limits),

@@ -556,6 +556,15 @@ pub const OUTBOUND_IDLE_MS: u64 = 600_000;
 /// set no `ttr` (the reference's 24 hours).
 pub const CACHED_PUBLIC_DATA_TTL_MS: i64 = 24 * 60 * 60 * 1_000;
 
+/// How often each atSign's cached copies are looked at for a due refresh
+/// (`--cache-refresh-ms`). The reference refreshes once a day; an hour
+/// keeps copies nearer their `ttr` and costs only the copies that are due.
+pub const CACHE_REFRESH_INTERVAL_MS: u64 = 60 * 60 * 1_000;
+
+/// Cached copies looked at per atSign and round, so one round is bounded
+/// however many copies an atSign holds (the rest wait for the next round).
+pub const CACHE_REFRESH_KEYS_MAX: usize = 1_024;
+
 const _: () = assert!(OUTBOUND_STEP_MS * (OUTBOUND_POL_STEPS as u64) < POL_COOKIE_TTL_MS);
 const _: () = assert!(OUTBOUND_IDLE_CONNECTIONS_MAX <= OUTBOUND_CONNECTIONS_MAX);
 const _: () = assert!(OUTBOUND_IDLE_PER_PEER_MAX <= OUTBOUND_IDLE_CONNECTIONS_MAX);

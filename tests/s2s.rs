@@ -402,3 +402,23 @@ fn a_late_answer_never_reaches_the_next_request() {
     assert!(late.starts_with("error:AT0023-"), "{late}");
     assert_eq!(bob.send("lookup:second@slow"), "data:second\n@bob@");
 }
+
+/// Copies nobody reads are refreshed when their `ttr` is due, and removed
+/// when the original is gone.
+#[test]
+fn due_copies_are_refreshed_in_the_background() {
+    let network = Network::start(&[ALICE, BOB], &["--cache-refresh-ms", "300"], &[]);
+    let mut alice = owner(&network, 0, ALICE);
+    alice.send("update:ttr:1:@bob:fresh.wavi@alice one");
+    let mut bob = owner(&network, 1, BOB);
+    assert_eq!(bob.send("lookup:fresh.wavi@alice"), "data:one\n@bob@");
+    await_reply(&mut bob, "llookup:cached:@bob:fresh.wavi@alice", "data:one");
+    alice.send("update:ttr:1:@bob:fresh.wavi@alice two");
+    await_reply(&mut bob, "llookup:cached:@bob:fresh.wavi@alice", "data:two");
+    alice.send("delete:@bob:fresh.wavi@alice");
+    await_reply(
+        &mut bob,
+        "llookup:cached:@bob:fresh.wavi@alice",
+        "error:AT0015-",
+    );
+}

@@ -51,6 +51,8 @@ pub struct ServerPlan {
     pub peer_certificates_required: bool,
     /// Deadline of each step of a request to another atServer.
     pub outbound_step: std::time::Duration,
+    /// How often cached copies are looked at for a due refresh.
+    pub cache_refresh: std::time::Duration,
 }
 
 fn online_cpus() -> usize {
@@ -65,6 +67,29 @@ struct AtServerConnections {
     server: Arc<ServerContext>,
     /// Directory answers, shared by every shard.
     directory_cache: Arc<DirectoryCache>,
+    /// Set by the shard that runs the refresh of cached copies.
+    refresher_started: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Every `cache_refresh`, fetches again each atSign's cached copies whose
+/// refresh is due, on the shard it runs on, for the process's life.
+async fn refresh_cached_copies(server: Arc<ServerContext>) {
+    let peers = crate::remote::peers::of_this_shard();
+    loop {
+        crate::clock::Clock::sleep(&ShardClock, server.cache_refresh).await;
+        for tenant in server.tenants.values() {
+            let now = crate::storage::actor::now_ms();
+            match crate::verbs::refresh_due_copies(tenant, peers.as_ref(), now).await {
+                Ok(0) => {}
+                Ok(fetched) => {
+                    tracing::debug!(atsign = %tenant.atsign, fetched, "cached copies refreshed")
+                }
+                Err(error) => {
+                    tracing::warn!(atsign = %tenant.atsign, %error, "cached copies not refreshed")
+                }
+            }
+        }
+    }
 }
 
 impl AtServerConnections {
@@ -114,8 +139,18 @@ impl AtServerConnections {
 }
 
 impl ConnectionHandler for AtServerConnections {
-    fn handle(&self, _shard: usize, stream: Socket) -> ConnectionFuture {
+    fn on_shard_start(&self, _shard: usize) -> Option<ConnectionFuture> {
         self.equip_shard();
+        let first = !self
+            .refresher_started
+            .swap(true, std::sync::atomic::Ordering::AcqRel);
+        (first && self.server.root.is_some()).then(|| {
+            let future: ConnectionFuture = Box::pin(refresh_cached_copies(self.server.clone()));
+            future
+        })
+    }
+
+    fn handle(&self, _shard: usize, stream: Socket) -> ConnectionFuture {
         let peer = stream.peer_addr().ok();
         Box::pin(session::serve(
             self.server.clone(),
@@ -215,6 +250,7 @@ pub fn serve(args: ServeArgs) -> Result<(), AppError> {
         root,
         peer_certificates_required: !args.no_peer_certificate_check,
         outbound_step: std::time::Duration::from_millis(args.outbound_step_ms.max(1)),
+        cache_refresh: std::time::Duration::from_millis(args.cache_refresh_ms.max(1)),
     };
     let signals = crate::signals::block().map_err(AppError::Signals)?;
     let supervisor = Supervisor::new();
@@ -321,6 +357,7 @@ pub fn open_server(
             .map(|root| (root.host().to_string(), root.port())),
         peer_certificates_required: plan.peer_certificates_required,
         step: plan.outbound_step,
+        cache_refresh: plan.cache_refresh,
     };
     std::fs::create_dir_all(&plan.data_dir).map_err(|source| AppError::Io {
         what: "create",
@@ -381,6 +418,7 @@ pub fn start_server(
         AtServerConnections {
             server: server.clone(),
             directory_cache: Arc::new(DirectoryCache::default()),
+            refresher_started: Arc::default(),
         },
         fatal,
         on_bound,
@@ -657,6 +695,7 @@ pub fn dev(args: DevArgs) -> Result<(), AppError> {
         ),
         peer_certificates_required: true,
         outbound_step: std::time::Duration::from_millis(crate::limits::OUTBOUND_STEP_MS),
+        cache_refresh: std::time::Duration::from_millis(crate::limits::CACHE_REFRESH_INTERVAL_MS),
     };
     let server = start_server(plan, supervisor.fatal_sink(), move |addr| {
         let _ = bound_tx.send(addr);

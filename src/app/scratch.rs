@@ -50,6 +50,7 @@ impl ScratchServer {
             root: None,
             peer_certificates_required: true,
             outbound_step: std::time::Duration::from_millis(10_000),
+            cache_refresh: std::time::Duration::from_secs(3_600),
         };
         let (server, stores) = open_server(&plan, &FatalSink::log_only())?;
         Ok(ScratchServer {

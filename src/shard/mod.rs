@@ -128,6 +128,13 @@ pub type ConnectionFuture = Pin<Box<dyn Future<Output = ()>>>;
 /// connection's task. The `usize` is the shard id.
 pub trait ConnectionHandler: Clone + Send + 'static {
     fn handle(&self, shard: usize, stream: TcpStream) -> ConnectionFuture;
+
+    /// Called once on each shard, on its thread, before it accepts: sets up
+    /// what the shard's connections share. A returned future runs in the
+    /// background for the shard's life (periodic work).
+    fn on_shard_start(&self, _shard: usize) -> Option<ConnectionFuture> {
+        None
+    }
 }
 
 /// Raises the soft RLIMIT_MEMLOCK to the hard limit and checks it is enough.
@@ -214,6 +221,9 @@ pub fn serve<H: ConnectionHandler>(
                 && let Some(callback) = on_bound.lock().ok().and_then(|mut c| c.take())
             {
                 callback(addr);
+            }
+            if let Some(background) = handler.on_shard_start(shard) {
+                glommio::spawn_local(background).detach();
             }
             tracing::debug!(shard, "{label}: accepting");
             // Safety net for a glommio lost wake-up: a timer that fires every

@@ -40,6 +40,7 @@ use crate::error::AtError;
 use crate::protocol::command::{Command, KeyRef};
 use crate::remote::peers::PeerAccess;
 pub use gate::{Planned, Verdict};
+pub use remote_cache::refresh_due_copies;
 use table::VerbRow;
 pub use write::PreparedWrite;
 

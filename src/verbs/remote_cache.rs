@@ -3,10 +3,16 @@
 //! kept per its `ttr` (time to refresh) and served until it is due for a
 //! refresh; public data without a `ttr` is kept a day.
 
-use crate::error::AtError;
-use crate::limits::CACHED_PUBLIC_DATA_TTL_MS;
+use std::sync::Arc;
+
+use super::remote_lookup::{self, Asking, RemoteRead};
+use crate::context::Tenant;
+use crate::error::{AtCode, AtError};
+use crate::limits::{CACHE_REFRESH_KEYS_MAX, CACHED_PUBLIC_DATA_TTL_MS};
+use crate::protocol::command::LookupOp;
 use crate::protocol::json::JsonValue;
 use crate::protocol::time::parse_iso_utc;
+use crate::remote::peers::PeerAccess;
 use crate::storage::{CommitOp, Mutation, StoredMeta, StoredRecord, TenantStore};
 
 /// The name of the copy of `remote_key` (`@me:phone@bob`,
@@ -172,6 +178,83 @@ pub(super) async fn forget(store: &TenantStore, remote_key: &str) {
     }
 }
 
+/// Re-fetches `tenant`'s copies whose refresh is due (`ttr` set, not -1,
+/// `refreshAt` passed), at most [`CACHE_REFRESH_KEYS_MAX`] per call: an
+/// answer replaces the copy, a "not found" removes it, a failure keeps it
+/// for the next round. Returns how many were fetched. Copies nobody reads
+/// stay current this way, as the reference's daily refresh job keeps them.
+pub async fn refresh_due_copies(
+    tenant: &Arc<Tenant>,
+    peers: &dyn PeerAccess,
+    now_ms: i64,
+) -> Result<usize, AtError> {
+    let mut cached = Vec::new();
+    tenant
+        .store
+        .for_each_page("cached:", None, CACHE_REFRESH_KEYS_MAX, |key, _| {
+            cached.push(key.to_string());
+            true
+        })?;
+    let mut fetched = 0;
+    let mut payload = String::new();
+    for key in cached {
+        let Some(record) = tenant.store.get(&key)? else {
+            continue;
+        };
+        let due = record.meta.ttr.is_some_and(|ttr| ttr != -1)
+            && record.meta.refresh_at.is_some_and(|at| at <= now_ms);
+        let Some(remote_key) = key.strip_prefix("cached:") else {
+            continue;
+        };
+        let Some(origin) = origin_of(remote_key, &tenant.atsign).filter(|_| due) else {
+            continue;
+        };
+        payload.clear();
+        let read = RemoteRead {
+            me: tenant,
+            asking: origin.asking,
+            owner: origin.owner,
+            name: origin.name,
+            op: LookupOp::All,
+            remote_key,
+            bypass_cache: true,
+        };
+        fetched += 1;
+        if let Err(error) = remote_lookup::lookup(peers, read, &mut payload).await
+            && error.code != AtCode::KeyNotFound
+        {
+            tracing::debug!(key, %error, "a cached copy could not be refreshed; kept for now");
+        }
+    }
+    Ok(fetched)
+}
+
+/// Where a copy came from: whose it is, under which name, and how it was
+/// asked for.
+struct Origin<'a> {
+    asking: Asking,
+    owner: &'a str,
+    name: &'a str,
+}
+
+/// `public:<name>@<owner>` was asked for anonymously, `@me:<name>@<owner>`
+/// as the owner; anything else is no copy this server made.
+fn origin_of<'a>(remote_key: &'a str, me: &str) -> Option<Origin<'a>> {
+    let (asking, rest) = if let Some(rest) = remote_key.strip_prefix("public:") {
+        (Asking::Anonymously, rest)
+    } else {
+        let rest = remote_key.strip_prefix(me)?.strip_prefix(':')?;
+        (Asking::AsOwner, rest)
+    };
+    let at = rest.rfind('@')?;
+    let (name, owner) = rest.split_at(at);
+    (!name.is_empty() && owner.len() > 1 && owner != me).then_some(Origin {
+        asking,
+        owner,
+        name,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +265,19 @@ mod tests {
             "{{\"key\":\"@alice:phone@bob\",\"data\":\"v\",\"metaData\":{meta}}}"
         ))
         .expect("json")
+    }
+
+    #[test]
+    fn a_copy_names_where_it_came_from() {
+        let public = origin_of("public:publickey@bob", "@alice").expect("public");
+        assert!(matches!(public.asking, Asking::Anonymously));
+        assert_eq!((public.name, public.owner), ("publickey", "@bob"));
+        let shared = origin_of("@alice:phone.wavi@bob", "@alice").expect("shared");
+        assert!(matches!(shared.asking, Asking::AsOwner));
+        assert_eq!((shared.name, shared.owner), ("phone.wavi", "@bob"));
+        assert!(origin_of("@carol:phone@bob", "@alice").is_none());
+        assert!(origin_of("@alice:phone@alice", "@alice").is_none());
+        assert!(origin_of("public:@bob", "@alice").is_none());
     }
 
     #[test]

@@ -71,6 +71,7 @@ pub fn start_with_limits(atsigns: &[(&str, &str)], limits: SessionLimits) -> Tes
         root: None,
         peer_certificates_required: true,
         outbound_step: std::time::Duration::from_millis(10_000),
+        cache_refresh: std::time::Duration::from_secs(3_600),
     };
     let running = start_server(plan, atserver::health::FatalSink::log_only(), move |addr| {
         let _ = tx.send(addr);
