@@ -54,6 +54,25 @@ run update-llookup-p16 --scenario update-llookup --connections 16 --pipeline 16
 run lookup --scenario lookup --connections 16 --client-threads 2
 run pkam-storm --scenario pkam-storm --connections 4
 run idle --scenario idle --connections 200 --idle-threads 4
+# A directory and two servers; 3 cold lookups (each adds an atSign, with a
+# signing key pair generated at start, to both servers) then warm ones.
+run remote-lookup --scenario remote-lookup --connections 2 --cold-lookups 3
+if [[ -f "$out/remote-lookup.json" ]]; then
+    # Every cold lookup measured (and one new peer connection each), and no
+    # connection opened during the warm window.
+    field() { grep -o "\"$1\": [0-9]*" "$out/remote-lookup.json" | head -1 | grep -o '[0-9]*$'; }
+    cold_p50=$(grep -A4 '"cold_latency_us"' "$out/remote-lookup.json" | grep -o '"p50": [0-9.]*' | grep -o '[0-9.]*$')
+    if [[ "$(field cold_lookups)" != 3 || "$(field cold_errors)" != 0 ||
+        "$(field cold_peer_connections_opened)" != 3 ||
+        "$(field warm_peer_connections_start)" != "$(field warm_peer_connections_end)" ||
+        "${cold_p50:-0}" == 0 ]]; then
+        echo "smoke: remote-lookup cold/warm figures are wrong" >&2
+        cat "$out/remote-lookup.json" >&2
+        fail=1
+    else
+        echo "   cold lookups: 3, p50 ${cold_p50} µs"
+    fi
+fi
 
 # notify must refuse clearly until the server has notifications.
 if "$LOADTEST" --scenario notify >/dev/null 2>"$out/notify.err"; then

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use atserver::client::blocking::Parts;
+use atserver::client::blocking::{Client, Parts};
 use atserver::client::{ClientError, Frame, Operation, ReplyFramer};
 use hdrhistogram::Histogram;
 
@@ -121,7 +121,7 @@ impl LoopConn {
 
     fn open(ctx: &Ctx, mix: Mix) -> Result<LoopConn, ClientError> {
         match mix {
-            Mix::UpdateLlookup => LoopConn::open_owner(ctx),
+            Mix::UpdateLlookup | Mix::RemoteLookup => LoopConn::open_owner(ctx),
             Mix::Lookup => LoopConn::open_anonymous(ctx),
         }
     }
@@ -360,14 +360,17 @@ struct Slot {
     failures: u32,
 }
 
-/// Runs the connections `ids` of an `update-llookup` or `lookup` run on
-/// this thread until the run stops and their replies are in (or lost).
+/// Runs the connections `ids` of an `update-llookup`, `lookup` or
+/// `remote-lookup` run on this thread until the run stops and their
+/// replies are in (or lost).
 pub fn request_loop(ctx: &Ctx, mix: Mix, ids: Range<usize>, ready: &Gate) {
     let shared = &ctx.shared;
     let mut hist = new_histogram();
     let mut rng = Rng::new(ids.start as u64 + 1);
-    let mut slots: Vec<Slot> = ids
-        .map(|_| {
+    let mut slots: Vec<Slot> = if mix == Mix::RemoteLookup {
+        warmed_remote_slots(ctx, ids, &mut rng)
+    } else {
+        ids.map(|_| {
             let conn = match LoopConn::open(ctx, mix) {
                 Ok(c) => {
                     shared.connections.fetch_add(1, Ordering::Relaxed);
@@ -381,11 +384,12 @@ pub fn request_loop(ctx: &Ctx, mix: Mix, ids: Range<usize>, ready: &Gate) {
             let failures = u32::from(conn.is_none());
             Slot { conn, failures }
         })
-        .collect();
+        .collect()
+    };
     ready.arrive_and_wait(shared);
     let cap = match mix {
         Mix::Lookup => ctx.lookups_per_connection,
-        Mix::UpdateLlookup => u64::MAX,
+        Mix::UpdateLlookup | Mix::RemoteLookup => u64::MAX,
     };
     let mut out = Vec::with_capacity(ctx.pipeline * (ctx.value.len() + 64));
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
@@ -472,6 +476,77 @@ pub fn request_loop(ctx: &Ctx, mix: Mix, ids: Range<usize>, ready: &Gate) {
         }
     }
     shared.merge(&hist);
+}
+
+/// Rounds of remote lookups made on all of a thread's connections at once
+/// before the measured window.
+const WARM_UP_ROUNDS: usize = 3;
+
+/// `remote-lookup`'s owner connections, warmed up: each round sends one
+/// lookup on every connection before reading any reply, so @bob's server
+/// has as many lookups in flight as in the run and ends up with that many
+/// pooled, pol-authenticated connections to @alice's server. Without it
+/// the first lookups of the window would pay directory + TLS + pol, and
+/// connections opened for concurrent lookups later still (the pool has one
+/// idle connection per lookup that ran at the same time).
+fn warmed_remote_slots(ctx: &Ctx, ids: Range<usize>, rng: &mut Rng) -> Vec<Slot> {
+    let shared = &ctx.shared;
+    let mut clients: Vec<Option<Client>> = ids
+        .map(|_| match open_owner(ctx) {
+            Ok(c) => {
+                shared.connections.fetch_add(1, Ordering::Relaxed);
+                Some(c)
+            }
+            Err(e) => {
+                shared.error(format!("connect: {e}"));
+                None
+            }
+        })
+        .collect();
+    let mut line = Vec::new();
+    for _ in 0..WARM_UP_ROUNDS {
+        for slot in clients.iter_mut() {
+            let Some(client) = slot.as_mut() else {
+                continue;
+            };
+            line.clear();
+            build_request(ctx, Mix::RemoteLookup, rng, &mut line);
+            if let Err(e) = client.write_raw(&line) {
+                shared.error(format!("warm-up: {e}"));
+                *slot = None;
+            }
+        }
+        for slot in clients.iter_mut() {
+            let Some(client) = slot.as_mut() else {
+                continue;
+            };
+            match client.read_reply() {
+                Ok(reply) if reply.data().is_some() => {}
+                Ok(reply) => shared.error(format!(
+                    "warm-up lookup: {}",
+                    String::from_utf8_lossy(reply.payload())
+                )),
+                Err(e) => {
+                    shared.error(format!("warm-up: {e}"));
+                    *slot = None;
+                }
+            }
+        }
+    }
+    clients
+        .into_iter()
+        .map(|client| {
+            let conn = client.and_then(|c| match LoopConn::new(c.into_parts(), false) {
+                Ok(conn) => Some(conn),
+                Err(e) => {
+                    shared.error(format!("connect: {e}"));
+                    None
+                }
+            });
+            let failures = u32::from(conn.is_none());
+            Slot { conn, failures }
+        })
+        .collect()
 }
 
 /// Reopens, refills and flushes one slot; lookup connections past their

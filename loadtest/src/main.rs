@@ -7,6 +7,7 @@ mod client;
 mod evloop;
 mod procs;
 mod redis;
+mod remote;
 mod report;
 mod scenario;
 
@@ -22,6 +23,7 @@ use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
 
 use atserver::client::auth::PkamKey;
+use atserver::limits::OUTBOUND_IDLE_PER_PEER_MAX;
 use client::Target;
 use procs::{CertFiles, ChildGuard, ProcSample};
 use report::{Latency, ProcUse, RunReport, Shared};
@@ -37,6 +39,9 @@ enum Scenario {
     PkamStorm,
     /// N idle authenticated connections: server RSS per connection.
     Idle,
+    /// @bob's owner's `lookup:` of keys on @alice's server through @bob's
+    /// own server (server-to-server), warm and cold.
+    RemoteLookup,
     /// End-to-end notify latency (needs notify/monitor in the server).
     Notify,
 }
@@ -48,6 +53,7 @@ impl Scenario {
             Scenario::Lookup => "lookup",
             Scenario::PkamStorm => "pkam-storm",
             Scenario::Idle => "idle",
+            Scenario::RemoteLookup => "remote-lookup",
             Scenario::Notify => "notify",
         }
     }
@@ -124,8 +130,12 @@ struct Args {
     /// What to run.
     #[arg(long, value_enum, default_value_t = Scenario::UpdateLlookup)]
     scenario: Scenario,
-    /// Concurrent connections (idle: held connections).
-    #[arg(long, default_value_t = 50)]
+    /// Concurrent connections (idle: held connections). Default 50;
+    /// remote-lookup: 4, the idle connections a server keeps per peer.
+    #[arg(long = "connections")]
+    connections_flag: Option<usize>,
+    /// `--connections` or the scenario's default (see `resolve_defaults`).
+    #[arg(skip)]
     connections: usize,
     /// Requests kept in flight per connection (update-llookup, lookup).
     #[arg(long, default_value_t = 1)]
@@ -211,12 +221,29 @@ struct Args {
     /// Folder for certificates, data and server logs (default: a temporary one, removed after).
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// remote-lookup: cold lookups measured before the warm window, each by
+    /// a fresh pair of atSigns (0 skips them; at most 64).
+    #[arg(long, default_value_t = 20)]
+    cold_lookups: usize,
     /// Exit 0 even when the run had errors or no throughput.
     #[arg(long)]
     allow_errors: bool,
 }
 
+/// Connections of every scenario but remote-lookup unless `--connections`.
+const CONNECTIONS_DEFAULT: usize = 50;
+
 impl Args {
+    /// Fills in the defaults that depend on the scenario.
+    fn resolve_defaults(&mut self) {
+        self.connections = self.connections_flag.unwrap_or(match self.scenario {
+            // More concurrent lookups than the pool keeps idle per peer
+            // would make some warm lookups open new connections.
+            Scenario::RemoteLookup => OUTBOUND_IDLE_PER_PEER_MAX,
+            _ => CONNECTIONS_DEFAULT,
+        });
+    }
+
     fn validate(&self) -> Result<(), String> {
         if self.scenario == Scenario::Notify {
             return Err("scenario `notify` needs notifications (notify/monitor verbs), not implemented by the server yet; nothing was run".into());
@@ -257,6 +284,22 @@ impl Args {
         if self.idle_threads == 0 || self.idle_threads > 256 {
             return Err("--idle-threads must be 1..=256".into());
         }
+        if self.scenario == Scenario::RemoteLookup {
+            if self.connections > OUTBOUND_IDLE_PER_PEER_MAX {
+                return Err(format!(
+                    "--connections must be 1..={OUTBOUND_IDLE_PER_PEER_MAX} for remote-lookup: @bob's server keeps that many idle connections per peer, so more concurrent lookups would not all be warm"
+                ));
+            }
+            if self.addr.is_some() {
+                return Err("remote-lookup starts its own directory and two servers: --addr is not supported".into());
+            }
+            if self.cold_lookups > remote::COLD_LOOKUPS_MAX {
+                return Err(format!(
+                    "--cold-lookups must be 0..={}",
+                    remote::COLD_LOOKUPS_MAX
+                ));
+            }
+        }
         if self.requests == Some(0) {
             return Err("--requests must be positive".into());
         }
@@ -279,7 +322,8 @@ impl Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    args.resolve_defaults();
     if let Err(e) = args.validate() {
         eprintln!("loadtest: {e}");
         return ExitCode::from(2);
@@ -316,7 +360,7 @@ fn default_atserver_bin() -> Result<PathBuf, String> {
         .ok_or_else(|| "no atserver binary: build it (cargo build --release --workspace --bins) or pass --atserver-bin".into())
 }
 
-fn random_hex(bytes: usize) -> Result<String, String> {
+pub(crate) fn random_hex(bytes: usize) -> Result<String, String> {
     use ring::rand::SecureRandom;
     let mut buf = vec![0u8; bytes];
     ring::rand::SystemRandom::new()
@@ -373,33 +417,68 @@ fn run(args: &Args) -> Result<bool, String> {
         CertType::Rsa => procs::rsa_certs(&work.path().join("certs-rsa"))?,
     };
     let ca = args.ca.clone().unwrap_or_else(|| certs.ca.clone());
-    let atsign = atserver::protocol::atsign::normalize_atsign(&args.atsign)
-        .map_err(|e| format!("invalid --atsign {:?}: {}", args.atsign, e.message))?;
+    // remote-lookup's owner connections are @bob's, on @bob's server.
+    let atsign = if args.scenario == Scenario::RemoteLookup {
+        remote::LOCAL_ATSIGN.to_string()
+    } else {
+        atserver::protocol::atsign::normalize_atsign(&args.atsign)
+            .map_err(|e| format!("invalid --atsign {:?}: {}", args.atsign, e.message))?
+    };
+    let durability = match args.durability {
+        DurabilityArg::Fast => "fast",
+        DurabilityArg::Durable => "durable",
+    };
 
-    // Our server: started here unless --addr.
+    // Our server: started here unless --addr; remote-lookup starts a
+    // directory and two servers and measures @bob's.
     let mut secret = args.cram_secret.clone();
     let mut server: Option<ChildGuard> = None;
+    let mut network: Option<remote::Network> = None;
     let addr = match args.addr {
         Some(addr) => addr,
+        None if args.scenario == Scenario::RemoteLookup => {
+            let bin = match &args.atserver_bin {
+                Some(b) => b.clone(),
+                None => default_atserver_bin()?,
+            };
+            let started = remote::Network::start(&remote::NetworkSpec {
+                bin: &bin,
+                certs: &certs,
+                work: work.path(),
+                durability,
+                shards: args.shards,
+                extra_args: &args.server_args,
+                cold_lookups: args.cold_lookups,
+            })?;
+            eprintln!(
+                "loadtest: started {} as @alice's server (pid {}) on {} and @bob's (pid {}) on {}, and a directory",
+                bin.display(),
+                started.alice.pid(),
+                started.alice_addr,
+                started.bob.pid(),
+                started.bob_addr
+            );
+            secret = Some(started.bob_secret().to_string());
+            let addr = started.bob_addr;
+            network = Some(started);
+            addr
+        }
         None => {
             let bin = match &args.atserver_bin {
                 Some(b) => b.clone(),
                 None => default_atserver_bin()?,
             };
             let generated = random_hex(16)?;
+            let hosted = [(atsign.clone(), generated.clone())];
             let spec = procs::AtServerSpec {
                 bin: &bin,
-                atsign: &atsign,
-                secret: &generated,
+                hosted: &hosted,
                 certs: &certs,
                 data_dir: work.path().join("atserver-data"),
                 log: work.path().join("atserver.log"),
                 shards: args.shards,
                 extra_args: &args.server_args,
-                durability: match args.durability {
-                    DurabilityArg::Fast => "fast",
-                    DurabilityArg::Durable => "durable",
-                },
+                durability,
             };
             let (guard, addr) = procs::start_atserver(&spec)?;
             eprintln!(
@@ -412,7 +491,11 @@ fn run(args: &Args) -> Result<bool, String> {
             addr
         }
     };
-    let server_pid = server.as_ref().map(ChildGuard::pid).or(args.server_pid);
+    let server_pid = server
+        .as_ref()
+        .or(network.as_ref().map(|n| &n.bob))
+        .map(ChildGuard::pid)
+        .or(args.server_pid);
     let name = rustls::pki_types::ServerName::try_from(args.server_name.clone())
         .map_err(|e| format!("bad --server-name: {e}"))?;
     let target = Target {
@@ -439,20 +522,55 @@ fn run(args: &Args) -> Result<bool, String> {
         update_percent: args.update_percent,
         lookups_per_connection: args.lookups_per_connection,
     };
+    let mut cold = None;
     match args.scenario {
         Scenario::UpdateLlookup => scenario::preload(&ctx, Mix::UpdateLlookup)?,
         Scenario::Lookup => scenario::preload(&ctx, Mix::Lookup)?,
+        Scenario::RemoteLookup => {
+            let network = network
+                .as_ref()
+                .ok_or("remote-lookup without its network")?;
+            let alice = Target {
+                addr: network.alice_addr,
+                atsign: remote::REMOTE_ATSIGN.to_string(),
+                ..ctx.target.clone()
+            };
+            remote::share(network, &alice, args.keys, &ctx.value)?;
+            let report = remote::cold_lookups(network, &ctx.target, &ctx.value);
+            eprintln!(
+                "loadtest: {} cold lookups, p50 {:.0} µs, p99 {:.0} µs, {} errors",
+                report.lookups,
+                report.latency.p50,
+                report.latency.p99,
+                report.errors.len()
+            );
+            for e in &report.errors {
+                ctx.shared.error(e.clone());
+            }
+            cold = Some(report);
+        }
         _ => {}
     }
 
-    let ours = run_scenario(args, &ctx, server_pid)?;
+    let peer = network.as_ref().map(|n| PeerServer {
+        pid: n.alice.pid(),
+        port: n.alice_addr.port(),
+    });
+    let mut ours = run_scenario(args, &ctx, server_pid, peer)?;
+    if let Some(cold) = &cold {
+        ours.extra.extend(cold.extras());
+    }
     if let Some(guard) = server.as_mut() {
         guard.check_alive()?;
+    }
+    if let Some(network) = network.as_mut() {
+        network.check_alive()?;
     }
     println!("{}", ours.table());
     let clean = ours.errors == 0 && ours.ops > 0 && !procs::interrupted();
     // The server is stopped before redis runs so it takes no CPU from it.
     drop(server);
+    drop(network);
 
     let document = if args.compare_redis && !procs::interrupted() {
         let comparison = compare_redis(args, &certs, &ca, work.path(), &ours)?;
@@ -560,21 +678,35 @@ fn show_progress_until_over<'scope>(
     Instant::now()
 }
 
-fn run_scenario(args: &Args, ctx: &Ctx, server_pid: Option<u32>) -> Result<RunReport, String> {
+/// remote-lookup's other server (@alice's), whose CPU and accepted
+/// connections the report shows.
+struct PeerServer {
+    pid: u32,
+    port: u16,
+}
+
+fn run_scenario(
+    args: &Args,
+    ctx: &Ctx,
+    server_pid: Option<u32>,
+    peer: Option<PeerServer>,
+) -> Result<RunReport, String> {
     let shared = &ctx.shared;
     let done = std::sync::atomic::AtomicBool::new(false);
     let mut extra: Vec<(String, Value)> = Vec::new();
     let mut measured: Option<Measured> = None;
+    let mut peer_connections_start = None;
+    let mut peer0 = None;
     let (ready, opened, probe) = (Gate::default(), Gate::default(), Gate::default());
     let (ready, opened, probe) = (&ready, &opened, &probe);
     std::thread::scope(|scope| -> Result<(), String> {
         let mut workers = Vec::new();
         match args.scenario {
-            Scenario::UpdateLlookup | Scenario::Lookup => {
-                let mix = if args.scenario == Scenario::Lookup {
-                    Mix::Lookup
-                } else {
-                    Mix::UpdateLlookup
+            Scenario::UpdateLlookup | Scenario::Lookup | Scenario::RemoteLookup => {
+                let mix = match args.scenario {
+                    Scenario::Lookup => Mix::Lookup,
+                    Scenario::RemoteLookup => Mix::RemoteLookup,
+                    _ => Mix::UpdateLlookup,
                 };
                 let threads = args.client_threads.min(args.connections);
                 for t in 0..threads {
@@ -588,6 +720,10 @@ fn run_scenario(args: &Args, ctx: &Ctx, server_pid: Option<u32>) -> Result<RunRe
                     )?);
                 }
                 ready.wait_arrivals(workers.len(), shared);
+                // After the warm-up: @bob's pooled connections into @alice's server.
+                peer_connections_start =
+                    peer.as_ref().and_then(|p| procs::established_into(p.port));
+                peer0 = peer.as_ref().and_then(|p| procs::sample(Some(p.pid)));
                 ready.open();
                 let (server0, client0) = samples(server_pid);
                 let started = Instant::now();
@@ -702,6 +838,28 @@ fn run_scenario(args: &Args, ctx: &Ctx, server_pid: Option<u32>) -> Result<RunRe
         return Err("the run did not start".into());
     };
     let (server_end, client_end) = ends.unwrap_or_else(|| samples(server_pid));
+    if let Some(peer) = &peer {
+        let elapsed = ended.duration_since(started);
+        let peer_end = procs::sample(Some(peer.pid));
+        if let (Some(start), Some(end)) = (peer0, peer_end) {
+            let used = ProcUse {
+                pid: Some(peer.pid),
+                start,
+                end,
+            };
+            extra.push(("peer_server".into(), used.json(elapsed)));
+        }
+        // Equal counts: no lookup of the window opened a connection, so
+        // every measured lookup was warm.
+        extra.push((
+            "warm_peer_connections_start".into(),
+            json!(peer_connections_start),
+        ));
+        extra.push((
+            "warm_peer_connections_end".into(),
+            json!(procs::established_into(peer.port)),
+        ));
+    }
     let hist = shared.latency.lock().ok().and_then(|h| h.clone());
     let latency = hist
         .as_ref()
@@ -710,7 +868,10 @@ fn run_scenario(args: &Args, ctx: &Ctx, server_pid: Option<u32>) -> Result<RunRe
     Ok(RunReport {
         scenario: args.scenario.name().to_string(),
         connections: args.connections,
-        pipeline: if matches!(args.scenario, Scenario::UpdateLlookup | Scenario::Lookup) {
+        pipeline: if matches!(
+            args.scenario,
+            Scenario::UpdateLlookup | Scenario::Lookup | Scenario::RemoteLookup
+        ) {
             args.pipeline
         } else {
             1
@@ -909,4 +1070,63 @@ fn compare_redis(
     }
     table.push_str(&format!("ratio ours/redis: {ratio:.3}\n"));
     Ok((doc, table))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(line: &[&str]) -> Args {
+        let mut args =
+            Args::try_parse_from(std::iter::once("loadtest").chain(line.iter().copied()))
+                .expect("parses");
+        args.resolve_defaults();
+        args
+    }
+
+    #[test]
+    fn connections_default_by_scenario() {
+        assert_eq!(parsed(&[]).connections, CONNECTIONS_DEFAULT);
+        let remote = parsed(&["--scenario", "remote-lookup"]);
+        assert_eq!(remote.connections, OUTBOUND_IDLE_PER_PEER_MAX);
+        assert_eq!(remote.validate(), Ok(()));
+        assert_eq!(
+            parsed(&["--scenario", "lookup", "--connections", "7"]).connections,
+            7
+        );
+    }
+
+    #[test]
+    fn remote_lookup_refuses_what_it_cannot_measure_warm_or_start() {
+        let too_many = (OUTBOUND_IDLE_PER_PEER_MAX + 1).to_string();
+        let too_cold = (remote::COLD_LOOKUPS_MAX + 1).to_string();
+        for line in [
+            &[
+                "--scenario",
+                "remote-lookup",
+                "--connections",
+                too_many.as_str(),
+            ][..],
+            &[
+                "--scenario",
+                "remote-lookup",
+                "--cold-lookups",
+                too_cold.as_str(),
+            ][..],
+            &[
+                "--scenario",
+                "remote-lookup",
+                "--addr",
+                "127.0.0.1:6464",
+                "--ca",
+                "ca.pem",
+            ][..],
+        ] {
+            assert!(parsed(line).validate().is_err(), "{line:?}");
+        }
+        assert_eq!(
+            parsed(&["--scenario", "remote-lookup", "--cold-lookups", "0"]).validate(),
+            Ok(())
+        );
+    }
 }

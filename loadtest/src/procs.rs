@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 /// How long a server may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Extra start time allowed per hosted atSign: each new one has an RSA-2048
+/// signing key pair generated before the server listens (~0.2 s measured).
+const START_PER_ATSIGN: Duration = Duration::from_secs(1);
+
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_signal: libc::c_int) {
@@ -199,8 +203,8 @@ pub fn rsa_certs(dir: &Path) -> Result<CertFiles, String> {
 /// Everything needed to run `atserver serve`.
 pub struct AtServerSpec<'a> {
     pub bin: &'a Path,
-    pub atsign: &'a str,
-    pub secret: &'a str,
+    /// The atSigns to host with their CRAM secrets (at least one).
+    pub hosted: &'a [(String, String)],
     pub certs: &'a CertFiles,
     pub data_dir: PathBuf,
     pub log: PathBuf,
@@ -231,52 +235,104 @@ fn strip_ansi(line: &str) -> String {
 /// Starts the server on 127.0.0.1 port 0 and returns it with the address it
 /// reports (`atServer ready addr=…`). Its log goes to `spec.log`.
 pub fn start_atserver(spec: &AtServerSpec<'_>) -> Result<(ChildGuard, SocketAddr), String> {
+    spawn_atserver(spec)?.wait_ready()
+}
+
+/// Spawns the server without waiting for it, so several can start at once.
+/// Always call it from the thread that lives as long as the run: the
+/// kernel's parent-death signal fires when the spawning *thread* ends.
+pub fn spawn_atserver(spec: &AtServerSpec<'_>) -> Result<Starting, String> {
+    if spec.hosted.is_empty() {
+        return Err("an atserver needs at least one atSign to host".into());
+    }
     let mut cmd = Command::new(spec.bin);
-    cmd.args([
-        "serve",
-        "-a",
-        spec.atsign,
-        "-s",
-        spec.secret,
-        "-p",
-        "0",
-        "--host",
-        "127.0.0.1",
-    ])
-    .arg("--tls-cert")
-    .arg(&spec.certs.cert)
-    .arg("--tls-key")
-    .arg(&spec.certs.key)
-    .arg("--data-dir")
-    .arg(&spec.data_dir)
-    .args(["--durability", spec.durability])
-    .env("RUST_LOG", "info")
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
+    cmd.arg("serve");
+    for (atsign, secret) in spec.hosted {
+        cmd.args(["-a", atsign, "-s", secret]);
+    }
+    cmd.args(["-p", "0", "--host", "127.0.0.1"])
+        .arg("--tls-cert")
+        .arg(&spec.certs.cert)
+        .arg("--tls-key")
+        .arg(&spec.certs.key)
+        .arg("--data-dir")
+        .arg(&spec.data_dir)
+        .args(["--durability", spec.durability]);
     if let Some(shards) = spec.shards {
         cmd.args(["--shards", &shards.to_string()]);
     }
     cmd.args(spec.extra_args);
-    let mut child =
-        spawn_tied(&mut cmd).map_err(|e| format!("cannot start {}: {e}", spec.bin.display()))?;
+    let timeout =
+        START_TIMEOUT + START_PER_ATSIGN * u32::try_from(spec.hosted.len()).unwrap_or(u32::MAX);
+    spawn_logged(cmd, "atserver", "atServer ready", &spec.log, timeout)
+}
+
+/// Starts `atserver directory` listening on `listen` (loopback) with the
+/// `name=host:port` lines of `records_file`; returns once it is ready.
+pub fn start_directory(
+    bin: &Path,
+    listen: SocketAddr,
+    records_file: &Path,
+    certs: &CertFiles,
+    log: &Path,
+) -> Result<(ChildGuard, SocketAddr), String> {
+    let mut cmd = Command::new(bin);
+    cmd.args(["directory", "--listen", &listen.to_string()])
+        .arg("--records-file")
+        .arg(records_file)
+        .arg("--tls-cert")
+        .arg(&certs.cert)
+        .arg("--tls-key")
+        .arg(&certs.key);
+    spawn_logged(
+        cmd,
+        "atserver directory",
+        "atDirectory ready",
+        log,
+        START_TIMEOUT,
+    )?
+    .wait_ready()
+}
+
+/// A spawned process whose log has not said it is ready yet.
+pub struct Starting {
+    guard: ChildGuard,
+    /// Addresses from the log lines with the ready marker.
+    ready: std::sync::mpsc::Receiver<String>,
+    ready_marker: &'static str,
+    log: PathBuf,
+    timeout: Duration,
+}
+
+/// Spawns `cmd` with its log (stderr) copied to `log`; [`Starting::wait_ready`]
+/// then waits for a log line with `ready_marker` naming the address it
+/// listens on (`addr=…`).
+fn spawn_logged(
+    mut cmd: Command,
+    name: &'static str,
+    ready_marker: &'static str,
+    log: &Path,
+    timeout: Duration,
+) -> Result<Starting, String> {
+    cmd.env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = spawn_tied(&mut cmd).map_err(|e| format!("cannot start {name}: {e}"))?;
     let stderr = child.stderr.take();
-    let mut guard = ChildGuard {
-        child,
-        name: "atserver",
-    };
+    let guard = ChildGuard { child, name };
     let Some(stderr) = stderr else {
-        return Err("atserver stderr was not piped".into());
+        return Err(format!("{name} stderr was not piped"));
     };
-    let mut log = std::fs::File::create(&spec.log)
-        .map_err(|e| format!("cannot create {}: {e}", spec.log.display()))?;
+    let mut log_file =
+        std::fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let (tx, rx) = std::sync::mpsc::channel();
-    // Drains the log for the server's whole life so it never blocks on a full pipe.
+    // Drains the log for the process's whole life so it never blocks on a full pipe.
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             let plain = strip_ansi(&line);
-            let _ = writeln!(log, "{plain}");
-            if plain.contains("atServer ready")
+            let _ = writeln!(log_file, "{plain}");
+            if plain.contains(ready_marker)
                 && let Some(addr) = plain
                     .split("addr=")
                     .nth(1)
@@ -286,34 +342,56 @@ pub fn start_atserver(spec: &AtServerSpec<'_>) -> Result<(ChildGuard, SocketAddr
             }
         }
     });
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(addr) => {
-                let addr = addr
-                    .parse()
-                    .map_err(|e| format!("atserver reported a bad address {addr:?}: {e}"))?;
-                return Ok((guard, addr));
+    Ok(Starting {
+        guard,
+        ready: rx,
+        ready_marker,
+        log: log.to_path_buf(),
+        timeout,
+    })
+}
+
+impl Starting {
+    /// Waits until the process says it is ready; returns it with its address.
+    pub fn wait_ready(self) -> Result<(ChildGuard, SocketAddr), String> {
+        let Starting {
+            mut guard,
+            ready,
+            ready_marker,
+            log,
+            timeout,
+        } = self;
+        let name = guard.name;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match ready.recv_timeout(Duration::from_millis(100)) {
+                Ok(addr) => {
+                    let addr = addr
+                        .parse()
+                        .map_err(|e| format!("{name} reported a bad address {addr:?}: {e}"))?;
+                    return Ok((guard, addr));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(format!(
+                        "{name} exited before it was ready; see {}",
+                        log.display()
+                    ));
+                }
             }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            guard
+                .check_alive()
+                .map_err(|e| format!("{e}; see {}", log.display()))?;
+            if interrupted() {
+                return Err("interrupted".into());
+            }
+            if Instant::now() > deadline {
                 return Err(format!(
-                    "atserver exited before it was ready; see {}",
-                    spec.log.display()
+                    "{name} did not report `{ready_marker}` within {} s; see {}",
+                    timeout.as_secs(),
+                    log.display()
                 ));
             }
-        }
-        guard
-            .check_alive()
-            .map_err(|e| format!("{e}; see {}", spec.log.display()))?;
-        if interrupted() {
-            return Err("interrupted".into());
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "atserver did not report `atServer ready` within {} s",
-                START_TIMEOUT.as_secs()
-            ));
         }
     }
 }
@@ -446,6 +524,31 @@ pub fn sample(pid: Option<u32>) -> Option<ProcSample> {
     })
 }
 
+/// Established TCP connections whose local end is `127.0.0.1:port`, from
+/// `/proc/net/tcp`: for a server listening there, the connections it has
+/// accepted and not yet closed. `None` when the table cannot be read.
+pub fn established_into(port: u16) -> Option<usize> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    Some(count_established_into(&table, port))
+}
+
+/// The counting of [`established_into`] over the text of a `/proc/net/tcp`.
+fn count_established_into(table: &str, port: u16) -> usize {
+    // 127.0.0.1 as the kernel prints it (little-endian hex), then the port.
+    let local = format!("0100007F:{port:04X}");
+    const ESTABLISHED: &str = "01";
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let mut fields = line.split_whitespace();
+            let local_field = fields.nth(1);
+            let state = fields.nth(1);
+            local_field == Some(local.as_str()) && state == Some(ESTABLISHED)
+        })
+        .count()
+}
+
 /// Raises the soft open-files limit to the hard one (idle runs hold
 /// thousands of sockets); returns the limit now in force.
 pub fn raise_nofile() -> u64 {
@@ -480,6 +583,18 @@ mod tests {
         let s = sample(None).expect("sample self");
         assert!(s.rss_kib > 0);
         assert!(s.threads >= 1);
+    }
+
+    #[test]
+    fn only_established_connections_into_the_port_are_counted() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue\n\
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000\n\
+   1: 0100007F:1F90 0100007F:D431 01 00000000:00000000\n\
+   2: 0100007F:D431 0100007F:1F90 01 00000000:00000000\n\
+   3: 0100007F:1F90 0100007F:D432 06 00000000:00000000\n\
+   4: 0100007F:1F90 0100007F:D433 01 00000000:00000000\n";
+        assert_eq!(count_established_into(table, 0x1F90), 2);
+        assert_eq!(count_established_into(table, 0x1F91), 0);
     }
 
     #[test]

@@ -74,6 +74,9 @@ pub enum Mix {
     UpdateLlookup,
     /// Unauthenticated `lookup:` of public keys.
     Lookup,
+    /// @bob's owner's `lookup:` of keys @alice shared with @bob, which
+    /// @bob's server fetches from @alice's.
+    RemoteLookup,
 }
 
 /// A small, fast PRNG (xorshift64*) so key choice costs nothing.
@@ -122,6 +125,9 @@ pub fn preload(ctx: &Ctx, mix: Mix) -> Result<(), String> {
                     format!("update:{} {}\n", self_key(i as u64, atsign), ctx.value)
                 }
                 Mix::Lookup => format!("update:public:lk{i}.bench{atsign} {}\n", ctx.value),
+                Mix::RemoteLookup => {
+                    return Err("remote-lookup keys are shared by @alice (remote::share)".into());
+                }
             };
             out.extend_from_slice(line.as_bytes());
         }
@@ -151,6 +157,7 @@ pub fn build_request(ctx: &Ctx, mix: Mix, rng: &mut Rng, out: &mut Vec<u8>) {
         }
         Mix::UpdateLlookup => writeln!(out, "llookup:lt{i}.bench{atsign}"),
         Mix::Lookup => writeln!(out, "lookup:lk{i}.bench{atsign}"),
+        Mix::RemoteLookup => writeln!(out, "lookup:{}", crate::remote::shared_key(i)),
     };
 }
 
