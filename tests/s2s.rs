@@ -128,8 +128,14 @@ fn the_pol_handshake_as_the_reference_answers_it() {
     let mut bob_owner = owner(&network, 1, BOB);
     let bob_key = signing_key_of(&mut bob_owner, "@bob");
 
-    // Without a client certificate, another atSign is refused.
+    // A Dart verifier asks for post-quantum signing keys first; a server
+    // that has none must answer an ordinary "not found" (changes §10.2).
     let mut plain = Client::connect(network.server(0));
+    assert_eq!(
+        plain.send("lookup:all:signing_publickeys@alice"),
+        "error:AT0015-Exception: public:signing_publickeys@alice does not exist in keystore\n@"
+    );
+    // Without a client certificate, another atSign is refused.
     assert_eq!(
         plain.send("from:@bob"),
         "error:AT0401-Exception: Certificate Verification Failed\n@"
