@@ -885,6 +885,8 @@ mod failure_tests;
 #[cfg(test)]
 mod fixture_tests;
 #[cfg(test)]
+mod notification_tests;
+#[cfg(test)]
 mod request_proptests;
 #[cfg(test)]
 mod test_waker;
