@@ -562,6 +562,86 @@ mod tests {
     }
 
     #[test]
+    fn notifications_and_their_indexes_are_checked_against_each_other() {
+        use crate::storage::fixture_tests::NOTIFICATION_FULL_FLIPPED;
+        use crate::storage::notification_tests::{notification, t};
+        let (dir, store) = good_store();
+        let alice = store.tenant("@alice");
+        for id in ["n1", "n2", "n3"] {
+            block_on(alice.put_notification(notification(id, t(0)))).expect("put");
+        }
+        let ks = &store.inner.keyspaces;
+        // A corrupt record (its index entries stay: they are fine).
+        ks.notifications
+            .insert(
+                layout::notification_key("@alice", "n1"),
+                NOTIFICATION_FULL_FLIPPED,
+            )
+            .expect("raw insert");
+        // A record that lost its creation-time index entry.
+        ks.notification_times
+            .remove(layout::notification_time_key("@alice", t(0), "n2"))
+            .expect("raw remove");
+        // An expiry entry pointing at nothing, and one that does not parse.
+        ks.notification_expiry
+            .insert(
+                layout::notification_expiry_key(5, "@alice", "gone"),
+                Vec::new(),
+            )
+            .expect("raw insert");
+        ks.notification_times
+            .insert(b"@alice\0x".to_vec(), Vec::new())
+            .expect("raw insert");
+        drop(alice);
+        assert!(store.close().is_ok());
+        let (summary, findings) = check(dir.path());
+        assert_eq!(summary.notifications, 3);
+        let named: Vec<(&str, Entry)> = findings
+            .iter()
+            .map(|f| (f.keyspace, f.entry.clone()))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("notifications", Entry::Notification("n1".into())),
+                ("notifications", Entry::Notification("n2".into())),
+                ("notification_times", Entry::Raw("@alice\0x".into())),
+                // n1's index entries name a record that no longer decodes.
+                ("notification_times", Entry::Notification("n1".into())),
+                ("notification_expiry", Entry::Notification("gone".into())),
+                ("notification_expiry", Entry::Notification("n1".into())),
+            ],
+            "{findings:#?}"
+        );
+        assert_eq!(summary.corrupt, 6);
+        assert!(findings[0].problem.contains("failed validation"));
+        assert_eq!(
+            findings[1].problem,
+            "the record has no creation-time index entry"
+        );
+    }
+
+    #[test]
+    fn a_shard_without_notification_keyspaces_is_clean() {
+        let (dir, store) = good_store();
+        assert!(store.close().is_ok());
+        let db = Database::builder(dir.path()).open().expect("open");
+        for name in [
+            layout::NOTIFICATIONS,
+            layout::NOTIFICATION_TIMES,
+            layout::NOTIFICATION_EXPIRY,
+        ] {
+            let options = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES_MAX);
+            let keyspace = db.keyspace(name, options).expect("keyspace");
+            db.delete_keyspace(keyspace).expect("delete keyspace");
+        }
+        drop(db);
+        let (summary, findings) = check(dir.path());
+        assert_eq!(findings, []);
+        assert_eq!(summary.records, 2);
+    }
+
+    #[test]
     fn a_shard_held_by_a_running_store_is_not_checked() {
         let (dir, _store) = good_store();
         let refused = check_shard(dir.path(), |_| {});
