@@ -498,6 +498,49 @@ const _: () = assert!(TENANT_QUEUED_WRITES_MAX * 8 <= WRITE_QUEUE_LEN_MAX);
 const _: () = assert!(2 * LINE_BYTES_MAX <= TENANT_QUEUED_WRITE_BYTES_MAX);
 // One atSign cannot park more than a small share of the input budget.
 const _: () = assert!(TENANT_QUEUED_WRITE_BYTES_MAX * 8 <= INPUT_BUDGET_BYTES_MAX);
+
+// ---------------------------------------------------------------------------
+// Notifications: what the notification store holds, and for how long.
+
+/// Longest notification id, in characters (ids are `[A-Za-z0-9_-]+`, so
+/// characters are bytes). The reference keys its notification store by id
+/// and that store takes keys of at most 255 characters: a longer id fails
+/// there with AT0002, which this server keeps. Client ids are UUIDs (36).
+pub const NOTIFICATION_ID_CHARS_MAX: usize = 255;
+
+/// Bytes of text one notification record may hold: its key (for a text
+/// message, the message itself), value, notifier and metadata strings
+/// together. All of it arrives on one request line, so a request line is
+/// the bound; the verbs check key names against [`KEY_CHARS_MAX`] first.
+pub const NOTIFICATION_TEXT_BYTES_MAX: usize = LINE_BYTES_MAX;
+
+/// Lifetime of a notification that names none (`ttln` absent or 0): the
+/// reference's `notification.expiryInMins`, whose code default now matches
+/// the shipped configuration, 15 minutes.
+pub const NOTIFICATION_LIFETIME_MS_DEFAULT: i64 = 15 * 60 * 1_000;
+
+/// Longest lifetime of a notification, in ms: the reference caps `ttln`,
+/// `eAtn` and its own default at 8 days, and treats a notification created
+/// longer ago as expired whatever it says. The store never holds one
+/// beyond it, so its expiry index alone decides what to purge.
+pub const NOTIFICATION_LIFETIME_MS_MAX: i64 = 8 * 24 * 3_600 * 1_000;
+
+/// Notifications one `notifications_after` read returns at most, whatever
+/// its caller asks: a monitor replay or a listing pages through a large
+/// backlog instead of holding it all at once. 1,024 keeps a page of
+/// typical notifications (a few KiB each) to a few MiB.
+pub const NOTIFICATION_PAGE_LEN_MAX: usize = 1_024;
+
+/// Expired notifications purged per expiry sweep, on top of the records
+/// [`EXPIRY_SWEEP_KEYS_MAX`] bounds: a mass expiry of notifications cannot
+/// stall writes either.
+pub const NOTIFICATION_SWEEP_LEN_MAX: usize = 1_024;
+
+const _: () = assert!(NOTIFICATION_LIFETIME_MS_DEFAULT <= NOTIFICATION_LIFETIME_MS_MAX);
+// A notification's layout keys (8-byte time, atSign, separator, id) fit
+// fjall for every atSign the verbs accept.
+const _: () =
+    assert!(8 + (1 + ATSIGN_CHARS_MAX) * 4 + 1 + NOTIFICATION_ID_CHARS_MAX <= FJALL_KEY_BYTES_MAX);
 // Two connections of one atSign, each at its in-flight caps, run unlimited.
 const _: () = assert!(2 * INFLIGHT_REPLIES_MAX <= TENANT_QUEUED_WRITES_MAX);
 const _: () = assert!(2 * INFLIGHT_WRITE_BYTES_MAX <= TENANT_QUEUED_WRITE_BYTES_MAX);

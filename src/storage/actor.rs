@@ -40,6 +40,7 @@ use super::completion::{self, Completer};
 use super::error::{Operation, RecordAt, StoreError, WithSources, WriteError};
 use super::failpoints::{Failpoints, Site};
 use super::layout;
+use super::notifications::{self, NotificationWrite};
 use super::poison::{ActorLife, Poison};
 use super::recent::Recent;
 use super::record::{CommitEntry, CommitOp, StoredRecord};
@@ -48,7 +49,7 @@ use crate::error::AtError;
 use crate::limits::FAST_SYNC_INTERVAL_MS;
 pub use crate::limits::{
     BATCH_OPS_MAX, EXPIRY_SWEEP_INTERVAL_MS, EXPIRY_SWEEP_KEYS_MAX, FJALL_KEY_BYTES_MAX,
-    LAYOUT_KEY_BYTES_MAX, WRITE_QUEUE_LEN_MAX,
+    LAYOUT_KEY_BYTES_MAX, NOTIFICATION_SWEEP_LEN_MAX, WRITE_QUEUE_LEN_MAX,
 };
 use crate::protocol::atkey;
 
@@ -99,12 +100,22 @@ impl KeyWrite {
     }
 }
 
+/// What one request asks the actor to do.
+pub(super) enum Work {
+    /// A key's write, and optionally a companion write applied in the same
+    /// batch as `write`, after it, or not at all.
+    Key {
+        write: KeyWrite,
+        companion: Option<KeyWrite>,
+    },
+    /// A notification's write (`notifications.rs`).
+    Notification(NotificationWrite),
+}
+
 /// A write as it waits in the actor's queue.
 pub(super) struct QueuedWrite {
     pub atsign: Arc<str>,
-    pub write: KeyWrite,
-    /// Applied in the same batch as `write`, after it, or not at all.
-    pub companion: Option<KeyWrite>,
+    pub work: Work,
     pub reply: Completer,
 }
 
@@ -113,8 +124,7 @@ pub(super) struct QueuedWrite {
 /// to answer with it.
 struct WriteOp {
     atsign: Arc<str>,
-    write: KeyWrite,
-    companion: Option<KeyWrite>,
+    work: Work,
 }
 
 /// What one key's write makes of its record, worked out before anything of
@@ -274,6 +284,8 @@ struct Actor {
 struct Pending {
     batch: OwnedWriteBatch,
     commits_touched: HashMap<String, Option<u64>>,
+    /// The notification records this batch wrote, for its later requests.
+    notifications: notifications::Staged,
 }
 
 impl Actor {
@@ -360,13 +372,7 @@ impl Actor {
                 .poison(&format_args!("flush failed: {}", WithSources(&error)));
             return Err(error);
         }
-        let keyspaces = &self.keyspaces;
-        for keyspace in [
-            &keyspaces.keys,
-            &keyspaces.commits,
-            &keyspaces.expiry,
-            &keyspaces.meta,
-        ] {
+        for keyspace in self.keyspaces.all() {
             if let Err(error) = keyspace.rotate_memtable_and_wait() {
                 tracing::warn!(%error, "flushing a memtable at close failed");
             }
@@ -415,6 +421,7 @@ impl Actor {
         Pending {
             batch: self.db.batch().durability(Some(self.persist_mode())),
             commits_touched: HashMap::new(),
+            notifications: notifications::Staged::new(),
         }
     }
 
@@ -434,8 +441,7 @@ impl Actor {
             replies.push(request.reply);
             writes.push(WriteOp {
                 atsign: request.atsign,
-                write: request.write,
-                companion: request.companion,
+                work: request.work,
             });
         }
         let outcomes = match self.guarded(|actor| actor.apply_and_commit(writes)) {
@@ -456,7 +462,16 @@ impl Actor {
         let mut pending = self.new_pending();
         let mut outcomes = Vec::with_capacity(writes.len());
         for op in writes {
-            outcomes.push(self.apply_request(&mut pending, &op.atsign, op.write, op.companion));
+            let outcome = match op.work {
+                Work::Key { write, companion } => {
+                    self.apply_request(&mut pending, &op.atsign, write, companion)
+                }
+                Work::Notification(write) => {
+                    Self::notification_applier(&self.keyspaces, &mut pending)
+                        .apply(&op.atsign, write)
+                }
+            };
+            outcomes.push(outcome);
         }
         self.failpoints
             .trip(Site::Apply)
@@ -464,6 +479,18 @@ impl Actor {
         self.failpoints.passed(Site::Apply);
         self.commit(pending)?;
         Ok(outcomes)
+    }
+
+    /// The notification writes' view of the batch `pending` builds.
+    fn notification_applier<'a>(
+        keyspaces: &'a Keyspaces,
+        pending: &'a mut Pending,
+    ) -> notifications::Applier<'a> {
+        notifications::Applier {
+            keyspaces,
+            batch: &mut pending.batch,
+            staged: &mut pending.notifications,
+        }
     }
 
     /// Runs one batch `step` (applying and committing it), turning a panic
@@ -784,8 +811,26 @@ impl Actor {
         match self.guarded(Actor::purge_due) {
             Ok(0) => {}
             Ok(purged) => tracing::debug!(purged, "expired records purged"),
-            Err(error) => self.batch_failed("expiry batch", &error),
+            Err(error) => return self.batch_failed("expiry batch", &error),
         }
+        match self.guarded(Actor::purge_due_notifications) {
+            Ok(0) => {}
+            Ok(purged) => tracing::debug!(purged, "expired notifications purged"),
+            Err(error) => self.batch_failed("notification expiry batch", &error),
+        }
+    }
+
+    /// Purges up to [`NOTIFICATION_SWEEP_LEN_MAX`] expired notifications,
+    /// with their index entries, in one batch, and returns how many.
+    fn purge_due_notifications(&mut self) -> Result<usize, StoreError> {
+        let mut pending = self.new_pending();
+        let purged = Self::notification_applier(&self.keyspaces, &mut pending)
+            .purge_due(now_ms(), NOTIFICATION_SWEEP_LEN_MAX)?;
+        if pending.notifications.is_empty() && pending.batch.is_empty() {
+            return Ok(purged);
+        }
+        self.commit(pending)?;
+        Ok(purged)
     }
 
     /// Purges up to [`EXPIRY_SWEEP_KEYS_MAX`] due records in one batch and

@@ -14,7 +14,17 @@
 //! - `commits`: the key holds an atSign and an 8-byte id; the entry
 //!   validates and deserialises;
 //! - `expiry`: the index key parses into time, atSign and key name;
-//! - `meta`: a last-commit value is an 8-byte id.
+//! - `meta`: a last-commit value is an 8-byte id;
+//! - `notifications`: the key splits into atSign and a valid id; the record
+//!   validates, deserialises, carries that id, and both of its index
+//!   entries exist (a record missing from the index would never be listed
+//!   nor purged);
+//! - `notification_times` and `notification_expiry`: the index key parses,
+//!   and a record with that id and that creation (or expiry) time exists.
+//!
+//! The notification keyspaces are older stores' only optional ones: a
+//! shard last opened by a build without notifications lacks them, which is
+//! no damage (the next start creates them), so a missing one counts as empty.
 
 use std::fmt;
 use std::path::Path;
@@ -23,6 +33,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
 use super::error::{Operation, StoreError};
 use super::layout;
+use super::notifications::{self, NotificationRecord};
 use super::record::{CommitEntry, StoredRecord};
 use super::{JOURNAL_BYTES_MAX, MEMTABLE_BYTES_MAX};
 
@@ -35,6 +46,8 @@ pub enum Entry {
     Commit(u64),
     /// A last-commit value.
     LastCommit,
+    /// A notification record, or an index entry, of this id.
+    Notification(String),
     /// A key whose bytes do not even name an atSign (shown lossily).
     Raw(String),
     /// The whole keyspace is missing.
@@ -48,6 +61,7 @@ impl fmt::Display for Entry {
             Entry::Key(key) => write!(f, "key {key:?}"),
             Entry::Commit(id) => write!(f, "commit {id}"),
             Entry::LastCommit => f.write_str("last commit id"),
+            Entry::Notification(id) => write!(f, "notification {id:?}"),
             Entry::Raw(bytes) => write!(f, "raw key {bytes:?}"),
             Entry::Keyspace => f.write_str("(keyspace)"),
         }
@@ -87,6 +101,9 @@ pub struct CheckSummary {
     pub commits: u64,
     pub expiry_entries: u64,
     pub meta_entries: u64,
+    pub notifications: u64,
+    /// Entries of both notification indexes.
+    pub notification_index_entries: u64,
     pub corrupt: u64,
 }
 
@@ -97,6 +114,8 @@ impl CheckSummary {
         self.commits += other.commits;
         self.expiry_entries += other.expiry_entries;
         self.meta_entries += other.meta_entries;
+        self.notifications += other.notifications;
+        self.notification_index_entries += other.notification_index_entries;
         self.corrupt += other.corrupt;
     }
 }
@@ -105,8 +124,15 @@ impl fmt::Display for CheckSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} records, {} commit entries, {} expiry index entries, {} meta entries: {} corrupt",
-            self.records, self.commits, self.expiry_entries, self.meta_entries, self.corrupt
+            "{} records, {} commit entries, {} expiry index entries, {} meta entries, \
+             {} notifications, {} notification index entries: {} corrupt",
+            self.records,
+            self.commits,
+            self.expiry_entries,
+            self.meta_entries,
+            self.notifications,
+            self.notification_index_entries,
+            self.corrupt
         )
     }
 }
@@ -129,6 +155,7 @@ pub fn check_shard(
         summary.corrupt += 1;
         on_corrupt(&finding);
     };
+    let options = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES_MAX);
     for name in [layout::KEYS, layout::COMMITS, layout::EXPIRY, layout::META] {
         if !db.keyspace_exists(name) {
             found(
@@ -142,13 +169,200 @@ pub fn check_shard(
             );
             continue;
         }
-        let options = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES_MAX);
         let keyspace = db
             .keyspace(name, options)
             .map_err(StoreError::engine(Operation::OpenKeyspace(name)))?;
         check_keyspace(name, &keyspace, &mut summary, &mut found)?;
     }
+    let notification_keyspace = |name: &'static str| -> Result<Option<Keyspace>, StoreError> {
+        if !db.keyspace_exists(name) {
+            return Ok(None);
+        }
+        db.keyspace(name, options)
+            .map(Some)
+            .map_err(StoreError::engine(Operation::OpenKeyspace(name)))
+    };
+    let notifications = NotificationKeyspaces {
+        records: notification_keyspace(layout::NOTIFICATIONS)?,
+        times: notification_keyspace(layout::NOTIFICATION_TIMES)?,
+        expiry: notification_keyspace(layout::NOTIFICATION_EXPIRY)?,
+    };
+    check_notifications(&notifications, &mut summary, &mut found)?;
     Ok(summary)
+}
+
+/// The notification keyspaces a shard has (older shards have none).
+struct NotificationKeyspaces {
+    records: Option<Keyspace>,
+    times: Option<Keyspace>,
+    expiry: Option<Keyspace>,
+}
+
+impl NotificationKeyspaces {
+    /// Whether `keyspace` (absent: empty) holds `key`.
+    fn holds(
+        keyspace: &Option<Keyspace>,
+        name: &'static str,
+        key: &[u8],
+    ) -> Result<bool, StoreError> {
+        match keyspace {
+            None => Ok(false),
+            Some(keyspace) => keyspace
+                .contains_key(key)
+                .map_err(StoreError::engine(Operation::Read(name))),
+        }
+    }
+
+    /// The record of `atsign`'s notification `id`, if one decodes.
+    fn record(&self, atsign: &str, id: &str) -> Result<Option<NotificationRecord>, StoreError> {
+        let Some(records) = &self.records else {
+            return Ok(None);
+        };
+        let found = records
+            .get(layout::notification_key(atsign, id))
+            .map_err(StoreError::engine(Operation::Read(layout::NOTIFICATIONS)))?;
+        Ok(found.and_then(|bytes| NotificationRecord::decode(&bytes).ok()))
+    }
+}
+
+/// Checks every notification record and both indexes, each against the
+/// others.
+fn check_notifications(
+    keyspaces: &NotificationKeyspaces,
+    summary: &mut CheckSummary,
+    found: &mut impl FnMut(&mut CheckSummary, Finding),
+) -> Result<(), StoreError> {
+    let mut report = |summary: &mut CheckSummary, keyspace, problem: Problem| {
+        if let Some((atsign, entry, problem)) = problem {
+            found(
+                summary,
+                Finding {
+                    keyspace,
+                    atsign,
+                    entry,
+                    problem,
+                },
+            );
+        }
+    };
+    if let Some(records) = &keyspaces.records {
+        for item in records.iter() {
+            let (key, value) = item
+                .into_inner()
+                .map_err(StoreError::engine(Operation::Scan(layout::NOTIFICATIONS)))?;
+            summary.notifications += 1;
+            let problem = check_notification(keyspaces, &key, &value)?;
+            report(summary, layout::NOTIFICATIONS, problem);
+        }
+    }
+    for (name, index) in [
+        (layout::NOTIFICATION_TIMES, &keyspaces.times),
+        (layout::NOTIFICATION_EXPIRY, &keyspaces.expiry),
+    ] {
+        let Some(index) = index else {
+            continue;
+        };
+        for item in index.iter() {
+            let key = item
+                .key()
+                .map_err(StoreError::engine(Operation::Scan(name)))?;
+            summary.notification_index_entries += 1;
+            let problem = check_notification_index(keyspaces, name, &key)?;
+            report(summary, name, problem);
+        }
+    }
+    Ok(())
+}
+
+fn notification_problem(atsign: &str, id: &str, problem: impl Into<String>) -> Problem {
+    Some((
+        atsign.into(),
+        Entry::Notification(id.into()),
+        problem.into(),
+    ))
+}
+
+fn check_notification(
+    keyspaces: &NotificationKeyspaces,
+    key: &[u8],
+    value: &[u8],
+) -> Result<Problem, StoreError> {
+    let Some((atsign, id)) = split_tenant(key) else {
+        return Ok(raw(key, "the key names no atSign"));
+    };
+    let Some(id) = std::str::from_utf8(id)
+        .ok()
+        .filter(|id| notifications::check_id(id).is_ok())
+    else {
+        let lossy = String::from_utf8_lossy(id).into_owned();
+        return Ok(notification_problem(
+            atsign,
+            &lossy,
+            "the key holds no valid notification id",
+        ));
+    };
+    let record = match NotificationRecord::decode(value) {
+        Ok(record) => record,
+        Err(problem) => return Ok(notification_problem(atsign, id, problem.to_string())),
+    };
+    if record.id != id {
+        return Ok(notification_problem(
+            atsign,
+            id,
+            format!("the record carries id {:?}", record.id),
+        ));
+    }
+    let time_key = layout::notification_time_key(atsign, record.notification_date_time, id);
+    if !NotificationKeyspaces::holds(&keyspaces.times, layout::NOTIFICATION_TIMES, &time_key)? {
+        return Ok(notification_problem(
+            atsign,
+            id,
+            "the record has no creation-time index entry",
+        ));
+    }
+    let expiry_key = layout::notification_expiry_key(record.expires_at, atsign, id);
+    if !NotificationKeyspaces::holds(&keyspaces.expiry, layout::NOTIFICATION_EXPIRY, &expiry_key)? {
+        return Ok(notification_problem(
+            atsign,
+            id,
+            "the record has no expiry index entry",
+        ));
+    }
+    Ok(None)
+}
+
+fn check_notification_index(
+    keyspaces: &NotificationKeyspaces,
+    name: &'static str,
+    key: &[u8],
+) -> Result<Problem, StoreError> {
+    let parsed = if name == layout::NOTIFICATION_TIMES {
+        layout::parse_notification_time_key(key)
+    } else {
+        layout::parse_expiry_key(key).map(|(at, atsign, id)| (atsign, at, id))
+    };
+    let Some((atsign, at, id)) = parsed.filter(|(_, _, id)| notifications::check_id(id).is_ok())
+    else {
+        return Ok(raw(
+            key,
+            "the index key is not atSign, time and notification id",
+        ));
+    };
+    let matches = keyspaces.record(atsign, id)?.is_some_and(|record| {
+        if name == layout::NOTIFICATION_TIMES {
+            record.notification_date_time == at
+        } else {
+            record.expires_at == at
+        }
+    });
+    if matches {
+        return Ok(None);
+    }
+    Ok(notification_problem(
+        atsign,
+        id,
+        "the index entry has no record of that time",
+    ))
 }
 
 /// Checks every entry of one keyspace.
@@ -345,6 +559,86 @@ mod tests {
             findings[0].to_string(),
             format!("keys @alice key \"bad@alice\": {}", findings[0].problem)
         );
+    }
+
+    #[test]
+    fn notifications_and_their_indexes_are_checked_against_each_other() {
+        use crate::storage::fixture_tests::NOTIFICATION_FULL_FLIPPED;
+        use crate::storage::notification_tests::{notification, t};
+        let (dir, store) = good_store();
+        let alice = store.tenant("@alice");
+        for id in ["n1", "n2", "n3"] {
+            block_on(alice.put_notification(notification(id, t(0)))).expect("put");
+        }
+        let ks = &store.inner.keyspaces;
+        // A corrupt record (its index entries stay: they are fine).
+        ks.notifications
+            .insert(
+                layout::notification_key("@alice", "n1"),
+                NOTIFICATION_FULL_FLIPPED,
+            )
+            .expect("raw insert");
+        // A record that lost its creation-time index entry.
+        ks.notification_times
+            .remove(layout::notification_time_key("@alice", t(0), "n2"))
+            .expect("raw remove");
+        // An expiry entry pointing at nothing, and one that does not parse.
+        ks.notification_expiry
+            .insert(
+                layout::notification_expiry_key(5, "@alice", "gone"),
+                Vec::new(),
+            )
+            .expect("raw insert");
+        ks.notification_times
+            .insert(b"@alice\0x".to_vec(), Vec::new())
+            .expect("raw insert");
+        drop(alice);
+        assert!(store.close().is_ok());
+        let (summary, findings) = check(dir.path());
+        assert_eq!(summary.notifications, 3);
+        let named: Vec<(&str, Entry)> = findings
+            .iter()
+            .map(|f| (f.keyspace, f.entry.clone()))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("notifications", Entry::Notification("n1".into())),
+                ("notifications", Entry::Notification("n2".into())),
+                ("notification_times", Entry::Raw("@alice\0x".into())),
+                // n1's index entries name a record that no longer decodes.
+                ("notification_times", Entry::Notification("n1".into())),
+                ("notification_expiry", Entry::Notification("gone".into())),
+                ("notification_expiry", Entry::Notification("n1".into())),
+            ],
+            "{findings:#?}"
+        );
+        assert_eq!(summary.corrupt, 6);
+        assert!(findings[0].problem.contains("failed validation"));
+        assert_eq!(
+            findings[1].problem,
+            "the record has no creation-time index entry"
+        );
+    }
+
+    #[test]
+    fn a_shard_without_notification_keyspaces_is_clean() {
+        let (dir, store) = good_store();
+        assert!(store.close().is_ok());
+        let db = Database::builder(dir.path()).open().expect("open");
+        for name in [
+            layout::NOTIFICATIONS,
+            layout::NOTIFICATION_TIMES,
+            layout::NOTIFICATION_EXPIRY,
+        ] {
+            let options = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES_MAX);
+            let keyspace = db.keyspace(name, options).expect("keyspace");
+            db.delete_keyspace(keyspace).expect("delete keyspace");
+        }
+        drop(db);
+        let (summary, findings) = check(dir.path());
+        assert_eq!(findings, []);
+        assert_eq!(summary.records, 2);
     }
 
     #[test]

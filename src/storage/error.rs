@@ -12,6 +12,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use super::notifications::NotificationProblem;
 use super::record::RecordError;
 use crate::error::{AtCode, AtError};
 
@@ -64,6 +65,8 @@ pub enum RecordAt {
     Key { atsign: String, key: String },
     /// Commit-log entry `id` (in the `commits` keyspace).
     Commit { atsign: String, id: u64 },
+    /// Notification `id` (in the `notifications` keyspace or its indexes).
+    Notification { atsign: String, id: String },
 }
 
 impl RecordAt {
@@ -71,6 +74,13 @@ impl RecordAt {
         RecordAt::Key {
             atsign: atsign.to_string(),
             key: key.to_string(),
+        }
+    }
+
+    pub fn notification(atsign: &str, id: &str) -> RecordAt {
+        RecordAt::Notification {
+            atsign: atsign.to_string(),
+            id: id.to_string(),
         }
     }
 
@@ -87,6 +97,7 @@ impl fmt::Display for RecordAt {
         match self {
             RecordAt::Key { atsign, key } => write!(f, "the record of {key} ({atsign})"),
             RecordAt::Commit { atsign, id } => write!(f, "commit {id} of {atsign}"),
+            RecordAt::Notification { atsign, id } => write!(f, "notification {id} of {atsign}"),
         }
     }
 }
@@ -120,6 +131,13 @@ pub enum StoreError {
         key_bytes: usize,
         /// The longest key the layout would build from it.
         layout_bytes: usize,
+    },
+    /// A notification the store does not take (a bad or too-long id, too
+    /// much text): refused before it is queued. Only that request fails;
+    /// the store is fine. AT0002, as the reference answers a too-long id.
+    InvalidNotification {
+        atsign: String,
+        problem: NotificationProblem,
     },
     /// An earlier failure poisoned the store: it refuses every write, reads
     /// keep working (poison, don't limp).
@@ -159,7 +177,10 @@ impl StoreError {
     /// Whether the request, not the store, is at fault: the store is fine
     /// and other requests go on.
     pub fn is_request_refusal(&self) -> bool {
-        matches!(self, StoreError::KeyTooLong { .. })
+        matches!(
+            self,
+            StoreError::KeyTooLong { .. } | StoreError::InvalidNotification { .. }
+        )
     }
 
     /// Whether fjall refused to open the folder because another process
@@ -202,6 +223,9 @@ impl fmt::Display for StoreError {
                  (its layout key would take {layout_bytes} bytes, at most {} fit)",
                 super::actor::FJALL_KEY_BYTES_MAX
             ),
+            StoreError::InvalidNotification { atsign, problem } => {
+                write!(f, "a notification of {atsign} was refused: {problem}")
+            }
             StoreError::Poisoned => f.write_str("the data store refuses writes after a failure"),
             StoreError::WriterPanicked { message } => {
                 write!(f, "the data store writer panicked: {message}")
@@ -230,6 +254,7 @@ impl std::error::Error for StoreError {
             StoreError::FailpointSpec { source, .. } => Some(source),
             StoreError::UnknownFormatVersion { .. }
             | StoreError::KeyTooLong { .. }
+            | StoreError::InvalidNotification { .. }
             | StoreError::Poisoned
             | StoreError::WriterPanicked { .. }
             | StoreError::WriterStopped
@@ -259,13 +284,14 @@ impl fmt::Display for WithSources<'_> {
 /// the connection, as the reference does for a DataStoreException. A key
 /// too long for the store is no failure of the store but of the request:
 /// AT0016, as the verbs answer a key over the reference's limits (which
-/// they check first, so clients meet this only through a bug).
+/// they check first, so clients meet this only through a bug). A refused
+/// notification stays AT0002: the reference answers a too-long notification
+/// id so.
 impl From<StoreError> for AtError {
     fn from(error: StoreError) -> AtError {
-        let code = if error.is_request_refusal() {
-            AtCode::InvalidKey
-        } else {
-            AtCode::DataStore
+        let code = match error {
+            StoreError::KeyTooLong { .. } => AtCode::InvalidKey,
+            _ => AtCode::DataStore,
         };
         AtError::new(code, WithSources(&error).to_string())
     }

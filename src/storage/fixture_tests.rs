@@ -12,12 +12,19 @@
 //! cargo test --lib storage::fixture_tests::regenerate -- --ignored
 //! ```
 //!
-//! That rewrites every file below from `full_record`, `minimal_record` and
-//! `commit_entry`; rename the constants and files with the new version.
+//! That rewrites every file below from `full_record`, `minimal_record`,
+//! `commit_entry` and `full_notification`; rename the constants and files
+//! with the new version. Notification records carry their own version
+//! (`NOTIFICATION_FORMAT_VERSION`), bumped on their own.
 
 use std::mem::offset_of;
 
 use super::error::{RecordAt, StoreError};
+use super::notifications::{
+    ArchivedNotificationMeta, ArchivedNotificationRecord, DeliveryStrategy, MessageType,
+    NOTIFICATION_FORMAT_VERSION, NotificationMeta, NotificationRecord, NotificationStatus,
+    NotificationType, OpType, Priority,
+};
 use super::record::{
     ArchivedCommitEntry, ArchivedStoredMeta, ArchivedStoredRecord, CommitEntry, CommitOp,
     RECORD_FORMAT_VERSION, RecordError, StoredMeta, StoredRecord,
@@ -76,6 +83,50 @@ fn commit_entry() -> CommitEntry {
     }
 }
 
+/// A notification with every field set (no `Default` to hide behind).
+fn full_notification() -> NotificationRecord {
+    NotificationRecord {
+        id: "6d7c1f2e-8a4b-4c3d-9e0f-112233445566".into(),
+        from_atsign: "@bob".into(),
+        to_atsign: "@alice".into(),
+        notification_date_time: 1_700_000_000_123,
+        notification: "@alice:phone.wavi@bob".into(),
+        notification_type: NotificationType::Received,
+        op_type: OpType::Delete,
+        message_type: MessageType::Key,
+        priority: Priority::High,
+        notification_status: NotificationStatus::Errored,
+        retry_count: 3,
+        strategy: DeliveryStrategy::Latest,
+        notifier: "wavi".into(),
+        depth: 2,
+        at_value: Some("QmFzZTY0\u{260e}".into()),
+        at_metadata: Some(NotificationMeta {
+            ttl: Some(60_000),
+            ttb: Some(1_000),
+            ttr: Some(-1),
+            ccd: Some(true),
+            is_encrypted: true,
+            shared_key_enc: Some("c2hhcmVk".into()),
+            pub_key_cs: Some("8f2a".into()),
+            enc_key_name: Some("key.alice".into()),
+            enc_algo: Some("AES/CTR/PKCS7Padding".into()),
+            iv_nonce: Some("AAECAwQFBgcICQoLDA0ODw==".into()),
+            ske_enc_key_name: Some("ske.alice".into()),
+            ske_enc_algo: Some("RSA-2048".into()),
+            data_signature: Some("c2lnbmF0dXJl".into()),
+            pub_key_hash: Some("{\"hash\":\"ab12\"}".into()),
+            app_metadata: Some("{\"app\":\"wavi\"}".into()),
+            is_binary: true,
+            encoding: Some("base64".into()),
+            created_at: Some(1_699_999_000_000),
+            updated_at: Some(1_699_999_500_000),
+        }),
+        ttl: Some(86_400_000),
+        expires_at: 1_700_086_400_123,
+    }
+}
+
 macro_rules! fixture {
     ($name:literal) => {
         include_bytes!(concat!(
@@ -103,6 +154,15 @@ const COMMIT_TRUNCATED: &[u8] = fixture!("commit-v1.truncated.bin");
 /// `commit-v1.bin` with version byte 2.
 pub(super) const COMMIT_VERSION_2: &[u8] = fixture!("commit-v1.version-2.bin");
 
+const NOTIFICATION_FULL: &[u8] = fixture!("notification-v1-full.bin");
+/// `notification-v1-full.bin` with two bools flipped to invalid values.
+pub(super) const NOTIFICATION_FULL_FLIPPED: &[u8] = fixture!("notification-v1-full.flipped.bin");
+/// The first half of `notification-v1-full.bin`'s archive, then its
+/// version byte.
+const NOTIFICATION_FULL_TRUNCATED: &[u8] = fixture!("notification-v1-full.truncated.bin");
+/// `notification-v1-full.bin` with version byte 2.
+const NOTIFICATION_FULL_VERSION_2: &[u8] = fixture!("notification-v1-full.version-2.bin");
+
 /// Flips every bit of the byte at `at` (counted from the archive's end,
 /// where rkyv puts the root object), if there is one.
 fn flip_from_root(bytes: &mut [u8], root_size: usize, field_offset: usize) {
@@ -128,6 +188,30 @@ fn flipped_record(good: &[u8]) -> Vec<u8> {
         meta + offset_of!(ArchivedStoredMeta, immutable),
     );
     bytes
+}
+
+/// Flips `is_encrypted` and `is_binary` of the metadata, which rkyv keeps
+/// inside the root object (an `Option` of a struct is stored inline).
+fn flipped_notification(good: &[u8]) -> Vec<u8> {
+    let mut bytes = good.to_vec();
+    let root = size_of::<ArchivedNotificationRecord>();
+    let meta = offset_of!(ArchivedNotificationRecord, at_metadata);
+    // An archived `Option<T>` is a tag byte followed by `T` at its alignment.
+    let inner = align_of::<ArchivedNotificationMeta>();
+    for field in [
+        offset_of!(ArchivedNotificationMeta, is_encrypted),
+        offset_of!(ArchivedNotificationMeta, is_binary),
+    ] {
+        flip_from_root(&mut bytes, root, meta + inner + field);
+    }
+    bytes
+}
+
+fn notification_error(bytes: &[u8]) -> StoreError {
+    match NotificationRecord::decode(bytes) {
+        Ok(record) => panic!("damaged bytes decoded to {record:?}"),
+        Err(error) => StoreError::unreadable(RecordAt::notification("@alice", "n1"), error),
+    }
 }
 
 fn flipped_commit(good: &[u8]) -> Vec<u8> {
@@ -177,6 +261,53 @@ fn the_fixtures_are_of_the_current_format_version() {
     for good in [RECORD_FULL, RECORD_MINIMAL, COMMIT] {
         assert_eq!(good.last(), Some(&RECORD_FORMAT_VERSION));
     }
+    assert_eq!(
+        NOTIFICATION_FORMAT_VERSION, 1,
+        "a new notification version needs new fixtures"
+    );
+    assert_eq!(NOTIFICATION_FULL.last(), Some(&NOTIFICATION_FORMAT_VERSION));
+}
+
+#[test]
+fn the_notification_fixture_decodes_and_is_still_written_so() {
+    assert_eq!(
+        NotificationRecord::decode(NOTIFICATION_FULL),
+        Ok(full_notification())
+    );
+    assert_eq!(full_notification().encode(), NOTIFICATION_FULL);
+}
+
+#[test]
+fn damaged_notifications_are_refused_as_corrupt_or_of_another_version() {
+    for (name, bytes) in [
+        ("flipped", NOTIFICATION_FULL_FLIPPED),
+        ("truncated", NOTIFICATION_FULL_TRUNCATED),
+    ] {
+        let error = notification_error(bytes);
+        assert!(
+            matches!(
+                &error,
+                StoreError::CorruptRecord {
+                    at: RecordAt::Notification { .. },
+                    source: RecordError::Corrupt(_)
+                }
+            ),
+            "{name}: {error:?}"
+        );
+    }
+    assert!(matches!(
+        notification_error(NOTIFICATION_FULL_VERSION_2),
+        StoreError::UnknownFormatVersion { found: 2, .. }
+    ));
+    assert_eq!(
+        flipped_notification(NOTIFICATION_FULL),
+        NOTIFICATION_FULL_FLIPPED
+    );
+    assert_eq!(truncated(NOTIFICATION_FULL), NOTIFICATION_FULL_TRUNCATED);
+    assert_eq!(
+        with_version(NOTIFICATION_FULL, 2),
+        NOTIFICATION_FULL_VERSION_2
+    );
 }
 
 #[test]
@@ -270,7 +401,21 @@ fn regenerate() {
     std::fs::create_dir_all(&dir).expect("fixture folder");
     let record = full_record().encode();
     let commit = commit_entry().encode();
+    let notification = full_notification().encode();
     let files = [
+        ("notification-v1-full.bin", notification.clone()),
+        (
+            "notification-v1-full.flipped.bin",
+            flipped_notification(&notification),
+        ),
+        (
+            "notification-v1-full.truncated.bin",
+            truncated(&notification),
+        ),
+        (
+            "notification-v1-full.version-2.bin",
+            with_version(&notification, 2),
+        ),
         ("record-v1-full.bin", record.clone()),
         ("record-v1-minimal.bin", minimal_record().encode()),
         ("commit-v1.bin", commit.clone()),

@@ -5,11 +5,24 @@
 //! - `expiry`:  `expires-at-ms (i64 BE, sign-flipped) atsign \0 key` -> empty:
 //!   a time-ordered index so purging never scans the whole store
 //! - `meta`:    `lastcommit \0 atsign` -> last issued commit id (u64 BE)
+//! - `notifications`: `atsign \0 id` -> notification record
+//! - `notification_times`: `atsign \0 created-ms (i64 BE, sign-flipped) id`
+//!   -> empty: each atSign's notifications in creation order (ties by id),
+//!   so "created after T, at most N" reads N entries, not the store
+//! - `notification_expiry`: `expires-at-ms (i64 BE, sign-flipped) atsign \0
+//!   id` -> empty: the notifications' own time-ordered expiry index (laid
+//!   out as `expiry`, kept apart so the key sweep never meets an id)
+//!
+//! A notification id is `[A-Za-z0-9_-]+`, so it holds no separator, and
+//! the fixed-width time in `notification_times` needs none after it.
 
 pub const KEYS: &str = "keys";
 pub const COMMITS: &str = "commits";
 pub const EXPIRY: &str = "expiry";
 pub const META: &str = "meta";
+pub const NOTIFICATIONS: &str = "notifications";
+pub const NOTIFICATION_TIMES: &str = "notification_times";
+pub const NOTIFICATION_EXPIRY: &str = "notification_expiry";
 
 const SEPARATOR: u8 = 0;
 
@@ -116,9 +129,106 @@ pub fn parse_expiry_key(bytes: &[u8]) -> Option<(i64, &str, &str)> {
     Some((at, atsign, key))
 }
 
+/// Bytes of the longest key a notification `id` of `atsign` builds: its
+/// creation-time and expiry index keys (a time ahead of the record key).
+pub fn notification_key_bytes(atsign: &str, id: &str) -> usize {
+    NUMBER_BYTES + record_key_bytes(atsign, id)
+}
+
+/// The record key of notification `id`: `atsign \0 id`.
+pub fn notification_key(atsign: &str, id: &str) -> Vec<u8> {
+    record_key(atsign, id)
+}
+
+/// The creation-time index key: `atsign \0 created id`.
+pub fn notification_time_key(atsign: &str, created_ms: i64, id: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(notification_key_bytes(atsign, id));
+    out.extend_from_slice(atsign.as_bytes());
+    out.push(SEPARATOR);
+    out.extend_from_slice(&encode_time(created_ms));
+    out.extend_from_slice(id.as_bytes());
+    out
+}
+
+/// Splits a creation-time index key back into (atsign, created, id).
+pub fn parse_notification_time_key(bytes: &[u8]) -> Option<(&str, i64, &str)> {
+    let split = bytes.iter().position(|&b| b == SEPARATOR)?;
+    let atsign = std::str::from_utf8(bytes.get(..split)?).ok()?;
+    let rest = bytes.get(split + 1..)?;
+    let created = decode_time(rest)?;
+    let id = std::str::from_utf8(rest.get(NUMBER_BYTES..)?).ok()?;
+    Some((atsign, created, id))
+}
+
+/// The expiry index key of notification `id`: the layout of `expiry`.
+pub fn notification_expiry_key(expires_at: i64, atsign: &str, id: &str) -> Vec<u8> {
+    expiry_key(expires_at, atsign, id)
+}
+
+/// The first key after every key that starts with `prefix` (`prefix` with
+/// its last byte raised, carrying), or `None` when nothing can follow.
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if let Some(raised) = last.checked_add(1) {
+            end.push(raised);
+            return Some(end);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notification_keys_parse_back_and_count_their_bytes() {
+        let key = notification_time_key("@alice", -3, "id-1_x");
+        assert_eq!(
+            parse_notification_time_key(&key),
+            Some(("@alice", -3, "id-1_x"))
+        );
+        assert_eq!(key.len(), notification_key_bytes("@alice", "id-1_x"));
+        let expiry = notification_expiry_key(9, "@alice", "id-1_x");
+        assert_eq!(expiry.len(), notification_key_bytes("@alice", "id-1_x"));
+        assert_eq!(parse_expiry_key(&expiry), Some((9, "@alice", "id-1_x")));
+        assert_eq!(parse_notification_time_key(b"@alice\0short"), None);
+    }
+
+    #[test]
+    fn creation_time_keys_sort_by_time_then_id() {
+        let mut keys = [
+            notification_time_key("@a", 5, "b"),
+            notification_time_key("@a", -1, "z"),
+            notification_time_key("@a", 5, "a"),
+            notification_time_key("@a", 300, "a"),
+        ];
+        keys.sort();
+        let order: Vec<_> = keys
+            .iter()
+            .filter_map(|k| parse_notification_time_key(k))
+            .map(|(_, t, id)| (t, id.to_string()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (-1, "z".into()),
+                (5, "a".into()),
+                (5, "b".into()),
+                (300, "a".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_prefix_end_follows_every_key_of_the_prefix() {
+        assert_eq!(prefix_end(b"@a\0"), Some(b"@a\x01".to_vec()));
+        assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
+        assert_eq!(prefix_end(&[0xff, 0xff]), None);
+        let end = prefix_end(b"@a\0").unwrap_or_default();
+        assert!(notification_time_key("@a", i64::MAX, "zzz") < end);
+    }
 
     #[test]
     fn time_keys_sort_numerically_across_the_sign() {

@@ -42,6 +42,7 @@ pub mod completion;
 pub mod error;
 pub mod failpoints;
 pub mod layout;
+pub mod notifications;
 mod poison;
 mod recent;
 pub mod record;
@@ -60,6 +61,11 @@ use backpressure::{Charge, ChargedBytes, Parking, TenantQueue, TenantQueues, Tic
 pub use error::{Operation, RecordAt, StoreError, WriteError};
 use failpoints::Failpoints;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+pub use notifications::{
+    DeliveryStrategy, MessageType, NotificationCursor, NotificationMeta, NotificationProblem,
+    NotificationRecord, NotificationStatus, NotificationType, OpType, Priority, ReportedStatus,
+    Stored,
+};
 use poison::Poison;
 pub use record::{ArchivedStoredRecord, CommitEntry, CommitOp, StoredMeta, StoredRecord};
 
@@ -90,6 +96,24 @@ pub(crate) struct Keyspaces {
     pub commits: Keyspace,
     pub expiry: Keyspace,
     pub meta: Keyspace,
+    pub notifications: Keyspace,
+    pub notification_times: Keyspace,
+    pub notification_expiry: Keyspace,
+}
+
+impl Keyspaces {
+    /// Every keyspace, for what applies to all of them (flushes, sizes).
+    pub(crate) fn all(&self) -> [&Keyspace; 7] {
+        [
+            &self.keys,
+            &self.commits,
+            &self.expiry,
+            &self.meta,
+            &self.notifications,
+            &self.notification_times,
+            &self.notification_expiry,
+        ]
+    }
 }
 
 struct StoreInner {
@@ -186,6 +210,9 @@ impl Store {
             commits: open(layout::COMMITS)?,
             expiry: open(layout::EXPIRY)?,
             meta: open(layout::META)?,
+            notifications: open(layout::NOTIFICATIONS)?,
+            notification_times: open(layout::NOTIFICATION_TIMES)?,
+            notification_expiry: open(layout::NOTIFICATION_EXPIRY)?,
         };
         let poison = Arc::new(Poison::new(format!("store {}", dir.display()), fatal));
         let parking = Arc::new(Parking::default());
@@ -332,6 +359,17 @@ fn check_tenant_keys(atsign: &str) -> Result<(), StoreError> {
     let layout_bytes = layout::tenant_key_bytes(atsign);
     if layout_bytes > actor::FJALL_KEY_BYTES_MAX {
         return Err(too_long(atsign, "", layout_bytes));
+    }
+    Ok(())
+}
+
+/// Refuses a notification write or read for an atSign and id whose
+/// notification keys (see `layout::notification_key_bytes`) are over
+/// fjall's limit.
+fn check_notification_keys(atsign: &str, id: &str) -> Result<(), StoreError> {
+    let layout_bytes = layout::notification_key_bytes(atsign, id);
+    if layout_bytes > actor::FJALL_KEY_BYTES_MAX {
+        return Err(too_long(atsign, id, layout_bytes));
     }
     Ok(())
 }
@@ -649,11 +687,11 @@ impl TenantStore {
 
     /// Bytes on disk of the storage shard holding this atSign.
     pub fn disk_bytes(&self) -> u64 {
-        let ks = self.keyspaces();
-        ks.keys.disk_space()
-            + ks.commits.disk_space()
-            + ks.expiry.disk_space()
-            + ks.meta.disk_space()
+        self.keyspaces()
+            .all()
+            .iter()
+            .map(|keyspace| keyspace.disk_space())
+            .sum()
     }
 
     /// Applies `mutate` to the current record of `key` on the write actor and
@@ -707,11 +745,25 @@ impl TenantStore {
         if let Some(companion) = &companion {
             check_write_key(&self.atsign, &companion.key)?;
         }
+        self.submit_work(actor::Work::Key { write, companion }, request_bytes)
+            .await
+    }
+
+    /// Hands `work`, counted at `request_bytes` against this atSign's
+    /// budget, to the actor: the queueing of [`Self::submit_request`],
+    /// for every kind of write. The caller has checked its keys.
+    async fn submit_work(
+        &self,
+        work: actor::Work,
+        request_bytes: usize,
+    ) -> Result<PendingWrite, StoreError> {
+        if self.store.is_poisoned() {
+            return Err(StoreError::Poisoned);
+        }
         let (reply, done) = completion::pair();
         let mut unsent = Some(actor::QueuedWrite {
             atsign: self.atsign.clone(),
-            write,
-            companion,
+            work,
             reply,
         });
         let mut charge = None;
@@ -832,6 +884,8 @@ mod backpressure_tests;
 mod failure_tests;
 #[cfg(test)]
 mod fixture_tests;
+#[cfg(test)]
+mod notification_tests;
 #[cfg(test)]
 mod request_proptests;
 #[cfg(test)]
