@@ -428,3 +428,69 @@ fn due_copies_are_refreshed_in_the_background() {
         "error:AT0015-",
     );
 }
+
+/// A connection to @alice's server, pol-authenticated as @bob by the test
+/// playing @bob's server (the cookie is published on @bob's real server).
+fn pol_connection_as_bob(network: &Network) -> Client {
+    let mut bob_owner = owner(network, 1, BOB);
+    let bob_key = signing_key_of(&mut bob_owner, "@bob");
+    let mut peer = as_server(network, 0);
+    let (session, nonce) = proof_parts(&peer.send("from:@bob"), "@bob");
+    let cookie = sign(&bob_key, &nonce);
+    bob_owner.send(&format!("update:public:{session}@bob {cookie}"));
+    peer.pol("@bob").expect("pol succeeds");
+    peer
+}
+
+/// What @bob's server delivers to @alice's: stored once by id, cached per
+/// ttr, cascade-deleted per ccd; only about @bob's own keys, only to the
+/// atSign this server hosts.
+#[test]
+fn notifications_from_a_peer_are_acknowledged_cached_and_cascade_deleted() {
+    let network = Network::start(&[ALICE, BOB], &[], &[]);
+    let mut peer = pol_connection_as_bob(&network);
+    let mut alice = owner(&network, 0, ALICE);
+    let update = "notify:id:n1:update:messageType:key:notifier:SYSTEM:ttln:60000:ttl:0:ttb:0:ttr:-1:ccd:true:isEncrypted:true:@alice:phone.wavi@bob:VAL";
+    assert_eq!(peer.send(update), "data:success\n@bob@");
+    assert_eq!(
+        alice.send("llookup:cached:@alice:phone.wavi@bob"),
+        "data:VAL\n@alice@"
+    );
+    // A redelivery (same id) is acknowledged and changes nothing.
+    let again = update.replace(":VAL", ":VAL2");
+    assert_eq!(peer.send(&again), "data:success\n@bob@");
+    assert_eq!(
+        alice.send("llookup:cached:@alice:phone.wavi@bob"),
+        "data:VAL\n@alice@"
+    );
+    // A delete of a key whose copy asked for cascade deletes removes it.
+    assert_eq!(
+        peer.send("notify:id:n2:delete:messageType:key:notifier:SYSTEM:@alice:phone.wavi@bob"),
+        "data:success\n@bob@"
+    );
+    let gone = alice.send("llookup:cached:@alice:phone.wavi@bob");
+    assert!(gone.starts_with("error:AT0015-"), "{gone}");
+    // Without ccd the copy stays.
+    peer.send("notify:id:n3:update:messageType:key:ttr:3600:ccd:false:@alice:kept.wavi@bob:K");
+    peer.send("notify:id:n4:delete:messageType:key:@alice:kept.wavi@bob");
+    assert_eq!(
+        alice.send("llookup:cached:@alice:kept.wavi@bob"),
+        "data:K\n@alice@"
+    );
+    // Text messages are stored, nothing is cached.
+    assert_eq!(
+        peer.send("notify:id:n5:update:messageType:text:isEncrypted:true:@alice:aGVsbG8="),
+        "data:success\n@bob@"
+    );
+    // Only about the sender's own keys, only to the atSign hosted here.
+    let forged = peer.send("notify:id:n6:update:messageType:key:ttr:-1:@alice:phone.wavi@carol:X");
+    assert!(forged.starts_with("error:AT0009-"), "{forged}");
+    let misaddressed =
+        peer.send("notify:id:n7:update:messageType:key:ttr:-1:@carol:phone.wavi@bob:X");
+    assert!(misaddressed.starts_with("error:AT0009-"), "{misaddressed}");
+    // The connection goes on.
+    assert!(
+        peer.send("lookup:nothing.wavi@alice")
+            .starts_with("error:AT0015-")
+    );
+}

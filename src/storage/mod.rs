@@ -64,7 +64,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 pub use notifications::{
     DeliveryStrategy, MessageType, NotificationCursor, NotificationMeta, NotificationProblem,
     NotificationRecord, NotificationStatus, NotificationType, OpType, Priority, ReportedStatus,
-    Stored,
+    Stored, clamp_notification_expiry, notification_expires_at,
 };
 use poison::Poison;
 pub use record::{ArchivedStoredRecord, CommitEntry, CommitOp, StoredMeta, StoredRecord};

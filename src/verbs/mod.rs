@@ -19,6 +19,7 @@ mod llookup;
 mod lookup;
 pub mod metadata;
 mod noop;
+mod notify;
 mod pattern;
 mod pkam;
 mod plookup;
@@ -72,6 +73,11 @@ pub async fn run<C: Clock>(
         (Command::Pkam(c), _) => pkam::apply(server, state, clock, c, payload).await,
         (Command::Info(c), _) => info::apply(server, c, payload),
         (Command::Pol, _) => pol::apply(state, peers).await,
+        (Command::Notify(c), Caller::Peer(peer)) => {
+            notify::receive(&peer, c, &server.rng, payload).await
+        }
+        // The owner's `notify` (sending) arrives with delivery.
+        (Command::Notify(_), _) => Err(gate::not_supported_yet(row)),
         (Command::Noop(c), _) => noop::apply(clock, c, payload).await,
         (Command::To(c), _) => to::apply(server, state, c, payload),
         (Command::Lookup(c), caller) => lookup::apply(server, peers, &caller, c, payload).await,

@@ -11,8 +11,10 @@ use crate::error::{AtCode, AtError};
 use crate::limits::{CACHE_REFRESH_KEYS_MAX, CACHED_PUBLIC_DATA_TTL_MS};
 use crate::protocol::command::LookupOp;
 use crate::protocol::json::JsonValue;
+use crate::protocol::metadata::MetaFragment;
 use crate::protocol::time::parse_iso_utc;
 use crate::remote::peers::PeerAccess;
+use crate::storage::OpType;
 use crate::storage::{CommitOp, Mutation, StoredMeta, StoredRecord, TenantStore};
 
 /// The name of the copy of `remote_key` (`@me:phone@bob`,
@@ -253,6 +255,74 @@ fn origin_of<'a>(remote_key: &'a str, me: &str) -> Option<Origin<'a>> {
         owner,
         name,
     })
+}
+
+/// What a received notification about `key` (`@me:<key>@<owner>`) does
+/// to this server's copy of it (notifications.md §5): an update with a
+/// `ttr` and a value writes the copy; one with a `ttr` and no value
+/// refreshes the metadata of an existing copy; a delete removes the copy
+/// only if its owner asked for cascade deletes (`ccd`).
+pub(super) async fn apply_notification(
+    store: &TenantStore,
+    key: &str,
+    op: OpType,
+    value: Option<&str>,
+    meta: &MetaFragment<'_>,
+    now_ms: i64,
+) -> Result<(), AtError> {
+    let copy_name = cached_key(key);
+    super::checks::check_key_length(&copy_name)?;
+    match op {
+        OpType::Delete => {
+            let cascades = store
+                .get(&copy_name)?
+                .is_some_and(|copy| copy.meta.ccd == Some(true));
+            if cascades {
+                store
+                    .write(copy_name, true, |_| Ok(Mutation::Delete))
+                    .await?;
+            }
+        }
+        OpType::Update => {
+            let Some(ttr) = meta.ttr.filter(|ttr| *ttr != 0) else {
+                return Ok(());
+            };
+            let existing = store.get(&copy_name)?;
+            let value = match (value, existing) {
+                (Some(value), _) => Some(value.to_string()),
+                (None, Some(copy)) => copy.value,
+                (None, None) => return Ok(()),
+            };
+            let writer = key.rsplit_once('@').map_or(key, |(_, owner)| owner);
+            let mut record = StoredRecord::written_by(value, &format!("@{writer}"), now_ms);
+            record.meta.ttr = Some(ttr);
+            record.meta.refresh_at =
+                (ttr > 0).then(|| now_ms.saturating_add(ttr.saturating_mul(1_000)));
+            record.meta.ccd = Some(meta.ccd.unwrap_or(false));
+            record.meta.ttl = meta.ttl.filter(|ttl| *ttl > 0);
+            record.meta.expires_at = record.meta.ttl.map(|ttl| now_ms.saturating_add(ttl));
+            record.meta.is_encrypted = meta.is_encrypted.unwrap_or(false);
+            record.meta.is_binary = meta.is_binary.unwrap_or(false);
+            let text = |v: Option<&str>| v.map(str::to_string);
+            record.meta.shared_key_enc = text(meta.shared_key_enc);
+            record.meta.pub_key_cs = text(meta.pub_key_cs);
+            record.meta.enc_key_name = text(meta.enc_key_name);
+            record.meta.enc_algo = text(meta.enc_algo);
+            record.meta.iv_nonce = text(meta.iv_nonce);
+            record.meta.ske_enc_key_name = text(meta.ske_enc_key_name);
+            record.meta.ske_enc_algo = text(meta.ske_enc_algo);
+            record.meta.data_signature = text(meta.data_signature);
+            record.meta.encoding = text(meta.encoding);
+            // Acknowledged only once the copy is durable: the sender takes
+            // `data:success` as delivered.
+            store
+                .write(copy_name, true, move |_| {
+                    Ok(Mutation::Put(Box::new(record), CommitOp::Update))
+                })
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

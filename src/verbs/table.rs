@@ -129,7 +129,7 @@ static TABLE: [VerbRow; VerbId::ALL.len()] = [
     row(V::Config, Owner, Manage, Barrier, NotYet),
     row(V::Monitor, Owner, Listing, Barrier, NotYet),
     row(V::Stream, Anyone, Unrestricted, Barrier, NotYet),
-    row(V::Notify, OwnerOrPeer, WritesKey, Barrier, NotYet),
+    row(V::Notify, OwnerOrPeer, WritesKey, Barrier, Yes),
     row(V::NotifyList, Anyone, Listing, Barrier, NotYet),
     row(V::Batch, Owner, Listing, Barrier, NotYet),
     row(V::NotifyStatus, Anyone, Listing, Barrier, NotYet),
