@@ -435,7 +435,10 @@ mod failpoints {
         put(&alice, "one@alice", "1").expect("acknowledged before the sync");
         wait_until_poisoned(&store);
         assert_eq!(store.background_syncs(), 0);
-        let fatal = reports.try_recv().expect("reported");
+        // The poison flag is set just before the report is sent.
+        let fatal = reports
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("reported");
         assert!(
             fatal.reason.starts_with(
                 "background sync failed: the data store failed to sync the journal in the background"
@@ -459,7 +462,9 @@ mod failpoints {
         let alice = store.tenant("@alice");
         put(&alice, "one@alice", "1").expect("acknowledged before the sync");
         wait_until_poisoned(&store);
-        let fatal = reports.try_recv().expect("reported");
+        let fatal = reports
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("reported");
         assert!(
             fatal.reason.contains("panicked"),
             "reason: {}",
