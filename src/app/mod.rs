@@ -94,11 +94,8 @@ async fn refresh_cached_copies(server: Arc<ServerContext>) {
 
 impl AtServerConnections {
     /// Gives the calling shard its outbound side (directory client and
-    /// connection pool) the first time one of its connections starts.
+    /// connection pool), once, when the shard starts.
     fn equip_shard(&self) {
-        if crate::remote::peers::is_installed() {
-            return;
-        }
         let Some((host, port)) = &self.server.root else {
             return;
         };

@@ -40,6 +40,21 @@ pub enum ResolveError {
     Unavailable(String),
 }
 
+impl ResolveError {
+    /// The failure of a request to `atsign`'s server that could not find it.
+    pub fn for_atsign(self, atsign: &str) -> RemoteError {
+        match self {
+            ResolveError::NotFound => RemoteError::NotFound {
+                atsign: atsign.to_string(),
+            },
+            ResolveError::Unavailable(why) => RemoteError::DirectoryUnavailable {
+                atsign: atsign.to_string(),
+                why,
+            },
+        }
+    }
+}
+
 /// Resolution of atSigns to server addresses (the directory client).
 pub trait Resolve {
     fn resolve(&self, atsign: &str) -> impl Future<Output = Result<Address, ResolveError>>;
@@ -228,15 +243,11 @@ impl<D: Dial, C: Clock, R: Resolve> Outbound<D, C, R> {
         remote: &str,
         prover: Option<&P>,
     ) -> Result<PeerClient<D, C>, RemoteError> {
-        let address = self.resolver.resolve(remote).await.map_err(|e| match e {
-            ResolveError::NotFound => RemoteError::NotFound {
-                atsign: remote.to_string(),
-            },
-            ResolveError::Unavailable(why) => RemoteError::DirectoryUnavailable {
-                atsign: remote.to_string(),
-                why,
-            },
-        })?;
+        let address = self
+            .resolver
+            .resolve(remote)
+            .await
+            .map_err(|e| e.for_atsign(remote))?;
         let connection_error = |error| RemoteError::Connection {
             atsign: remote.to_string(),
             error,
@@ -266,26 +277,25 @@ impl<D: Dial, C: Clock, R: Resolve> Outbound<D, C, R> {
             // their atSigns the connection is for); an older one answers
             // with an error and carries on, or closes, after which a fresh
             // connection goes straight to `from:`.
-            let public_key = match client.request(&format!("to:{remote}")).await {
-                Ok(reply) if !reply.is_error() => public_key_of_to(&reply),
-                // An older peer: the key the reference's own first request
-                // asks for, on the same connection.
-                Ok(_) => {
-                    let reply = client
-                        .request(&format!("lookup:all:publickey{remote}"))
-                        .await
-                        .map_err(connection_error)?;
-                    public_key_of_lookup_all(&reply)
-                }
+            let to_answer = match client.request(&format!("to:{remote}")).await {
+                Ok(reply) => Some(reply).filter(|reply| !reply.is_error()),
                 Err(ClientError::Closed { .. }) => {
                     client = connect().await.map_err(connection_error)?;
+                    None
+                }
+                Err(error) => return Err(connection_error(error)),
+            };
+            let public_key = match to_answer {
+                Some(reply) => public_key_of_to(&reply),
+                // An older peer: the key the reference's own first request
+                // asks for, on the same (or the fresh) connection.
+                None => {
                     let reply = client
                         .request(&format!("lookup:all:publickey{remote}"))
                         .await
                         .map_err(connection_error)?;
                     public_key_of_lookup_all(&reply)
                 }
-                Err(error) => return Err(connection_error(error)),
             };
             prover.saw_public_key(remote, public_key.as_deref()).await;
             self.prove(&mut client, prover, remote).await?;
@@ -390,6 +400,16 @@ impl RemoteError {
             }
         }
     }
+}
+
+/// [`relayed_error`], or AT0021 when the remote error line cannot be read.
+pub fn relay(payload: &[u8]) -> AtError {
+    relayed_error(payload).unwrap_or_else(|| {
+        AtError::new(
+            AtCode::SecondaryConnect,
+            "the remote atServer's error is unreadable",
+        )
+    })
 }
 
 /// Longest remote error description relayed to a client; the rest is cut.

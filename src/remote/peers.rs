@@ -89,11 +89,6 @@ pub fn install(peers: std::rc::Rc<dyn PeerAccess>) {
     SHARD_PEERS.with(|slot| *slot.borrow_mut() = Some(peers));
 }
 
-/// Whether this thread's shard has its outbound side.
-pub fn is_installed() -> bool {
-    SHARD_PEERS.with(|slot| slot.borrow().is_some())
-}
-
 /// The outbound side of this thread's shard, or [`Offline`] where none is
 /// installed (transcripts, fuzzing, tests without a directory).
 pub fn of_this_shard() -> std::rc::Rc<dyn PeerAccess> {

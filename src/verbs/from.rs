@@ -22,7 +22,6 @@ use crate::protocol::command::From;
 use crate::protocol::json;
 use crate::protocol::reply::ErrorStyle;
 use crate::remote::certificate::certificate_names_host;
-use crate::remote::outbound::ResolveError;
 use crate::remote::peers::PeerAccess;
 
 /// Clients newer than this get JSON error lines (the reference's rule).
@@ -64,13 +63,10 @@ async fn challenge_peer(
         ));
     }
     if server.peer_certificates_required {
-        let address = peers.resolve(&claimed).await.map_err(|e| match e {
-            ResolveError::NotFound => AtError::new(
-                AtCode::SecondaryNotFound,
-                format!("No secondary url found for atsign: {claimed}"),
-            ),
-            ResolveError::Unavailable(why) => AtError::new(AtCode::SecondaryConnect, why),
-        })?;
+        let address = peers
+            .resolve(&claimed)
+            .await
+            .map_err(|e| e.for_atsign(&claimed).to_at_error())?;
         let named = state
             .peer_certificate()
             .is_some_and(|cert| certificate_names_host(cert, &address.host));

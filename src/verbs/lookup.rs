@@ -11,7 +11,7 @@
 
 use super::checks::check_key_length;
 use super::llookup::read_local;
-use super::remote_lookup::{self, Asking, RemoteRead};
+use super::remote_lookup::{self, RemoteRead};
 use super::{Reply, now_ms};
 use crate::connection::Caller;
 use crate::context::ServerContext;
@@ -55,16 +55,8 @@ pub async fn apply(
         return Ok(Reply::Data);
     }
     let Some(other) = server.tenant(&owner).cloned() else {
-        let name = key
-            .strip_prefix(me.atsign())
-            .and_then(|k| k.strip_prefix(':'))
-            .and_then(|k| k.strip_suffix(owner.as_str()))
-            .unwrap_or(cmd.name);
         let read = RemoteRead {
             me: me.tenant(),
-            asking: Asking::AsOwner,
-            owner: &owner,
-            name,
             op: cmd.op,
             remote_key: &key,
             bypass_cache: cmd.bypass_cache == Some(true),

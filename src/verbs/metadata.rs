@@ -181,10 +181,7 @@ impl MetaUpdate {
             (None, None) => old.expires_at,
         };
         let ttl = ttl.or_else(|| self.expires_at.map(|at| at.saturating_sub(now).max(1)));
-        let refresh_at = match ttr {
-            Some(ttr) if ttr > 0 => Some(now.saturating_add(ttr.saturating_mul(1000))),
-            _ => None,
-        };
+        let refresh_at = refresh_at(ttr, now);
         StoredMeta {
             created_by: if existed {
                 old.created_by
@@ -224,6 +221,15 @@ impl MetaUpdate {
             immutable: self.immutable.unwrap_or(old.immutable),
             app_metadata: self.app_metadata.apply(old.app_metadata),
         }
+    }
+}
+
+/// When a copy kept under `ttr` (seconds) is due for a refresh: `None`
+/// for -1 (never) and for no ttr.
+pub fn refresh_at(ttr: Option<i64>, now_ms: i64) -> Option<i64> {
+    match ttr {
+        Some(ttr) if ttr > 0 => Some(now_ms.saturating_add(ttr.saturating_mul(1000))),
+        _ => None,
     }
 }
 

@@ -7,6 +7,7 @@
 //! supported yet" until then.
 
 use super::Reply;
+use super::metadata::MetaUpdate;
 use super::remote_cache;
 use crate::connection::Peer;
 use crate::error::{AtCode, AtError};
@@ -74,6 +75,13 @@ pub async fn receive(
         }
         MessageType::Text => format!("{recipient}:{}", cmd.key),
     };
+    // The metadata that will describe the cached copy, checked by `update`'s
+    // rules before anything is stored, so a refused notification leaves no
+    // trace and its redelivery is not taken for a duplicate.
+    let copy_meta = match message_type {
+        MessageType::Key => Some(MetaUpdate::from_fragment(&cmd.meta)?),
+        MessageType::Text => None,
+    };
     let id = match cmd.id {
         Some(id) => id.to_string(),
         None => crate::auth::challenge::uuid_v4(rng)?,
@@ -126,13 +134,15 @@ pub async fn receive(
         expires_at,
     };
     let stored = me.store.put_notification(record).await?;
-    if stored == Stored::New && message_type == MessageType::Key {
+    if stored == Stored::New
+        && let Some(copy_meta) = copy_meta
+    {
         remote_cache::apply_notification(
             &me.store,
             &notification,
             op_type,
             cmd.value,
-            &cmd.meta,
+            copy_meta,
             now,
         )
         .await?;

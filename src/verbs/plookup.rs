@@ -7,7 +7,7 @@
 
 use super::checks::check_key_length;
 use super::llookup::read_local;
-use super::remote_lookup::{self, Asking, RemoteRead};
+use super::remote_lookup::{self, RemoteRead};
 use super::{Reply, now_ms};
 use crate::connection::Owner;
 use crate::context::ServerContext;
@@ -30,15 +30,8 @@ pub async fn apply(
     let key = canonical_key(&format!("public:{}{}", cmd.name, owner));
     check_key_length(&key)?;
     let Some(tenant) = server.tenant(&owner).cloned() else {
-        let name = key
-            .strip_prefix("public:")
-            .and_then(|k| k.strip_suffix(owner.as_str()))
-            .unwrap_or(cmd.name);
         let read = RemoteRead {
             me: me.tenant(),
-            asking: Asking::Anonymously,
-            owner: &owner,
-            name,
             op: cmd.op,
             remote_key: &key,
             bypass_cache: cmd.bypass_cache == Some(true),

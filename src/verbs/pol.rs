@@ -37,13 +37,11 @@ pub async fn apply(state: &mut ConnectionState, peers: &dyn PeerAccess) -> Resul
             .request_anonymous(claimed, &line)
             .await
             .map_err(|e| unverifiable(&e.to_string()))?;
-        proof_field(reply).map_err(|e| match e {
-            PolError::ProofUnavailable(reply) => {
-                match crate::remote::outbound::relayed_error(&reply) {
-                    Some(relayed) => relayed,
-                    None => unverifiable(&e_text(&reply)),
-                }
-            }
+        // The prover's server's own error (e.g. its "not found") is relayed;
+        // anything else it sent instead of a value is unverifiable.
+        proof_field(reply).map_err(|e| match &e {
+            PolError::ProofUnavailable(reply) => crate::remote::outbound::relayed_error(reply)
+                .unwrap_or_else(|| unverifiable(&e.to_string())),
             other => unverifiable(&other.to_string()),
         })
     };
@@ -65,8 +63,4 @@ fn unverifiable(why: &str) -> AtError {
         AtCode::InternalServerException,
         format!("Unable to verify signature: {why}"),
     )
-}
-
-fn e_text(reply: &[u8]) -> String {
-    String::from_utf8_lossy(reply).chars().take(120).collect()
 }

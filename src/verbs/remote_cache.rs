@@ -5,13 +5,13 @@
 
 use std::sync::Arc;
 
-use super::remote_lookup::{self, Asking, RemoteRead};
+use super::metadata::{MetaUpdate, refresh_at};
+use super::remote_lookup::{self, RemoteRead, origin_of};
 use crate::context::Tenant;
 use crate::error::{AtCode, AtError};
 use crate::limits::{CACHE_REFRESH_KEYS_MAX, CACHED_PUBLIC_DATA_TTL_MS};
 use crate::protocol::command::LookupOp;
 use crate::protocol::json::JsonValue;
-use crate::protocol::metadata::MetaFragment;
 use crate::protocol::time::parse_iso_utc;
 use crate::remote::peers::PeerAccess;
 use crate::storage::OpType;
@@ -78,8 +78,7 @@ pub(super) fn copy_of(
     match keep {
         Keep::Ttr(ttr) => {
             record.meta.ttr = Some(ttr);
-            record.meta.refresh_at =
-                (ttr > 0).then(|| now_ms.saturating_add(ttr.saturating_mul(1_000)));
+            record.meta.refresh_at = refresh_at(Some(ttr), now_ms);
         }
         Keep::Ttl(ttl) => {
             record.meta.ttl = Some(ttl);
@@ -185,89 +184,79 @@ pub(super) async fn forget(store: &TenantStore, remote_key: &str) {
 /// answer replaces the copy, a "not found" removes it, a failure keeps it
 /// for the next round. Returns how many were fetched. Copies nobody reads
 /// stay current this way, as the reference's daily refresh job keeps them.
+/// The copies are read page by page, so every one is looked at however
+/// many there are; a refreshed copy is not due again until its next
+/// `refreshAt`, so a round that stops at the bound leaves the rest first
+/// in line for the next.
 pub async fn refresh_due_copies(
     tenant: &Arc<Tenant>,
     peers: &dyn PeerAccess,
     now_ms: i64,
 ) -> Result<usize, AtError> {
-    let mut cached = Vec::new();
-    tenant
-        .store
-        .for_each_page("cached:", None, CACHE_REFRESH_KEYS_MAX, |key, _| {
-            cached.push(key.to_string());
-            true
-        })?;
     let mut fetched = 0;
     let mut payload = String::new();
-    for key in cached {
-        let Some(record) = tenant.store.get(&key)? else {
-            continue;
-        };
-        let due = record.meta.ttr.is_some_and(|ttr| ttr != -1)
-            && record.meta.refresh_at.is_some_and(|at| at <= now_ms);
-        let Some(remote_key) = key.strip_prefix("cached:") else {
-            continue;
-        };
-        let Some(origin) = origin_of(remote_key, &tenant.atsign).filter(|_| due) else {
-            continue;
-        };
-        payload.clear();
-        let read = RemoteRead {
-            me: tenant,
-            asking: origin.asking,
-            owner: origin.owner,
-            name: origin.name,
-            op: LookupOp::All,
-            remote_key,
-            bypass_cache: true,
-        };
-        fetched += 1;
-        if let Err(error) = remote_lookup::lookup(peers, read, &mut payload).await
-            && error.code != AtCode::KeyNotFound
-        {
-            tracing::debug!(key, %error, "a cached copy could not be refreshed; kept for now");
+    let mut after: Option<String> = None;
+    loop {
+        let mut page = Vec::new();
+        let scanned = tenant.store.for_each_page(
+            "cached:",
+            after.as_deref(),
+            CACHE_REFRESH_KEYS_MAX,
+            |key, _| {
+                page.push(key.to_string());
+                true
+            },
+        )?;
+        for key in page {
+            if fetched >= CACHE_REFRESH_KEYS_MAX {
+                return Ok(fetched);
+            }
+            let Some(record) = tenant.store.get(&key)? else {
+                continue;
+            };
+            let due = record.meta.ttr.is_some_and(|ttr| ttr != -1)
+                && record.meta.refresh_at.is_some_and(|at| at <= now_ms);
+            let Some(remote_key) = key.strip_prefix("cached:") else {
+                continue;
+            };
+            if !due || origin_of(remote_key, &tenant.atsign).is_none() {
+                continue;
+            }
+            payload.clear();
+            let read = RemoteRead {
+                me: tenant,
+                op: LookupOp::All,
+                remote_key,
+                bypass_cache: true,
+            };
+            fetched += 1;
+            if let Err(error) = remote_lookup::lookup(peers, read, &mut payload).await
+                && error.code != AtCode::KeyNotFound
+            {
+                tracing::debug!(key, %error, "a cached copy could not be refreshed; kept for now");
+            }
+        }
+        match scanned.resume_after {
+            Some(last) => after = Some(last),
+            None => return Ok(fetched),
         }
     }
-    Ok(fetched)
-}
-
-/// Where a copy came from: whose it is, under which name, and how it was
-/// asked for.
-struct Origin<'a> {
-    asking: Asking,
-    owner: &'a str,
-    name: &'a str,
-}
-
-/// `public:<name>@<owner>` was asked for anonymously, `@me:<name>@<owner>`
-/// as the owner; anything else is no copy this server made.
-fn origin_of<'a>(remote_key: &'a str, me: &str) -> Option<Origin<'a>> {
-    let (asking, rest) = if let Some(rest) = remote_key.strip_prefix("public:") {
-        (Asking::Anonymously, rest)
-    } else {
-        let rest = remote_key.strip_prefix(me)?.strip_prefix(':')?;
-        (Asking::AsOwner, rest)
-    };
-    let at = rest.rfind('@')?;
-    let (name, owner) = rest.split_at(at);
-    (!name.is_empty() && owner.len() > 1 && owner != me).then_some(Origin {
-        asking,
-        owner,
-        name,
-    })
 }
 
 /// What a received notification about `key` (`@me:<key>@<owner>`) does
 /// to this server's copy of it (notifications.md §5): an update with a
 /// `ttr` and a value writes the copy; one with a `ttr` and no value
 /// refreshes the metadata of an existing copy; a delete removes the copy
-/// only if its owner asked for cascade deletes (`ccd`).
+/// only if its owner asked for cascade deletes (`ccd`). The metadata is
+/// merged by the rules of `update` ([`MetaUpdate::merge`]); `ccd` is false
+/// unless the sender said otherwise. The copy is durable before this
+/// returns: the sender takes `data:success` as delivered.
 pub(super) async fn apply_notification(
     store: &TenantStore,
     key: &str,
     op: OpType,
     value: Option<&str>,
-    meta: &MetaFragment<'_>,
+    meta: MetaUpdate,
     now_ms: i64,
 ) -> Result<(), AtError> {
     let copy_name = cached_key(key);
@@ -284,37 +273,25 @@ pub(super) async fn apply_notification(
             }
         }
         OpType::Update => {
-            let Some(ttr) = meta.ttr.filter(|ttr| *ttr != 0) else {
+            if meta.ttr.is_none_or(|ttr| ttr == 0) {
                 return Ok(());
-            };
-            let existing = store.get(&copy_name)?;
-            let value = match (value, existing) {
-                (Some(value), _) => Some(value.to_string()),
-                (None, Some(copy)) => copy.value,
+            }
+            // An expired copy counts as absent, as for `update`.
+            let existing = store
+                .get(&copy_name)?
+                .filter(|copy| copy.meta.expires_at.is_none_or(|at| at > now_ms));
+            let (value, old_meta) = match (value, existing) {
+                (Some(value), existing) => (Some(value.to_string()), existing.map(|c| c.meta)),
+                (None, Some(copy)) => (copy.value, Some(copy.meta)),
                 (None, None) => return Ok(()),
             };
             let writer = key.rsplit_once('@').map_or(key, |(_, owner)| owner);
-            let mut record = StoredRecord::written_by(value, &format!("@{writer}"), now_ms);
-            record.meta.ttr = Some(ttr);
-            record.meta.refresh_at =
-                (ttr > 0).then(|| now_ms.saturating_add(ttr.saturating_mul(1_000)));
-            record.meta.ccd = Some(meta.ccd.unwrap_or(false));
-            record.meta.ttl = meta.ttl.filter(|ttl| *ttl > 0);
-            record.meta.expires_at = record.meta.ttl.map(|ttl| now_ms.saturating_add(ttl));
-            record.meta.is_encrypted = meta.is_encrypted.unwrap_or(false);
-            record.meta.is_binary = meta.is_binary.unwrap_or(false);
-            let text = |v: Option<&str>| v.map(str::to_string);
-            record.meta.shared_key_enc = text(meta.shared_key_enc);
-            record.meta.pub_key_cs = text(meta.pub_key_cs);
-            record.meta.enc_key_name = text(meta.enc_key_name);
-            record.meta.enc_algo = text(meta.enc_algo);
-            record.meta.iv_nonce = text(meta.iv_nonce);
-            record.meta.ske_enc_key_name = text(meta.ske_enc_key_name);
-            record.meta.ske_enc_algo = text(meta.ske_enc_algo);
-            record.meta.data_signature = text(meta.data_signature);
-            record.meta.encoding = text(meta.encoding);
-            // Acknowledged only once the copy is durable: the sender takes
-            // `data:success` as delivered.
+            let mut merged = meta.merge(old_meta, &format!("@{writer}"), now_ms);
+            merged.ccd.get_or_insert(false);
+            let record = StoredRecord {
+                value,
+                meta: merged,
+            };
             store
                 .write(copy_name, true, move |_| {
                     Ok(Mutation::Put(Box::new(record), CommitOp::Update))
@@ -335,19 +312,6 @@ mod tests {
             "{{\"key\":\"@alice:phone@bob\",\"data\":\"v\",\"metaData\":{meta}}}"
         ))
         .expect("json")
-    }
-
-    #[test]
-    fn a_copy_names_where_it_came_from() {
-        let public = origin_of("public:publickey@bob", "@alice").expect("public");
-        assert!(matches!(public.asking, Asking::Anonymously));
-        assert_eq!((public.name, public.owner), ("publickey", "@bob"));
-        let shared = origin_of("@alice:phone.wavi@bob", "@alice").expect("shared");
-        assert!(matches!(shared.asking, Asking::AsOwner));
-        assert_eq!((shared.name, shared.owner), ("phone.wavi", "@bob"));
-        assert!(origin_of("@carol:phone@bob", "@alice").is_none());
-        assert!(origin_of("@alice:phone@alice", "@alice").is_none());
-        assert!(origin_of("public:@bob", "@alice").is_none());
     }
 
     #[test]

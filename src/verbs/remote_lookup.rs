@@ -11,7 +11,7 @@ use crate::context::Tenant;
 use crate::error::{AtCode, AtError};
 use crate::protocol::command::LookupOp;
 use crate::protocol::json::{self, JsonValue};
-use crate::remote::outbound::relayed_error;
+use crate::remote::outbound::relay;
 use crate::remote::peers::PeerAccess;
 use crate::storage::StoredRecord;
 
@@ -28,18 +28,41 @@ pub(super) enum Asking {
 pub(super) struct RemoteRead<'a> {
     /// The owner asking, whose store keeps the `cached:` copy.
     pub me: &'a Arc<Tenant>,
+    pub op: LookupOp,
+    /// The key the remote record is known by: `@me:<name>@<owner>` (asked
+    /// as the owner) or `public:<name>@<owner>` (asked anonymously); its
+    /// copy here is `cached:<remote_key>`.
+    pub remote_key: &'a str,
+    /// `bypassCache:true`: ask the owner's server even when a fresh copy
+    /// is here (the copy is still refreshed).
+    pub bypass_cache: bool,
+}
+
+/// Where a remote key lives and how it is asked for.
+pub(super) struct Origin<'a> {
     pub asking: Asking,
     /// The other atSign, with its `@`.
     pub owner: &'a str,
     /// The key name as sent, without the owner.
     pub name: &'a str,
-    pub op: LookupOp,
-    /// The key the remote record is known by (`@me:<name>@<owner>` or
-    /// `public:<name>@<owner>`); its copy here is `cached:<remote_key>`.
-    pub remote_key: &'a str,
-    /// `bypassCache:true`: ask the owner's server even when a fresh copy
-    /// is here (the copy is still refreshed).
-    pub bypass_cache: bool,
+}
+
+/// `public:<name>@<owner>` is asked for anonymously, `@me:<name>@<owner>`
+/// as the owner; anything else names no other atSign's key.
+pub(super) fn origin_of<'a>(remote_key: &'a str, me: &str) -> Option<Origin<'a>> {
+    let (asking, rest) = if let Some(rest) = remote_key.strip_prefix("public:") {
+        (Asking::Anonymously, rest)
+    } else {
+        let rest = remote_key.strip_prefix(me)?.strip_prefix(':')?;
+        (Asking::AsOwner, rest)
+    };
+    let at = rest.rfind('@')?;
+    let (name, owner) = rest.split_at(at);
+    (!name.is_empty() && owner.len() > 1 && owner != me).then_some(Origin {
+        asking,
+        owner,
+        name,
+    })
 }
 
 /// Serves `read` from a fresh cached copy, or looks it up on the owner's
@@ -50,6 +73,12 @@ pub(super) async fn lookup(
     read: RemoteRead<'_>,
     payload: &mut String,
 ) -> Result<Reply, AtError> {
+    let origin = origin_of(read.remote_key, &read.me.atsign).ok_or_else(|| {
+        AtError::new(
+            AtCode::InvalidKey,
+            format!("{} names no other atSign's key", read.remote_key),
+        )
+    })?;
     let now = now_ms();
     let store = &read.me.store;
     if !read.bypass_cache
@@ -63,10 +92,10 @@ pub(super) async fn lookup(
         );
         return Ok(Reply::Data);
     }
-    let line = format!("lookup:all:{}{}", read.name, read.owner);
-    let answer = match read.asking {
-        Asking::AsOwner => peers.request_as(read.me, read.owner, &line).await,
-        Asking::Anonymously => peers.request_anonymous(read.owner, &line).await,
+    let line = format!("lookup:all:{}{}", origin.name, origin.owner);
+    let answer = match origin.asking {
+        Asking::AsOwner => peers.request_as(read.me, origin.owner, &line).await,
+        Asking::Anonymously => peers.request_anonymous(origin.owner, &line).await,
     };
     let answer = answer.map_err(|e| e.to_at_error())?;
     let record = match remote_record(&answer, read.remote_key) {
@@ -79,8 +108,8 @@ pub(super) async fn lookup(
         }
     };
     render(&record, read.op, payload)?;
-    let public = matches!(read.asking, Asking::Anonymously);
-    if let Some(copy) = remote_cache::copy_of(&record, public, read.owner, now) {
+    let public = matches!(origin.asking, Asking::Anonymously);
+    if let Some(copy) = remote_cache::copy_of(&record, public, origin.owner, now) {
         remote_cache::keep(store, read.remote_key, copy).await;
     }
     Ok(Reply::Data)
@@ -101,12 +130,7 @@ fn render_copy(copy: &StoredRecord, op: LookupOp, cached_key: &str, payload: &mu
 /// record that is not born or has expired there) "not found".
 fn remote_record(answer: &RemoteReply, shown_key: &str) -> Result<JsonValue, AtError> {
     if answer.is_error() {
-        return Err(relayed_error(answer.payload()).unwrap_or_else(|| {
-            AtError::new(
-                AtCode::SecondaryConnect,
-                "the remote atServer's error is unreadable",
-            )
-        }));
+        return Err(relay(answer.payload()));
     }
     let data = answer.data().unwrap_or_default();
     if data == b"null" {
@@ -159,6 +183,19 @@ fn render(record: &JsonValue, op: LookupOp, payload: &mut String) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copy_names_where_it_came_from() {
+        let public = origin_of("public:publickey@bob", "@alice").expect("public");
+        assert!(matches!(public.asking, Asking::Anonymously));
+        assert_eq!((public.name, public.owner), ("publickey", "@bob"));
+        let shared = origin_of("@alice:phone.wavi@bob", "@alice").expect("shared");
+        assert!(matches!(shared.asking, Asking::AsOwner));
+        assert_eq!((shared.name, shared.owner), ("phone.wavi", "@bob"));
+        assert!(origin_of("@carol:phone@bob", "@alice").is_none());
+        assert!(origin_of("@alice:phone@alice", "@alice").is_none());
+        assert!(origin_of("public:@bob", "@alice").is_none());
+    }
 
     fn reply(bytes: &str) -> RemoteReply {
         RemoteReply::from_bytes_for_tests(bytes)

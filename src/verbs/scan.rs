@@ -16,7 +16,7 @@ use crate::limits::{SCAN_KEYS_MAX, SCAN_PAGE_KEYS, SCAN_REPLY_BYTES_MAX};
 use crate::protocol::atsign::normalize_atsign;
 use crate::protocol::command::Scan;
 use crate::protocol::json;
-use crate::remote::outbound::relayed_error;
+use crate::remote::outbound::relay;
 use crate::remote::peers::PeerAccess;
 
 /// What a scan shows and of which keys.
@@ -146,12 +146,7 @@ async fn remote_scan(
         .await
         .map_err(|e| e.to_at_error())?;
     if answer.is_error() {
-        return Err(relayed_error(answer.payload()).unwrap_or_else(|| {
-            AtError::new(
-                AtCode::SecondaryConnect,
-                "the remote atServer's error is unreadable",
-            )
-        }));
+        return Err(relay(answer.payload()));
     }
     let list = answer
         .data()
