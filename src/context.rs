@@ -3,12 +3,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 
 use crate::admission::Admission;
 use crate::auth::throttle::{FailureCounter, SourceFailures};
 use std::time::Instant;
 
+use crate::monitors::MonitorHub;
 use crate::storage::TenantStore;
 
 /// The protocol version this server answers `info` with: the reference
@@ -27,6 +28,11 @@ pub struct Tenant {
     pub last_pkam_ms: AtomicI64,
     /// Recent failed logins of this atSign, from anywhere.
     pub login_failures: FailureCounter,
+    /// Its monitor connections, on whatever shard they run.
+    pub monitors: Arc<MonitorHub>,
+    /// Its notifications waiting for delivery to other atServers, on every
+    /// shard (bounded by `NOTIFICATIONS_QUEUED_PER_ATSIGN_MAX`).
+    pub queued_deliveries: AtomicUsize,
 }
 
 impl std::fmt::Debug for Tenant {
@@ -45,6 +51,8 @@ impl Tenant {
             last_login_ms: AtomicI64::new(0),
             last_pkam_ms: AtomicI64::new(0),
             login_failures: FailureCounter::default(),
+            monitors: Arc::default(),
+            queued_deliveries: AtomicUsize::new(0),
         }
     }
 }

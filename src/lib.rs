@@ -14,7 +14,8 @@
 //! - `tls` (rustls configurations for both ends) and `admission` (who gets a
 //!   connection and how long it may stay silent).
 //! - `storage` (fjall keyspaces, rkyv records, commit log, expiry, the write
-//!   actor, typed `StoreError`) and `cli` (flags); just above them `auth`
+//!   actor, typed `StoreError`), `cli` (flags) and `monitors` (each atSign's
+//!   registry of monitor connections and their bounded queues); just above them `auth`
 //!   (challenges, cram, pkam, login throttling, and the server's own signing
 //!   key pair, which it stores at first start).
 //! - `client` (the one client: reply framing, cram/pkam lines, blocking and
@@ -61,6 +62,8 @@ pub mod directory;
 pub mod files;
 #[cfg(feature = "runtime")]
 pub mod health;
+#[cfg(feature = "runtime")]
+pub mod monitors;
 #[cfg(feature = "runtime")]
 pub mod remote;
 #[cfg(feature = "runtime")]

@@ -611,3 +611,59 @@ pub const CACHE_REFRESH_KEYS_MAX: usize = 1_024;
 const _: () = assert!(OUTBOUND_STEP_MS * (OUTBOUND_POL_STEPS as u64) < POL_COOKIE_TTL_MS);
 const _: () = assert!(OUTBOUND_IDLE_CONNECTIONS_MAX <= OUTBOUND_CONNECTIONS_MAX);
 const _: () = assert!(OUTBOUND_IDLE_PER_PEER_MAX <= OUTBOUND_IDLE_CONNECTIONS_MAX);
+
+// ---------------------------------------------------------------------------
+// Monitors and delivery: who receives notifications, how fast, how many.
+
+/// Monitor connections one atSign may hold at once. The goal is 10,000
+/// quiet monitors on one atSign within a small process; twice that leaves
+/// room, and the bound keeps a leaked-connection loop in a client from
+/// making every publication walk an unbounded list.
+pub const MONITORS_PER_ATSIGN_MAX: usize = 20_000;
+
+/// Lines one monitor may have queued and not yet written. A monitor that
+/// falls this far behind (a client that stopped reading) is closed; it
+/// loses nothing, as it replays from its last `epochMillis` on reconnect.
+pub const MONITOR_QUEUE_LINES_MAX: usize = 4_096;
+
+/// Bytes of lines one monitor may have queued. Lines are shared between
+/// monitors (one rendering per notification), so this bounds the memory a
+/// stuck monitor pins, not a copy per monitor. It takes a few of the
+/// largest notifications a request line can carry, rendered as JSON.
+pub const MONITOR_QUEUE_BYTES_MAX: usize = 32 * 1024 * 1024;
+
+/// Stored notifications a replaying monitor reads and writes per turn: the
+/// replay goes at the pace the client reads, a page at a time.
+pub const MONITOR_REPLAY_PAGE_LEN: usize = 256;
+
+/// How often a monitor gets the stats notification (the latest commit id):
+/// the reference's `statsNotificationJobTimeInterval`, 15 s. It is also what
+/// keeps a quiet monitor alive in clients that drop a connection after 60 s
+/// of silence.
+pub const STATS_NOTIFICATION_INTERVAL_MS: u64 = 15_000;
+
+/// First pause before a failed delivery is tried again; each further
+/// failure doubles it (with jitter), up to [`DELIVERY_RETRY_MAX_MS`].
+pub const DELIVERY_RETRY_BASE_MS: u64 = 500;
+
+/// Longest pause between two delivery attempts to a peer that keeps
+/// failing: a peer back from an outage gets its backlog within a minute,
+/// and a dead one costs one attempt a minute. Retries go on until the
+/// notification expires.
+pub const DELIVERY_RETRY_MAX_MS: u64 = 60_000;
+
+/// Longest lifetime of an ephemeral (`eph`) notification: two minutes, as
+/// the reference clamps it (changes §6.1).
+pub const NOTIFICATION_EPHEMERAL_LIFETIME_MS: i64 = 120_000;
+
+/// Notifications one atSign may have waiting for delivery (queued and not
+/// expired) at once. Every one of them is a record on disk and an id in a
+/// delivery queue: beyond it `notify` is refused (AT0011, the reference's
+/// code for its throttles) until the backlog
+/// drains, so one atSign cannot fill the disk with undeliverable mail.
+pub const NOTIFICATIONS_QUEUED_PER_ATSIGN_MAX: usize = 100_000;
+
+const _: () = assert!(MONITOR_QUEUE_BYTES_MAX >= 3 * LINE_BYTES_MAX);
+const _: () = assert!(MONITOR_REPLAY_PAGE_LEN <= NOTIFICATION_PAGE_LEN_MAX);
+const _: () = assert!(MONITOR_REPLAY_PAGE_LEN < MONITOR_QUEUE_LINES_MAX);
+const _: () = assert!(DELIVERY_RETRY_BASE_MS < DELIVERY_RETRY_MAX_MS);

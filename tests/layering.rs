@@ -22,7 +22,7 @@ const LAYERS: &[&[&str]] = &[
     ],
     &["devcerts"],
     &["protocol", "tls", "admission"],
-    &["storage", "cli"],
+    &["storage", "cli", "monitors"],
     &["auth"],
     &["client", "context"],
     &["remote"],

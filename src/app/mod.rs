@@ -22,8 +22,11 @@ use crate::directory::Records;
 use crate::health::FatalSink;
 use crate::limits::DEV_START_MS;
 use crate::protocol::atsign::normalize_atsign;
+use crate::remote::courier::Courier;
 use crate::remote::directory::{DirectoryCache, DirectoryClient, ServerAddress, parse_address};
-use crate::shard::{self, ConnectionFuture, ConnectionHandler, ShardClock, ShardDialer, Socket};
+use crate::shard::{
+    self, ConnectionFuture, ConnectionHandler, ShardClock, ShardDialer, ShardTasks, Socket,
+};
 use crate::storage::{CommitOp, Durability, Mutation, Store, StoredRecord};
 use crate::tls::{TlsFiles, outbound_config, server_config};
 use crate::{devcerts, directory, session};
@@ -92,6 +95,20 @@ async fn refresh_cached_copies(server: Arc<ServerContext>) {
     }
 }
 
+/// Hands every notification still waiting for delivery (a restart, a
+/// crash) to this shard's courier.
+async fn resume_outboxes(server: &ServerContext) {
+    let Some(courier) = crate::remote::courier::of_this_shard() else {
+        return;
+    };
+    for tenant in server.tenants.values() {
+        let resumed = crate::remote::courier::resume(&courier, tenant).await;
+        if resumed > 0 {
+            tracing::info!(atsign = %tenant.atsign, resumed, "notifications queued for delivery again");
+        }
+    }
+}
+
 impl AtServerConnections {
     /// Gives the calling shard its outbound side (directory client and
     /// connection pool), once, when the shard starts.
@@ -131,7 +148,10 @@ impl AtServerConnections {
             self.server.outbound_tls.clone(),
             self.server.outbound_step,
         );
-        crate::remote::peers::install(std::rc::Rc::new(outbound));
+        let peers: std::rc::Rc<dyn crate::remote::peers::PeerAccess> = std::rc::Rc::new(outbound);
+        crate::remote::peers::install(peers.clone());
+        let courier = Courier::new(peers, std::rc::Rc::new(ShardTasks));
+        crate::remote::courier::install(courier);
     }
 }
 
@@ -142,7 +162,11 @@ impl ConnectionHandler for AtServerConnections {
             .refresher_started
             .swap(true, std::sync::atomic::Ordering::AcqRel);
         (first && self.server.root.is_some()).then(|| {
-            let future: ConnectionFuture = Box::pin(refresh_cached_copies(self.server.clone()));
+            let server = self.server.clone();
+            let future: ConnectionFuture = Box::pin(async move {
+                resume_outboxes(&server).await;
+                refresh_cached_copies(server).await;
+            });
             future
         })
     }

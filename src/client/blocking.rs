@@ -12,7 +12,7 @@ use rustls::pki_types::ServerName;
 use super::auth::{self, PkamKey};
 use super::framing::ReplyFramer;
 use super::inbox::{Inbox, expect_success};
-use super::{ClientError, Operation, Reply};
+use super::{ClientError, MonitorFrame, Operation, Reply};
 
 /// One connection to an atServer (or the atDirectory).
 pub struct Client {
@@ -202,6 +202,35 @@ impl Client {
     pub fn pipeline(&mut self, lines: &[&str]) -> Result<Vec<Reply>, ClientError> {
         self.send_lines(lines)?;
         lines.iter().map(|_| self.read_reply()).collect()
+    }
+
+    /// Sends `line` (a `monitor` command) and frames what follows as a
+    /// monitor connection: no reply to it, replies without a prompt.
+    pub fn start_monitor(&mut self, line: &str) -> Result<(), ClientError> {
+        self.send_line(line)?;
+        self.inbox.framer.expect_monitor();
+        Ok(())
+    }
+
+    /// The next line of a monitor connection: a notification or the reply
+    /// to a request sent on it, waiting at most the client's timeout.
+    pub fn read_monitor_frame(&mut self) -> Result<MonitorFrame, ClientError> {
+        self.read_monitor_frame_within(self.timeout)
+    }
+
+    /// [`Client::read_monitor_frame`] waiting at most `limit` (a
+    /// [`ClientError::Timeout`] when nothing came).
+    pub fn read_monitor_frame_within(
+        &mut self,
+        limit: Duration,
+    ) -> Result<MonitorFrame, ClientError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(frame) = self.inbox.take_monitor_frame() {
+                return Ok(frame);
+            }
+            self.fill(Operation::Receive, deadline)?;
+        }
     }
 
     /// Exactly `n` raw bytes, bypassing framing.

@@ -66,6 +66,10 @@ pub enum PromptMode {
     /// The next frame answers a `pol`: the bare named prompt, or an error
     /// with `@`.
     PolAttempt,
+    /// A monitor connection: replies end at their `\n` with no prompt
+    /// (the server drops it there so line-reading clients keep working),
+    /// between pushed notification lines.
+    Monitor,
 }
 
 /// The text before a pushed notification's JSON.
@@ -142,6 +146,11 @@ impl ReplyFramer {
         self.mode = PromptMode::AuthAttempt;
     }
 
+    /// The connection ran `monitor`: replies carry no prompt from now on.
+    pub fn expect_monitor(&mut self) {
+        self.mode = PromptMode::Monitor;
+    }
+
     /// The next frame answers a `pol` proving `atsign`.
     pub fn expect_pol_attempt(&mut self, atsign: &str) {
         self.set_named_prompt(atsign.as_bytes());
@@ -191,6 +200,9 @@ impl ReplyFramer {
     /// Follows the connection's authentication state from the prompts the
     /// server prints.
     fn observe(&mut self, frame: &Frame<'_>) {
+        if self.mode == PromptMode::Monitor {
+            return;
+        }
         let Some(prompt) = frame.prompt() else {
             return;
         };
@@ -279,6 +291,7 @@ fn bare_prompt_may_end_buffer(mode: PromptMode, payload: Option<&[u8]>) -> bool 
         PromptMode::Owner => false,
         PromptMode::Pol => is_exception_error(payload),
         PromptMode::AuthAttempt | PromptMode::PolAttempt => payload.starts_with(b"error:"),
+        PromptMode::Monitor => true,
     }
 }
 
@@ -316,6 +329,24 @@ fn find_frame(buf: &[u8], from: usize, mode: PromptMode) -> Result<(Frame<'_>, u
     if NOTIFICATION_PREFIX.starts_with(buf) {
         // Too short to tell a notification from a reply yet.
         return Err(0);
+    }
+    if mode == PromptMode::Monitor {
+        // No prompt follows: the line is the reply.
+        let tail = buf.get(from..).unwrap_or_default();
+        return match tail.iter().position(|&b| b == b'\n') {
+            Some(offset) => {
+                let newline = from + offset;
+                let payload = buf.get(..newline).unwrap_or_default();
+                Ok((
+                    Frame::Reply {
+                        payload,
+                        prompt: &[],
+                    },
+                    newline + 1,
+                ))
+            }
+            None => Err(buf.len()),
+        };
     }
     let mut search = from;
     loop {
@@ -372,6 +403,28 @@ mod tests {
             Frame::Prompt(prompt) => format!("prompt {}", text(prompt)),
             Frame::Notification(line) => format!("notification {}", text(line)),
         }
+    }
+
+    #[test]
+    fn a_monitor_connection_frames_replies_without_a_prompt() {
+        let mut framer = ReplyFramer::new();
+        framer.expect_owner("@alice");
+        framer.expect_monitor();
+        let (frames, left) = frame_all(
+            &mut framer,
+            b"notification: {\"id\":\"1\"}\ndata:ok\nnotification: {}\ndata:x@y\ndata:part",
+        );
+        assert_eq!(
+            frames,
+            [
+                "notification notification: {\"id\":\"1\"}",
+                "reply data:ok | ",
+                "notification notification: {}",
+                "reply data:x@y | ",
+            ]
+        );
+        assert_eq!(left, 9);
+        assert_eq!(framer.mode(), PromptMode::Monitor);
     }
 
     #[test]

@@ -60,6 +60,15 @@ impl Reply {
     }
 }
 
+/// What a monitor connection receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MonitorFrame {
+    /// `notification: {json}`, without the `\n`.
+    Notification(Vec<u8>),
+    /// The answer to a request sent on the monitor connection (no prompt).
+    Reply(Reply),
+}
+
 /// `Ok` for `data:success`; the reply as the error otherwise.
 pub(crate) fn expect_success(reply: Reply, during: Operation) -> Result<(), ClientError> {
     if reply.payload() == b"data:success" {
@@ -130,6 +139,18 @@ impl Inbox {
             Some((FrameKind::Reply, bytes, payload_len)) => Ok(Some(Reply { bytes, payload_len })),
             Some((_, reply, _)) => Err(ClientError::UnexpectedReply { during, reply }),
         }
+    }
+
+    /// The next frame of a monitor connection if one is buffered: a pushed
+    /// notification line (without its `\n`) or a reply.
+    pub(crate) fn take_monitor_frame(&mut self) -> Option<MonitorFrame> {
+        let (kind, bytes, payload_len) = self.take_frame()?;
+        Some(match kind {
+            FrameKind::Notification => MonitorFrame::Notification(bytes[..payload_len].to_vec()),
+            FrameKind::Reply | FrameKind::Prompt => {
+                MonitorFrame::Reply(Reply { bytes, payload_len })
+            }
+        })
     }
 
     /// The next bare prompt (greeting, pol answer) if one is buffered.

@@ -30,7 +30,7 @@ pub mod nonblocking;
 
 pub use error::{ClientError, Operation};
 pub use framing::{Frame, ReplyFramer};
-pub use inbox::Reply;
+pub use inbox::{MonitorFrame, Reply};
 
 use std::time::Duration;
 

@@ -72,6 +72,8 @@ pub struct ConnectionState {
     /// from a peer checks it names the host the directory gives for the
     /// atSign it claims.
     peer_certificate: Option<CertificateDer<'static>>,
+    /// Set by `monitor`: replies from then on carry no prompt.
+    monitoring: bool,
 }
 
 impl ConnectionState {
@@ -95,7 +97,19 @@ impl ConnectionState {
             rate_window_start: now,
             rate_window_count: 0,
             peer_certificate: None,
+            monitoring: false,
         }
+    }
+
+    /// The connection ran `monitor`: notification lines are written between
+    /// its replies, and replies lose their prompt (clients.md, Monitor).
+    pub fn set_monitoring(&mut self) {
+        self.monitoring = true;
+    }
+
+    /// Whether the connection is in monitor mode.
+    pub fn is_monitoring(&self) -> bool {
+        self.monitoring
     }
 
     /// Records the client certificate of the TLS session (once, right after
@@ -153,6 +167,9 @@ impl ConnectionState {
 
     /// The prompt written after a normal reply (wire.md §4).
     pub fn prompt(&self) -> Prompt<'_> {
+        if self.monitoring {
+            return Prompt::Silent;
+        }
         match (&self.proven, &self.tenant) {
             (Proven::Owner(_), Some(tenant)) => Prompt::Owner(&tenant.atsign),
             (Proven::Peer(atsign), Some(_)) => Prompt::Pol(atsign),
@@ -173,6 +190,9 @@ impl ConnectionState {
             return;
         }
         match (&self.proven, &self.tenant) {
+            (Proven::Owner(_), Some(_)) if self.monitoring => {
+                reply::error_with_prompt(out, error, self.error_style, true, Prompt::Silent)
+            }
             (Proven::Owner(_), Some(tenant)) => {
                 reply::error(out, error, self.error_style, true, &tenant.atsign)
             }

@@ -16,12 +16,17 @@ pub enum Prompt<'a> {
     Owner(&'a str),
     /// `@bob@`: pol-authenticated as another atSign; carries `"@bob"`.
     Pol(&'a str),
+    /// Nothing: a connection in monitor mode, whose clients read it line by
+    /// line and would take a prompt for the start of the next line
+    /// (clients.md, Monitor).
+    Silent,
 }
 
 impl Prompt<'_> {
     pub fn write(&self, out: &mut Vec<u8>) {
         match self {
             Prompt::Anonymous => out.push(b'@'),
+            Prompt::Silent => {}
             Prompt::Owner(a) | Prompt::Pol(a) => {
                 if !a.starts_with('@') {
                     out.push(b'@');
@@ -94,6 +99,23 @@ pub fn error(
     owner_authenticated: bool,
     owner_prompt: &str,
 ) {
+    let prompt = if owner_authenticated {
+        Prompt::Owner(owner_prompt)
+    } else {
+        Prompt::Anonymous
+    };
+    error_with_prompt(out, err, style, owner_authenticated, prompt);
+}
+
+/// [`error`] with the prompt chosen by the caller (a monitor connection
+/// writes none).
+pub fn error_with_prompt(
+    out: &mut Vec<u8>,
+    err: &AtError,
+    style: ErrorStyle,
+    owner_authenticated: bool,
+    prompt: Prompt<'_>,
+) {
     let desc = description(err, owner_authenticated);
     out.extend_from_slice(b"error:");
     match style {
@@ -113,11 +135,6 @@ pub fn error(
         }
     }
     out.push(b'\n');
-    let prompt = if owner_authenticated {
-        Prompt::Owner(owner_prompt)
-    } else {
-        Prompt::Anonymous
-    };
     prompt.write(out);
 }
 

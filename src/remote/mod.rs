@@ -8,6 +8,7 @@
 //! network.
 
 pub mod certificate;
+pub mod courier;
 pub mod directory;
 pub mod outbound;
 pub mod peers;

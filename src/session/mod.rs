@@ -74,6 +74,9 @@ enum Event {
     StoreTimedOut,
     /// Evicted to make room for a newcomer while still unauthenticated.
     Evicted,
+    /// A monitor connection has notification lines to write (or its stats
+    /// notification is due).
+    Notifications,
 }
 
 /// Serves one accepted connection until either side ends it.
@@ -158,11 +161,19 @@ where
         // thing waited for): with writes in flight, how long the store may
         // take to answer; otherwise, how long the connection may stay idle.
         let writes_pending = pipeline.has_pending();
-        let limit = if writes_pending {
+        let idle_limit = (last_line + ticket.idle_limit()).saturating_duration_since(now);
+        let mut limit = if writes_pending {
             Duration::from_millis(STORE_WAIT_MS)
         } else {
-            (last_line + ticket.idle_limit()).saturating_duration_since(now)
+            idle_limit
         };
+        // A monitor also wakes for its stats notification.
+        let stats_at = pipeline.next_stats();
+        if let Some(at) = stats_at {
+            limit = limit.min(at.saturating_duration_since(now));
+        }
+        let monitor = pipeline.monitor_signal();
+        let monitor_busy = pipeline.monitor_has_work();
         let may_read = pipeline.can_take_more();
         let spare_len = if may_read { read_size } else { 0 };
         let event = {
@@ -185,7 +196,17 @@ where
                 ticket.evicted().await;
                 Event::Evicted
             };
-            let wait = std::pin::pin!(clock.deadline(limit, read.or(write_done).or(evicted)));
+            let notified = async {
+                match &monitor {
+                    _ if monitor_busy => {}
+                    Some(signal) => signal.ready().await,
+                    None => futures_lite::future::pending::<()>().await,
+                }
+                Event::Notifications
+            };
+            // Notifications first: a busy client must not starve its monitor.
+            let wait =
+                std::pin::pin!(clock.deadline(limit, notified.or(read).or(write_done).or(evicted)));
             let (waited, pended) = PendedOnce::new(wait).await;
             now = Instant::now();
             if pended {
@@ -195,11 +216,19 @@ where
             }
             match waited {
                 Ok(event) => event,
+                Err(_) if stats_at.is_some_and(|at| now >= at) => Event::Notifications,
                 Err(_) if writes_pending => Event::StoreTimedOut,
                 Err(_) => Event::Idle,
             }
         };
         let progress = match event {
+            Event::Notifications => {
+                input.filled(spare_len, 0);
+                match pipeline.write_notifications(&mut out, now) {
+                    Flow::Continue => Progress::NeedInput,
+                    Flow::Close => Progress::Close,
+                }
+            }
             Event::WriteDone => {
                 input.filled(spare_len, 0);
                 match pipeline.emit_ready(&mut out) {

@@ -26,12 +26,14 @@ use crate::limits::{
     IDLE_BUFFER_BYTES_MAX, INFLIGHT_REPLIES_MAX, INFLIGHT_WRITE_BYTES_MAX, LINE_BYTES_MAX,
     REPLY_BUFFER_BYTES_MAX, STORE_WAIT_MS, UNAUTH_LINE_BYTES_MAX,
 };
+use crate::monitors::MonitorSignal;
+use crate::protocol::command::Command;
 use crate::protocol::frame::Frame;
 use crate::protocol::reply;
 use crate::remote::peers::PeerAccess;
 use crate::storage::{KeyWrite, WriteRequest};
 use crate::verbs::table::Ordering;
-use crate::verbs::{self, Planned, PreparedWrite, Reply, Verdict};
+use crate::verbs::{self, Monitoring, Planned, PreparedWrite, Reply, Verdict};
 
 /// AT0005 for a line over `limit` (the reference's text, naming the limit
 /// that applied).
@@ -94,6 +96,8 @@ pub struct Pipeline<C: Clock> {
     normalized: String,
     /// The way to other atServers, of the shard this connection runs on.
     peers: Rc<dyn PeerAccess>,
+    /// Set once the connection ran `monitor`.
+    monitoring: Option<Monitoring>,
 }
 
 impl<C: Clock> Pipeline<C> {
@@ -115,6 +119,7 @@ impl<C: Clock> Pipeline<C> {
             key: String::new(),
             normalized: String::new(),
             peers: crate::remote::peers::of_this_shard(),
+            monitoring: None,
         })
     }
 
@@ -230,6 +235,9 @@ impl<C: Clock> Pipeline<C> {
         if self.flush(out).await == Flow::Close {
             return Flow::Close;
         }
+        if matches!(planned.command, Command::Monitor(_)) {
+            return self.start_monitor(planned, out);
+        }
         let mut payload = std::mem::take(&mut self.payload);
         payload.clear();
         let result = verbs::run(
@@ -244,6 +252,56 @@ impl<C: Clock> Pipeline<C> {
         let flow = self.respond(result, &payload, out);
         self.payload = payload;
         flow
+    }
+
+    /// `monitor`: no reply at all; from now on the connection's
+    /// notifications are written between its replies, which lose their
+    /// prompt. A second `monitor` replaces the first.
+    fn start_monitor(&mut self, planned: Planned<'_>, out: &mut Vec<u8>) -> Flow {
+        match verbs::start_monitor(planned, Instant::now()) {
+            Ok(monitoring) => {
+                self.monitoring = Some(monitoring);
+                self.state.set_monitoring();
+                Flow::Continue
+            }
+            Err(error) => self.respond(Err(error), "", out),
+        }
+    }
+
+    /// The monitor's wake-up, when the connection is one.
+    pub fn monitor_signal(&self) -> Option<MonitorSignal> {
+        self.monitoring.as_ref().map(Monitoring::signal)
+    }
+
+    /// Whether monitor lines can be written now without waiting.
+    pub fn monitor_has_work(&self) -> bool {
+        self.monitoring.as_ref().is_some_and(Monitoring::has_work)
+    }
+
+    /// When the monitor's next stats notification is due.
+    pub fn next_stats(&self) -> Option<Instant> {
+        self.monitoring.as_ref().map(Monitoring::next_stats)
+    }
+
+    /// Appends the monitor lines that are due (and the stats notification
+    /// when `now` has reached it). Called only between whole replies: `out`
+    /// never holds part of one here.
+    pub fn write_notifications(&mut self, out: &mut Vec<u8>, now: Instant) -> Flow {
+        let Some(monitoring) = self.monitoring.as_mut() else {
+            return Flow::Continue;
+        };
+        let now_ms = crate::storage::actor::now_ms();
+        if now >= monitoring.next_stats() {
+            monitoring.write_stats(out, now, now_ms);
+        }
+        match monitoring.write_due(out, now_ms) {
+            Ok(()) => Flow::Continue,
+            Err(error) => {
+                tracing::debug!(%error, "monitor closed");
+                self.state.write_error(&error, out);
+                Flow::Close
+            }
+        }
     }
 
     /// Reads `key` at once unless a write to it is in flight; the reply

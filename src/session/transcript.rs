@@ -87,6 +87,27 @@ impl<C: Clock> Transcript<C> {
         String::from_utf8_lossy(&self.feed(&bytes)).into_owned()
     }
 
+    /// The monitor lines the connection would write now (the replay's
+    /// pages and whatever was published live), as the I/O task writes
+    /// them between replies; empty when it is not a monitor.
+    pub fn notifications(&mut self) -> String {
+        let mut out = Vec::new();
+        if self.closed {
+            return String::new();
+        }
+        while self.pipeline.monitor_has_work() {
+            if self
+                .pipeline
+                .write_notifications(&mut out, std::time::Instant::now())
+                == super::Flow::Close
+            {
+                self.closed = true;
+                break;
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
     /// Whether the server side has closed the connection.
     pub fn is_closed(&self) -> bool {
         self.closed

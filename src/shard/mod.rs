@@ -62,6 +62,21 @@ impl Clock for ShardClock {
     }
 }
 
+/// What a shard's notification courier needs of the runtime: detached
+/// tasks on the calling shard and its timers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ShardTasks;
+
+impl crate::remote::courier::Tasks for ShardTasks {
+    fn spawn(&self, task: crate::remote::peers::LocalFuture<'static, ()>) {
+        glommio::spawn_local(task).detach();
+    }
+
+    fn sleep(&self, duration: Duration) -> crate::remote::peers::LocalFuture<'static, ()> {
+        Box::pin(ShardClock.sleep(duration))
+    }
+}
+
 /// A glommio timer that resolves to `()`.
 pub struct ShardSleep(glommio::timer::Timer);
 

@@ -18,8 +18,12 @@ mod info;
 mod llookup;
 mod lookup;
 pub mod metadata;
+mod monitor;
 mod noop;
+mod notification_json;
 mod notify;
+mod notify_all;
+mod notify_multi;
 mod pattern;
 mod pkam;
 mod plookup;
@@ -41,6 +45,7 @@ use crate::error::AtError;
 use crate::protocol::command::{Command, KeyRef};
 use crate::remote::peers::PeerAccess;
 pub use gate::{Planned, Verdict};
+pub use monitor::{Monitoring, publish_notification, publish_stats};
 pub use remote_cache::refresh_due_copies;
 use table::VerbRow;
 pub use write::PreparedWrite;
@@ -76,8 +81,15 @@ pub async fn run<C: Clock>(
         (Command::Notify(c), Caller::Peer(peer)) => {
             notify::receive(&peer, c, &server.rng, payload).await
         }
-        // The owner's `notify` (sending) arrives with delivery.
-        (Command::Notify(_), _) => Err(gate::not_supported_yet(row)),
+        (Command::Notify(c), Caller::Owner(owner)) => {
+            notify::send(server, &owner, c, &server.rng, payload).await
+        }
+        (Command::NotifyMulti(c), Caller::Owner(owner)) => {
+            notify_multi::apply(server, &owner, c, &server.rng, payload).await
+        }
+        (Command::NotifyAll(c), Caller::Owner(owner)) => {
+            notify_all::apply(server, &owner, c, &server.rng, payload).await
+        }
         (Command::Noop(c), _) => noop::apply(clock, c, payload).await,
         (Command::To(c), _) => to::apply(server, state, c, payload),
         (Command::Lookup(c), caller) => lookup::apply(server, peers, &caller, c, payload).await,
@@ -86,6 +98,16 @@ pub async fn run<C: Clock>(
             plookup::apply(server, peers, &owner, c, payload).await
         }
         (Command::Stats(c), Caller::Owner(owner)) => stats::apply(server, &owner, c, payload),
+        (command, _) => Err(unserved(row, &command)),
+    }
+}
+
+/// Starts monitor mode for a planned `monitor` (the session keeps the
+/// returned [`Monitoring`] and writes its lines between replies).
+pub fn start_monitor(planned: Planned<'_>, now: std::time::Instant) -> Result<Monitoring, AtError> {
+    let row = planned.row;
+    match (planned.command, planned.caller) {
+        (Command::Monitor(c), Caller::Owner(owner)) => monitor::start(&owner, c, now),
         (command, _) => Err(unserved(row, &command)),
     }
 }

@@ -1,21 +1,31 @@
-//! `notify` (notifications.md §2, §5). From another atServer,
-//! pol-authenticated as @alice, it delivers a notification to the atSign
-//! this connection talks to: stored once by id (a redelivery is
-//! acknowledged and changes nothing), with its effect on this server's
-//! cached copy of the key, answered `data:success`. The owner's own
-//! `notify` (sending) arrives with the delivery side and is answered "not
-//! supported yet" until then.
+//! `notify` (notifications.md §2, §5).
+//!
+//! From the owner it sends: to itself, to another atSign of this process
+//! (handed over directly), or to another atServer (stored as the outbox
+//! entry and pushed by the shard's courier, `remote::courier`). From
+//! another atServer, pol-authenticated as @alice, it delivers a
+//! notification to the atSign this connection talks to: stored once by id
+//! (a redelivery is acknowledged and changes nothing), with its effect on
+//! this server's cached copy of the key, pushed to the monitors, answered
+//! `data:success`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering as AtomicOrdering;
 
 use super::Reply;
 use super::metadata::MetaUpdate;
 use super::remote_cache;
-use crate::connection::Peer;
+use crate::connection::{Owner, Peer};
+use crate::context::{ServerContext, Tenant};
 use crate::error::{AtCode, AtError};
-use crate::limits::NOTIFICATION_LIFETIME_MS_DEFAULT;
+use crate::limits::{
+    NOTIFICATION_EPHEMERAL_LIFETIME_MS, NOTIFICATION_LIFETIME_MS_DEFAULT,
+    NOTIFICATIONS_QUEUED_PER_ATSIGN_MAX,
+};
 use crate::protocol::atsign::normalize_atsign;
 use crate::protocol::command::{MessageType as WireMessageType, Notify, NotifyOp, NotifyTarget};
 use crate::protocol::command::{NotifyStrategy, Priority as WirePriority};
-use crate::protocol::metadata::MetaFragment;
+use crate::protocol::time::parse_iso_utc;
 use crate::storage::{
     DeliveryStrategy, MessageType, NotificationMeta, NotificationRecord, NotificationStatus,
     NotificationType, OpType, Priority, Stored, clamp_notification_expiry, notification_expires_at,
@@ -29,15 +39,7 @@ pub async fn receive(
     payload: &mut String,
 ) -> Result<Reply, AtError> {
     let me = peer.tenant();
-    let recipient = match cmd.target {
-        NotifyTarget::AtSign(name) => normalize_atsign(name).map_err(AtError::from)?,
-        NotifyTarget::Public => {
-            return Err(AtError::new(
-                AtCode::Unauthorized,
-                "a notification from another atServer must name its recipient",
-            ));
-        }
-    };
+    let recipient = recipient_of(&cmd)?;
     if recipient != me.atsign {
         // The reference would keep it as "sent" and never deliver it.
         return Err(AtError::new(
@@ -45,6 +47,195 @@ pub async fn receive(
             format!("{recipient} is not hosted on this connection's atServer"),
         ));
     }
+    ingest(me, peer.atsign(), &cmd, rng).await?;
+    payload.push_str("success");
+    Ok(Reply::Data)
+}
+
+/// The owner's `notify`: to itself (stored as received and pushed to its
+/// monitors), to another atSign of this process (handed over directly, as
+/// a peer's delivery would be), or to another atServer (stored as
+/// `sent`/`queued` and handed to this shard's courier, which pushes it at
+/// once). Answers `data:<id>` once the notification is durable.
+pub async fn send(
+    server: &ServerContext,
+    owner: &Owner,
+    cmd: Notify<'_>,
+    rng: &ring::rand::SystemRandom,
+    payload: &mut String,
+) -> Result<Reply, AtError> {
+    let me = owner.tenant();
+    let recipient = match cmd.target {
+        NotifyTarget::AtSign(_) => recipient_of(&cmd)?,
+        // The reference's empty recipient is an invalid atSign (AT0011,
+        // and the connection closes).
+        NotifyTarget::Public => {
+            return Err(AtError::new(
+                AtCode::InternalServerException,
+                "a notification needs a recipient: notify:…:@<atSign>:<key>",
+            )
+            .closing());
+        }
+    };
+    let id = sent_to(server, me, &recipient, &cmd, rng).await?;
+    payload.push_str(&id);
+    Ok(Reply::Data)
+}
+
+/// Sends one notification from `me` to `recipient` (see [`send`]) and
+/// returns its id; shared with `notify:multi` and `notify:all`.
+pub(super) async fn sent_to(
+    server: &ServerContext,
+    me: &Arc<Tenant>,
+    recipient: &str,
+    cmd: &Notify<'_>,
+    rng: &ring::rand::SystemRandom,
+) -> Result<String, AtError> {
+    check_sending_fields(cmd)?;
+    let now = super::now_ms();
+    let Some(mut record) = build(cmd, &me.atsign, recipient, &me.atsign, now, rng)? else {
+        // Already expired: the id is answered, nothing is kept (changes §6.4).
+        return match cmd.id {
+            Some(id) => Ok(id.to_string()),
+            None => uuid(rng),
+        };
+    };
+    let id = record.id.clone();
+    if recipient == me.atsign {
+        record.notification_type = NotificationType::Received;
+        record.notification_status = NotificationStatus::Delivered;
+        if me.store.put_notification(record.clone()).await? == Stored::New {
+            super::monitor::publish_notification(me, &record);
+        }
+        return Ok(id);
+    }
+    if let Some(local) = server.tenant(recipient) {
+        // Hosted here too: no TLS to ourselves. The recipient's side is
+        // what a delivery from another server would make of it.
+        ingest_record(local, cmd, record.clone(), now).await?;
+        record.notification_status = NotificationStatus::Delivered;
+        me.store.put_notification(record).await?;
+        return Ok(id);
+    }
+    if me.queued_deliveries.load(AtomicOrdering::Acquire) >= NOTIFICATIONS_QUEUED_PER_ATSIGN_MAX {
+        return Err(AtError::new(
+            AtCode::InternalServerException,
+            format!(
+                "{} has {NOTIFICATIONS_QUEUED_PER_ATSIGN_MAX} notifications waiting for delivery; try again later",
+                me.atsign
+            ),
+        ));
+    }
+    if me.store.put_notification(record).await? == Stored::New
+        && let Some(courier) = crate::remote::courier::of_this_shard()
+    {
+        courier.enqueue(me, recipient, id.clone());
+    }
+    Ok(id)
+}
+
+/// The recipient named by the command, normalised.
+fn recipient_of(cmd: &Notify<'_>) -> Result<String, AtError> {
+    match cmd.target {
+        NotifyTarget::AtSign(name) => normalize_atsign(name).map_err(AtError::from),
+        NotifyTarget::Public => Err(AtError::new(
+            AtCode::Unauthorized,
+            "a notification from another atServer must name its recipient",
+        )),
+    }
+}
+
+/// What the sender's command may not combine (changes §6.1, notifications
+/// §2.1).
+fn check_sending_fields(cmd: &Notify<'_>) -> Result<(), AtError> {
+    let syntax = |message: &str| AtError::new(AtCode::InvalidSyntax, message);
+    if cmd.strategy == Some(NotifyStrategy::Latest) && cmd.notifier.is_none() {
+        return Err(syntax("For Strategy latest, notifier cannot be null"));
+    }
+    if cmd.e_atn.is_some() && cmd.ttln.is_some() {
+        return Err(syntax("notify takes eAtn or ttln, not both"));
+    }
+    if cmd.eph {
+        if cmd.operation == Some(NotifyOp::Delete) {
+            return Err(syntax("an ephemeral notification cannot be a delete"));
+        }
+        if cmd.meta.ttr.is_some() {
+            return Err(syntax("an ephemeral notification cannot carry ttr"));
+        }
+        if cmd.meta.ccd.is_some() {
+            return Err(syntax("an ephemeral notification cannot carry ccd"));
+        }
+    }
+    Ok(())
+}
+
+/// Stores a notification `from` sent to `me` (a peer's delivery, or
+/// another atSign of this process), idempotently by id, with its effect on
+/// the cached copy of the key; pushes it to `me`'s monitors.
+async fn ingest(
+    me: &Arc<Tenant>,
+    from: &str,
+    cmd: &Notify<'_>,
+    rng: &ring::rand::SystemRandom,
+) -> Result<(), AtError> {
+    let now = super::now_ms();
+    let Some(record) = build(cmd, from, &me.atsign, from, now, rng)? else {
+        // Already expired on arrival: acknowledged, not kept (changes §6.4).
+        return Ok(());
+    };
+    ingest_record(me, cmd, record, now).await
+}
+
+/// [`ingest`] of a record already built (as `sent` by its sender).
+async fn ingest_record(
+    me: &Arc<Tenant>,
+    cmd: &Notify<'_>,
+    mut record: NotificationRecord,
+    now: i64,
+) -> Result<(), AtError> {
+    // The metadata that will describe the cached copy, checked by
+    // `update`'s rules before anything is stored, so a refused notification
+    // leaves no trace and its redelivery is not taken for a duplicate.
+    let copy_meta = match record.message_type {
+        MessageType::Key => Some(MetaUpdate::from_fragment(&cmd.meta)?),
+        MessageType::Text => None,
+    };
+    record.notification_type = NotificationType::Received;
+    record.notification_status = NotificationStatus::Delivered;
+    record.notification_date_time = now;
+    if me.store.put_notification(record.clone()).await? != Stored::New {
+        return Ok(());
+    }
+    if let Some(copy_meta) = copy_meta {
+        remote_cache::apply_notification(
+            &me.store,
+            &record.notification,
+            record.op_type,
+            cmd.value,
+            copy_meta,
+            now,
+        )
+        .await?;
+    }
+    super::monitor::publish_notification(me, &record);
+    Ok(())
+}
+
+fn uuid(rng: &ring::rand::SystemRandom) -> Result<String, AtError> {
+    Ok(crate::auth::challenge::uuid_v4(rng)?)
+}
+
+/// The record of `cmd` from `from` to `to` (as `sent`/`queued`; callers
+/// adjust its side), or `None` when it has already expired. Key
+/// notifications must be about the keys of `owner_required`.
+fn build(
+    cmd: &Notify<'_>,
+    from: &str,
+    to: &str,
+    owner_required: &str,
+    now: i64,
+    rng: &ring::rand::SystemRandom,
+) -> Result<Option<NotificationRecord>, AtError> {
     let message_type = match cmd.message_type.unwrap_or(WireMessageType::Key) {
         WireMessageType::Key => MessageType::Key,
         WireMessageType::Text => MessageType::Text,
@@ -55,40 +246,33 @@ pub async fn receive(
     };
     let notification = match message_type {
         MessageType::Key => {
-            // The sender may only notify about its own keys (the reference
-            // does not check; a peer could otherwise plant copies of keys
+            // Only about the sender's own keys (the reference does not
+            // check on receipt; a peer could otherwise plant copies of keys
             // it does not own).
             let owner = match cmd.owner {
                 Some(owner) => normalize_atsign(owner).map_err(AtError::from)?,
-                None => peer.atsign().to_string(),
+                None => owner_required.to_string(),
             };
-            if owner != peer.atsign() {
+            if owner != owner_required {
                 return Err(AtError::new(
                     AtCode::Unauthorized,
-                    format!(
-                        "{} is not authorized to send notification as {owner}",
-                        peer.atsign()
-                    ),
+                    format!("{from} is not authorized to send notification as {owner}"),
                 ));
             }
-            key_of(&recipient, cmd.key, &owner)
+            key_of(to, cmd.key, &owner)
         }
-        MessageType::Text => format!("{recipient}:{}", cmd.key),
+        MessageType::Text => format!("{to}:{}", cmd.key),
     };
-    // The metadata that will describe the cached copy, checked by `update`'s
-    // rules before anything is stored, so a refused notification leaves no
-    // trace and its redelivery is not taken for a duplicate.
-    let copy_meta = match message_type {
-        MessageType::Key => Some(MetaUpdate::from_fragment(&cmd.meta)?),
-        MessageType::Text => None,
-    };
-    let id = match cmd.id {
-        Some(id) => id.to_string(),
-        None => crate::auth::challenge::uuid_v4(rng)?,
-    };
-    let now = super::now_ms();
-    let expires_at = match cmd.e_atn.and_then(|at| at.parse::<i64>().ok()) {
-        Some(at) => clamp_notification_expiry(now, at),
+    let expires_at = match cmd.e_atn {
+        Some(at) => {
+            let at = parse_iso_utc(at).ok_or_else(|| {
+                AtError::new(
+                    AtCode::InvalidSyntax,
+                    "eAtn must be an ISO-8601 UTC timestamp",
+                )
+            })?;
+            clamp_notification_expiry(now, at)
+        }
         None => notification_expires_at(
             now,
             cmd.ttln.and_then(|t| i64::try_from(t).ok()),
@@ -101,18 +285,26 @@ pub async fn receive(
             "the notification's lifetime overflows",
         )
     })?;
+    // Ephemeral notifications live two minutes at most (changes §6.1).
+    let expires_at = if cmd.eph {
+        expires_at.min(now.saturating_add(NOTIFICATION_EPHEMERAL_LIFETIME_MS))
+    } else {
+        expires_at
+    };
     if expires_at <= now {
-        // Already expired on arrival: acknowledged, not kept (changes §6.4).
-        payload.push_str("success");
-        return Ok(Reply::Data);
+        return Ok(None);
     }
-    let record = NotificationRecord {
+    let id = match cmd.id {
+        Some(id) => id.to_string(),
+        None => uuid(rng)?,
+    };
+    Ok(Some(NotificationRecord {
         id,
-        from_atsign: peer.atsign().to_string(),
-        to_atsign: recipient,
+        from_atsign: from.to_string(),
+        to_atsign: to.to_string(),
         notification_date_time: now,
         notification: notification.clone(),
-        notification_type: NotificationType::Received,
+        notification_type: NotificationType::Sent,
         op_type,
         message_type,
         priority: match cmd.priority.unwrap_or(WirePriority::Low) {
@@ -120,7 +312,7 @@ pub async fn receive(
             WirePriority::Medium => Priority::Medium,
             WirePriority::High => Priority::High,
         },
-        notification_status: NotificationStatus::Delivered,
+        notification_status: NotificationStatus::Queued,
         retry_count: 1,
         strategy: match cmd.strategy.unwrap_or(NotifyStrategy::All) {
             NotifyStrategy::All => DeliveryStrategy::All,
@@ -129,26 +321,10 @@ pub async fn receive(
         notifier: cmd.notifier.unwrap_or("SYSTEM").to_string(),
         depth: u32::try_from(cmd.latest_n.unwrap_or(1)).unwrap_or(u32::MAX),
         at_value: cmd.value.map(str::to_string),
-        at_metadata: Some(meta_of(&cmd.meta, message_type, &notification)),
+        at_metadata: Some(meta_of(cmd, message_type, op_type, &notification)),
         ttl: cmd.ttln.and_then(|t| i64::try_from(t).ok()),
         expires_at,
-    };
-    let stored = me.store.put_notification(record).await?;
-    if stored == Stored::New
-        && let Some(copy_meta) = copy_meta
-    {
-        remote_cache::apply_notification(
-            &me.store,
-            &notification,
-            op_type,
-            cmd.value,
-            copy_meta,
-            now,
-        )
-        .await?;
-    }
-    payload.push_str("success");
-    Ok(Reply::Data)
+    }))
 }
 
 /// `@bob:<key>@<owner>`; a public key keeps its own form
@@ -166,7 +342,13 @@ fn key_of(recipient: &str, key: &str, owner: &str) -> String {
 /// decrypt and cache it. `isEncrypted` is derived as the reference does
 /// when the sender leaves it out: a key notification is encrypted unless
 /// it says otherwise or names a public key; a text one only if it says so.
-fn meta_of(meta: &MetaFragment<'_>, message_type: MessageType, key: &str) -> NotificationMeta {
+fn meta_of(
+    cmd: &Notify<'_>,
+    message_type: MessageType,
+    op_type: OpType,
+    key: &str,
+) -> NotificationMeta {
+    let meta = &cmd.meta;
     let is_encrypted = match message_type {
         MessageType::Key => meta.is_encrypted.unwrap_or(!key.starts_with("public:")),
         MessageType::Text => meta.is_encrypted.unwrap_or(false),
@@ -178,11 +360,18 @@ fn meta_of(meta: &MetaFragment<'_>, message_type: MessageType, key: &str) -> Not
         };
     }
     let text = |v: Option<&str>| v.map(str::to_string);
+    // ttr and ccd tell the recipient how to cache the key: kept for an
+    // update that carries a value, or a delete (notifications.md §2.1).
+    let caches = meta.ttr.is_some()
+        && match op_type {
+            OpType::Update => cmd.value.is_some(),
+            OpType::Delete => true,
+        };
     NotificationMeta {
         ttl: meta.ttl,
         ttb: meta.ttb,
-        ttr: meta.ttr,
-        ccd: meta.ccd,
+        ttr: meta.ttr.filter(|_| caches),
+        ccd: caches.then(|| meta.ccd.unwrap_or(false)),
         is_encrypted,
         shared_key_enc: text(meta.shared_key_enc),
         pub_key_cs: text(meta.pub_key_cs),
@@ -196,14 +385,22 @@ fn meta_of(meta: &MetaFragment<'_>, message_type: MessageType, key: &str) -> Not
         app_metadata: text(meta.app_metadata),
         is_binary: meta.is_binary.unwrap_or(false),
         encoding: text(meta.encoding),
-        created_at: None,
-        updated_at: None,
+        created_at: meta.c_at.and_then(parse_iso_utc),
+        updated_at: meta.u_at.and_then(parse_iso_utc),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn notify(line: &str) -> Notify<'_> {
+        let verb = crate::protocol::parse::identify(line).unwrap();
+        match crate::protocol::parse::parse(verb, line).unwrap() {
+            crate::protocol::command::Command::Notify(n) => n,
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn keys_are_named_for_the_recipient_unless_public() {
@@ -219,21 +416,22 @@ mod tests {
 
     #[test]
     fn is_encrypted_is_derived_when_the_sender_leaves_it_out() {
-        let none = MetaFragment::default();
-        assert!(meta_of(&none, MessageType::Key, "@alice:k@bob").is_encrypted);
-        assert!(!meta_of(&none, MessageType::Key, "public:k@bob").is_encrypted);
-        assert!(!meta_of(&none, MessageType::Text, "@alice:hi").is_encrypted);
-        let said = MetaFragment {
-            is_encrypted: Some(true),
-            ttr: Some(60),
-            ..MetaFragment::default()
-        };
-        let text = meta_of(&said, MessageType::Text, "@alice:hi");
+        let none = notify("notify:@alice:k@bob:v");
+        let update = OpType::Update;
+        assert!(meta_of(&none, MessageType::Key, update, "@alice:k@bob").is_encrypted);
+        assert!(!meta_of(&none, MessageType::Key, update, "public:k@bob").is_encrypted);
+        assert!(!meta_of(&none, MessageType::Text, update, "@alice:hi").is_encrypted);
+        let said = notify("notify:ttr:60:isEncrypted:true:@alice:k@bob:v");
+        let text = meta_of(&said, MessageType::Text, update, "@alice:hi");
         assert!(text.is_encrypted);
         assert_eq!(text.ttr, None, "a text message keeps only isEncrypted");
-        assert_eq!(
-            meta_of(&said, MessageType::Key, "@alice:k@bob").ttr,
-            Some(60)
-        );
+        let key = meta_of(&said, MessageType::Key, update, "@alice:k@bob");
+        assert_eq!((key.ttr, key.ccd), (Some(60), Some(false)));
+        // Without a value an update does not tell the recipient to cache.
+        let bare = notify("notify:ttr:60:@alice:k@bob");
+        let key = meta_of(&bare, MessageType::Key, update, "@alice:k@bob");
+        assert_eq!((key.ttr, key.ccd), (None, None));
+        let key = meta_of(&bare, MessageType::Key, OpType::Delete, "@alice:k@bob");
+        assert_eq!(key.ttr, Some(60));
     }
 }

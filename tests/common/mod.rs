@@ -165,6 +165,30 @@ impl Client {
         String::from_utf8(reply.into_bytes()).expect("utf-8 reply")
     }
 
+    /// Sends a `monitor` command; the connection is a monitor from then on.
+    pub fn start_monitor(&mut self, line: &str) {
+        self.inner
+            .start_monitor(line)
+            .unwrap_or_else(|e| panic!("monitor {line:?}: {e}"));
+    }
+
+    /// The next line on a monitor connection within `limit` (a
+    /// notification line, or a reply without prompt), or `None` when
+    /// nothing came.
+    pub fn monitor_line_within(&mut self, limit: std::time::Duration) -> Option<String> {
+        use atserver::client::{ClientError, MonitorFrame};
+        match self.inner.read_monitor_frame_within(limit) {
+            Ok(MonitorFrame::Notification(line)) => {
+                Some(String::from_utf8(line).expect("utf-8 notification"))
+            }
+            Ok(MonitorFrame::Reply(reply)) => {
+                Some(String::from_utf8(reply.into_bytes()).expect("utf-8 reply"))
+            }
+            Err(ClientError::Timeout { .. }) => None,
+            Err(e) => panic!("reading the monitor: {e}"),
+        }
+    }
+
     /// `pol` as `atsign`; the raw answer to a refused one.
     pub fn pol(&mut self, atsign: &str) -> Result<(), String> {
         match self.inner.pol(atsign) {

@@ -40,6 +40,8 @@ pub struct Network {
     /// The directory's address (what `--root` names).
     pub root: SocketAddr,
     pub home: ServerHome,
+    /// `(atsign, secret)` of each server, in order.
+    atsigns: Vec<(String, String)>,
     _directory: Killed,
 }
 
@@ -77,6 +79,10 @@ impl Network {
             servers,
             root: root.parse().expect("root address"),
             home,
+            atsigns: atsigns
+                .iter()
+                .map(|(a, s)| (a.to_string(), s.to_string()))
+                .collect(),
             _directory: directory,
         }
     }
@@ -84,6 +90,33 @@ impl Network {
     /// The `TestServer` view of the server of the `index`th atSign.
     pub fn server(&self, index: usize) -> &TestServer {
         &self.servers[index].target
+    }
+
+    /// Stops the server of the `index`th atSign at once, as `kill -9` does.
+    pub fn kill(&mut self, index: usize) {
+        self.servers[index].kill();
+    }
+
+    /// Starts the server of the `index`th atSign again on its address and
+    /// data (the directory keeps pointing at it), with `extra` arguments.
+    pub fn restart(&mut self, index: usize, extra: &[&str]) {
+        self.servers[index].kill();
+        let (atsign, secret) = self.atsigns[index].clone();
+        let port = self.servers[index].addr.port().to_string();
+        let root = self.root.to_string();
+        let ca = self.home.certs().ca.to_string_lossy().to_string();
+        let mut args = vec![
+            "--tls-ca",
+            ca.as_str(),
+            "--root",
+            root.as_str(),
+            "-p",
+            port.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        let data = self.home.data().join(atsign.trim_start_matches('@'));
+        self.servers[index] =
+            ServerProcess::start_in(&self.home, &data, &atsign, &secret, &args, &[]);
     }
 
     /// The shared certificate files.

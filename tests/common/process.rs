@@ -224,7 +224,7 @@ fn serve_command(
     let certs = &home.certs;
     let mut command = Command::new(BIN);
     command
-        .args(["serve", "-a", atsign, "-s", secret, "-p", "0"])
+        .args(["serve", "-a", atsign, "-s", secret])
         .args(["--host", "127.0.0.1", "--shards", "1"])
         .arg("--tls-cert")
         .arg(&certs.cert)
@@ -232,7 +232,12 @@ fn serve_command(
         .arg(&certs.key)
         .arg("--data-dir")
         .arg(data)
-        .args(extra)
+        .args(extra);
+    // An ephemeral port unless the caller names one (a restart in place).
+    if !extra.contains(&"-p") {
+        command.args(["-p", "0"]);
+    }
+    command
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

@@ -1,0 +1,88 @@
+//! `notify:multi` (changes §6.2): one key notification to several atSigns,
+//! each copy an ordinary notification with its own id, answered
+//! `data:{"@bob":"<id1>","@sitaram":"<id2>"}` in the order first named.
+
+use super::Reply;
+use super::notify;
+use crate::connection::Owner;
+use crate::context::ServerContext;
+use crate::error::AtError;
+use crate::protocol::atsign::normalize_atsign;
+use crate::protocol::command::{MessageType, Notify, NotifyMulti, NotifyOp, NotifyTarget};
+use crate::protocol::json::ObjectWriter;
+
+pub async fn apply(
+    server: &ServerContext,
+    owner: &Owner,
+    cmd: NotifyMulti<'_>,
+    rng: &ring::rand::SystemRandom,
+    payload: &mut String,
+) -> Result<Reply, AtError> {
+    let recipients = distinct_recipients(cmd.recipient_list())?;
+    let mut sent = Vec::with_capacity(recipients.len());
+    for recipient in &recipients {
+        let one = Notify {
+            id: None,
+            operation: Some(NotifyOp::Update),
+            message_type: Some(MessageType::Key),
+            priority: None,
+            strategy: None,
+            latest_n: None,
+            notifier: None,
+            ttln: cmd.ttln,
+            e_atn: cmd.e_atn,
+            eph: cmd.eph,
+            meta: cmd.meta,
+            target: NotifyTarget::AtSign(recipient.trim_start_matches('@')),
+            key: cmd.key,
+            owner: Some(cmd.owner),
+            value: cmd.value,
+        };
+        let id = notify::sent_to(server, owner.tenant(), recipient, &one, rng).await?;
+        sent.push((recipient.as_str(), id));
+    }
+    write_ids(&sent, payload);
+    Ok(Reply::Data)
+}
+
+/// The normalised recipients in the order first named, each once
+/// (`@bob,@BOB` notifies once).
+pub(super) fn distinct_recipients<'a>(
+    names: impl Iterator<Item = &'a str>,
+) -> Result<Vec<String>, AtError> {
+    let mut recipients: Vec<String> = Vec::new();
+    for name in names {
+        let atsign = normalize_atsign(name).map_err(AtError::from)?;
+        if !recipients.contains(&atsign) {
+            recipients.push(atsign);
+        }
+    }
+    Ok(recipients)
+}
+
+/// `{"@bob":"<id>",…}`.
+pub(super) fn write_ids(sent: &[(&str, String)], payload: &mut String) {
+    let mut object = ObjectWriter::new(payload);
+    for (atsign, id) in sent {
+        object.field_str(atsign, id);
+    }
+    object.finish();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipients_are_normalised_and_named_once_in_first_order() {
+        let got =
+            distinct_recipients(["@bob", "@Sitaram", "@BOB", "@sitaram"].into_iter()).unwrap();
+        assert_eq!(got, ["@bob", "@sitaram"]);
+        let mut payload = String::new();
+        write_ids(
+            &[("@bob", "1".into()), ("@sitaram", "2".into())],
+            &mut payload,
+        );
+        assert_eq!(payload, r#"{"@bob":"1","@sitaram":"2"}"#);
+    }
+}
