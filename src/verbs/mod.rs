@@ -20,6 +20,7 @@ mod lookup;
 pub mod metadata;
 mod noop;
 mod notify;
+pub mod notification_json;
 mod pattern;
 mod pkam;
 mod plookup;
