@@ -21,6 +21,10 @@ pub mod metadata;
 mod noop;
 mod notify;
 pub mod notification_json;
+mod notify_fetch;
+mod notify_list;
+mod notify_remove;
+mod notify_status;
 mod pattern;
 mod pkam;
 mod plookup;
@@ -30,6 +34,8 @@ mod remote_lookup;
 mod scan;
 mod stats;
 pub mod table;
+#[cfg(test)]
+mod testing;
 mod to;
 mod update;
 mod update_meta;
@@ -79,6 +85,12 @@ pub async fn run<C: Clock>(
         }
         // The owner's `notify` (sending) arrives with delivery.
         (Command::Notify(_), _) => Err(gate::not_supported_yet(row)),
+        (Command::NotifyStatus(c), caller) => notify_status::apply(&caller, c, payload),
+        (Command::NotifyList(c), caller) => notify_list::apply(&caller, c, payload).await,
+        (Command::NotifyFetch(c), Caller::Owner(owner)) => notify_fetch::apply(&owner, c, payload),
+        (Command::NotifyRemove(c), Caller::Owner(owner)) => {
+            notify_remove::apply(&owner, c, payload).await
+        }
         (Command::Noop(c), _) => noop::apply(clock, c, payload).await,
         (Command::To(c), _) => to::apply(server, state, c, payload),
         (Command::Lookup(c), caller) => lookup::apply(server, peers, &caller, c, payload).await,
