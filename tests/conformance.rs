@@ -176,8 +176,16 @@ fn i15_i16_a_removed_notification_is_gone_and_an_unknown_one_fetches_as_expired(
     let tenant = server().server.tenant("@i15").expect("hosted");
     futures_lite::future::block_on(tenant.store.put_notification(record)).expect("stored");
     let mut c = auth("@i15");
-    assert_eq!(c.send("notify:status:i1-note"), "data:delivered\n@i15@", "I2");
-    assert_eq!(c.send("notify:remove:i1-note"), "data:success\n@i15@", "I15");
+    assert_eq!(
+        c.send("notify:status:i1-note"),
+        "data:delivered\n@i15@",
+        "I2"
+    );
+    assert_eq!(
+        c.send("notify:remove:i1-note"),
+        "data:success\n@i15@",
+        "I15"
+    );
     assert_eq!(c.send("notify:status:i1-note"), "data:null\n@i15@", "I15");
     assert_eq!(
         c.send("notify:fetch:unknown"),

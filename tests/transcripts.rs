@@ -360,10 +360,16 @@ mod notifications {
         errored.notification_status = NotificationStatus::Errored;
         seed("@nstatus", queued);
         seed("@nstatus", errored);
-        seed("@nstatus", received("st-delivered", "@nstatus", now - 1_000));
+        seed(
+            "@nstatus",
+            received("st-delivered", "@nstatus", now - 1_000),
+        );
         let mut t = owner("@nstatus");
         assert_eq!(t.send("notify:status:st-queued"), "data:queued\n@nstatus@");
-        assert_eq!(t.send("notify:status:st-errored"), "data:errored\n@nstatus@");
+        assert_eq!(
+            t.send("notify:status:st-errored"),
+            "data:errored\n@nstatus@"
+        );
         assert_eq!(
             t.send("notify:status:st-delivered"),
             "data:delivered\n@nstatus@"
@@ -420,7 +426,8 @@ mod notifications {
         );
         let bad = t.send("notify:list:(");
         assert!(
-            bad.starts_with("error:AT0003-Invalid syntax : Invalid regex: ") && bad.ends_with("\n@nlist@"),
+            bad.starts_with("error:AT0003-Invalid syntax : Invalid regex: ")
+                && bad.ends_with("\n@nlist@"),
             "{bad}"
         );
         assert_eq!(connect().send("notify:list"), "data:null\n@");

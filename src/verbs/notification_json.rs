@@ -279,8 +279,14 @@ mod tests {
             ..record()
         };
         let out = rendered(&odd);
-        assert!(out.contains(r#""key":"@alice:a\"b\\c\nd\re\u0001@bob""#), "{out}");
-        assert!(out.contains("\"value\":\"line1\\nline2\u{2028}é\""), "{out}");
+        assert!(
+            out.contains(r#""key":"@alice:a\"b\\c\nd\re\u0001@bob""#),
+            "{out}"
+        );
+        assert!(
+            out.contains("\"value\":\"line1\\nline2\u{2028}é\""),
+            "{out}"
+        );
         assert!(!out.contains('\n') && !out.contains('\r'));
     }
 

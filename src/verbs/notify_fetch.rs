@@ -19,8 +19,8 @@ use crate::protocol::command::NotifyId;
 use crate::protocol::json::ObjectWriter;
 use crate::protocol::time::format_dart_utc;
 use crate::storage::{
-    DeliveryStrategy, NotificationMeta, NotificationRecord, NotificationType, OpType,
-    Priority, ReportedStatus,
+    DeliveryStrategy, NotificationMeta, NotificationRecord, NotificationType, OpType, Priority,
+    ReportedStatus,
 };
 
 pub fn apply(owner: &Owner, cmd: NotifyId<'_>, payload: &mut String) -> Result<Reply, AtError> {
@@ -81,7 +81,10 @@ fn write_record(record: &NotificationRecord, status: ReportedStatus, out: &mut S
 /// its nulls).
 fn write_meta(meta: &NotificationMeta, out: &mut String) {
     let mut obj = ObjectWriter::new(out);
-    for (name, at) in [("createdAt", meta.created_at), ("updatedAt", meta.updated_at)] {
+    for (name, at) in [
+        ("createdAt", meta.created_at),
+        ("updatedAt", meta.updated_at),
+    ] {
         if let Some(at) = at {
             obj.field_str(name, &format_dart_utc(at));
         }
@@ -237,7 +240,13 @@ mod tests {
     #[test]
     fn the_owner_fetches_a_stored_record_and_an_unknown_id_reads_expired() {
         let tenant = crate::context::testing::tenant("@fetched");
-        let record = notification("f1", "@bob", "@fetched", NotificationType::Received, now_ms());
+        let record = notification(
+            "f1",
+            "@bob",
+            "@fetched",
+            NotificationType::Received,
+            now_ms(),
+        );
         put(&tenant, record.clone());
         let Caller::Owner(owner) = owner_of(&tenant) else {
             panic!("an owner");
@@ -254,8 +263,7 @@ mod tests {
         payload.clear();
         apply(&owner, NotifyId { id: "a\"b" }, &mut payload).expect("answered");
         assert_eq!(
-            payload,
-            r#"{"id":"a\"b","notificationStatus":"NotificationStatus.expired"}"#,
+            payload, r#"{"id":"a\"b","notificationStatus":"NotificationStatus.expired"}"#,
             "the id is escaped"
         );
     }

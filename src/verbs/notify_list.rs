@@ -120,9 +120,9 @@ impl Filter<'_> {
             ),
             Audience::Peer(peer) => sent_to_peer(record, self.tenant, peer),
         };
-        let in_window = self.window.is_none_or(|(from, to)| {
-            (from..=to).contains(&record.notification_date_time)
-        });
+        let in_window = self
+            .window
+            .is_none_or(|(from, to)| (from..=to).contains(&record.notification_date_time));
         seen && in_window && !record.is_expired(self.now) && self.matches(record)
     }
 
@@ -273,7 +273,10 @@ mod tests {
         let error = window(Some("2024-10-24"), Some("2024-10-23"), now).expect_err("reversed");
         assert_eq!(
             (error.code, error.message.as_str()),
-            (AtCode::IllegalArguments, "ToDate cannot be less than FromDate")
+            (
+                AtCode::IllegalArguments,
+                "ToDate cannot be less than FromDate"
+            )
         );
         let error = window(Some("2024-10-25"), None, now).expect_err("from after now");
         assert_eq!(error.message, "ToDate cannot be less than FromDate");
@@ -333,7 +336,10 @@ mod tests {
         };
         assert!(keeps("wavi"), "in the key");
         assert!(keeps("^bob$"), "the sender without @");
-        assert!(keeps(r"phone\.wavi@bob$"), "unanchored search, anchors honoured");
+        assert!(
+            keeps(r"phone\.wavi@bob$"),
+            "unanchored search, anchors honoured"
+        );
         assert!(!keeps("^phone"));
         assert!(!keeps("carol"));
     }
@@ -398,7 +404,11 @@ mod tests {
         );
         let error = listing(&owner, "notify:list:(").expect_err("bad regex");
         assert_eq!(error.code, AtCode::InvalidSyntax);
-        assert!(error.message.starts_with("Invalid regex"), "{}", error.message);
+        assert!(
+            error.message.starts_with("Invalid regex"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]
@@ -421,7 +431,13 @@ mod tests {
             now,
         };
         let mut payload = String::new();
-        block_on(write_list(&tenant.store, &filter, &Bounds::SERVED, &mut payload)).expect("ok");
+        block_on(write_list(
+            &tenant.store,
+            &filter,
+            &Bounds::SERVED,
+            &mut payload,
+        ))
+        .expect("ok");
         assert_eq!(payload, json_of(&[&this_day]));
     }
 
@@ -449,10 +465,7 @@ mod tests {
             put(&tenant, record.clone());
         }
         // A sent one is read but not listed.
-        put(
-            &tenant,
-            notification("s", "@paged", "@bob", Sent, now - 50),
-        );
+        put(&tenant, notification("s", "@paged", "@bob", Sent, now - 50));
         let bounds = |entries_max, read_max| Bounds {
             entries_max,
             bytes_max: usize::MAX,
@@ -460,12 +473,23 @@ mod tests {
             page_len: 2,
         };
         let all: Vec<&NotificationRecord> = records.iter().collect();
-        assert_eq!(bounded(&tenant.store, bounds(5, 6)).expect("fits"), json_of(&all));
+        assert_eq!(
+            bounded(&tenant.store, bounds(5, 6)).expect("fits"),
+            json_of(&all)
+        );
         let error = bounded(&tenant.store, bounds(4, 6)).expect_err("too many listed");
         assert_eq!(error.code, AtCode::IllegalArguments);
-        assert!(error.message.contains("more than 4 notifications"), "{}", error.message);
+        assert!(
+            error.message.contains("more than 4 notifications"),
+            "{}",
+            error.message
+        );
         let error = bounded(&tenant.store, bounds(5, 5)).expect_err("too many read");
-        assert!(error.message.contains("read more than 5"), "{}", error.message);
+        assert!(
+            error.message.contains("read more than 5"),
+            "{}",
+            error.message
+        );
         let error = bounded(
             &tenant.store,
             Bounds {

@@ -33,8 +33,14 @@ mod tests {
     fn removing_deletes_the_record_and_always_succeeds() {
         let tenant = crate::context::testing::tenant("@removed");
         let now = super::super::now_ms();
-        put(&tenant, notification("r1", "@bob", "@removed", Received, now));
-        put(&tenant, notification("r2", "@bob", "@removed", Received, now));
+        put(
+            &tenant,
+            notification("r1", "@bob", "@removed", Received, now),
+        );
+        put(
+            &tenant,
+            notification("r2", "@bob", "@removed", Received, now),
+        );
         let Caller::Owner(owner) = owner_of(&tenant) else {
             panic!("an owner");
         };

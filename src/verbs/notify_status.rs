@@ -96,12 +96,22 @@ mod tests {
         let tenant = crate::context::testing::tenant("@asked");
         let now = now_ms();
         put(&tenant, notification("to-bob", "@asked", "@bob", Sent, now));
-        put(&tenant, notification("to-carol", "@asked", "@carol", Sent, now));
-        put(&tenant, notification("from-bob", "@bob", "@asked", Received, now));
+        put(
+            &tenant,
+            notification("to-carol", "@asked", "@carol", Sent, now),
+        );
+        put(
+            &tenant,
+            notification("from-bob", "@bob", "@asked", Received, now),
+        );
         let bob = peer_of(&tenant, "@bob");
         assert_eq!(status(&bob, "to-bob"), "delivered");
         assert_eq!(status(&bob, "to-carol"), "null");
-        assert_eq!(status(&bob, "from-bob"), "null", "what it sent is not its to ask");
+        assert_eq!(
+            status(&bob, "from-bob"),
+            "null",
+            "what it sent is not its to ask"
+        );
         let stranger = anonymous_to(&tenant);
         assert_eq!(status(&stranger, "to-bob"), "null");
     }
