@@ -536,7 +536,38 @@ pub const NOTIFICATION_PAGE_LEN_MAX: usize = 1_024;
 /// stall writes either.
 pub const NOTIFICATION_SWEEP_LEN_MAX: usize = 1_024;
 
+/// Notifications one `notify:list` may list (AT0022 beyond: narrow it with
+/// dates or a regex). Notifications live 15 minutes by default and 8 days
+/// at most, so even a busy atSign holds a few thousand; ten thousand
+/// typical ones (a few KiB each) are a reply of tens of MiB at most, which
+/// the byte bound below cuts shorter.
+pub const NOTIFY_LIST_ENTRIES_MAX: usize = 10_000;
+
+/// Bytes one `notify:list` reply may hold (AT0022 beyond). Above one
+/// notification of maximal text, so every notification can be listed
+/// (narrowed down), and below what the library client reads as one reply.
+pub const NOTIFY_LIST_REPLY_BYTES_MAX: usize = 32 * 1024 * 1024;
+
+/// Stored notifications one `notify:list` reads, listed or not (AT0022
+/// beyond: narrow it with dates). Bounds the work of a listing that keeps
+/// few of what it reads: another atServer's, which sees only what was sent
+/// to it, or the owner's with a regex that matches little.
+pub const NOTIFY_LIST_READ_MAX: usize = 100_000;
+
+/// Notifications a listing reads between two turns it gives to the other
+/// connections of its shard. Small, because one notification may hold a
+/// request line of text: 32 typical ones are a few hundred KiB, read in
+/// well under a millisecond.
+pub const NOTIFY_LIST_PAGE_LEN: usize = 32;
+
 const _: () = assert!(NOTIFICATION_LIFETIME_MS_DEFAULT <= NOTIFICATION_LIFETIME_MS_MAX);
+// A listing's page is one read of the creation-time index.
+const _: () = assert!(NOTIFY_LIST_PAGE_LEN <= NOTIFICATION_PAGE_LEN_MAX);
+const _: () = assert!(NOTIFY_LIST_ENTRIES_MAX <= NOTIFY_LIST_READ_MAX);
+// One notification of maximal (unescaped) text fits a listing, and a
+// maximal listing is read whole by the library client.
+const _: () = assert!(NOTIFICATION_TEXT_BYTES_MAX < NOTIFY_LIST_REPLY_BYTES_MAX);
+const _: () = assert!(NOTIFY_LIST_REPLY_BYTES_MAX < CLIENT_REPLY_BYTES_MAX);
 // A notification's layout keys (8-byte time, atSign, separator, id) fit
 // fjall for every atSign the verbs accept.
 const _: () =

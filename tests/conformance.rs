@@ -21,6 +21,7 @@ fn server() -> &'static ScratchServer {
     SERVER.get_or_init(|| {
         let names = [
             "@alice", "@d", "@e", "@f", "@g", "@a14", "@b5", "@d28", "@fresh", "@to", "@tonull",
+            "@i15",
         ];
         let atsigns: Vec<(&str, &str)> = names.iter().map(|a| (*a, SECRET)).collect();
         ScratchServer::open(&atsigns).expect("scratch server")
@@ -130,6 +131,67 @@ fn c_owner_verbs_are_refused_before_their_syntax() {
     ] {
         assert_eq!(c.send(line), refused, "C: {line}");
     }
+}
+
+#[test]
+fn c6_c7_an_unauthenticated_notify_list_or_status_is_null() {
+    let mut c = Client::connect(server());
+    assert_eq!(c.send("notify:list"), "data:null\n@", "C6");
+    assert_eq!(c.send("notify:status:unknown-id"), "data:null\n@", "C7");
+}
+
+/// I15 and I16. The owner's `notify` (I1) is not served yet, so the
+/// notification I1 would make is stored directly.
+#[test]
+fn i15_i16_a_removed_notification_is_gone_and_an_unknown_one_fetches_as_expired() {
+    use atserver::storage::{
+        DeliveryStrategy, MessageType, NotificationRecord, NotificationStatus, NotificationType,
+        OpType, Priority,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis();
+    let now = i64::try_from(now).expect("in range");
+    let record = NotificationRecord {
+        id: "i1-note".into(),
+        from_atsign: "@i15".into(),
+        to_atsign: "@i15".into(),
+        notification_date_time: now,
+        notification: "@i15:note.wavi@i15".into(),
+        notification_type: NotificationType::Received,
+        op_type: OpType::Update,
+        message_type: MessageType::Key,
+        priority: Priority::Low,
+        notification_status: NotificationStatus::Delivered,
+        retry_count: 1,
+        strategy: DeliveryStrategy::All,
+        notifier: "SYSTEM".into(),
+        depth: 1,
+        at_value: Some("hello".into()),
+        at_metadata: None,
+        ttl: None,
+        expires_at: now + 900_000,
+    };
+    let tenant = server().server.tenant("@i15").expect("hosted");
+    futures_lite::future::block_on(tenant.store.put_notification(record)).expect("stored");
+    let mut c = auth("@i15");
+    assert_eq!(
+        c.send("notify:status:i1-note"),
+        "data:delivered\n@i15@",
+        "I2"
+    );
+    assert_eq!(
+        c.send("notify:remove:i1-note"),
+        "data:success\n@i15@",
+        "I15"
+    );
+    assert_eq!(c.send("notify:status:i1-note"), "data:null\n@i15@", "I15");
+    assert_eq!(
+        c.send("notify:fetch:unknown"),
+        "data:{\"id\":\"unknown\",\"notificationStatus\":\"NotificationStatus.expired\"}\n@i15@",
+        "I16"
+    );
 }
 
 #[test]

@@ -29,6 +29,9 @@ fn server() -> &'static ScratchServer {
             "@source1",
             "@source2",
             "@stalled",
+            "@nstatus",
+            "@nlist",
+            "@nfetch",
         ];
         let atsigns: Vec<(&str, &str)> = atsigns.iter().map(|a| (*a, SECRET)).collect();
         ScratchServer::open(&atsigns).expect("scratch server")
@@ -263,4 +266,209 @@ fn a_store_that_does_not_answer_in_time_is_at0002_and_closes() {
         "error:AT0002-DataStore exception : the data store did not answer within 30000 ms\n@stalled@"
     );
     assert!(t.is_closed());
+}
+
+// --- notify:status, notify:list, notify:fetch, notify:remove -------------
+//
+// The owner's `notify` is not served yet, so these seed the notification
+// store directly; what a peer sees is covered beside the handlers.
+
+mod notifications {
+    use atserver::protocol::time::format_dart_utc;
+    use atserver::storage::{
+        DeliveryStrategy, MessageType, NotificationMeta, NotificationRecord, NotificationStatus,
+        NotificationType, OpType, Priority,
+    };
+
+    use super::{connect, owner, server};
+
+    fn now_ms() -> i64 {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970");
+        i64::try_from(since.as_millis()).expect("in range")
+    }
+
+    /// A received key notification for `to` from @bob, created `created`,
+    /// living an hour.
+    fn received(id: &str, to: &str, created: i64) -> NotificationRecord {
+        NotificationRecord {
+            id: id.to_string(),
+            from_atsign: "@bob".into(),
+            to_atsign: to.to_string(),
+            notification_date_time: created,
+            notification: format!("{to}:phone.wavi@bob"),
+            notification_type: NotificationType::Received,
+            op_type: OpType::Update,
+            message_type: MessageType::Key,
+            priority: Priority::Low,
+            notification_status: NotificationStatus::Delivered,
+            retry_count: 1,
+            strategy: DeliveryStrategy::All,
+            notifier: "SYSTEM".into(),
+            depth: 1,
+            at_value: Some("QmFzZTY0".into()),
+            at_metadata: Some(NotificationMeta {
+                ttr: Some(-1),
+                is_encrypted: true,
+                enc_key_name: Some("shared_key".into()),
+                ..NotificationMeta::default()
+            }),
+            ttl: Some(3_600_000),
+            expires_at: created + 3_600_000,
+        }
+    }
+
+    fn seed(atsign: &str, record: NotificationRecord) {
+        let tenant = server().server.tenant(atsign).expect("hosted");
+        futures_lite::future::block_on(tenant.store.put_notification(record)).expect("stored");
+    }
+
+    /// The JSON `notify:list` writes for a record made by [`received`]
+    /// (the date inside the metadata is the only computed part).
+    fn listed(id: &str, to: &str, created: i64) -> String {
+        let expires = created + 3_600_000;
+        format!(
+            concat!(
+                r#"{{"id":"{id}","from":"@bob","to":"{to}","key":"{to}:phone.wavi@bob","#,
+                r#""value":"QmFzZTY0","operation":"update","epochMillis":{created},"#,
+                r#""messageType":"MessageType.key","isEncrypted":true,"metadata":{{"#,
+                r#""sharedKeyEnc":null,"pubKeyCS":null,"dataSignature":null,"encKeyName":"shared_key","#,
+                r#""encAlgo":null,"ivNonce":null,"skeEncKeyName":null,"skeEncAlgo":null,"#,
+                r#""availableAt":"null","expiresAt":"{date}","pubKeyHash":null,"appMetadata":null,"#,
+                r#""ttl":null,"ttb":null,"ttr":-1,"ccd":null,"isBinary":false,"encoding":null}},"#,
+                r#""expiresAt":{expires}}}"#
+            ),
+            id = id,
+            to = to,
+            created = created,
+            date = format_dart_utc(expires),
+            expires = expires,
+        )
+    }
+
+    #[test]
+    fn notify_status_answers_the_owner_and_tells_a_stranger_nothing() {
+        let now = now_ms();
+        let mut queued = received("st-queued", "@nstatus", now - 2_000);
+        queued.notification_type = NotificationType::Sent;
+        queued.from_atsign = "@nstatus".into();
+        queued.to_atsign = "@bob".into();
+        queued.notification_status = NotificationStatus::Queued;
+        let mut errored = queued.clone();
+        errored.id = "st-errored".into();
+        errored.notification_status = NotificationStatus::Errored;
+        seed("@nstatus", queued);
+        seed("@nstatus", errored);
+        seed(
+            "@nstatus",
+            received("st-delivered", "@nstatus", now - 1_000),
+        );
+        let mut t = owner("@nstatus");
+        assert_eq!(t.send("notify:status:st-queued"), "data:queued\n@nstatus@");
+        assert_eq!(
+            t.send("notify:status:st-errored"),
+            "data:errored\n@nstatus@"
+        );
+        assert_eq!(
+            t.send("notify:status:st-delivered"),
+            "data:delivered\n@nstatus@"
+        );
+        assert_eq!(t.send("notify:status:unknown"), "data:null\n@nstatus@");
+        assert_eq!(
+            t.send("notify:status:"),
+            "error:AT0003-Invalid syntax : Invalid syntax. e.g notify:status:<notification-id>\n@nstatus@"
+        );
+        // The reference would tell any connection; this server does not.
+        let mut stranger = connect();
+        assert_eq!(stranger.send("notify:status:st-queued"), "data:null\n@");
+        stranger.send("from:@nstatus");
+        assert_eq!(stranger.send("notify:status:st-queued"), "data:null\n@");
+    }
+
+    #[test]
+    fn notify_list_lists_the_owners_received_notifications_oldest_first() {
+        let now = now_ms();
+        // Both today (UTC), so a listing of today's date finds both, unless
+        // the test runs in the day's first seconds.
+        let (first, second) = (now - 2, now - 1);
+        seed("@nlist", received("ls-2", "@nlist", second));
+        seed("@nlist", received("ls-1", "@nlist", first));
+        let mut sent = received("ls-sent", "@nlist", now - 3);
+        sent.notification_type = NotificationType::Sent;
+        seed("@nlist", sent);
+        let both = format!(
+            "data:[{},{}]\n@nlist@",
+            listed("ls-1", "@nlist", first),
+            listed("ls-2", "@nlist", second)
+        );
+        let mut t = owner("@nlist");
+        assert_eq!(t.send("notify:list"), both);
+        assert_eq!(t.send("notify:list:wavi"), both, "regex on the key");
+        assert_eq!(t.send("notify:list:^bob$"), both, "regex on the sender");
+        assert_eq!(t.send("notify:list:nothing-like-it"), "data:null\n@nlist@");
+        let today = &format_dart_utc(first)[..10];
+        if today == &format_dart_utc(now)[..10] {
+            assert_eq!(t.send(&format!("notify:list:{today}")), both);
+            assert_eq!(t.send(&format!("notify:list:{today}:{today}:wavi")), both);
+        }
+        assert_eq!(
+            t.send("notify:list:2000-01-01:2000-01-02"),
+            "data:null\n@nlist@"
+        );
+        assert_eq!(
+            t.send("notify:list:2024-1-5"),
+            "error:AT0022-Illegal arguments : Invalid date format\n@nlist@"
+        );
+        assert_eq!(
+            t.send("notify:list:2024-10-25:2024-10-24"),
+            "error:AT0022-Illegal arguments : ToDate cannot be less than FromDate\n@nlist@"
+        );
+        let bad = t.send("notify:list:(");
+        assert!(
+            bad.starts_with("error:AT0003-Invalid syntax : Invalid regex: ")
+                && bad.ends_with("\n@nlist@"),
+            "{bad}"
+        );
+        assert_eq!(connect().send("notify:list"), "data:null\n@");
+    }
+
+    #[test]
+    fn notify_fetch_shows_the_record_and_notify_remove_deletes_it() {
+        let created = now_ms() - 1_000;
+        seed("@nfetch", received("fx-1", "@nfetch", created));
+        let mut t = owner("@nfetch");
+        assert_eq!(
+            t.send("notify:fetch:fx-1"),
+            format!(
+                concat!(
+                    r#"data:{{"id":"fx-1","fromAtSign":"@bob","notificationDateTime":"{created}","#,
+                    r#""toAtSign":"@nfetch","notification":"@nfetch:phone.wavi@bob","#,
+                    r#""type":"NotificationType.received","opType":"OperationType.update","#,
+                    r#""messageType":"MessageType.key","priority":"NotificationPriority.low","#,
+                    r#""notificationStatus":"NotificationStatus.delivered","retryCount":"1","#,
+                    r#""strategy":"all","depth":"1","notifier":"SYSTEM","expiresAt":"{expires}","#,
+                    r#""atValue":"QmFzZTY0","#,
+                    r#""atMetadata":{{"ttr":-1,"isBinary":false,"isEncrypted":true,"encKeyName":"shared_key"}},"#,
+                    r#""ttl":"3600000"}}"#,
+                    "\n@nfetch@"
+                ),
+                created = format_dart_utc(created),
+                expires = format_dart_utc(created + 3_600_000),
+            )
+        );
+        let expired = "data:{\"id\":\"fx-1\",\"notificationStatus\":\"NotificationStatus.expired\"}\n@nfetch@";
+        assert_eq!(t.send("notify:remove:fx-1"), "data:success\n@nfetch@");
+        assert_eq!(t.send("notify:fetch:fx-1"), expired);
+        assert_eq!(t.send("notify:status:fx-1"), "data:null\n@nfetch@");
+        assert_eq!(t.send("notify:list"), "data:null\n@nfetch@");
+        assert_eq!(
+            t.send("notify:remove:fx-1"),
+            "data:success\n@nfetch@",
+            "removing what is gone succeeds"
+        );
+        let refused = "error:AT0401-Exception: Command cannot be executed without auth\n@";
+        assert_eq!(connect().send("notify:fetch:fx-1"), refused);
+        assert_eq!(connect().send("notify:remove:fx-1"), refused);
+    }
 }

@@ -1,8 +1,11 @@
 //! UTC date rendering and parsing, by hand (no chrono): Dart's
 //! `DateTime.toString()` for stored metadata dates, ISO-8601 for the
-//! post-2024 `cAt/uAt/eAt/aAt` fields, and the `info` uptime words.
+//! post-2024 `cAt/uAt/eAt/aAt` fields, `notify:list`'s `yyyy-mm-dd` days, and
+//! the `info` uptime words.
 
-const MS_PER_DAY: i64 = 86_400_000;
+/// Milliseconds in a UTC day (no leap seconds, as in Dart and Unix time):
+/// a day parsed by [`parse_utc_day`] ends this much minus one after it starts.
+pub const MS_PER_DAY: i64 = 86_400_000;
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
 /// days-from-civil, valid for every i32 year).
@@ -161,6 +164,15 @@ pub fn parse_iso_utc(s: &str) -> Option<i64> {
             scale /= 10;
         }
     }
+    if h > 23 || mi > 59 || sec > 59 {
+        return None;
+    }
+    Some(day_start_ms(y, mo, d)? + ((h * 60 + mi) * 60 + sec) * 1000 + ms)
+}
+
+/// Epoch ms of 00:00 UTC on a calendar day, or `None` when the month or
+/// day does not exist (month 13, Feb 30).
+fn day_start_ms(y: i64, mo: i64, d: i64) -> Option<i64> {
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
     let month_days = [
         31,
@@ -177,10 +189,23 @@ pub fn parse_iso_utc(s: &str) -> Option<i64> {
         31,
     ];
     let max_day = *month_days.get(usize::try_from(mo).ok()?.checked_sub(1)?)?;
-    if d < 1 || d > max_day || h > 23 || mi > 59 || sec > 59 {
+    if d < 1 || d > max_day {
         return None;
     }
-    Some(days_from_civil(y, mo, d) * MS_PER_DAY + ((h * 60 + mi) * 60 + sec) * 1000 + ms)
+    Some(days_from_civil(y, mo, d) * MS_PER_DAY)
+}
+
+/// Parses a `yyyy-mm-dd` day (`notify:list`'s dates) into the epoch ms of
+/// its first millisecond, UTC. Exactly four, two and two digits: the
+/// reference parses the date with Dart's `DateTime.parse`, which needs
+/// two-digit months and days too. A day that does not exist is refused
+/// rather than rolled over into the next month.
+pub fn parse_utc_day(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    day_start_ms(digits(&b[0..4])?, digits(&b[5..7])?, digits(&b[8..10])?)
 }
 
 /// `info`'s uptime: larger units appear only once they (or a larger one) are
@@ -254,6 +279,27 @@ mod tests {
             "x",
         ] {
             assert_eq!(parse_iso_utc(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn days_parse_to_their_first_millisecond_and_only_real_days_parse() {
+        assert_eq!(parse_utc_day("2024-10-24"), Some(1_729_728_000_000));
+        assert_eq!(parse_utc_day("1970-01-01"), Some(0));
+        assert_eq!(parse_utc_day("2000-02-29"), Some(951_782_400_000));
+        for bad in [
+            "2023-02-29",
+            "2024-13-01",
+            "2024-00-10",
+            "2024-10-00",
+            "2024-1-5",
+            "2024-10-5",
+            "2024-10-24T",
+            "2024/10/24",
+            "abcd-ef-gh",
+            "",
+        ] {
+            assert_eq!(parse_utc_day(bad), None, "{bad}");
         }
     }
 

@@ -20,10 +20,14 @@ mod lookup;
 pub mod metadata;
 mod monitor;
 mod noop;
-mod notification_json;
+pub mod notification_json;
 mod notify;
 mod notify_all;
+mod notify_fetch;
+mod notify_list;
 mod notify_multi;
+mod notify_remove;
+mod notify_status;
 mod pattern;
 mod pkam;
 mod plookup;
@@ -33,6 +37,8 @@ mod remote_lookup;
 mod scan;
 mod stats;
 pub mod table;
+#[cfg(test)]
+mod testing;
 mod to;
 mod update;
 mod update_meta;
@@ -89,6 +95,12 @@ pub async fn run<C: Clock>(
         }
         (Command::NotifyAll(c), Caller::Owner(owner)) => {
             notify_all::apply(server, &owner, c, &server.rng, payload).await
+        }
+        (Command::NotifyStatus(c), caller) => notify_status::apply(&caller, c, payload),
+        (Command::NotifyList(c), caller) => notify_list::apply(&caller, c, payload).await,
+        (Command::NotifyFetch(c), Caller::Owner(owner)) => notify_fetch::apply(&owner, c, payload),
+        (Command::NotifyRemove(c), Caller::Owner(owner)) => {
+            notify_remove::apply(&owner, c, payload).await
         }
         (Command::Noop(c), _) => noop::apply(clock, c, payload).await,
         (Command::To(c), _) => to::apply(server, state, c, payload),

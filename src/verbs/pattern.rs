@@ -1,5 +1,5 @@
 //! The one way a client-supplied regular expression is compiled (`scan`,
-//! `stats:3`/`stats:15`, later `monitor` and `notify:list`), with one bound
+//! `stats:3`/`stats:15`, `notify:list`, later `monitor`), with one bound
 //! on its length and one on what compiling it may cost.
 //!
 //! The `regex` crate matches in time linear in the input, so no pattern can
