@@ -199,9 +199,9 @@ fn a_peer_that_never_answers_holds_up_only_its_own_deliveries() {
     let network = Network::start(&[ALICE, BOB], &["--outbound-step-ms", "2000"], &records);
     let mut alice = owner(&network, 0, ALICE);
     let mut bob_monitor = monitor(&network, 1, BOB, "monitor");
-    let stuck = id_of(&alice.send("notify:@silent:k@alice:v"), "@alice@");
+    let stuck = id_of(&alice.send("notify:@silent:stuck@alice:v"), "@alice@");
     let started = Instant::now();
-    let id = id_of(&alice.send("notify:@bob:k@alice:v"), "@alice@");
+    let id = id_of(&alice.send("notify:@bob:free@alice:v"), "@alice@");
     let got = next_notification(&mut bob_monitor, DELIVERY).expect("delivered");
     assert_eq!(field(&got, "id"), id);
     assert!(
