@@ -161,3 +161,121 @@ fn the_sender_is_checked_before_anything_is_stored() {
         "{unauthenticated}"
     );
 }
+
+#[test]
+fn writes_tell_the_monitors_their_commit_id_and_shared_keys_notify_the_recipient() {
+    let mut m = owner("@alice");
+    assert_eq!(m.send("monitor:strict statsNotification"), "");
+    let mut bob = owner("@bob");
+    assert_eq!(bob.send("monitor auto.wavi"), "");
+    let mut alice = owner("@alice");
+    let reply =
+        alice.send("update:ttr:-1:isEncrypted:true:ivNonce:aXY=:@bob:auto.wavi@alice c2VjcmV0");
+    let commit = reply
+        .strip_prefix("data:")
+        .and_then(|r| r.strip_suffix("\n@alice@"))
+        .expect("a commit id")
+        .to_string();
+    // The owner's strict monitor asked only for stats lines.
+    let stats = lines(&m.notifications());
+    assert_eq!(stats.len(), 1, "{stats:?}");
+    assert_eq!(field(&stats[0], "id"), "-1");
+    assert_eq!(field(&stats[0], "key"), "statsNotification.@alice");
+    assert_eq!(field(&stats[0], "value"), commit);
+    assert_eq!(field(&stats[0], "operation"), "update");
+    // @bob (same process) receives the new value, as a peer would send it.
+    let got = lines(&bob.notifications());
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(field(&got[0], "from"), "@alice");
+    assert_eq!(field(&got[0], "key"), "@bob:auto.wavi@alice");
+    assert_eq!(field(&got[0], "value"), "c2VjcmV0");
+    assert_eq!(field(&got[0], "operation"), "update");
+    // …and @bob's server caches it, per the ttr.
+    assert_eq!(
+        bob.send("llookup:cached:@bob:auto.wavi@alice"),
+        "data:c2VjcmV0\n"
+    );
+    // A delete is notified too, without a value.
+    assert!(
+        alice
+            .send("delete:@bob:auto.wavi@alice")
+            .starts_with("data:")
+    );
+    let got = lines(&bob.notifications());
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(field(&got[0], "operation"), "delete");
+    let stats = lines(&m.notifications());
+    assert_eq!(field(&stats[0], "operation"), "delete");
+}
+
+#[test]
+fn notify_multi_sends_one_copy_per_distinct_recipient() {
+    let mut bob = owner("@bob");
+    assert_eq!(bob.send("monitor msg.multi"), "");
+    let mut carol = owner("@carol");
+    assert_eq!(carol.send("monitor msg.multi"), "");
+    let mut alice = owner("@alice");
+    let reply = alice.send("notify:multi:@bob,@BOB,@carol:msg.multi@alice:Y3Q=");
+    let json_text = reply
+        .strip_prefix("data:")
+        .and_then(|r| r.strip_suffix("\n@alice@"))
+        .unwrap_or_else(|| panic!("{reply}"));
+    let ids = json::parse(json_text).unwrap();
+    let (bob_id, carol_id) = (field(&ids, "@bob"), field(&ids, "@carol"));
+    assert!(json_text.starts_with(r#"{"@bob":""#), "{json_text}");
+    assert_ne!(bob_id, carol_id);
+    let got = lines(&bob.notifications());
+    assert_eq!(got.len(), 1, "once for @bob,@BOB: {got:?}");
+    assert_eq!(field(&got[0], "id"), bob_id);
+    assert_eq!(field(&got[0], "key"), "@bob:msg.multi@alice");
+    let got = lines(&carol.notifications());
+    assert_eq!(field(&got[0], "id"), carol_id);
+    assert_eq!(
+        alice.send("notify:multi:ttr:5:@bob:msg.multi@alice:v"),
+        "error:AT0003-Invalid syntax : notify:multi does not take ttr\n@alice@"
+    );
+}
+
+#[test]
+fn notify_all_signs_each_copy_and_answers_spaced() {
+    let mut bob = owner("@bob");
+    assert_eq!(bob.send("monitor msg.all"), "");
+    let mut alice = owner("@alice");
+    let reply = alice.send("notify:all:@bob,@carol:msg.all@alice:v");
+    assert!(reply.starts_with(r#"data: {"@bob":""#), "{reply}");
+    assert!(reply.ends_with("\"}\n@alice@"), "{reply}");
+    let got = lines(&bob.notifications());
+    assert_eq!(got.len(), 1, "{got:?}");
+    let signature = got[0]
+        .get("metadata")
+        .and_then(|m| m.get("dataSignature"))
+        .and_then(JsonValue::as_str)
+        .expect("a dataSignature");
+    assert!(signature.len() > 300, "RSA-2048, base64: {signature}");
+    assert_eq!(
+        Transcript::new(server().server.clone())
+            .unwrap()
+            .send("notify:all:@bob:msg.all@alice:v"),
+        "error:AT0401-Exception: Command cannot be executed without auth\n@"
+    );
+}
+
+#[test]
+fn an_explicit_expiry_is_kept_and_one_in_the_past_is_answered_but_dropped() {
+    let mut alice = owner("@alice");
+    let reply = alice.send("notify:id:gone-1:eAtn:2020-01-01T00:00:00.000Z:@bob:past.x@alice:v");
+    assert_eq!(reply, "data:gone-1\n@alice@");
+    assert_eq!(alice.send("notify:status:gone-1"), "data:null\n@alice@");
+    assert_eq!(
+        alice.send("notify:ttln:1000:eAtn:2030-01-01T00:00:00.000Z:@bob:both.x@alice:v"),
+        "error:AT0003-Invalid syntax : notify takes eAtn or ttln, not both\n@alice@"
+    );
+    assert_eq!(
+        alice.send("notify:delete:eph:@bob:eph.x@alice"),
+        "error:AT0003-Invalid syntax : an ephemeral notification cannot be a delete\n@alice@"
+    );
+    // To another atServer with no directory to find it: stored and queued.
+    let reply = alice.send("notify:id:away-1:@nobody:k.x@alice:v");
+    assert_eq!(reply, "data:away-1\n@alice@");
+    assert_eq!(alice.send("notify:status:away-1"), "data:queued\n@alice@");
+}

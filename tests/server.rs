@@ -411,19 +411,26 @@ fn stats_reports_the_last_commit_id_with_the_reference_spacing() {
     );
 }
 
+/// What `info` lists: the optional notification features this server
+/// serves (changes §8).
+const FEATURES: &str = r#"[{"name":"notify.multi","status":"GA","description":"one notification to several atSigns"},{"name":"notify.eAtn","status":"GA","description":"a notification's own expiry as a timestamp"},{"name":"notify.all","status":"Deprecated","description":"superseded by notify.multi"}]"#;
+
 #[test]
-fn info_lists_version_uptime_and_no_features() {
+fn info_lists_version_uptime_and_the_notification_features() {
     let mut c = Client::connect(server());
     let info = c.send("info");
     assert!(
         info.starts_with(r#"data:{"version":"3.16.6","uptimeAsWords":""#),
         "{info}"
     );
-    assert!(info.ends_with("\"features\":[]}\n@"), "{info}");
+    assert!(
+        info.ends_with(&format!("\"features\":{FEATURES}}}\n@")),
+        "{info}"
+    );
     let brief = c.send("info:brief");
     assert!(
         brief.starts_with(r#"data:{"version":"3.16.6","uptimeAsMillis":"#)
-            && brief.ends_with("\"features\":[]}\n@"),
+            && brief.ends_with(&format!("\"features\":{FEATURES}}}\n@")),
         "{brief}"
     );
 }

@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 
 use crate::storage::PendingWrite;
+use crate::verbs::FollowUp;
 
 pub(super) enum Slot {
     /// A reply computed already, to be written after the slots before it.
@@ -23,6 +24,8 @@ pub(super) enum Slot {
         companion_key: Option<String>,
         bytes: usize,
         pending: PendingWrite,
+        /// What follows the write once it is durable.
+        follow_up: Option<Box<FollowUp>>,
     },
 }
 
@@ -67,6 +70,7 @@ impl InFlight {
         companion_key: Option<String>,
         bytes: usize,
         pending: PendingWrite,
+        follow_up: Option<Box<FollowUp>>,
     ) {
         debug_assert_eq!(self.write_bytes, self.counted_write_bytes());
         self.write_bytes += bytes;
@@ -75,6 +79,7 @@ impl InFlight {
             companion_key,
             bytes,
             pending,
+            follow_up,
         });
         debug_assert_eq!(self.write_bytes, self.counted_write_bytes());
     }

@@ -296,6 +296,9 @@ where
             }
             out.clear();
         }
+        if pipeline.has_follow_ups() {
+            pipeline.run_follow_ups().await;
+        }
         if read_size == READ_SIZE_MIN_BYTES && !pipeline.has_pending() {
             // The connection has gone quiet: give back what a burst grew.
             input.release_if_idle();
@@ -320,5 +323,7 @@ where
             busy_since = None;
         }
     }
+    // Writes answered just before the end still get what follows them.
+    pipeline.run_follow_ups().await;
     io::close(&clock, &mut tls).await;
 }

@@ -33,7 +33,7 @@ use crate::protocol::reply;
 use crate::remote::peers::PeerAccess;
 use crate::storage::{KeyWrite, WriteRequest};
 use crate::verbs::table::Ordering;
-use crate::verbs::{self, Monitoring, Planned, PreparedWrite, Reply, Verdict};
+use crate::verbs::{self, FollowUp, Monitoring, Planned, PreparedWrite, Reply, Verdict};
 
 /// AT0005 for a line over `limit` (the reference's text, naming the limit
 /// that applied).
@@ -98,6 +98,9 @@ pub struct Pipeline<C: Clock> {
     peers: Rc<dyn PeerAccess>,
     /// Set once the connection ran `monitor`.
     monitoring: Option<Monitoring>,
+    /// What follows writes that are durable and answered (stats lines,
+    /// auto-notifications), run once their replies are written.
+    follow_ups: Vec<Box<FollowUp>>,
 }
 
 impl<C: Clock> Pipeline<C> {
@@ -120,6 +123,7 @@ impl<C: Clock> Pipeline<C> {
             normalized: String::new(),
             peers: crate::remote::peers::of_this_shard(),
             monitoring: None,
+            follow_ups: Vec::new(),
         })
     }
 
@@ -357,6 +361,7 @@ impl<C: Clock> Pipeline<C> {
             commit,
             mutate,
             companion,
+            follow_up,
         } = write;
         let companion_key = companion.as_ref().map(|companion| companion.key.clone());
         let request = WriteRequest {
@@ -372,9 +377,10 @@ impl<C: Clock> Pipeline<C> {
             )
             .await;
         match submitted {
-            Ok(Ok(pending)) => self
-                .inflight
-                .push_write(key, companion_key, line_bytes, pending),
+            Ok(Ok(pending)) => {
+                self.inflight
+                    .push_write(key, companion_key, line_bytes, pending, follow_up)
+            }
             Ok(Err(error)) => return self.queue_error(&error.into(), out).await,
             Err(_) => {
                 // The store took nothing for the whole wait: as for a write
@@ -472,9 +478,14 @@ impl<C: Clock> Pipeline<C> {
             };
             match (slot, outcome) {
                 (Slot::Ready(bytes), _) => out.extend_from_slice(&bytes),
-                (Slot::Write { .. }, Some(result)) => {
+                (Slot::Write { follow_up, .. }, Some(result)) => {
                     let mut payload = std::mem::take(&mut self.payload);
                     payload.clear();
+                    if let (Ok(outcome), Some(follow_up)) = (&result, follow_up)
+                        && (outcome.existed || follow_up.op != verbs::write::WriteOp::Delete)
+                    {
+                        self.follow_ups.push(follow_up);
+                    }
                     let result = result.map_err(AtError::from).map(|outcome| {
                         verbs::write::write_commit_id(&mut payload, outcome.commit_id);
                         Reply::Data
@@ -488,6 +499,19 @@ impl<C: Clock> Pipeline<C> {
                 }
                 (Slot::Write { .. }, None) => {}
             }
+        }
+    }
+
+    /// Whether durable writes have follow-ups to run.
+    pub fn has_follow_ups(&self) -> bool {
+        !self.follow_ups.is_empty()
+    }
+
+    /// Runs what follows the writes answered so far (call after their
+    /// replies are written: an auto-notification never delays a reply).
+    pub async fn run_follow_ups(&mut self) {
+        for follow_up in std::mem::take(&mut self.follow_ups) {
+            verbs::run_follow_up(&self.server, &follow_up, &self.server.rng).await;
         }
     }
 

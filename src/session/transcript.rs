@@ -74,6 +74,7 @@ impl<C: Clock> Transcript<C> {
                     }
                 }
             }
+            self.pipeline.run_follow_ups().await;
         });
         self.input.compact();
         out

@@ -6,7 +6,7 @@
 
 use super::checks::{check_key_length, check_owner};
 use super::now_ms;
-use super::write::PreparedWrite;
+use super::write::{PreparedWrite, WriteOp};
 use crate::connection::Owner;
 use crate::error::{AtCode, AtError};
 use crate::protocol::atkey::{self, canonical_key};
@@ -48,7 +48,7 @@ pub fn prepare(owner: Owner, cmd: Delete<'_>) -> Result<PreparedWrite, AtError> 
         }
         Ok(Mutation::Delete)
     });
-    let mut write = PreparedWrite::new(tenant, key, commit, mutate);
+    let mut write = PreparedWrite::new(tenant, key, commit, mutate).followed_by(WriteOp::Delete);
     if is_secret {
         // One request: the secret and its tombstone land in one batch, so
         // no crash can leave the secret deleted but restorable.

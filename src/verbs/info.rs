@@ -7,10 +7,16 @@ use crate::protocol::command::{Info, InfoForm};
 use crate::protocol::json::ObjectWriter;
 use crate::protocol::time::uptime_words;
 
-/// Optional protocol features (`notify.multi`, `notify.eph`, …) this server
-/// implements. Clients only use what is listed, so this stays empty until
-/// one of them is served.
-const FEATURES_JSON: &str = "[]";
+/// Optional protocol features this server implements (changes §8). Clients
+/// use only what is listed: `notify.multi` and `notify.eAtn` are served;
+/// `notify.all` is served but deprecated, as upstream lists it; `notify.eph`
+/// is not listed, because an ephemeral notification here is kept on disk
+/// like any other (only its lifetime is clamped), not in memory only.
+const FEATURES_JSON: &str = concat!(
+    r#"[{"name":"notify.multi","status":"GA","description":"one notification to several atSigns"},"#,
+    r#"{"name":"notify.eAtn","status":"GA","description":"a notification's own expiry as a timestamp"},"#,
+    r#"{"name":"notify.all","status":"Deprecated","description":"superseded by notify.multi"}]"#
+);
 
 pub fn apply(server: &ServerContext, cmd: Info, payload: &mut String) -> Result<Reply, AtError> {
     let uptime_ms = u64::try_from(server.started.elapsed().as_millis()).unwrap_or(u64::MAX);

@@ -12,6 +12,7 @@
 mod checks;
 mod cram;
 mod delete;
+mod follow_up;
 mod from;
 pub mod gate;
 mod info;
@@ -50,11 +51,12 @@ use crate::context::ServerContext;
 use crate::error::AtError;
 use crate::protocol::command::{Command, KeyRef};
 use crate::remote::peers::PeerAccess;
+pub use follow_up::run as run_follow_up;
 pub use gate::{Planned, Verdict};
 pub use monitor::{Monitoring, publish_notification, publish_stats};
 pub use remote_cache::refresh_due_copies;
 use table::VerbRow;
-pub use write::PreparedWrite;
+pub use write::{FollowUp, PreparedWrite};
 
 /// What a handler produced, besides the payload it wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 use super::checks::{check_key_length, check_owner};
 use super::metadata::MetaUpdate;
 use super::now_ms;
-use super::write::PreparedWrite;
+use super::write::{PreparedWrite, WriteOp};
 use crate::connection::Owner;
 use crate::error::{AtCode, AtError};
 use crate::protocol::atkey::{self, KeyType};
@@ -38,7 +38,7 @@ pub fn prepare(owner: Owner, cmd: Update<'_>) -> Result<PreparedWrite, AtError> 
             CommitOp::Update,
         ))
     });
-    Ok(PreparedWrite::new(tenant, key, commit, mutate))
+    Ok(PreparedWrite::new(tenant, key, commit, mutate).followed_by(WriteOp::Update))
 }
 
 /// An expired record that is not purged yet counts as absent for a write.

@@ -5,7 +5,7 @@ use super::checks::{check_key_length, check_owner};
 use super::metadata::MetaUpdate;
 use super::now_ms;
 use super::update::{check_writable_type, live_or_unborn, refuse_immutable};
-use super::write::PreparedWrite;
+use super::write::{PreparedWrite, WriteOp};
 use crate::connection::Owner;
 use crate::error::{AtCode, AtError};
 use crate::protocol::atkey;
@@ -43,5 +43,5 @@ pub fn prepare(owner: Owner, cmd: UpdateMeta<'_>) -> Result<PreparedWrite, AtErr
             CommitOp::UpdateMeta,
         ))
     });
-    Ok(PreparedWrite::new(tenant, key, commit, mutate))
+    Ok(PreparedWrite::new(tenant, key, commit, mutate).followed_by(WriteOp::UpdateMeta))
 }

@@ -18,6 +18,8 @@ pub struct PreparedWrite {
     pub commit: bool,
     pub mutate: MutateFn,
     pub companion: Option<KeyWrite>,
+    /// What the write leads to once it is durable, if anything.
+    pub follow_up: Option<Box<FollowUp>>,
 }
 
 impl PreparedWrite {
@@ -28,8 +30,63 @@ impl PreparedWrite {
             commit,
             mutate,
             companion: None,
+            follow_up: None,
         }
     }
+
+    /// Marks the write as one that monitors hear of and, for a key shared
+    /// with another atSign, that notifies it (see [`FollowUp`]).
+    pub fn followed_by(mut self, op: WriteOp) -> PreparedWrite {
+        self.follow_up = FollowUp::of(&self.tenant, &self.key, op);
+        self
+    }
+}
+
+/// What a write did, for what follows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOp {
+    Update,
+    UpdateMeta,
+    Delete,
+}
+
+/// What follows a durable owner write, after its reply is written
+/// (notifications.md §4, §6.1): the stats notification to the atSign's
+/// monitors, and for a key shared with another atSign (`@bob:k@alice`) the
+/// auto-notification that carries the new value and metadata (or the
+/// delete) to @bob.
+#[derive(Debug, Clone)]
+pub struct FollowUp {
+    pub tenant: Arc<Tenant>,
+    pub key: String,
+    pub op: WriteOp,
+    /// The atSign the key is shared with, when it is another one.
+    pub recipient: Option<String>,
+}
+
+impl FollowUp {
+    /// `None` when nothing would follow: a key shared with nobody else, on
+    /// an atSign nobody monitors.
+    pub fn of(tenant: &Arc<Tenant>, key: &str, op: WriteOp) -> Option<Box<FollowUp>> {
+        let recipient = shared_with_other(key, &tenant.atsign).map(str::to_string);
+        if recipient.is_none() && !tenant.monitors.has_monitors() {
+            return None;
+        }
+        Some(Box::new(FollowUp {
+            tenant: tenant.clone(),
+            key: key.to_string(),
+            op,
+            recipient,
+        }))
+    }
+}
+
+/// The recipient of a shared key `@bob:<name>@<owner>`, unless it is the
+/// owner itself.
+pub fn shared_with_other<'a>(key: &'a str, owner: &str) -> Option<&'a str> {
+    let (recipient, _) = key.strip_prefix('@')?.split_once(':')?;
+    let recipient = &key[..recipient.len() + 1];
+    (!recipient.eq_ignore_ascii_case(owner)).then_some(recipient)
 }
 
 /// `data:<commit id>` or `data:-1` for writes kept out of the commit log.

@@ -114,8 +114,46 @@ def _recording_read(self):
     return data
 
 
+class _RecordingLineReader:
+    """Stands in for the SDK's SocketUtil (`conn._stream_reader`): AtMonitorConnection reads
+    its notification lines with `_stream_reader.readline()`, not through AtConnection.read,
+    so without this a monitor's lines would be missing from the transcript."""
+
+    def __init__(self, conn, inner):
+        self._conn = conn
+        self._inner = inner
+
+    def _record(self, text: str):
+        ev = WireEvent(_wire_key(self._conn), f"{type(self._conn).__name__}({self._conn})", "S", text)
+        TRANSCRIPT.append(ev)
+        _ALL_EVENTS.setdefault(_wire_key(self._conn), []).append(ev)
+
+    def readline(self) -> bytes:
+        try:
+            data = self._inner.readline()
+        except BaseException as e:  # noqa: BLE001 - record and re-raise
+            self._record(f"<read failed: {e!r}>")
+            raise
+        self._record(data.decode(errors="replace") if data else "<eof>")
+        return data
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+_orig_connect = AtConnection.connect
+
+
+def _recording_connect(self):
+    _orig_connect(self)
+    reader = getattr(self, "_stream_reader", None)
+    if reader is not None and not isinstance(reader, _RecordingLineReader):
+        self._stream_reader = _RecordingLineReader(self, reader)
+
+
 AtConnection.write = _recording_write
 AtConnection.read = _recording_read
+AtConnection.connect = _recording_connect
 
 
 def exchanges(conn) -> list[tuple[str | None, str]]:
@@ -630,10 +668,12 @@ class Network:
         return "\n".join(f"--- {p.name} log ---\n{p.log()}" for p in self.processes)
 
 
-def launch_network(workdir: Path, atsigns: list[str]) -> Network:
+def launch_network(workdir: Path, atsigns: list[str], one_process: bool = False) -> Network:
     """One `atserver serve` per atSign (with CRAM_SECRETS), each trusting the shared dev CA
     (--tls-ca) and pointed at the directory (--root), then `atserver directory` with a
-    record for each server. Everything on 127.0.0.1; cleaned up on failure."""
+    record for each server. With one_process, a single `atserver serve` hosts all the
+    atSigns (repeated --atsign/--cram-secret) and every directory record points at it.
+    Everything on 127.0.0.1; cleaned up on failure."""
     binary = _binary()
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         raise ServerStartError(f"atserver binary not found or not executable: {binary} "
@@ -655,19 +695,23 @@ def launch_network(workdir: Path, atsigns: list[str]) -> Network:
     processes: list[LoggedProcess] = []
     servers: dict[str, ServerEnv] = {}
     try:
-        for atsign in atsigns:
-            name = atsign.lstrip("@")
-            cmd = [str(binary), "serve", "--atsign", atsign, "--cram-secret", CRAM_SECRETS[atsign],
-                   "--port", "0", "--host", "127.0.0.1", "--shards", "1",
-                   "--data-dir", str(workdir / f"data-{name}"), *tls, "--tls-ca", str(ca),
-                   "--root", f"{root.host}:{root.port}"]
+        for group in ([atsigns] if one_process else [[a] for a in atsigns]):
+            name = "+".join(a.lstrip("@") for a in group)
+            cmd = [str(binary), "serve"]
+            for atsign in group:
+                cmd += ["--atsign", atsign, "--cram-secret", CRAM_SECRETS[atsign]]
+            cmd += ["--port", "0", "--host", "127.0.0.1", "--shards", "1",
+                    "--data-dir", str(workdir / f"data-{name}"), *tls, "--tls-ca", str(ca),
+                    "--root", f"{root.host}:{root.port}"]
             child, addr = _spawn_until(f"atserver-{name}", cmd, workdir,
                                        re.compile(r"atServer ready addr=(\S+)"))
             processes.append(child)
-            servers[atsign] = ServerEnv(
+            env = ServerEnv(
                 proc=child.proc, workdir=workdir, keys_dir=keys_dir, stdout_lines=[],
                 stderr_path=child.log_path, directory=root, ca=ca,
-                atsigns={atsign: (_parse_hostport(addr), CRAM_SECRETS[atsign])})
+                atsigns={a: (_parse_hostport(addr), CRAM_SECRETS[a]) for a in group})
+            for atsign in group:
+                servers[atsign] = env
         cmd = [str(binary), "directory", "--listen", f"{root.host}:{root.port}", *tls]
         for atsign, env in servers.items():
             addr = env.server_address(atsign)
