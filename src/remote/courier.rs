@@ -28,8 +28,8 @@ use crate::limits::{DELIVERY_RETRY_BASE_MS, DELIVERY_RETRY_MAX_MS, NOTIFICATION_
 use crate::protocol::metadata::MetaFragment;
 use crate::protocol::time::format_iso_utc;
 use crate::storage::{
-    MessageType, NotificationCursor, NotificationRecord, NotificationStatus, NotificationType,
-    OpType,
+    DeliveryStrategy, MessageType, NotificationCursor, NotificationRecord, NotificationStatus,
+    NotificationType, OpType,
 };
 
 /// What a courier needs from the runtime of its shard: to start a task and
@@ -39,10 +39,47 @@ pub trait Tasks {
     fn sleep(&self, duration: Duration) -> LocalFuture<'static, ()>;
 }
 
+/// A notification waiting in a lane.
+struct Waiting {
+    id: String,
+    /// `strategy:latest` with its notifier and `latestN`: superseded once
+    /// that many newer ones of the same notifier wait behind it.
+    latest: Option<Latest>,
+}
+
+/// What `strategy:latest` keeps: the newest `keep` of one notifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Latest {
+    pub notifier: String,
+    pub keep: u32,
+}
+
 /// One (sender, recipient) pair's queue of notification ids.
 #[derive(Default)]
 struct Lane {
-    ids: VecDeque<String>,
+    waiting: VecDeque<Waiting>,
+}
+
+impl Lane {
+    /// Whether `first` is superseded: with `strategy:latest`, at least
+    /// `keep` newer notifications of its notifier wait behind it
+    /// (notifications.md §3.3; the reference leaves it `queued` in the
+    /// store, never delivered).
+    fn supersedes(&self, first: &Waiting) -> bool {
+        let Some(latest) = &first.latest else {
+            return false;
+        };
+        let newer = self
+            .waiting
+            .iter()
+            .filter(|w| {
+                w.latest
+                    .as_ref()
+                    .is_some_and(|l| l.notifier == latest.notifier)
+            })
+            .count();
+        newer >= latest.keep.max(1) as usize
+    }
 }
 
 type LaneKey = (String, String);
@@ -69,18 +106,25 @@ impl Courier {
     /// its lane to `recipient`, starting the lane's task if it has none.
     /// The notification counts against the sender's queued deliveries until
     /// its lane is done with it.
-    pub fn enqueue(self: &Rc<Self>, sender: &Arc<Tenant>, recipient: &str, id: String) {
+    pub fn enqueue(
+        self: &Rc<Self>,
+        sender: &Arc<Tenant>,
+        recipient: &str,
+        id: String,
+        latest: Option<Latest>,
+    ) {
         sender.queued_deliveries.fetch_add(1, Ordering::AcqRel);
         let key = (sender.atsign.clone(), recipient.to_string());
+        let waiting = Waiting { id, latest };
         let mut lanes = self.lanes.borrow_mut();
         if let Some(lane) = lanes.get_mut(&key) {
-            lane.ids.push_back(id);
+            lane.waiting.push_back(waiting);
             return;
         }
         lanes.insert(
             key.clone(),
             Lane {
-                ids: VecDeque::from([id]),
+                waiting: VecDeque::from([waiting]),
             },
         );
         drop(lanes);
@@ -95,15 +139,21 @@ impl Courier {
         self.lanes
             .borrow()
             .values()
-            .map(|lane| lane.ids.len())
+            .map(|lane| lane.waiting.len())
             .sum()
     }
 
-    fn next_of(&self, key: &LaneKey) -> Option<String> {
+    /// The lane's next notification, and whether a newer one of the same
+    /// `strategy:latest` notifier supersedes it; `None` (and the lane is
+    /// gone) when it is empty.
+    fn next_of(&self, key: &LaneKey) -> Option<(String, bool)> {
         let mut lanes = self.lanes.borrow_mut();
         let lane = lanes.get_mut(key)?;
-        match lane.ids.pop_front() {
-            Some(id) => Some(id),
+        match lane.waiting.pop_front() {
+            Some(first) => {
+                let superseded = lane.supersedes(&first);
+                Some((first.id, superseded))
+            }
             None => {
                 lanes.remove(key);
                 None
@@ -112,8 +162,12 @@ impl Courier {
     }
 
     async fn run_lane(self: Rc<Self>, sender: Arc<Tenant>, key: LaneKey) {
-        while let Some(id) = self.next_of(&key) {
-            self.deliver(&sender, &key.1, &id).await;
+        while let Some((id, superseded)) = self.next_of(&key) {
+            if superseded {
+                tracing::debug!(%id, recipient = %key.1, "superseded by newer notifications of its notifier");
+            } else {
+                self.deliver(&sender, &key.1, &id).await;
+            }
             sender.queued_deliveries.fetch_sub(1, Ordering::AcqRel);
         }
     }
@@ -318,7 +372,12 @@ pub async fn resume(courier: &Rc<Courier>, tenant: &Arc<Tenant>) -> usize {
                 }
                 continue;
             }
-            courier.enqueue(tenant, &record.to_atsign, record.id.clone());
+            courier.enqueue(
+                tenant,
+                &record.to_atsign,
+                record.id.clone(),
+                latest_of(record),
+            );
             resumed += 1;
         }
         match page.last() {
@@ -328,6 +387,14 @@ pub async fn resume(courier: &Rc<Courier>, tenant: &Arc<Tenant>) -> usize {
             _ => return resumed,
         }
     }
+}
+
+/// What `strategy:latest` asks of `record`'s delivery, if it says so.
+pub fn latest_of(record: &NotificationRecord) -> Option<Latest> {
+    (record.strategy == DeliveryStrategy::Latest).then(|| Latest {
+        notifier: record.notifier.clone(),
+        keep: record.depth,
+    })
 }
 
 thread_local! {
@@ -351,7 +418,7 @@ pub fn of_this_shard() -> Option<Rc<Courier>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{DeliveryStrategy, NotificationMeta, Priority};
+    use crate::storage::{NotificationMeta, Priority};
 
     fn record() -> NotificationRecord {
         NotificationRecord {
@@ -426,6 +493,29 @@ mod tests {
         assert_eq!(n.value, Some("c2VjcmV0"));
         assert_eq!(n.meta.iv_nonce, Some("aXY="));
         assert_eq!(n.ttln, Some(50_000));
+    }
+
+    #[test]
+    fn latest_keeps_the_newest_n_of_each_notifier() {
+        let latest = |n: &str, keep| Waiting {
+            id: String::new(),
+            latest: Some(Latest {
+                notifier: n.into(),
+                keep,
+            }),
+        };
+        let lane = Lane {
+            waiting: VecDeque::from([latest("a", 1), latest("b", 1), latest("a", 1)]),
+        };
+        assert!(lane.supersedes(&latest("a", 1)));
+        assert!(!lane.supersedes(&latest("a", 3)));
+        assert!(lane.supersedes(&latest("b", 1)));
+        assert!(!lane.supersedes(&latest("c", 1)));
+        let all = Waiting {
+            id: String::new(),
+            latest: None,
+        };
+        assert!(!lane.supersedes(&all));
     }
 
     #[test]

@@ -228,10 +228,13 @@ mod tests {
 
     #[test]
     fn verbs_not_served_yet_are_at0011_after_access_and_syntax() {
-        let error = refusal(&mut owner(), "monitor").expect("not served");
+        let error = refusal(&mut owner(), "sync:from:0").expect("not served");
         assert_eq!(error.code, AtCode::InternalServerException);
-        assert_eq!(error.message, "monitor is not supported by this server yet");
-        let error = refusal(&mut anonymous(), "monitor").expect("owner only");
+        assert_eq!(
+            error.message,
+            "sync:from is not supported by this server yet"
+        );
+        let error = refusal(&mut anonymous(), "sync:from:0").expect("owner only");
         assert_eq!(error.code, AtCode::AuthFailed);
     }
 

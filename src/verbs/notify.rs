@@ -126,10 +126,11 @@ pub(super) async fn sent_to(
             ),
         ));
     }
+    let latest = crate::remote::courier::latest_of(&record);
     if me.store.put_notification(record).await? == Stored::New
         && let Some(courier) = crate::remote::courier::of_this_shard()
     {
-        courier.enqueue(me, recipient, id.clone());
+        courier.enqueue(me, recipient, id.clone(), latest);
     }
     Ok(id)
 }
@@ -416,19 +417,19 @@ mod tests {
 
     #[test]
     fn is_encrypted_is_derived_when_the_sender_leaves_it_out() {
-        let none = notify("notify:@alice:k@bob:v");
+        let none = notify("notify:@alice:kk@bob:v");
         let update = OpType::Update;
         assert!(meta_of(&none, MessageType::Key, update, "@alice:k@bob").is_encrypted);
         assert!(!meta_of(&none, MessageType::Key, update, "public:k@bob").is_encrypted);
         assert!(!meta_of(&none, MessageType::Text, update, "@alice:hi").is_encrypted);
-        let said = notify("notify:ttr:60:isEncrypted:true:@alice:k@bob:v");
+        let said = notify("notify:ttr:60:isEncrypted:true:@alice:kk@bob:v");
         let text = meta_of(&said, MessageType::Text, update, "@alice:hi");
         assert!(text.is_encrypted);
         assert_eq!(text.ttr, None, "a text message keeps only isEncrypted");
         let key = meta_of(&said, MessageType::Key, update, "@alice:k@bob");
         assert_eq!((key.ttr, key.ccd), (Some(60), Some(false)));
         // Without a value an update does not tell the recipient to cache.
-        let bare = notify("notify:ttr:60:@alice:k@bob");
+        let bare = notify("notify:ttr:60:@alice:kk@bob");
         let key = meta_of(&bare, MessageType::Key, update, "@alice:k@bob");
         assert_eq!((key.ttr, key.ccd), (None, None));
         let key = meta_of(&bare, MessageType::Key, OpType::Delete, "@alice:k@bob");
