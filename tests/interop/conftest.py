@@ -4,7 +4,8 @@ The suite starts one `atserver dev` process (atDirectory + atServer hosting @ali
 @bob on loopback, with a throw-away CA), points the SDK at it and drives it with the
 SDK's own classes. The server-to-server tests (test_atsdk_s2s.py) start instead two
 `atserver serve` processes (@alice, @bob) and an `atserver directory` with one dev CA
-(`launch_network`). Every byte the SDK writes or reads is recorded; when a test fails the
+(`launch_network`; the notify tests also start one `serve` hosting both). Every byte the
+SDK writes or reads is recorded (monitor lines included); when a test fails the
 wire transcript of that test phase is attached to the pytest report, so a failure can be
 handed to the server author as is.
 

@@ -16,7 +16,8 @@ SDK quirks worked around or avoided (atsdk 0.2.81):
   server instance directly (AtClient(secondary_address=...)) instead of via a directory.
 
 Not covered here: anything between two atSigns. Shared keys and plookup of another
-atSign across two atServers are in test_atsdk_s2s.py; notify and monitor are not yet.
+atSign across two atServers are in test_atsdk_s2s.py; notify and monitor in
+test_atsdk_notify.py.
 """
 
 from __future__ import annotations

@@ -50,6 +50,7 @@ from conftest import (
     exchanges,
     launch_network,
     onboard,
+    parse_json_data,
     stop_network,
     transcript_of,
     using_network,
@@ -311,6 +312,13 @@ def notify_round_trip(net, value: str, keyname: str) -> None:
         got = decrypt(mon, ev)
         assert got.event_data["decryptedValue"] == value
         wait_for_status(alice.secondary_connection, notification_id, "delivered")
+        # notifications.md §7: @bob's notify:list has it, as received from @alice
+        bconn = mon.client.secondary_connection
+        bconn.execute_command("notify:list", raise_exception=False)
+        listed = parse_json_data(exchanges(bconn)[-1][1], "@bob@")
+        mine = [n for n in listed if n.get("id") == notification_id]
+        assert len(mine) == 1, listed
+        assert (mine[0]["from"], mine[0]["to"], mine[0]["key"]) == ("@alice", "@bob", str(key)), mine
         mon.drain(0.3)
         assert not mon.exceptions(), mon.exceptions()
         assert_monitor_framing(mon)
