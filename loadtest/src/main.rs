@@ -5,6 +5,7 @@
 
 mod client;
 mod evloop;
+mod notify;
 mod procs;
 mod redis;
 mod remote;
@@ -42,8 +43,15 @@ enum Scenario {
     /// @bob's owner's `lookup:` of keys on @alice's server through @bob's
     /// own server (server-to-server), warm and cold.
     RemoteLookup,
-    /// End-to-end notify latency (needs notify/monitor in the server).
+    /// End-to-end latency of @alice's `notify` to a monitor of @bob on
+    /// another server, one notify in flight per connection.
     Notify,
+    /// Notifications a second from @alice's server to @bob's monitors,
+    /// pipelined.
+    NotifyThroughput,
+    /// N idle monitor connections: server RSS per monitor, and one
+    /// notification reaching them all.
+    MonitorsIdle,
 }
 
 impl Scenario {
@@ -55,7 +63,17 @@ impl Scenario {
             Scenario::Idle => "idle",
             Scenario::RemoteLookup => "remote-lookup",
             Scenario::Notify => "notify",
+            Scenario::NotifyThroughput => "notify-throughput",
+            Scenario::MonitorsIdle => "monitors-idle",
         }
+    }
+
+    /// The scenarios that run in `notify` (their own servers and report).
+    fn is_notifications(self) -> bool {
+        matches!(
+            self,
+            Scenario::Notify | Scenario::NotifyThroughput | Scenario::MonitorsIdle
+        )
     }
 }
 
@@ -130,15 +148,22 @@ struct Args {
     /// What to run.
     #[arg(long, value_enum, default_value_t = Scenario::UpdateLlookup)]
     scenario: Scenario,
-    /// Concurrent connections (idle: held connections). Default 50;
-    /// remote-lookup: 4, the idle connections a server keeps per peer.
+    /// Concurrent connections (idle: held connections; notify and
+    /// notify-throughput: @alice's sender connections; monitors-idle:
+    /// monitor connections). Default 50; remote-lookup, notify and
+    /// notify-throughput: 4; monitors-idle: 10000.
     #[arg(long = "connections")]
     connections_flag: Option<usize>,
     /// `--connections` or the scenario's default (see `resolve_defaults`).
     #[arg(skip)]
     connections: usize,
-    /// Requests kept in flight per connection (update-llookup, lookup).
-    #[arg(long, default_value_t = 1)]
+    /// Requests kept in flight per connection (update-llookup, lookup,
+    /// remote-lookup, notify, notify-throughput). Default 1;
+    /// notify-throughput: 16.
+    #[arg(long = "pipeline")]
+    pipeline_flag: Option<usize>,
+    /// `--pipeline` or the scenario's default (see `resolve_defaults`).
+    #[arg(skip)]
     pipeline: usize,
     /// How long to run (500ms, 10s, 2m); idle: how long to hold the connections.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
@@ -225,13 +250,52 @@ struct Args {
     /// a fresh pair of atSigns (0 skips them; at most 64).
     #[arg(long, default_value_t = 20)]
     cold_lookups: usize,
-    /// Exit 0 even when the run had errors or no throughput.
+    /// notify, notify-throughput: monitor connections of @bob (each gets
+    /// every notification).
+    #[arg(long, default_value_t = 1)]
+    monitors: usize,
+    /// notify, notify-throughput: notifications written and not yet read by
+    /// every monitor that the senders allow before they wait, so a run
+    /// measures what is delivered, not how fast @alice's outbox fills (the
+    /// server refuses notify beyond 100,000 waiting deliveries). Default
+    /// for notify: `--connections` (no notification queues behind more
+    /// than the other connections' ones); notify-throughput: 10000.
+    #[arg(long = "undelivered-max")]
+    undelivered_max_flag: Option<u64>,
+    /// `--undelivered-max` or the scenario's default.
+    #[arg(skip)]
+    undelivered_max: u64,
+    /// notify, notify-throughput, monitors-idle: the monitors' regex (an
+    /// empty one sends a bare `monitor`, which takes everything). The bench
+    /// keys `n<i>.bench@alice` must match it.
+    #[arg(long, default_value = notify::BENCH_KEYS_REGEX)]
+    monitor_regex: String,
+    /// Exit 0 even when the run had errors or no throughput (a notification
+    /// lost or duplicated still fails the run).
     #[arg(long)]
     allow_errors: bool,
 }
 
-/// Connections of every scenario but remote-lookup unless `--connections`.
+/// Connections of every scenario but remote-lookup and the notification
+/// ones unless `--connections`.
 const CONNECTIONS_DEFAULT: usize = 50;
+/// Sender connections of notify and notify-throughput: few, so the
+/// figure is the server's and not the client's threads competing for two
+/// cores.
+const NOTIFY_CONNECTIONS_DEFAULT: usize = 4;
+/// Monitors of monitors-idle: the goal.
+const MONITORS_IDLE_DEFAULT: usize = 10_000;
+/// notify-throughput's notifies in flight per connection.
+const NOTIFY_PIPELINE_DEFAULT: usize = 16;
+/// notify-throughput's cap of notifications written and not yet read by
+/// every monitor: deep enough that @alice's courier never runs dry.
+const UNDELIVERED_THROUGHPUT_DEFAULT: u64 = 10_000;
+/// Monitors of one notify run: each is a thread reading every line.
+const MONITORS_MAX: usize = 64;
+/// Below the server's bound of waiting deliveries per atSign
+/// (`NOTIFICATIONS_QUEUED_PER_ATSIGN_MAX`), so the cap, not the server's
+/// refusal, is what holds the senders back.
+const UNDELIVERED_MAX_MAX: u64 = 90_000;
 
 impl Args {
     /// Fills in the defaults that depend on the scenario.
@@ -240,15 +304,27 @@ impl Args {
             // More concurrent lookups than the pool keeps idle per peer
             // would make some warm lookups open new connections.
             Scenario::RemoteLookup => OUTBOUND_IDLE_PER_PEER_MAX,
+            Scenario::Notify | Scenario::NotifyThroughput => NOTIFY_CONNECTIONS_DEFAULT,
+            Scenario::MonitorsIdle => MONITORS_IDLE_DEFAULT,
             _ => CONNECTIONS_DEFAULT,
+        });
+        self.pipeline = self.pipeline_flag.unwrap_or(match self.scenario {
+            Scenario::NotifyThroughput => NOTIFY_PIPELINE_DEFAULT,
+            _ => 1,
+        });
+        self.undelivered_max = self.undelivered_max_flag.unwrap_or(match self.scenario {
+            // A latency run must not measure a queue: @alice's server
+            // accepts notifications several times faster than its courier
+            // delivers them to one recipient, so senders that waited only
+            // for `data:<id>` would fill the outbox and every notification
+            // would wait seconds behind the others.
+            Scenario::Notify => self.connections as u64,
+            _ => UNDELIVERED_THROUGHPUT_DEFAULT,
         });
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.scenario == Scenario::Notify {
-            return Err("scenario `notify` needs notifications (notify/monitor verbs), not implemented by the server yet; nothing was run".into());
-        }
-        let max = if self.scenario == Scenario::Idle {
+        let max = if matches!(self.scenario, Scenario::Idle | Scenario::MonitorsIdle) {
             IDLE_CONNECTIONS_MAX
         } else {
             ACTIVE_CONNECTIONS_MAX
@@ -297,6 +373,22 @@ impl Args {
                 return Err(format!(
                     "--cold-lookups must be 0..={}",
                     remote::COLD_LOOKUPS_MAX
+                ));
+            }
+        }
+        if self.scenario.is_notifications() {
+            if self.addr.is_some() {
+                return Err(format!(
+                    "{} starts its own servers: --addr is not supported",
+                    self.scenario.name()
+                ));
+            }
+            if self.monitors == 0 || self.monitors > MONITORS_MAX {
+                return Err(format!("--monitors must be 1..={MONITORS_MAX}"));
+            }
+            if self.undelivered_max == 0 || self.undelivered_max > UNDELIVERED_MAX_MAX {
+                return Err(format!(
+                    "--undelivered-max must be 1..={UNDELIVERED_MAX_MAX}"
                 ));
             }
         }
@@ -396,7 +488,9 @@ impl WorkDir {
 
 fn run(args: &Args) -> Result<bool, String> {
     let nofile = procs::raise_nofile();
-    if args.scenario == Scenario::Idle && (nofile as usize) < args.connections + 64 {
+    if matches!(args.scenario, Scenario::Idle | Scenario::MonitorsIdle)
+        && (nofile as usize) < args.connections + 64
+    {
         return Err(format!(
             "open-files limit {nofile} is too low for {} connections: run `ulimit -n 65536` first",
             args.connections
@@ -428,6 +522,9 @@ fn run(args: &Args) -> Result<bool, String> {
         DurabilityArg::Fast => "fast",
         DurabilityArg::Durable => "durable",
     };
+    if args.scenario.is_notifications() {
+        return run_notifications(args, &certs, &ca, work.path(), durability);
+    }
 
     // Our server: started here unless --addr; remote-lookup starts a
     // directory and two servers and measures @bob's.
@@ -588,6 +685,67 @@ fn run(args: &Args) -> Result<bool, String> {
         return Err("interrupted".into());
     }
     Ok(clean)
+}
+
+/// notify, notify-throughput and monitors-idle: they start their own
+/// servers and check every notification (see `notify.rs`). A notification
+/// lost or duplicated fails the run whatever `--allow-errors` says: such a
+/// run measured a broken server, not a slow one.
+fn run_notifications(
+    args: &Args,
+    certs: &CertFiles,
+    ca: &Path,
+    work: &Path,
+    durability: &str,
+) -> Result<bool, String> {
+    let bin = match &args.atserver_bin {
+        Some(b) => b.clone(),
+        None => default_atserver_bin()?,
+    };
+    let server_name = rustls::pki_types::ServerName::try_from(args.server_name.clone())
+        .map_err(|e| format!("bad --server-name: {e}"))?;
+    let spec = notify::NotifySpec {
+        bin: &bin,
+        certs,
+        tls: tls_config(ca, args.tls_resume)?,
+        server_name,
+        work,
+        durability,
+        shards: args.shards,
+        extra_args: &args.server_args,
+        connections: args.connections,
+        pipeline: args.pipeline,
+        monitors: args.monitors,
+        undelivered_max: args.undelivered_max,
+        duration: args.duration,
+        value: "v".repeat(args.value_size),
+        keys: args.keys,
+        threads: args.idle_threads,
+        monitor_regex: &args.monitor_regex,
+    };
+    let outcome = match args.scenario {
+        Scenario::Notify => notify::run_delivery(&spec, notify::Delivery::Latency)?,
+        Scenario::NotifyThroughput => notify::run_delivery(&spec, notify::Delivery::Throughput)?,
+        _ => notify::run_monitors_idle(&spec)?,
+    };
+    let report = &outcome.report;
+    println!("{}", report.table());
+    if let Some(path) = &args.json {
+        let text =
+            serde_json::to_string_pretty(&report.json()).map_err(|e| format!("JSON: {e}"))?;
+        std::fs::write(path, text + "\n")
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    if procs::interrupted() {
+        return Err("interrupted".into());
+    }
+    if let Some(why) = &outcome.invalid {
+        return Err(format!(
+            "INVALID RUN ({}): {why}; the figures above do not count",
+            report.scenario
+        ));
+    }
+    Ok(report.errors == 0 && report.ops > 0)
 }
 
 /// Onboards with cram and stores the pkam public key.
@@ -815,8 +973,11 @@ fn run_scenario(
                     ends: Some((server2, client1)),
                 });
             }
-            Scenario::Notify => {
-                return Err("scenario `notify` is not implemented by the server yet".into());
+            Scenario::Notify | Scenario::NotifyThroughput | Scenario::MonitorsIdle => {
+                return Err(format!(
+                    "{} runs in run_notifications",
+                    args.scenario.name()
+                ));
             }
         }
         for worker in workers {
@@ -1094,6 +1255,52 @@ mod tests {
             parsed(&["--scenario", "lookup", "--connections", "7"]).connections,
             7
         );
+    }
+
+    #[test]
+    fn notification_scenarios_have_their_own_defaults_and_bounds() {
+        let latency = parsed(&["--scenario", "notify"]);
+        assert_eq!(
+            (latency.connections, latency.pipeline),
+            (NOTIFY_CONNECTIONS_DEFAULT, 1)
+        );
+        assert_eq!(latency.validate(), Ok(()));
+        let throughput = parsed(&["--scenario", "notify-throughput"]);
+        assert_eq!(
+            (throughput.connections, throughput.pipeline),
+            (NOTIFY_CONNECTIONS_DEFAULT, NOTIFY_PIPELINE_DEFAULT)
+        );
+        assert_eq!(throughput.validate(), Ok(()));
+        let idle = parsed(&["--scenario", "monitors-idle"]);
+        assert_eq!(idle.connections, MONITORS_IDLE_DEFAULT);
+        assert_eq!(idle.validate(), Ok(()));
+        let too_many_monitors = (MONITORS_MAX + 1).to_string();
+        let too_much_backlog = (UNDELIVERED_MAX_MAX + 1).to_string();
+        for line in [
+            &["--scenario", "notify", "--monitors", "0"][..],
+            &[
+                "--scenario",
+                "notify",
+                "--monitors",
+                too_many_monitors.as_str(),
+            ][..],
+            &[
+                "--scenario",
+                "notify-throughput",
+                "--undelivered-max",
+                too_much_backlog.as_str(),
+            ][..],
+            &[
+                "--scenario",
+                "notify",
+                "--addr",
+                "127.0.0.1:6464",
+                "--ca",
+                "ca.pem",
+            ][..],
+        ] {
+            assert!(parsed(line).validate().is_err(), "{line:?}");
+        }
     }
 
     #[test]

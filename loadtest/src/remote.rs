@@ -153,6 +153,11 @@ impl Network {
         self.bob_hosted.first().map_or("", |(_, s)| s.as_str())
     }
 
+    /// @alice's CRAM secret (the notify scenarios' senders log in with it).
+    pub fn alice_secret(&self) -> &str {
+        self.alice_hosted.first().map_or("", |(_, s)| s.as_str())
+    }
+
     /// Fails when any of the three processes has exited.
     pub fn check_alive(&mut self) -> Result<(), String> {
         self.directory.check_alive()?;
@@ -162,7 +167,7 @@ impl Network {
 }
 
 /// A cram-authenticated owner connection as `atsign` to the server of `at`.
-fn cram_owner(at: &Target, atsign: &str, secret: &str) -> Result<Client, String> {
+pub fn cram_owner(at: &Target, atsign: &str, secret: &str) -> Result<Client, String> {
     let mut conn = at
         .connect()
         .map_err(|e| format!("connecting as {atsign}: {e}"))?;

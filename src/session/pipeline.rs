@@ -100,7 +100,7 @@ pub struct Pipeline<C: Clock> {
     monitoring: Option<Monitoring>,
     /// What follows writes that are durable and answered (stats lines,
     /// auto-notifications), run once their replies are written.
-    follow_ups: Vec<Box<FollowUp>>,
+    follow_ups: Vec<FollowUp>,
 }
 
 impl<C: Clock> Pipeline<C> {
@@ -484,7 +484,7 @@ impl<C: Clock> Pipeline<C> {
                     if let (Ok(outcome), Some(follow_up)) = (&result, follow_up)
                         && (outcome.existed || follow_up.op != verbs::write::WriteOp::Delete)
                     {
-                        self.follow_ups.push(follow_up);
+                        self.follow_ups.push(*follow_up);
                     }
                     let result = result.map_err(AtError::from).map(|outcome| {
                         verbs::write::write_commit_id(&mut payload, outcome.commit_id);
