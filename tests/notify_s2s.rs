@@ -217,3 +217,56 @@ fn a_peer_that_never_answers_holds_up_only_its_own_deliveries() {
     assert_eq!(alice.send("noop:0"), "data:ok\n@alice@");
     drop(silent);
 }
+
+/// Waits until `line` on `client` answers `expected`.
+fn await_reply(client: &mut Client, line: &str, expected: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        last = client.send(line);
+        if last == expected {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{line} never answered {expected:?}: {last:?}");
+}
+
+#[test]
+fn the_owners_shares_reach_the_recipients_cache_and_its_deletes_cascade() {
+    let network = Network::start(&[ALICE, BOB], &[], &[]);
+    let mut alice = owner(&network, 0, ALICE);
+    let mut bob = owner(&network, 1, BOB);
+    assert!(
+        alice
+            .send("update:ttr:-1:ccd:true:@bob:pushed.wavi@alice first")
+            .starts_with("data:")
+    );
+    // Auto-notified: @bob's server writes its cached copy without a lookup.
+    await_reply(
+        &mut bob,
+        "llookup:cached:@bob:pushed.wavi@alice",
+        "data:first\n@bob@",
+        DELIVERY,
+    );
+    // The owner's update of the shared key propagates to the copy.
+    assert!(
+        alice
+            .send("update:ttr:-1:ccd:true:@bob:pushed.wavi@alice second")
+            .starts_with("data:")
+    );
+    await_reply(
+        &mut bob,
+        "llookup:cached:@bob:pushed.wavi@alice",
+        "data:second\n@bob@",
+        DELIVERY,
+    );
+    // With ccd, the owner's delete removes the copy.
+    assert!(alice.send("delete:@bob:pushed.wavi@alice").starts_with("data:"));
+    await_reply(
+        &mut bob,
+        "llookup:cached:@bob:pushed.wavi@alice",
+        "error:AT0015-key not found : cached:@bob:pushed.wavi@alice does not exist in keystore\n@bob@",
+        DELIVERY,
+    );
+}
