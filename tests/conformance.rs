@@ -144,34 +144,22 @@ fn c6_c7_an_unauthenticated_notify_list_or_status_is_null() {
 /// notification I1 would make is stored directly.
 #[test]
 fn i15_i16_a_removed_notification_is_gone_and_an_unknown_one_fetches_as_expired() {
-    use atserver::storage::{
-        DeliveryStrategy, MessageType, NotificationRecord, NotificationStatus, NotificationType,
-        OpType, Priority,
-    };
+    use atserver::storage::NotificationRecord;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("after 1970")
         .as_millis();
     let now = i64::try_from(now).expect("in range");
     let record = NotificationRecord {
-        id: "i1-note".into(),
-        from_atsign: "@i15".into(),
-        to_atsign: "@i15".into(),
-        notification_date_time: now,
-        notification: "@i15:note.wavi@i15".into(),
-        notification_type: NotificationType::Received,
-        op_type: OpType::Update,
-        message_type: MessageType::Key,
-        priority: Priority::Low,
-        notification_status: NotificationStatus::Delivered,
-        retry_count: 1,
-        strategy: DeliveryStrategy::All,
-        notifier: "SYSTEM".into(),
-        depth: 1,
         at_value: Some("hello".into()),
-        at_metadata: None,
-        ttl: None,
-        expires_at: now + 900_000,
+        ..NotificationRecord::received(
+            "i1-note",
+            "@i15",
+            "@i15",
+            "@i15:note.wavi@i15".into(),
+            now,
+            now + 900_000,
+        )
     };
     let tenant = server().server.tenant("@i15").expect("hosted");
     futures_lite::future::block_on(tenant.store.put_notification(record)).expect("stored");

@@ -262,7 +262,11 @@ fn the_owners_shares_reach_the_recipients_cache_and_its_deletes_cascade() {
         DELIVERY,
     );
     // With ccd, the owner's delete removes the copy.
-    assert!(alice.send("delete:@bob:pushed.wavi@alice").starts_with("data:"));
+    assert!(
+        alice
+            .send("delete:@bob:pushed.wavi@alice")
+            .starts_with("data:")
+    );
     await_reply(
         &mut bob,
         "llookup:cached:@bob:pushed.wavi@alice",

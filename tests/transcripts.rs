@@ -276,8 +276,7 @@ fn a_store_that_does_not_answer_in_time_is_at0002_and_closes() {
 mod notifications {
     use atserver::protocol::time::format_dart_utc;
     use atserver::storage::{
-        DeliveryStrategy, MessageType, NotificationMeta, NotificationRecord, NotificationStatus,
-        NotificationType, OpType, Priority,
+        NotificationMeta, NotificationRecord, NotificationStatus, NotificationType,
     };
 
     use super::{connect, owner, server};
@@ -293,20 +292,6 @@ mod notifications {
     /// living an hour.
     fn received(id: &str, to: &str, created: i64) -> NotificationRecord {
         NotificationRecord {
-            id: id.to_string(),
-            from_atsign: "@bob".into(),
-            to_atsign: to.to_string(),
-            notification_date_time: created,
-            notification: format!("{to}:phone.wavi@bob"),
-            notification_type: NotificationType::Received,
-            op_type: OpType::Update,
-            message_type: MessageType::Key,
-            priority: Priority::Low,
-            notification_status: NotificationStatus::Delivered,
-            retry_count: 1,
-            strategy: DeliveryStrategy::All,
-            notifier: "SYSTEM".into(),
-            depth: 1,
             at_value: Some("QmFzZTY0".into()),
             at_metadata: Some(NotificationMeta {
                 ttr: Some(-1),
@@ -315,7 +300,14 @@ mod notifications {
                 ..NotificationMeta::default()
             }),
             ttl: Some(3_600_000),
-            expires_at: created + 3_600_000,
+            ..NotificationRecord::received(
+                id,
+                "@bob",
+                to,
+                format!("{to}:phone.wavi@bob"),
+                created,
+                created + 3_600_000,
+            )
         }
     }
 

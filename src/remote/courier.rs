@@ -418,24 +418,12 @@ pub fn of_this_shard() -> Option<Rc<Courier>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{NotificationMeta, Priority};
+    use crate::storage::NotificationMeta;
 
     fn record() -> NotificationRecord {
         NotificationRecord {
-            id: "n1".into(),
-            from_atsign: "@alice".into(),
-            to_atsign: "@bob".into(),
-            notification_date_time: 1_000,
-            notification: "@bob:phone.wavi@alice".into(),
             notification_type: NotificationType::Sent,
-            op_type: OpType::Update,
-            message_type: MessageType::Key,
-            priority: Priority::Low,
             notification_status: NotificationStatus::Queued,
-            retry_count: 1,
-            strategy: DeliveryStrategy::All,
-            notifier: "SYSTEM".into(),
-            depth: 1,
             at_value: Some("c2VjcmV0".into()),
             at_metadata: Some(NotificationMeta {
                 ttr: Some(-1),
@@ -445,7 +433,14 @@ mod tests {
                 ..NotificationMeta::default()
             }),
             ttl: Some(60_000),
-            expires_at: 61_000,
+            ..NotificationRecord::received(
+                "n1",
+                "@alice",
+                "@bob",
+                "@bob:phone.wavi@alice".into(),
+                1_000,
+                61_000,
+            )
         }
     }
 

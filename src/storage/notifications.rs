@@ -165,6 +165,41 @@ pub struct NotificationRecord {
 }
 
 impl NotificationRecord {
+    /// A key update `from` → `to` about `notification`, received and
+    /// delivered, created at `created` and expiring at `expires_at`, with
+    /// the reference's defaults for the rest (priority low, strategy all,
+    /// notifier `SYSTEM`, no value, no metadata). Callers change what
+    /// differs with struct-update syntax; tests seed stores with it.
+    pub fn received(
+        id: &str,
+        from: &str,
+        to: &str,
+        notification: String,
+        created: i64,
+        expires_at: i64,
+    ) -> NotificationRecord {
+        NotificationRecord {
+            id: id.to_string(),
+            from_atsign: from.to_string(),
+            to_atsign: to.to_string(),
+            notification_date_time: created,
+            notification,
+            notification_type: NotificationType::Received,
+            op_type: OpType::Update,
+            message_type: MessageType::Key,
+            priority: Priority::Low,
+            notification_status: NotificationStatus::Delivered,
+            retry_count: 1,
+            strategy: DeliveryStrategy::All,
+            notifier: "SYSTEM".to_string(),
+            depth: 1,
+            at_value: None,
+            at_metadata: None,
+            ttl: None,
+            expires_at,
+        }
+    }
+
     /// Serialises the record with its trailing format-version byte.
     pub fn encode(&self) -> Vec<u8> {
         // Serialising owned data into a Vec cannot fail short of an rkyv

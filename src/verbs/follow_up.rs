@@ -7,7 +7,7 @@
 use super::notify;
 use super::write::{FollowUp, WriteOp};
 use crate::context::ServerContext;
-use crate::protocol::command::{MessageType, Notify, NotifyOp, NotifyTarget};
+use crate::protocol::command::{MessageType, Notify, NotifyOp};
 use crate::protocol::metadata::MetaFragment;
 use crate::protocol::time::format_iso_utc;
 use crate::storage::{OpType, StoredRecord};
@@ -49,24 +49,15 @@ pub async fn run(server: &ServerContext, follow_up: &FollowUp, rng: &ring::rand:
         WriteOp::UpdateMeta | WriteOp::Delete => None,
     };
     let cmd = Notify {
-        id: None,
         operation: Some(match follow_up.op {
             WriteOp::Delete => NotifyOp::Delete,
             WriteOp::Update | WriteOp::UpdateMeta => NotifyOp::Update,
         }),
         message_type: Some(MessageType::Key),
-        priority: None,
-        strategy: None,
-        latest_n: None,
-        notifier: None,
-        ttln: None,
-        e_atn: None,
-        eph: false,
         meta,
-        target: NotifyTarget::AtSign(recipient.trim_start_matches('@')),
-        key: name,
         owner: Some(owner),
         value,
+        ..Notify::to(recipient.trim_start_matches('@'), name)
     };
     if let Err(error) = notify::sent_to(server, tenant, recipient, &cmd, rng).await {
         tracing::warn!(%error, key = %follow_up.key, "the auto-notification was not queued");

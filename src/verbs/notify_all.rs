@@ -12,7 +12,7 @@ use crate::auth::signing;
 use crate::connection::Owner;
 use crate::context::ServerContext;
 use crate::error::{AtCode, AtError};
-use crate::protocol::command::{MessageType, Notify, NotifyAll, NotifyTarget};
+use crate::protocol::command::{MessageType, Notify, NotifyAll};
 use crate::protocol::metadata::MetaFragment;
 
 pub async fn apply(
@@ -59,24 +59,15 @@ pub async fn apply(
     let mut sent = Vec::with_capacity(recipients.len());
     for recipient in &recipients {
         let one = Notify {
-            id: None,
             operation: cmd.operation,
             message_type: Some(message_type),
-            priority: None,
-            strategy: None,
-            latest_n: None,
-            notifier: None,
-            ttln: None,
-            e_atn: None,
-            eph: false,
             meta,
-            target: NotifyTarget::AtSign(recipient.trim_start_matches('@')),
-            key: cmd.key,
             owner: match message_type {
                 MessageType::Key => Some(owner_part.trim_start_matches('@')),
                 MessageType::Text => None,
             },
             value: cmd.value,
+            ..Notify::to(recipient.trim_start_matches('@'), cmd.key)
         };
         let id = notify::sent_to(server, owner.tenant(), recipient, &one, rng).await?;
         sent.push((recipient.as_str(), id));

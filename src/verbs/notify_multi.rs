@@ -8,7 +8,7 @@ use crate::connection::Owner;
 use crate::context::ServerContext;
 use crate::error::AtError;
 use crate::protocol::atsign::normalize_atsign;
-use crate::protocol::command::{MessageType, Notify, NotifyMulti, NotifyOp, NotifyTarget};
+use crate::protocol::command::{MessageType, Notify, NotifyMulti, NotifyOp};
 use crate::protocol::json::ObjectWriter;
 
 pub async fn apply(
@@ -22,21 +22,15 @@ pub async fn apply(
     let mut sent = Vec::with_capacity(recipients.len());
     for recipient in &recipients {
         let one = Notify {
-            id: None,
             operation: Some(NotifyOp::Update),
             message_type: Some(MessageType::Key),
-            priority: None,
-            strategy: None,
-            latest_n: None,
-            notifier: None,
             ttln: cmd.ttln,
             e_atn: cmd.e_atn,
             eph: cmd.eph,
             meta: cmd.meta,
-            target: NotifyTarget::AtSign(recipient.trim_start_matches('@')),
-            key: cmd.key,
             owner: Some(cmd.owner),
             value: cmd.value,
+            ..Notify::to(recipient.trim_start_matches('@'), cmd.key)
         };
         let id = notify::sent_to(server, owner.tenant(), recipient, &one, rng).await?;
         sent.push((recipient.as_str(), id));

@@ -6,10 +6,7 @@ use std::time::Instant;
 
 use crate::connection::{AuthMethod, Caller, ConnectionState};
 use crate::context::Tenant;
-use crate::storage::{
-    DeliveryStrategy, MessageType, NotificationRecord, NotificationStatus, NotificationType,
-    OpType, Priority,
-};
+use crate::storage::{NotificationRecord, NotificationType};
 
 /// The owner of `tenant`, authenticated by cram.
 pub fn owner_of(tenant: &Arc<Tenant>) -> Caller {
@@ -41,24 +38,16 @@ pub fn notification(
     created: i64,
 ) -> NotificationRecord {
     NotificationRecord {
-        id: id.to_string(),
-        from_atsign: from.to_string(),
-        to_atsign: to.to_string(),
-        notification_date_time: created,
-        notification: format!("{to}:phone.wavi{from}"),
         notification_type,
-        op_type: OpType::Update,
-        message_type: MessageType::Key,
-        priority: Priority::Low,
-        notification_status: NotificationStatus::Delivered,
-        retry_count: 1,
-        strategy: DeliveryStrategy::All,
-        notifier: "SYSTEM".into(),
-        depth: 1,
         at_value: Some("v".into()),
-        at_metadata: None,
-        ttl: None,
-        expires_at: created + 3_600_000,
+        ..NotificationRecord::received(
+            id,
+            from,
+            to,
+            format!("{to}:phone.wavi{from}"),
+            created,
+            created + 3_600_000,
+        )
     }
 }
 

@@ -49,6 +49,32 @@ pub struct Notify<'a> {
     pub value: Option<&'a str>,
 }
 
+impl<'a> Notify<'a> {
+    /// A plain notification to `recipient` (without its `@`) about `key`:
+    /// every optional field absent, as the grammar reads a bare
+    /// `notify:@<recipient>:<key>`. The server builds the notifications it
+    /// sends itself (`notify:multi`, `notify:all`, auto-notify) from it.
+    pub fn to(recipient: &'a str, key: &'a str) -> Notify<'a> {
+        Notify {
+            id: None,
+            operation: None,
+            message_type: None,
+            priority: None,
+            strategy: None,
+            latest_n: None,
+            notifier: None,
+            ttln: None,
+            e_atn: None,
+            eph: false,
+            meta: MetaFragment::default(),
+            target: NotifyTarget::AtSign(recipient),
+            key,
+            owner: None,
+            value: None,
+        }
+    }
+}
+
 pub(crate) const USAGE: &str = "e.g notify:@colin:key@kevin";
 
 /// `notify:` but not `notify:list`, `notify:status`, `notify:all`,
