@@ -24,13 +24,15 @@ trap 'rm -rf "$out"' EXIT
 started=$SECONDS
 fail=0
 
+# Each run lasts 3 s unless DURATION says otherwise (`DURATION=2s run …`).
 run() {
     local name=$1
+    local duration=${DURATION:-3s}
     shift
     echo "== smoke: $name"
     # The loadtest exits non-zero on errors or zero throughput; timeout
     # bounds a hung run (it should never get there).
-    if ! timeout 20 "$LOADTEST" --atserver-bin "$ATSERVER" --duration 3s --json "$out/$name.json" "$@" >"$out/$name.txt" 2>"$out/$name.err"; then
+    if ! timeout 20 "$LOADTEST" --atserver-bin "$ATSERVER" --duration "$duration" --json "$out/$name.json" "$@" >"$out/$name.txt" 2>"$out/$name.err"; then
         echo "smoke: $name FAILED" >&2
         cat "$out/$name.txt" "$out/$name.err" >&2
         fail=1
@@ -74,13 +76,15 @@ if [[ -f "$out/remote-lookup.json" ]]; then
     fi
 fi
 
-# notify must refuse clearly until the server has notifications.
-if "$LOADTEST" --scenario notify >/dev/null 2>"$out/notify.err"; then
-    echo "smoke: notify should fail until the server supports notifications" >&2
-    fail=1
-elif ! grep -q "not implemented by the server yet" "$out/notify.err"; then
-    echo "smoke: notify failed without the expected message" >&2
-    cat "$out/notify.err" >&2
+# Notifications: @alice's notify reaching @bob's monitor on another server
+# (a directory and two servers again), and monitors holding and receiving.
+# The loadtest itself fails on a lost or duplicated notification.
+DURATION=2s run notify --scenario notify --connections 2
+DURATION=1s run monitors-idle --scenario monitors-idle --connections 200 --idle-threads 4
+if [[ -f "$out/monitors-idle.json" ]] &&
+    ! grep -q '"fanout_delivered": 200' "$out/monitors-idle.json"; then
+    echo "smoke: monitors-idle did not reach every monitor" >&2
+    cat "$out/monitors-idle.json" >&2
     fail=1
 fi
 
