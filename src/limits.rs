@@ -652,6 +652,12 @@ const _: () = assert!(OUTBOUND_IDLE_PER_PEER_MAX <= OUTBOUND_IDLE_CONNECTIONS_MA
 /// making every publication walk an unbounded list.
 pub const MONITORS_PER_ATSIGN_MAX: usize = 20_000;
 
+/// Distinct monitor regexes one atSign keeps compiled, shared by every
+/// monitor that sends the same text (a compiled regex costs tens of KiB;
+/// 10,000 monitors with one regex cost 287 MiB before they shared it).
+/// Texts beyond it are compiled per monitor, as before.
+pub const MONITOR_REGEXES_MAX: usize = 64;
+
 /// Lines one monitor may have queued and not yet written. A monitor that
 /// falls this far behind (a client that stopped reading) is closed; it
 /// loses nothing, as it replays from its last `epochMillis` on reconnect.
@@ -687,6 +693,15 @@ pub const DELIVERY_RETRY_MAX_MS: u64 = 60_000;
 /// the reference clamps it (changes §6.1).
 pub const NOTIFICATION_EPHEMERAL_LIFETIME_MS: i64 = 120_000;
 
+/// Notifications one lane (sender, recipient) sends in one write on one
+/// connection, their replies read in order. A lane that sent one at a time
+/// delivered 2–3 k/s whatever the CPU (one round trip each); a window lets
+/// a backlog go out at the rate the peer ingests it, and caps what one
+/// failed exchange has to send again (the receiver ingests by id, so
+/// resending is safe). 64 lines of typical notifications are a few tens of
+/// KiB, well within one read on either side.
+pub const DELIVERY_WINDOW_MAX: usize = 64;
+
 /// Notifications one atSign may have waiting for delivery (queued and not
 /// expired) at once. Every one of them is a record on disk and an id in a
 /// delivery queue: beyond it `notify` is refused (AT0011, the reference's
@@ -698,3 +713,4 @@ const _: () = assert!(MONITOR_QUEUE_BYTES_MAX >= 3 * LINE_BYTES_MAX);
 const _: () = assert!(MONITOR_REPLAY_PAGE_LEN <= NOTIFICATION_PAGE_LEN_MAX);
 const _: () = assert!(MONITOR_REPLAY_PAGE_LEN < MONITOR_QUEUE_LINES_MAX);
 const _: () = assert!(DELIVERY_RETRY_BASE_MS < DELIVERY_RETRY_MAX_MS);
+const _: () = assert!(DELIVERY_WINDOW_MAX <= INFLIGHT_REPLIES_MAX);

@@ -23,7 +23,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use crate::limits::{MONITOR_QUEUE_BYTES_MAX, MONITOR_QUEUE_LINES_MAX, MONITORS_PER_ATSIGN_MAX};
+use crate::limits::{
+    MONITOR_QUEUE_BYTES_MAX, MONITOR_QUEUE_LINES_MAX, MONITOR_REGEXES_MAX, MONITORS_PER_ATSIGN_MAX,
+};
 
 /// What kind of line a notification is, for the subscriptions' filters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +141,10 @@ pub struct MonitorHub {
     /// How many are registered: read without the lock, so publishing to an
     /// atSign nobody monitors costs one atomic load.
     count: AtomicUsize,
+    /// Compiled monitor regexes by their text: the clients of one atSign
+    /// send the same few, and a compiled regex costs tens of KiB, so ten
+    /// thousand monitors share one instead of holding ten thousand.
+    regexes: Mutex<HashMap<String, regex::Regex>>,
 }
 
 #[derive(Default)]
@@ -194,6 +200,25 @@ impl MonitorHub {
             number,
             subscription,
         })
+    }
+
+    /// The compiled regex of `text`, shared with the monitors that asked
+    /// for the same text; `compile` runs only for a text not seen yet. At
+    /// most [`MONITOR_REGEXES_MAX`] texts are kept (the rest compile anew).
+    pub fn regex<E>(
+        &self,
+        text: &str,
+        compile: impl FnOnce(&str) -> Result<regex::Regex, E>,
+    ) -> Result<regex::Regex, E> {
+        let mut regexes = self.regexes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = regexes.get(text) {
+            return Ok(found.clone());
+        }
+        let compiled = compile(text)?;
+        if regexes.len() < MONITOR_REGEXES_MAX {
+            regexes.insert(text.to_string(), compiled.clone());
+        }
+        Ok(compiled)
     }
 
     /// Whether any monitor is registered.
@@ -442,6 +467,23 @@ mod tests {
         assert!(!handle.arrived_live("8"));
         handle.replay_done();
         assert!(!handle.arrived_live("7"));
+    }
+
+    #[test]
+    fn one_regex_text_compiles_once_per_atsign() {
+        let hub = MonitorHub::default();
+        let mut compiled = 0;
+        for _ in 0..3 {
+            let regex = hub
+                .regex("wavi$", |text| {
+                    compiled += 1;
+                    regex::Regex::new(text)
+                })
+                .unwrap();
+            assert!(regex.is_match("phone.wavi"));
+        }
+        assert_eq!(compiled, 1);
+        assert!(hub.regex("(", regex::Regex::new).is_err());
     }
 
     #[test]

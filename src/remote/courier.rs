@@ -24,7 +24,9 @@ use std::time::Duration;
 
 use super::peers::{LocalFuture, PeerAccess};
 use crate::context::Tenant;
-use crate::limits::{DELIVERY_RETRY_BASE_MS, DELIVERY_RETRY_MAX_MS, NOTIFICATION_PAGE_LEN_MAX};
+use crate::limits::{
+    DELIVERY_RETRY_BASE_MS, DELIVERY_RETRY_MAX_MS, DELIVERY_WINDOW_MAX, NOTIFICATION_PAGE_LEN_MAX,
+};
 use crate::protocol::metadata::MetaFragment;
 use crate::protocol::time::format_iso_utc;
 use crate::storage::{
@@ -143,87 +145,94 @@ impl Courier {
             .sum()
     }
 
-    /// The lane's next notification, and whether a newer one of the same
-    /// `strategy:latest` notifier supersedes it; `None` (and the lane is
-    /// gone) when it is empty.
-    fn next_of(&self, key: &LaneKey) -> Option<(String, bool)> {
+    /// The lane's next window: up to [`DELIVERY_WINDOW_MAX`] waiting ids
+    /// and how many were taken (superseded ones included, which are not
+    /// sent); `None` (and the lane is gone) when it is empty.
+    fn next_window(&self, key: &LaneKey) -> Option<(Vec<String>, usize)> {
         let mut lanes = self.lanes.borrow_mut();
         let lane = lanes.get_mut(key)?;
-        match lane.waiting.pop_front() {
-            Some(first) => {
-                let superseded = lane.supersedes(&first);
-                Some((first.id, superseded))
-            }
-            None => {
-                lanes.remove(key);
-                None
+        if lane.waiting.is_empty() {
+            lanes.remove(key);
+            return None;
+        }
+        let mut ids = Vec::new();
+        let mut taken = 0;
+        while ids.len() < DELIVERY_WINDOW_MAX {
+            let Some(first) = lane.waiting.pop_front() else {
+                break;
+            };
+            taken += 1;
+            if lane.supersedes(&first) {
+                tracing::debug!(id = %first.id, recipient = %key.1, "superseded by newer notifications of its notifier");
+            } else {
+                ids.push(first.id);
             }
         }
+        Some((ids, taken))
     }
 
     async fn run_lane(self: Rc<Self>, sender: Arc<Tenant>, key: LaneKey) {
-        while let Some((id, superseded)) = self.next_of(&key) {
-            if superseded {
-                tracing::debug!(%id, recipient = %key.1, "superseded by newer notifications of its notifier");
-            } else {
-                self.deliver(&sender, &key.1, &id).await;
-            }
-            sender.queued_deliveries.fetch_sub(1, Ordering::AcqRel);
+        while let Some((ids, taken)) = self.next_window(&key) {
+            self.deliver(&sender, &key.1, ids).await;
+            sender.queued_deliveries.fetch_sub(taken, Ordering::AcqRel);
         }
     }
 
-    /// Delivers one notification, retrying until it is delivered, expired,
-    /// removed, or no longer queued.
-    async fn deliver(&self, sender: &Arc<Tenant>, recipient: &str, id: &str) {
+    /// Delivers a window of notifications in one write on one connection,
+    /// retrying what was not delivered until each is delivered, expired,
+    /// removed or no longer queued. A failed exchange sends its whole
+    /// window again: the receiver ingests by id, so a notification it did
+    /// take is acknowledged again and not stored twice.
+    async fn deliver(&self, sender: &Arc<Tenant>, recipient: &str, mut ids: Vec<String>) {
         let mut failures: u32 = 0;
         loop {
-            let record = match sender.store.notification(id) {
-                Ok(Some(record)) => record,
-                // `notify:remove` took it: nothing to deliver.
-                Ok(None) => return,
-                Err(error) => {
-                    // The store reports (and, if it is broken, stops the
-                    // process); the notification stays queued for a restart.
-                    tracing::error!(%error, id, "a queued notification cannot be read");
-                    return;
-                }
-            };
-            if record.notification_status != NotificationStatus::Queued {
-                return;
-            }
             let now = crate::storage::actor::now_ms();
-            if record.is_expired(now) {
-                tracing::debug!(id, recipient, "notification expired before delivery");
-                self.set_status(sender, &record, NotificationStatus::Errored)
-                    .await;
+            let records = self.still_queued(sender, recipient, &ids, now);
+            if records.is_empty() {
                 return;
             }
-            let line = forward_line(&record, now);
-            let outcome = self.peers.request_as(sender, recipient, &line).await;
+            let lines: Vec<String> = records.iter().map(|r| forward_line(r, now)).collect();
+            let line_refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+            let outcome = self
+                .peers
+                .request_many_as(sender, recipient, &line_refs)
+                .await;
+            let mut left = Vec::new();
             match outcome {
-                Ok(reply) if reply.data() == Some(b"success") => {
-                    tracing::debug!(id, recipient, "notification delivered");
-                    let mut delivered = record;
-                    delivered.retry_count = delivered.retry_count.max(1) + failures;
-                    self.set_status(sender, &delivered, NotificationStatus::Delivered)
-                        .await;
-                    return;
-                }
-                Ok(reply) => {
-                    tracing::debug!(
-                        id,
-                        recipient,
-                        reply = %String::from_utf8_lossy(reply.payload()),
-                        "notification refused; will retry"
-                    );
+                Ok(replies) => {
+                    for (record, reply) in records.iter().zip(&replies) {
+                        if reply.data() == Some(b"success") {
+                            let retries = record.retry_count.max(1).saturating_add(failures);
+                            self.record_status(
+                                sender,
+                                &record.id,
+                                NotificationStatus::Delivered,
+                                retries,
+                            );
+                        } else {
+                            tracing::debug!(
+                                id = %record.id,
+                                recipient,
+                                reply = %String::from_utf8_lossy(reply.payload()),
+                                "notification refused; will retry"
+                            );
+                            left.push(record.id.clone());
+                        }
+                    }
                 }
                 Err(error) => {
-                    tracing::debug!(id, recipient, %error, "notification not delivered; will retry");
+                    tracing::debug!(recipient, %error, waiting = records.len(), "notifications not delivered; will retry");
+                    left = records.iter().map(|r| r.id.clone()).collect();
                 }
             }
+            if left.is_empty() {
+                return;
+            }
+            ids = left;
             failures = failures.saturating_add(1);
-            let pause = retry_pause(failures, jitter_seed(id, failures));
-            let until_expiry = u64::try_from(record.expires_at.saturating_sub(now)).unwrap_or(0);
+            let soonest_expiry = records.iter().map(|r| r.expires_at).min().unwrap_or(now);
+            let pause = retry_pause(failures, jitter_seed(recipient, failures));
+            let until_expiry = u64::try_from(soonest_expiry.saturating_sub(now)).unwrap_or(0);
             // Try once more right at expiry rather than never.
             self.tasks
                 .sleep(Duration::from_millis(pause.min(until_expiry.max(1))))
@@ -231,19 +240,58 @@ impl Courier {
         }
     }
 
-    async fn set_status(
+    /// The records of `ids` that are still to be sent; expired ones are
+    /// marked `errored`, removed or no longer queued ones are dropped.
+    fn still_queued(
         &self,
-        sender: &Tenant,
-        record: &NotificationRecord,
-        status: NotificationStatus,
-    ) {
-        if let Err(error) = sender
-            .store
-            .set_notification_status(&record.id, status, record.retry_count)
-            .await
-        {
-            tracing::error!(%error, id = %record.id, "a notification's delivery status was not stored");
+        sender: &Arc<Tenant>,
+        recipient: &str,
+        ids: &[String],
+        now: i64,
+    ) -> Vec<NotificationRecord> {
+        let mut records = Vec::with_capacity(ids.len());
+        for id in ids {
+            match sender.store.notification(id) {
+                Ok(Some(record)) if record.notification_status != NotificationStatus::Queued => {}
+                Ok(Some(record)) if record.is_expired(now) => {
+                    tracing::debug!(%id, recipient, "notification expired before delivery");
+                    self.record_status(sender, id, NotificationStatus::Errored, record.retry_count);
+                }
+                Ok(Some(record)) => records.push(record),
+                // `notify:remove` took it: nothing to deliver.
+                Ok(None) => {}
+                Err(error) => {
+                    // The store reports (and, if it is broken, stops the
+                    // process); the notification stays queued for a restart.
+                    tracing::error!(%error, %id, "a queued notification cannot be read");
+                }
+            }
         }
+        records
+    }
+
+    /// Stores a delivery status in the background: the lane goes on at
+    /// once. If the process stops before it is durable, the notification
+    /// is still `queued` and is sent again after the restart, which the
+    /// receiver acknowledges without storing it twice.
+    fn record_status(
+        &self,
+        sender: &Arc<Tenant>,
+        id: &str,
+        status: NotificationStatus,
+        retries: u32,
+    ) {
+        let sender = sender.clone();
+        let id = id.to_string();
+        self.tasks.spawn(Box::pin(async move {
+            if let Err(error) = sender
+                .store
+                .set_notification_status(&id, status, retries)
+                .await
+            {
+                tracing::error!(%error, %id, "a notification's delivery status was not stored");
+            }
+        }));
     }
 }
 

@@ -189,12 +189,51 @@ impl<D: Dial, C: Clock, R: Resolve> Outbound<D, C, R> {
         self.request::<NoProver>(key, None, line).await
     }
 
+    /// Sends `lines` to `remote`'s server in one write on one connection
+    /// authenticated as `prover`'s atSign and returns their replies, in
+    /// order. The connection is lent to this one exchange; if any reply
+    /// fails, the whole exchange fails and the connection is dropped, so
+    /// no reply is ever paired with a line it does not answer. Callers
+    /// that retry must be able to send every line again (a notification
+    /// is: the receiver ingests by id).
+    pub async fn request_many_as<P: Prover>(
+        &self,
+        prover: &P,
+        remote: &str,
+        lines: &[&str],
+    ) -> Result<Vec<Reply>, RemoteError> {
+        let key = PeerKey {
+            local: Some(prover.atsign().to_string()),
+            remote: remote.to_string(),
+        };
+        self.exchange(key, Some(prover), lines).await
+    }
+
     async fn request<P: Prover>(
         &self,
         key: PeerKey,
         prover: Option<&P>,
         line: &str,
     ) -> Result<Reply, RemoteError> {
+        let remote = key.remote.clone();
+        self.exchange(key, prover, &[line])
+            .await?
+            .pop()
+            .ok_or(RemoteError::Connection {
+                atsign: remote,
+                error: ClientError::Closed {
+                    during: crate::client::Operation::Receive,
+                    pending: Vec::new(),
+                },
+            })
+    }
+
+    async fn exchange<P: Prover>(
+        &self,
+        key: PeerKey,
+        prover: Option<&P>,
+        lines: &[&str],
+    ) -> Result<Vec<Reply>, RemoteError> {
         let pooled = self.pool.borrow_mut().take(&key, Instant::now());
         let (mut client, slot) = match pooled {
             Some(found) => found,
@@ -213,10 +252,14 @@ impl<D: Dial, C: Clock, R: Resolve> Outbound<D, C, R> {
                 }
             }
         };
-        match client.request(line).await {
-            Ok(reply) => {
+        let answered = match lines {
+            [line] => client.request(line).await.map(|reply| vec![reply]),
+            _ => client.pipeline(lines).await,
+        };
+        match answered {
+            Ok(replies) => {
                 self.give_back(slot, client);
-                Ok(reply)
+                Ok(replies)
             }
             Err(error) => {
                 // Whatever the connection still holds (a late reply) must

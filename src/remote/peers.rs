@@ -25,6 +25,16 @@ pub trait PeerAccess {
         line: &'a str,
     ) -> LocalFuture<'a, Result<Reply, RemoteError>>;
 
+    /// `lines` to `remote`'s server in one write on one connection
+    /// pol-authenticated as `me`, and their replies in order; all fail
+    /// together (see `Outbound::request_many_as`).
+    fn request_many_as<'a>(
+        &'a self,
+        me: &'a Arc<Tenant>,
+        remote: &'a str,
+        lines: &'a [&'a str],
+    ) -> LocalFuture<'a, Result<Vec<Reply>, RemoteError>>;
+
     /// `line` to `remote`'s server on an unauthenticated connection.
     fn request_anonymous<'a>(
         &'a self,
@@ -48,6 +58,15 @@ impl PeerAccess for Offline {
         remote: &'a str,
         _line: &'a str,
     ) -> LocalFuture<'a, Result<Reply, RemoteError>> {
+        Box::pin(std::future::ready(Err(no_directory(remote))))
+    }
+
+    fn request_many_as<'a>(
+        &'a self,
+        _me: &'a Arc<Tenant>,
+        remote: &'a str,
+        _lines: &'a [&'a str],
+    ) -> LocalFuture<'a, Result<Vec<Reply>, RemoteError>> {
         Box::pin(std::future::ready(Err(no_directory(remote))))
     }
 
@@ -110,12 +129,20 @@ where
         line: &'a str,
     ) -> LocalFuture<'a, Result<Reply, RemoteError>> {
         Box::pin(async move {
-            let prover =
-                super::prover::TenantProver::load(me).map_err(|why| RemoteError::Handshake {
-                    atsign: remote.to_string(),
-                    error: super::pol::PolError::Prover(why),
-                })?;
+            let prover = super::prover::TenantProver::load(me);
             super::outbound::Outbound::request_as(self, &prover, remote, line).await
+        })
+    }
+
+    fn request_many_as<'a>(
+        &'a self,
+        me: &'a Arc<Tenant>,
+        remote: &'a str,
+        lines: &'a [&'a str],
+    ) -> LocalFuture<'a, Result<Vec<Reply>, RemoteError>> {
+        Box::pin(async move {
+            let prover = super::prover::TenantProver::load(me);
+            super::outbound::Outbound::request_many_as(self, &prover, remote, lines).await
         })
     }
 

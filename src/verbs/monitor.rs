@@ -50,7 +50,9 @@ struct Replay {
 /// Registers the owner's connection as a monitor.
 pub fn start(owner: &Owner, cmd: Monitor<'_>, now: Instant) -> Result<Monitoring, AtError> {
     let regex = match cmd.regex {
-        Some(text) if !matches_everything(text) => Some(pattern::compile(text)?),
+        Some(text) if !matches_everything(text) => {
+            Some(owner.tenant().monitors.regex(text, pattern::compile)?)
+        }
         _ => None,
     };
     let filter = Filter {
