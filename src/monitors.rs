@@ -59,7 +59,9 @@ pub struct Published<'a> {
 #[derive(Debug, Clone)]
 pub struct Filter {
     /// `None` matches everything.
-    pub regex: Option<regex::Regex>,
+    /// Shared by every monitor of the atSign that sent the same text (one
+    /// compiled program and one pool of match caches, not one per monitor).
+    pub regex: Option<Arc<regex::Regex>>,
     pub self_notifications: bool,
     /// Stats lines only when they match the regex.
     pub strict: bool,
@@ -68,7 +70,7 @@ pub struct Filter {
 impl Filter {
     /// Whether a live line of `published` goes to this monitor.
     pub fn admits(&self, published: &Published<'_>) -> bool {
-        let matches = |r: &regex::Regex| {
+        let matches = |r: &Arc<regex::Regex>| {
             r.is_match(published.key)
                 || r.is_match(published.from.strip_prefix('@').unwrap_or(published.from))
         };
@@ -144,7 +146,7 @@ pub struct MonitorHub {
     /// Compiled monitor regexes by their text: the clients of one atSign
     /// send the same few, and a compiled regex costs tens of KiB, so ten
     /// thousand monitors share one instead of holding ten thousand.
-    regexes: Mutex<HashMap<String, regex::Regex>>,
+    regexes: Mutex<HashMap<String, Arc<regex::Regex>>>,
 }
 
 #[derive(Default)]
@@ -209,12 +211,12 @@ impl MonitorHub {
         &self,
         text: &str,
         compile: impl FnOnce(&str) -> Result<regex::Regex, E>,
-    ) -> Result<regex::Regex, E> {
+    ) -> Result<Arc<regex::Regex>, E> {
         let mut regexes = self.regexes.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(found) = regexes.get(text) {
             return Ok(found.clone());
         }
-        let compiled = compile(text)?;
+        let compiled = Arc::new(compile(text)?);
         if regexes.len() < MONITOR_REGEXES_MAX {
             regexes.insert(text.to_string(), compiled.clone());
         }
@@ -365,7 +367,7 @@ mod tests {
 
     fn filter(regex: Option<&str>) -> Filter {
         Filter {
-            regex: regex.map(|r| regex::Regex::new(r).unwrap()),
+            regex: regex.map(|r| Arc::new(regex::Regex::new(r).unwrap())),
             self_notifications: false,
             strict: false,
         }
