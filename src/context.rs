@@ -30,6 +30,9 @@ pub struct Tenant {
     pub login_failures: FailureCounter,
     /// Its monitor connections, on whatever shard they run.
     pub monitors: Arc<MonitorHub>,
+    /// The creation time (epoch ms) of its latest notification: each new
+    /// one gets a later one (see [`Tenant::notification_time`]).
+    last_notification_ms: AtomicI64,
     /// Its notifications waiting for delivery to other atServers, on every
     /// shard (bounded by `NOTIFICATIONS_QUEUED_PER_ATSIGN_MAX`).
     pub queued_deliveries: AtomicUsize,
@@ -44,6 +47,28 @@ impl std::fmt::Debug for Tenant {
 }
 
 impl Tenant {
+    /// The creation time of a notification made now (`now_ms`): at least
+    /// one millisecond after the atSign's previous one. Clients replay
+    /// "strictly after the epochMillis of the last line I read", so two
+    /// notifications in one millisecond would lose the second on a
+    /// reconnect; strictly increasing times also keep the outbox in the
+    /// order notifications were sent.
+    pub fn notification_time(&self, now_ms: i64) -> i64 {
+        let mut last = self.last_notification_ms.load(Ordering::Acquire);
+        loop {
+            let next = now_ms.max(last.saturating_add(1));
+            match self.last_notification_ms.compare_exchange_weak(
+                last,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
+        }
+    }
+
     pub fn new(atsign: String, store: TenantStore) -> Tenant {
         Tenant {
             atsign,
@@ -52,6 +77,7 @@ impl Tenant {
             last_pkam_ms: AtomicI64::new(0),
             login_failures: FailureCounter::default(),
             monitors: Arc::default(),
+            last_notification_ms: AtomicI64::new(0),
             queued_deliveries: AtomicUsize::new(0),
         }
     }
@@ -189,5 +215,20 @@ pub(crate) mod testing {
     /// A tenant for `atsign` backed by the shared test store.
     pub fn tenant(atsign: &str) -> Arc<Tenant> {
         Arc::new(Tenant::new(atsign.to_string(), store().tenant(atsign)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::tenant;
+
+    #[test]
+    fn notification_times_strictly_increase_per_atsign() {
+        let alice = tenant("@notification-times");
+        let first = alice.notification_time(1_000);
+        let second = alice.notification_time(1_000);
+        let third = alice.notification_time(900);
+        assert_eq!((first, second, third), (1_000, 1_001, 1_002));
+        assert_eq!(alice.notification_time(5_000), 5_000);
     }
 }

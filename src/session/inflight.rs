@@ -26,7 +26,19 @@ pub(super) enum Slot {
         pending: PendingWrite,
         /// What follows the write once it is durable.
         follow_up: Option<Box<FollowUp>>,
+        /// What its reply says once it is durable.
+        reply: WriteReply,
     },
+}
+
+/// The reply of a durable write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum WriteReply {
+    /// `data:<commit id>` (or `data:-1`): an owner's write.
+    CommitId,
+    /// `data:<text>`: `success` for a notification another atServer
+    /// delivered, the id of an owner's notification.
+    Text(String),
 }
 
 #[derive(Default)]
@@ -71,6 +83,7 @@ impl InFlight {
         bytes: usize,
         pending: PendingWrite,
         follow_up: Option<Box<FollowUp>>,
+        reply: WriteReply,
     ) {
         debug_assert_eq!(self.write_bytes, self.counted_write_bytes());
         self.write_bytes += bytes;
@@ -80,6 +93,7 @@ impl InFlight {
             bytes,
             pending,
             follow_up,
+            reply,
         });
         debug_assert_eq!(self.write_bytes, self.counted_write_bytes());
     }

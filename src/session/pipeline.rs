@@ -15,7 +15,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::inflight::{InFlight, Slot};
+use super::inflight::{InFlight, Slot, WriteReply};
 use super::lines::LineBuffer;
 use crate::auth::challenge::{RandomnessFailed, uuid_v4};
 use crate::clock::Clock;
@@ -215,6 +215,14 @@ impl<C: Clock> Pipeline<C> {
 
     /// Runs a planned line of `line_bytes` by its row's ordering class.
     async fn run(&mut self, planned: Planned<'_>, line_bytes: usize, out: &mut Vec<u8>) -> Flow {
+        if verbs::is_peer_notify(&planned) {
+            return self.receive_notification(planned, line_bytes, out).await;
+        }
+        if let Some(prepared) =
+            verbs::prepare_outgoing_notification(&self.server, &planned, &self.server.rng)
+        {
+            return self.send_notification(prepared, line_bytes, out).await;
+        }
         match planned.row.ordering {
             Ordering::Write => match verbs::prepare_write(planned) {
                 Ok(write) => self.submit(write, line_bytes, out).await,
@@ -255,6 +263,104 @@ impl<C: Clock> Pipeline<C> {
         .await;
         let flow = self.respond(result, &payload, out);
         self.payload = payload;
+        flow
+    }
+
+    /// A notification another atServer delivers: submitted to the store
+    /// without waiting, like an owner's write, so a peer's window of
+    /// notifications shares the actor's batches; answered `data:success`
+    /// in order once durable, its cached copy and monitor line following.
+    async fn receive_notification(
+        &mut self,
+        planned: Planned<'_>,
+        line_bytes: usize,
+        out: &mut Vec<u8>,
+    ) -> Flow {
+        let received = match verbs::prepare_received_notification(planned, &self.server.rng) {
+            Ok(verbs::Received::Store(received)) => received,
+            // Acknowledged so the sender stops, kept nowhere.
+            Ok(verbs::Received::Expired) => return self.queue_data("success", out),
+            Err(error) => return self.queue_error(&error, out).await,
+        };
+        // Reads of the cached copy it may write wait for it.
+        let key = format!("cached:{}", received.record.notification);
+        let store = received.tenant.store.clone();
+        let submitted = self
+            .clock
+            .deadline(
+                Duration::from_millis(STORE_WAIT_MS),
+                store.submit_put_notification(received.record.clone()),
+            )
+            .await;
+        match submitted {
+            Ok(Ok(pending)) => self.inflight.push_write(
+                key,
+                None,
+                line_bytes,
+                pending,
+                Some(Box::new(FollowUp::Received(received))),
+                WriteReply::Text("success".to_string()),
+            ),
+            Ok(Err(error)) => return self.queue_error(&error.into(), out).await,
+            Err(_) => {
+                self.abandon_writes(out);
+                return Flow::Close;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// An owner's notification to another atServer: stored without
+    /// waiting, answered `data:<id>` in order once durable, then handed to
+    /// the courier.
+    async fn send_notification(
+        &mut self,
+        prepared: Result<verbs::Outgoing, AtError>,
+        line_bytes: usize,
+        out: &mut Vec<u8>,
+    ) -> Flow {
+        let outgoing = match prepared {
+            Ok(verbs::Outgoing::Queue(outgoing)) => outgoing,
+            Ok(verbs::Outgoing::Answered(id)) => return self.queue_data(&id, out),
+            Err(error) => return self.queue_error(&error, out).await,
+        };
+        let store = outgoing.tenant.store.clone();
+        let id = outgoing.record.id.clone();
+        let submitted = self
+            .clock
+            .deadline(
+                Duration::from_millis(STORE_WAIT_MS),
+                store.submit_put_notification(outgoing.record.clone()),
+            )
+            .await;
+        match submitted {
+            Ok(Ok(pending)) => self.inflight.push_write(
+                format!("notification:{id}"),
+                None,
+                line_bytes,
+                pending,
+                Some(Box::new(FollowUp::Sent(outgoing))),
+                WriteReply::Text(id),
+            ),
+            Ok(Err(error)) => return self.queue_error(&error.into(), out).await,
+            Err(_) => {
+                self.abandon_writes(out);
+                return Flow::Close;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// `data:<payload>` in request order: at once, or behind the replies
+    /// that are not known yet.
+    fn queue_data(&mut self, payload: &str, out: &mut Vec<u8>) -> Flow {
+        let mut reply = Vec::new();
+        let flow = self.respond(Ok(Reply::Data), payload, &mut reply);
+        if self.inflight.is_empty() {
+            out.extend_from_slice(&reply);
+        } else {
+            self.inflight.push_ready(reply);
+        }
         flow
     }
 
@@ -377,10 +483,14 @@ impl<C: Clock> Pipeline<C> {
             )
             .await;
         match submitted {
-            Ok(Ok(pending)) => {
-                self.inflight
-                    .push_write(key, companion_key, line_bytes, pending, follow_up)
-            }
+            Ok(Ok(pending)) => self.inflight.push_write(
+                key,
+                companion_key,
+                line_bytes,
+                pending,
+                follow_up,
+                WriteReply::CommitId,
+            ),
             Ok(Err(error)) => return self.queue_error(&error.into(), out).await,
             Err(_) => {
                 // The store took nothing for the whole wait: as for a write
@@ -478,16 +588,26 @@ impl<C: Clock> Pipeline<C> {
             };
             match (slot, outcome) {
                 (Slot::Ready(bytes), _) => out.extend_from_slice(&bytes),
-                (Slot::Write { follow_up, .. }, Some(result)) => {
+                (
+                    Slot::Write {
+                        follow_up, reply, ..
+                    },
+                    Some(result),
+                ) => {
                     let mut payload = std::mem::take(&mut self.payload);
                     payload.clear();
                     if let (Ok(outcome), Some(follow_up)) = (&result, follow_up)
-                        && (outcome.existed || follow_up.op != verbs::write::WriteOp::Delete)
+                        && follow_up.wanted(outcome.existed)
                     {
                         self.follow_ups.push(*follow_up);
                     }
                     let result = result.map_err(AtError::from).map(|outcome| {
-                        verbs::write::write_commit_id(&mut payload, outcome.commit_id);
+                        match reply {
+                            WriteReply::CommitId => {
+                                verbs::write::write_commit_id(&mut payload, outcome.commit_id)
+                            }
+                            WriteReply::Text(text) => payload.push_str(&text),
+                        }
                         Reply::Data
                     });
                     let flow = self.respond(result, &payload, out);

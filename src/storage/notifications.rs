@@ -31,7 +31,7 @@ use super::actor::{self, WriteOutcome};
 use super::error::{Operation, RecordAt, StoreError, WriteError};
 use super::layout;
 use super::record::RecordError;
-use super::{Keyspaces, TenantStore, check_notification_keys};
+use super::{Keyspaces, PendingWrite, TenantStore, check_notification_keys};
 pub use crate::limits::{
     NOTIFICATION_ID_CHARS_MAX, NOTIFICATION_LIFETIME_MS_DEFAULT, NOTIFICATION_LIFETIME_MS_MAX,
     NOTIFICATION_PAGE_LEN_MAX, NOTIFICATION_SWEEP_LEN_MAX, NOTIFICATION_TEXT_BYTES_MAX,
@@ -610,10 +610,28 @@ impl TenantStore {
     /// at most [`NOTIFICATION_ID_CHARS_MAX`] characters, or text beyond
     /// [`NOTIFICATION_TEXT_BYTES_MAX`] ([`StoreError::InvalidNotification`],
     /// AT0002 as the reference answers a too-long id).
-    pub async fn put_notification(
+    pub async fn put_notification(&self, record: NotificationRecord) -> Result<Stored, WriteError> {
+        let outcome = self
+            .submit_put_notification(record)
+            .await?
+            .outcome()
+            .await?;
+        Ok(if outcome.existed {
+            Stored::Duplicate
+        } else {
+            Stored::New
+        })
+    }
+
+    /// [`Self::put_notification`] without waiting for the write: resolves
+    /// once the actor has taken it, with the pending outcome, whose
+    /// `existed` says a notification of that id was already stored. A
+    /// connection receiving many notifications submits them all before it
+    /// waits, so they share the actor's batches.
+    pub async fn submit_put_notification(
         &self,
         mut record: NotificationRecord,
-    ) -> Result<Stored, WriteError> {
+    ) -> Result<PendingWrite, StoreError> {
         record
             .check()
             .map_err(|problem| StoreError::InvalidNotification {
@@ -624,14 +642,11 @@ impl TenantStore {
             .notification_date_time
             .saturating_add(NOTIFICATION_LIFETIME_MS_MAX);
         record.expires_at = record.expires_at.min(latest);
-        let outcome = self
-            .submit_notification(NotificationWrite::Put(Box::new(record)))
-            .await?;
-        Ok(if outcome.existed {
-            Stored::Duplicate
-        } else {
-            Stored::New
-        })
+        let write = NotificationWrite::Put(Box::new(record));
+        check_notification_keys(&self.atsign, write.id())?;
+        let request_bytes = write.request_bytes();
+        self.submit_work(actor::Work::Notification(write), request_bytes)
+            .await
     }
 
     /// Sets the delivery status and retry count of notification `id`;

@@ -5,7 +5,7 @@
 //! with the metadata actually stored (`cAt`/`uAt` included).
 
 use super::notify;
-use super::write::{FollowUp, WriteOp};
+use super::write::{FollowUp, WriteFollowUp, WriteOp};
 use crate::context::ServerContext;
 use crate::protocol::command::{MessageType, Notify, NotifyOp};
 use crate::protocol::metadata::MetaFragment;
@@ -16,6 +16,22 @@ use crate::storage::{OpType, StoredRecord};
 /// and answered, and an auto-notification that cannot be queued (the
 /// recipient's backlog is full, the store refuses) must not undo it.
 pub async fn run(server: &ServerContext, follow_up: &FollowUp, rng: &ring::rand::SystemRandom) {
+    match follow_up {
+        FollowUp::Write(write) => after_write(server, write, rng).await,
+        FollowUp::Sent(outgoing) => outgoing.hand_to_courier(),
+        FollowUp::Received(received) => {
+            if let Err(error) = notify::apply_received(received).await {
+                tracing::warn!(%error, id = %received.record.id, "a received notification's cached copy was not written");
+            }
+        }
+    }
+}
+
+async fn after_write(
+    server: &ServerContext,
+    follow_up: &WriteFollowUp,
+    rng: &ring::rand::SystemRandom,
+) {
     let tenant = &follow_up.tenant;
     let op = match follow_up.op {
         WriteOp::Delete => OpType::Delete,

@@ -54,6 +54,7 @@ use crate::remote::peers::PeerAccess;
 pub use follow_up::run as run_follow_up;
 pub use gate::{Planned, Verdict};
 pub use monitor::{Monitoring, publish_notification, publish_stats};
+pub use notify::{Outgoing, OutgoingNotification, Received, ReceivedNotification};
 pub use remote_cache::refresh_due_copies;
 use table::VerbRow;
 pub use write::{FollowUp, PreparedWrite};
@@ -86,9 +87,6 @@ pub async fn run<C: Clock>(
         (Command::Pkam(c), _) => pkam::apply(server, state, clock, c, payload).await,
         (Command::Info(c), _) => info::apply(server, c, payload),
         (Command::Pol, _) => pol::apply(state, peers).await,
-        (Command::Notify(c), Caller::Peer(peer)) => {
-            notify::receive(&peer, c, &server.rng, payload).await
-        }
         (Command::Notify(c), Caller::Owner(owner)) => {
             notify::send(server, &owner, c, &server.rng, payload).await
         }
@@ -122,6 +120,45 @@ pub fn start_monitor(planned: Planned<'_>, now: std::time::Instant) -> Result<Mo
     let row = planned.row;
     match (planned.command, planned.caller) {
         (Command::Monitor(c), Caller::Owner(owner)) => monitor::start(&owner, c, now),
+        (command, _) => Err(unserved(row, &command)),
+    }
+}
+
+/// Whether `planned` is another atServer delivering a notification: the
+/// session submits those without waiting, as writes
+/// ([`prepare_received_notification`]).
+pub fn is_peer_notify(planned: &Planned<'_>) -> bool {
+    matches!(
+        (&planned.command, &planned.caller),
+        (Command::Notify(_), Caller::Peer(_))
+    )
+}
+
+/// For an owner's `notify` to another atServer: the notification checked
+/// and built, for the session to submit without waiting (see
+/// [`notify::prepare_outgoing`]); `None` for every other line.
+pub fn prepare_outgoing_notification(
+    server: &ServerContext,
+    planned: &Planned<'_>,
+    rng: &ring::rand::SystemRandom,
+) -> Option<Result<Outgoing, AtError>> {
+    match (&planned.command, &planned.caller) {
+        (Command::Notify(c), Caller::Owner(owner)) => {
+            notify::prepare_outgoing(server, owner, c, rng)
+        }
+        _ => None,
+    }
+}
+
+/// Checks and builds a notification another atServer delivers (see
+/// [`notify::prepare_received`]).
+pub fn prepare_received_notification(
+    planned: Planned<'_>,
+    rng: &ring::rand::SystemRandom,
+) -> Result<Received, AtError> {
+    let row = planned.row;
+    match (planned.command, planned.caller) {
+        (Command::Notify(c), Caller::Peer(peer)) => notify::prepare_received(&peer, c, rng),
         (command, _) => Err(unserved(row, &command)),
     }
 }

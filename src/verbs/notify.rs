@@ -31,13 +31,16 @@ use crate::storage::{
     NotificationType, OpType, Priority, Stored, clamp_notification_expiry, notification_expires_at,
 };
 
-/// A notification from the peer's server to our atSign.
-pub async fn receive(
+/// A notification from the peer's server to our atSign, checked and
+/// built, ready to be stored: the session submits it without waiting (a
+/// peer delivering many sends them back to back), answers `data:success`
+/// once it is durable, and then runs [`apply_received`] unless it was a
+/// redelivery. [`Received::Expired`] is answered at once and kept nowhere.
+pub fn prepare_received(
     peer: &Peer,
     cmd: Notify<'_>,
     rng: &ring::rand::SystemRandom,
-    payload: &mut String,
-) -> Result<Reply, AtError> {
+) -> Result<Received, AtError> {
     let me = peer.tenant();
     let recipient = recipient_of(&cmd)?;
     if recipient != me.atsign {
@@ -47,9 +50,78 @@ pub async fn receive(
             format!("{recipient} is not hosted on this connection's atServer"),
         ));
     }
-    ingest(me, peer.atsign(), &cmd, rng).await?;
-    payload.push_str("success");
-    Ok(Reply::Data)
+    let now = me.notification_time(super::now_ms());
+    match build(&cmd, peer.atsign(), &me.atsign, peer.atsign(), now, rng)? {
+        Some(record) => Ok(Received::Store(Box::new(received(me, &cmd, record, now)?))),
+        // Already expired on arrival: acknowledged, not kept (changes §6.4).
+        None => Ok(Received::Expired),
+    }
+}
+
+/// What [`prepare_received`] made of a peer's notification.
+#[derive(Debug)]
+pub enum Received {
+    Expired,
+    Store(Box<ReceivedNotification>),
+}
+
+/// A notification for a hosted atSign, as it is stored, and what it does
+/// to that atSign's cached copy of the key once stored.
+#[derive(Debug)]
+pub struct ReceivedNotification {
+    pub tenant: Arc<Tenant>,
+    pub record: NotificationRecord,
+    /// For a key notification: the metadata of the cached copy, checked
+    /// by `update`'s rules before anything is stored, so a refused
+    /// notification leaves no trace and its redelivery is not taken for a
+    /// duplicate.
+    copy_meta: Option<MetaUpdate>,
+}
+
+/// The record of a notification `me` receives, from its sender's record.
+fn received(
+    me: &Arc<Tenant>,
+    cmd: &Notify<'_>,
+    mut record: NotificationRecord,
+    now: i64,
+) -> Result<ReceivedNotification, AtError> {
+    let copy_meta = match record.message_type {
+        MessageType::Key => Some(MetaUpdate::from_fragment(&cmd.meta)?),
+        MessageType::Text => None,
+    };
+    record.notification_type = NotificationType::Received;
+    record.notification_status = NotificationStatus::Delivered;
+    // The recipient's own clock, strictly increasing per atSign.
+    record.notification_date_time = me.notification_time(now);
+    Ok(ReceivedNotification {
+        tenant: me.clone(),
+        record,
+        copy_meta,
+    })
+}
+
+/// What a received notification does once stored for the first time: the
+/// cached copy written per `ttr` or cascade-deleted per `ccd`, then the
+/// line to the recipient's monitors.
+pub async fn apply_received(received: &ReceivedNotification) -> Result<(), AtError> {
+    let record = &received.record;
+    let result = match &received.copy_meta {
+        Some(copy_meta) => {
+            remote_cache::apply_notification(
+                &received.tenant.store,
+                &record.notification,
+                record.op_type,
+                record.at_value.as_deref(),
+                copy_meta.clone(),
+                record.notification_date_time,
+            )
+            .await
+        }
+        None => Ok(()),
+    };
+    // The monitors hear of it whatever became of the copy.
+    super::monitor::publish_notification(&received.tenant, record);
+    result
 }
 
 /// The owner's `notify`: to itself (stored as received and pushed to its
@@ -92,7 +164,7 @@ pub(super) async fn sent_to(
     rng: &ring::rand::SystemRandom,
 ) -> Result<String, AtError> {
     check_sending_fields(cmd)?;
-    let now = super::now_ms();
+    let now = me.notification_time(super::now_ms());
     let Some(mut record) = build(cmd, &me.atsign, recipient, &me.atsign, now, rng)? else {
         // Already expired: the id is answered, nothing is kept (changes §6.4).
         return match cmd.id {
@@ -117,6 +189,101 @@ pub(super) async fn sent_to(
         me.store.put_notification(record).await?;
         return Ok(id);
     }
+    check_delivery_quota(me)?;
+    let outgoing = OutgoingNotification {
+        tenant: me.clone(),
+        latest: crate::remote::courier::latest_of(&record),
+        record,
+        recipient: recipient.to_string(),
+    };
+    if me.store.put_notification(outgoing.record.clone()).await? == Stored::New {
+        outgoing.hand_to_courier();
+    }
+    Ok(id)
+}
+
+/// An owner's `notify` to another atServer, checked and built, ready to
+/// be stored: the session submits it without waiting (a client sending
+/// many pipelines them), answers `data:<id>` once it is durable, then hands
+/// it to the shard's courier unless it was a repeat of a stored id. `None`
+/// for notifications this does not take: to itself or to another atSign of
+/// this process, which [`send`] handles.
+pub fn prepare_outgoing(
+    server: &ServerContext,
+    owner: &Owner,
+    cmd: &Notify<'_>,
+    rng: &ring::rand::SystemRandom,
+) -> Option<Result<Outgoing, AtError>> {
+    let NotifyTarget::AtSign(_) = cmd.target else {
+        return None;
+    };
+    let me = owner.tenant();
+    let recipient = recipient_of(cmd).ok()?;
+    if recipient == me.atsign || server.tenant(&recipient).is_some() {
+        return None;
+    }
+    Some(outgoing(me, recipient, cmd, rng))
+}
+
+fn outgoing(
+    me: &Arc<Tenant>,
+    recipient: String,
+    cmd: &Notify<'_>,
+    rng: &ring::rand::SystemRandom,
+) -> Result<Outgoing, AtError> {
+    check_sending_fields(cmd)?;
+    let now = me.notification_time(super::now_ms());
+    let Some(record) = build(cmd, &me.atsign, &recipient, &me.atsign, now, rng)? else {
+        // Already expired: the id is answered, nothing is kept (changes §6.4).
+        return Ok(Outgoing::Answered(match cmd.id {
+            Some(id) => id.to_string(),
+            None => uuid(rng)?,
+        }));
+    };
+    check_delivery_quota(me)?;
+    Ok(Outgoing::Queue(Box::new(OutgoingNotification {
+        tenant: me.clone(),
+        latest: crate::remote::courier::latest_of(&record),
+        record,
+        recipient,
+    })))
+}
+
+/// What [`prepare_outgoing`] made of an owner's notification.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// Nothing to store (it had expired already): answer this id.
+    Answered(String),
+    Queue(Box<OutgoingNotification>),
+}
+
+/// A notification to another atServer, as its outbox entry is stored.
+#[derive(Debug)]
+pub struct OutgoingNotification {
+    pub tenant: Arc<Tenant>,
+    pub record: NotificationRecord,
+    pub recipient: String,
+    latest: Option<crate::remote::courier::Latest>,
+}
+
+impl OutgoingNotification {
+    /// Hands the stored notification to this shard's courier (none in
+    /// processes without a directory: it then stays queued in the store).
+    pub fn hand_to_courier(&self) {
+        if let Some(courier) = crate::remote::courier::of_this_shard() {
+            courier.enqueue(
+                &self.tenant,
+                &self.recipient,
+                self.record.id.clone(),
+                self.latest.clone(),
+            );
+        }
+    }
+}
+
+/// AT0011 once `me` has [`NOTIFICATIONS_QUEUED_PER_ATSIGN_MAX`]
+/// notifications waiting for delivery.
+fn check_delivery_quota(me: &Tenant) -> Result<(), AtError> {
     if me.queued_deliveries.load(AtomicOrdering::Acquire) >= NOTIFICATIONS_QUEUED_PER_ATSIGN_MAX {
         return Err(AtError::new(
             AtCode::InternalServerException,
@@ -126,13 +293,7 @@ pub(super) async fn sent_to(
             ),
         ));
     }
-    let latest = crate::remote::courier::latest_of(&record);
-    if me.store.put_notification(record).await? == Stored::New
-        && let Some(courier) = crate::remote::courier::of_this_shard()
-    {
-        courier.enqueue(me, recipient, id.clone(), latest);
-    }
-    Ok(id)
+    Ok(())
 }
 
 /// The recipient named by the command, normalised.
@@ -170,55 +331,19 @@ fn check_sending_fields(cmd: &Notify<'_>) -> Result<(), AtError> {
     Ok(())
 }
 
-/// Stores a notification `from` sent to `me` (a peer's delivery, or
-/// another atSign of this process), idempotently by id, with its effect on
-/// the cached copy of the key; pushes it to `me`'s monitors.
-async fn ingest(
-    me: &Arc<Tenant>,
-    from: &str,
-    cmd: &Notify<'_>,
-    rng: &ring::rand::SystemRandom,
-) -> Result<(), AtError> {
-    let now = super::now_ms();
-    let Some(record) = build(cmd, from, &me.atsign, from, now, rng)? else {
-        // Already expired on arrival: acknowledged, not kept (changes §6.4).
-        return Ok(());
-    };
-    ingest_record(me, cmd, record, now).await
-}
-
-/// [`ingest`] of a record already built (as `sent` by its sender).
+/// Stores a notification another atSign of this process sent to `me`
+/// (its record as its sender built it), idempotently by id, then applies
+/// it as a peer's delivery would be.
 async fn ingest_record(
     me: &Arc<Tenant>,
     cmd: &Notify<'_>,
-    mut record: NotificationRecord,
+    record: NotificationRecord,
     now: i64,
 ) -> Result<(), AtError> {
-    // The metadata that will describe the cached copy, checked by
-    // `update`'s rules before anything is stored, so a refused notification
-    // leaves no trace and its redelivery is not taken for a duplicate.
-    let copy_meta = match record.message_type {
-        MessageType::Key => Some(MetaUpdate::from_fragment(&cmd.meta)?),
-        MessageType::Text => None,
-    };
-    record.notification_type = NotificationType::Received;
-    record.notification_status = NotificationStatus::Delivered;
-    record.notification_date_time = now;
-    if me.store.put_notification(record.clone()).await? != Stored::New {
-        return Ok(());
+    let received = received(me, cmd, record, now)?;
+    if me.store.put_notification(received.record.clone()).await? == Stored::New {
+        apply_received(&received).await?;
     }
-    if let Some(copy_meta) = copy_meta {
-        remote_cache::apply_notification(
-            &me.store,
-            &record.notification,
-            record.op_type,
-            cmd.value,
-            copy_meta,
-            now,
-        )
-        .await?;
-    }
-    super::monitor::publish_notification(me, &record);
     Ok(())
 }
 

@@ -50,13 +50,26 @@ pub enum WriteOp {
     Delete,
 }
 
-/// What follows a durable owner write, after its reply is written
-/// (notifications.md §4, §6.1): the stats notification to the atSign's
-/// monitors, and for a key shared with another atSign (`@bob:k@alice`) the
-/// auto-notification that carries the new value and metadata (or the
-/// delete) to @bob.
+/// What follows a durable write, run by the connection after the write's
+/// reply is written.
+#[derive(Debug)]
+pub enum FollowUp {
+    /// An owner's write (notifications.md §4, §6.1): the stats notification
+    /// to the atSign's monitors, and for a key shared with another atSign
+    /// (`@bob:k@alice`) the auto-notification that carries the new value and
+    /// metadata (or the delete) to @bob.
+    Write(WriteFollowUp),
+    /// A notification another atServer delivered, stored for the first
+    /// time: its effect on the cached copy, and its line to the monitors.
+    Received(Box<super::notify::ReceivedNotification>),
+    /// An owner's notification to another atServer, stored for the first
+    /// time: handed to the shard's courier.
+    Sent(Box<super::notify::OutgoingNotification>),
+}
+
+/// See [`FollowUp::Write`].
 #[derive(Debug, Clone)]
-pub struct FollowUp {
+pub struct WriteFollowUp {
     pub tenant: Arc<Tenant>,
     pub key: String,
     pub op: WriteOp,
@@ -65,19 +78,29 @@ pub struct FollowUp {
 }
 
 impl FollowUp {
-    /// `None` when nothing would follow: a key shared with nobody else, on
-    /// an atSign nobody monitors.
+    /// `None` when nothing would follow an owner's write: a key shared with
+    /// nobody else, on an atSign nobody monitors.
     pub fn of(tenant: &Arc<Tenant>, key: &str, op: WriteOp) -> Option<Box<FollowUp>> {
         let recipient = shared_with_other(key, &tenant.atsign).map(str::to_string);
         if recipient.is_none() && !tenant.monitors.has_monitors() {
             return None;
         }
-        Some(Box::new(FollowUp {
+        Some(Box::new(FollowUp::Write(WriteFollowUp {
             tenant: tenant.clone(),
             key: key.to_string(),
             op,
             recipient,
-        }))
+        })))
+    }
+
+    /// Whether it runs after a write whose record `existed` before: a
+    /// delete of nothing notifies nobody, and a notification received a
+    /// second time (same id) has had its effect already.
+    pub fn wanted(&self, existed: bool) -> bool {
+        match self {
+            FollowUp::Write(write) => existed || write.op != WriteOp::Delete,
+            FollowUp::Received(_) | FollowUp::Sent(_) => !existed,
+        }
     }
 }
 
