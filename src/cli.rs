@@ -73,6 +73,12 @@ pub struct ServeArgs {
     /// host before any signature is asked for.
     #[arg(long)]
     pub no_peer_certificate_check: bool,
+    /// Do not notify the atSign a key is shared with when the owner
+    /// updates or deletes it (the reference's `notification.autoNotify:
+    /// false`). On by default, as in the reference: that is how the
+    /// recipient's server learns of the change and refreshes its cached copy.
+    #[arg(long)]
+    pub no_auto_notify: bool,
     /// Deadline of each step of a request to another atServer (connect,
     /// TLS, greeting, one request and its reply), in milliseconds.
     #[arg(long, default_value_t = crate::limits::OUTBOUND_STEP_MS)]

@@ -28,6 +28,9 @@ pub struct Tenant {
     pub last_pkam_ms: AtomicI64,
     /// Recent failed logins of this atSign, from anywhere.
     pub login_failures: FailureCounter,
+    /// Whether the owner's writes of keys shared with another atSign notify
+    /// it (`--no-auto-notify` turns it off).
+    pub auto_notify: bool,
     /// Its monitor connections, on whatever shard they run.
     pub monitors: Arc<MonitorHub>,
     /// The creation time (epoch ms) of its latest notification: each new
@@ -76,6 +79,7 @@ impl Tenant {
             last_login_ms: AtomicI64::new(0),
             last_pkam_ms: AtomicI64::new(0),
             login_failures: FailureCounter::default(),
+            auto_notify: true,
             monitors: Arc::default(),
             last_notification_ms: AtomicI64::new(0),
             queued_deliveries: AtomicUsize::new(0),

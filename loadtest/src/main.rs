@@ -546,6 +546,7 @@ fn run(args: &Args) -> Result<bool, String> {
                 shards: args.shards,
                 extra_args: &args.server_args,
                 cold_lookups: args.cold_lookups,
+                auto_notify: false,
             })?;
             eprintln!(
                 "loadtest: started {} as @alice's server (pid {}) on {} and @bob's (pid {}) on {}, and a directory",

@@ -618,6 +618,7 @@ pub fn run_delivery(spec: &NotifySpec<'_>, which: Delivery) -> Result<Outcome, S
         shards: spec.shards,
         extra_args: spec.extra_args,
         cold_lookups: 0,
+        auto_notify: true,
     })?;
     eprintln!(
         "loadtest: started {} as @alice's server (pid {}) on {} and @bob's (pid {}) on {}, and a directory",

@@ -66,6 +66,11 @@ pub struct NetworkSpec<'a> {
     pub shards: Option<usize>,
     pub extra_args: &'a [String],
     pub cold_lookups: usize,
+    /// Whether the servers notify the recipients of shared keys the owners
+    /// write. Off for lookups: the shares made while setting up would
+    /// otherwise open connections between the cold pairs (the
+    /// notifications' delivery) before the cold lookups are measured.
+    pub auto_notify: bool,
 }
 
 /// The directory and both servers; all are stopped when this is dropped.
@@ -100,6 +105,9 @@ impl Network {
             "--root".to_string(),
             directory_addr.to_string(),
         ];
+        if !spec.auto_notify {
+            server_args.push("--no-auto-notify".to_string());
+        }
         server_args.extend_from_slice(spec.extra_args);
         let server = |name: &str, hosted: &[(String, String)]| {
             procs::spawn_atserver(&AtServerSpec {

@@ -52,6 +52,9 @@ pub struct ServerPlan {
     pub root: Option<ServerAddress>,
     /// Whether a peer's `from:` needs a client certificate naming its host.
     pub peer_certificates_required: bool,
+    /// Whether owners' writes of shared keys notify the atSign they are
+    /// shared with (`--no-auto-notify` turns it off).
+    pub auto_notify: bool,
     /// Deadline of each step of a request to another atServer.
     pub outbound_step: std::time::Duration,
     /// How often cached copies are looked at for a due refresh.
@@ -270,6 +273,7 @@ pub fn serve(args: ServeArgs) -> Result<(), AppError> {
         },
         root,
         peer_certificates_required: !args.no_peer_certificate_check,
+        auto_notify: !args.no_auto_notify,
         outbound_step: std::time::Duration::from_millis(args.outbound_step_ms.max(1)),
         cache_refresh: std::time::Duration::from_millis(args.cache_refresh_ms.max(1)),
     };
@@ -406,7 +410,8 @@ pub fn open_server(
                 )));
             }
         };
-        let tenant = Tenant::new(atsign.clone(), store.tenant(&atsign));
+        let mut tenant = Tenant::new(atsign.clone(), store.tenant(&atsign));
+        tenant.auto_notify = plan.auto_notify;
         provision_secret(&tenant, secret.as_deref())?;
         provision_signing_keys(&tenant)?;
         tracing::info!(%atsign, storage_shard = home, "hosting");
@@ -715,6 +720,7 @@ pub fn dev(args: DevArgs) -> Result<(), AppError> {
                 .map_err(|e| AppError::Usage(format!("directory address: {e}")))?,
         ),
         peer_certificates_required: true,
+        auto_notify: true,
         outbound_step: std::time::Duration::from_millis(crate::limits::OUTBOUND_STEP_MS),
         cache_refresh: std::time::Duration::from_millis(crate::limits::CACHE_REFRESH_INTERVAL_MS),
     };

@@ -49,6 +49,7 @@ impl ScratchServer {
             scheduling: crate::shard::Scheduling::Normal,
             root: None,
             peer_certificates_required: true,
+            auto_notify: true,
             outbound_step: std::time::Duration::from_millis(10_000),
             cache_refresh: std::time::Duration::from_secs(3_600),
         };

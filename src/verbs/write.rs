@@ -81,7 +81,9 @@ impl FollowUp {
     /// `None` when nothing would follow an owner's write: a key shared with
     /// nobody else, on an atSign nobody monitors.
     pub fn of(tenant: &Arc<Tenant>, key: &str, op: WriteOp) -> Option<Box<FollowUp>> {
-        let recipient = shared_with_other(key, &tenant.atsign).map(str::to_string);
+        let recipient = shared_with_other(key, &tenant.atsign)
+            .filter(|_| tenant.auto_notify)
+            .map(str::to_string);
         if recipient.is_none() && !tenant.monitors.has_monitors() {
             return None;
         }
@@ -120,5 +122,31 @@ pub fn write_commit_id(payload: &mut String, commit_id: Option<u64>) {
             let _ = write!(payload, "{id}");
         }
         None => payload.push_str("-1"),
+    }
+}
+
+#[cfg(test)]
+mod follow_up_tests {
+    use super::*;
+    use crate::context::testing::tenant;
+
+    #[test]
+    fn shared_keys_notify_their_recipient_unless_auto_notify_is_off() {
+        let alice = tenant("@follow-alice");
+        let follow_up = FollowUp::of(&alice, "@bob:k.wavi@follow-alice", WriteOp::Update);
+        match follow_up.as_deref() {
+            Some(FollowUp::Write(w)) => assert_eq!(w.recipient.as_deref(), Some("@bob")),
+            other => panic!("{other:?}"),
+        }
+        // Keys nobody else sees, on an atSign nobody monitors: nothing.
+        assert!(FollowUp::of(&alice, "k.wavi@follow-alice", WriteOp::Update).is_none());
+        assert!(
+            FollowUp::of(&alice, "@follow-alice:k.wavi@follow-alice", WriteOp::Update).is_none()
+        );
+        let mut quiet = tenant("@follow-quiet");
+        Arc::get_mut(&mut quiet)
+            .expect("only reference")
+            .auto_notify = false;
+        assert!(FollowUp::of(&quiet, "@bob:k.wavi@follow-quiet", WriteOp::Delete).is_none());
     }
 }

@@ -70,6 +70,7 @@ pub fn start_with_limits(atsigns: &[(&str, &str)], limits: SessionLimits) -> Tes
         scheduling: atserver::shard::Scheduling::Batch,
         root: None,
         peer_certificates_required: true,
+        auto_notify: true,
         outbound_step: std::time::Duration::from_millis(10_000),
         cache_refresh: std::time::Duration::from_secs(3_600),
     };
