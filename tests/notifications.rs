@@ -10,9 +10,12 @@
 
 use std::sync::OnceLock;
 
+mod common;
+
 use atserver::app::ScratchServer;
 use atserver::protocol::json::{self, JsonValue};
 use atserver::session::Transcript;
+use common::notification::{field, id_of, parse_line};
 
 const SECRET: &str = "notification-secret";
 
@@ -39,28 +42,7 @@ fn owner(atsign: &str) -> Transcript {
 
 /// The JSON objects of `notification: {…}` lines, in order.
 fn lines(text: &str) -> Vec<JsonValue> {
-    text.lines()
-        .map(|line| {
-            let body = line
-                .strip_prefix("notification: ")
-                .unwrap_or_else(|| panic!("not a notification line: {line:?}"));
-            json::parse(body).unwrap_or_else(|e| panic!("{e:?}: {body}"))
-        })
-        .collect()
-}
-
-fn field<'a>(v: &'a JsonValue, name: &str) -> &'a str {
-    v.get(name)
-        .and_then(JsonValue::as_str)
-        .unwrap_or_else(|| panic!("no string {name} in {v:?}"))
-}
-
-fn id_of(reply: &str, prompt: &str) -> String {
-    reply
-        .strip_prefix("data:")
-        .and_then(|r| r.strip_suffix(&format!("\n{prompt}")))
-        .unwrap_or_else(|| panic!("not an id reply: {reply:?}"))
-        .to_string()
+    text.lines().map(parse_line).collect()
 }
 
 #[test]

@@ -18,9 +18,10 @@ mod common;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use atserver::protocol::json::{self, JsonValue};
+use atserver::protocol::json::JsonValue;
 use common::Client;
 use common::network::Network;
+use common::notification::{field, id_of, parse_line};
 
 const ALICE: (&str, &str) = ("@alice", "alice-secret");
 const BOB: (&str, &str) = ("@bob", "bob-secret");
@@ -49,28 +50,11 @@ fn next_notification(monitor: &mut Client, limit: Duration) -> Option<JsonValue>
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let line = monitor.monitor_line_within(left)?;
-        let body = line
-            .strip_prefix("notification: ")
-            .unwrap_or_else(|| panic!("not a notification line: {line:?}"));
-        let value = json::parse(body).unwrap_or_else(|e| panic!("{e:?}: {body}"));
+        let value = parse_line(&line);
         if field(&value, "id") != "-1" {
             return Some(value);
         }
     }
-}
-
-fn field<'a>(v: &'a JsonValue, name: &str) -> &'a str {
-    v.get(name)
-        .and_then(JsonValue::as_str)
-        .unwrap_or_else(|| panic!("no string {name} in {v:?}"))
-}
-
-fn id_of(reply: &str, prompt: &str) -> String {
-    reply
-        .strip_prefix("data:")
-        .and_then(|r| r.strip_suffix(&format!("\n{prompt}")))
-        .unwrap_or_else(|| panic!("not an id reply: {reply:?}"))
-        .to_string()
 }
 
 /// Waits until `notify:status:<id>` on `sender` answers `expected`.

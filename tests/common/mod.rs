@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod network;
+pub mod notification;
 pub mod process;
 
 use std::net::SocketAddr;
