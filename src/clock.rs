@@ -87,3 +87,22 @@ mod tests {
         assert_eq!(result, Ok(7));
     }
 }
+
+thread_local! {
+    /// When a connection task of this thread last made progress on an
+    /// event from outside (a read, a durable write, a notification line),
+    /// not on a timer of its own. The shard's reactor tick reads it to tell
+    /// whether it found work that no wake-up had started.
+    static LAST_PROGRESS: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// Records that a task of this thread made progress on an outside event at
+/// `now` (one thread-local store; the connection loop calls it per turn).
+pub fn mark_progress(now: Instant) {
+    LAST_PROGRESS.with(|last| last.set(Some(now)));
+}
+
+/// When a task of this thread last made progress on an outside event.
+pub fn last_progress() -> Option<Instant> {
+    LAST_PROGRESS.with(std::cell::Cell::get)
+}

@@ -413,12 +413,17 @@ pub fn on_path(name: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Starts `redis-server` with TLS only (plain port 0), no persistence, on a
-/// free loopback port, using the same certificates as the atserver.
-pub fn start_redis(certs: &CertFiles, dir: &Path) -> Result<(ChildGuard, SocketAddr), String> {
-    if !on_path("redis-server") || !on_path("redis-benchmark") {
-        return Err("redis-server/redis-benchmark not found: run `loadtest/redis.sh` (apt-get install redis-server redis-tools)".into());
-    }
+/// Starts `redis-server` with TLS only (plain port 0) on a free loopback
+/// port, using the same certificates as the atserver, with its data (and
+/// any AOF) and log in `dir`. `persistence` are the arguments that set its
+/// persistence (`redis::Persistence::server_args`); RDB snapshots are off
+/// in every case. The tools must be installed (`redis::ensure_installed`).
+pub fn start_redis(
+    certs: &CertFiles,
+    dir: &Path,
+    persistence: &[&str],
+) -> Result<(ChildGuard, SocketAddr), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let port = free_port()?;
     let log = dir.join("redis.log");
     let mut cmd = Command::new("redis-server");
@@ -441,11 +446,10 @@ pub fn start_redis(certs: &CertFiles, dir: &Path) -> Result<(ChildGuard, SocketA
         "no",
         "--save",
         "",
-        "--appendonly",
-        "no",
         "--daemonize",
         "no",
     ])
+    .args(persistence)
     .args(["--maxclients", "20000", "--logfile"])
     .arg(&log)
     .arg("--dir")
@@ -485,6 +489,9 @@ pub struct ProcSample {
     pub hwm_kib: u64,
     /// utime + stime, seconds.
     pub cpu_seconds: f64,
+    /// cutime + cstime, seconds: the CPU of the children the process has
+    /// waited for (redis-server's AOF-rewrite children once reaped).
+    pub reaped_children_cpu_seconds: f64,
     pub threads: u64,
 }
 
@@ -516,10 +523,15 @@ pub fn sample(pid: Option<u32>) -> Option<ProcSample> {
     // Field 14 (utime) and 15 (stime) overall are 12 and 13 after the name.
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
+    // Fields 16 (cutime) and 17 (cstime).
+    let cutime: u64 = fields.get(13)?.parse().ok()?;
+    let cstime: u64 = fields.get(14)?.parse().ok()?;
+    let ticks = clock_ticks_per_second();
     Some(ProcSample {
         rss_kib: field("VmRSS:"),
         hwm_kib: field("VmHWM:"),
-        cpu_seconds: (utime + stime) as f64 / clock_ticks_per_second(),
+        cpu_seconds: (utime + stime) as f64 / ticks,
+        reaped_children_cpu_seconds: (cutime + cstime) as f64 / ticks,
         threads: field("Threads:"),
     })
 }

@@ -1,15 +1,146 @@
-//! Runs `redis-benchmark` (TLS) and parses its report.
+//! The Redis side of `--compare-redis`: installing the tools when they are
+//! missing, the persistence of each baseline, running `redis-benchmark`
+//! (TLS) and parsing its report.
 
 use std::io::Read;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::procs::interrupted;
+use crate::procs::{interrupted, on_path};
 use crate::report::Latency;
+
+/// The persistence of a redis-server the loadtest starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    /// No RDB, no AOF: nothing survives a restart (the original baseline).
+    None,
+    /// `appendonly yes`, `appendfsync everysec`: every write appended to
+    /// the AOF, fsynced once a second by a background thread, as our
+    /// `--durability fast` syncs its journal once a second.
+    Everysec,
+}
+
+impl Persistence {
+    /// The name in flags, JSON and the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Persistence::None => "none",
+            Persistence::Everysec => "everysec",
+        }
+    }
+
+    /// The redis-server arguments that set it (RDB snapshots are off in
+    /// both: `--save ""` comes with every start).
+    pub fn server_args(self) -> &'static [&'static str] {
+        match self {
+            Persistence::None => &["--appendonly", "no"],
+            Persistence::Everysec => &["--appendonly", "yes", "--appendfsync", "everysec"],
+        }
+    }
+}
+
+/// Bytes of the append-only files redis-server keeps in `dir`: Redis 7's
+/// `appendonlydir/` (base, incremental and manifest files) or an older
+/// single `appendonly.aof`. 0 when there are none.
+pub fn aof_bytes(dir: &Path) -> u64 {
+    let file_bytes = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let in_dir: u64 = std::fs::read_dir(dir.join("appendonlydir"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| file_bytes(&e.path()))
+                .sum()
+        })
+        .unwrap_or(0);
+    in_dir + file_bytes(&dir.join("appendonly.aof"))
+}
+
+/// The installer `--compare-redis` runs when the Redis tools are missing,
+/// relative to the working directory (the repository root, as every
+/// documented command runs).
+pub const INSTALLER: &str = "loadtest/redis.sh";
+
+/// What [`ensure_installed`] needs from the machine, so tests can fake it.
+pub trait Machine {
+    /// Whether the executable `name` is on PATH.
+    fn has(&self, name: &str) -> bool;
+    /// Runs the installer; the reason when it did not succeed.
+    fn run_installer(&mut self) -> Result<(), String>;
+}
+
+/// The machine itself: PATH, and [`INSTALLER`] (or the copy in the
+/// loadtest's source folder at build time) run with bash, its output on
+/// stderr so stdout keeps only the report.
+pub struct ThisMachine;
+
+impl Machine for ThisMachine {
+    fn has(&self, name: &str) -> bool {
+        on_path(name)
+    }
+
+    fn run_installer(&mut self) -> Result<(), String> {
+        let script = [
+            PathBuf::from(INSTALLER),
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("redis.sh"),
+        ]
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            format!("{INSTALLER} not found (run the loadtest from the repository root)")
+        })?;
+        // Not tied to our life (no PR_SET_PDEATHSIG): killing apt-get in the
+        // middle of an install would leave dpkg half-configured. stdin stays
+        // the terminal's, for sudo's password prompt.
+        let status = Command::new("bash")
+            .arg(&script)
+            .stdout(Stdio::from(std::io::stderr()))
+            .status()
+            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("{} failed ({status})", script.display()))
+        }
+    }
+}
+
+/// Makes sure redis-benchmark (and redis-server, when `server` is true: the
+/// loadtest starts it) is on PATH, running the installer once when either
+/// is missing and saying so on stderr. Fails, saying what is missing, when
+/// the installer fails or the tools are still missing after it.
+pub fn ensure_installed(machine: &mut impl Machine, server: bool) -> Result<(), String> {
+    let needed: &[&str] = if server {
+        &["redis-server", "redis-benchmark"]
+    } else {
+        &["redis-benchmark"]
+    };
+    let before = missing(machine, needed);
+    if before.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "loadtest: {} not on PATH: running {INSTALLER} to install it (apt-get install redis-server redis-tools)",
+        before.join(" and ")
+    );
+    machine.run_installer().map_err(|e| {
+        format!(
+            "--compare-redis needs {}: {e}; install redis-server and redis-tools (built with TLS) yourself",
+            before.join(" and ")
+        )
+    })?;
+    let after = missing(machine, needed);
+    if !after.is_empty() {
+        return Err(format!(
+            "--compare-redis needs {}: {INSTALLER} succeeded but it is still not on PATH",
+            after.join(" and ")
+        ));
+    }
+    Ok(())
+}
 
 /// One test of a redis-benchmark run (`SET`, `GET`, `PING_MBULK`, …).
 #[derive(Debug, Clone)]
@@ -107,6 +238,11 @@ pub fn parse_output(text: &str) -> Vec<RedisTest> {
     }
     tests.retain(|t| t.rps > 0.0);
     tests
+}
+
+/// Those of `needed` that `machine` does not have.
+fn missing<'n>(machine: &impl Machine, needed: &[&'n str]) -> Vec<&'n str> {
+    needed.iter().copied().filter(|n| !machine.has(n)).collect()
 }
 
 /// Runs redis-benchmark with `args` (after the connection arguments),

@@ -152,6 +152,26 @@ impl ProcUse {
     }
 }
 
+/// CPU microseconds per operation: `cpu_seconds` spent over `ops`
+/// operations; `None` without operations or without a CPU figure.
+pub fn cpu_us_per_op(cpu_seconds: Option<f64>, ops: u64) -> Option<f64> {
+    let cpu = cpu_seconds?;
+    (ops > 0 && cpu.is_finite() && cpu >= 0.0).then(|| cpu * 1e6 / ops as f64)
+}
+
+/// `ours / theirs`; `None` when either is missing or `theirs` is not a
+/// positive number (a ratio over nothing is no figure, not zero).
+pub fn ratio(ours: Option<f64>, theirs: Option<f64>) -> Option<f64> {
+    let (ours, theirs) = (ours?, theirs?);
+    (ours.is_finite() && theirs.is_finite() && theirs > 0.0).then(|| ours / theirs)
+}
+
+/// `value` rounded to `decimals` places, for the JSON.
+pub fn rounded(value: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (value * scale).round() / scale
+}
+
 /// The outcome of one scenario run.
 pub struct RunReport {
     pub scenario: String,
@@ -173,6 +193,12 @@ pub struct RunReport {
 impl RunReport {
     pub fn ops_per_sec(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The server's CPU over the window per operation (µs); `None` when
+    /// the server's process was not sampled.
+    pub fn server_cpu_us_per_op(&self) -> Option<f64> {
+        cpu_us_per_op(self.server.map(|s| s.cpu_seconds()), self.ops)
     }
 
     pub fn json(&self) -> Value {
@@ -270,5 +296,36 @@ impl RunReport {
             out.push_str(&format!("error sample: {e}\n"));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_per_op_is_microseconds_over_operations() {
+        assert_eq!(cpu_us_per_op(Some(1.5), 100_000), Some(15.0));
+        assert_eq!(cpu_us_per_op(Some(0.0), 10), Some(0.0));
+        assert_eq!(cpu_us_per_op(Some(1.0), 0), None);
+        assert_eq!(cpu_us_per_op(None, 10), None);
+        assert_eq!(cpu_us_per_op(Some(f64::NAN), 10), None);
+    }
+
+    #[test]
+    fn ratio_is_ours_over_theirs_and_absent_over_nothing() {
+        assert_eq!(ratio(Some(15.0), Some(10.0)), Some(1.5));
+        assert_eq!(ratio(Some(0.0), Some(4.0)), Some(0.0));
+        assert_eq!(ratio(Some(1.0), Some(0.0)), None);
+        assert_eq!(ratio(None, Some(1.0)), None);
+        assert_eq!(ratio(Some(1.0), None), None);
+        assert_eq!(ratio(Some(f64::INFINITY), Some(1.0)), None);
+    }
+
+    #[test]
+    fn rounding_keeps_the_given_decimals() {
+        assert_eq!(rounded(1.23456, 2), 1.23);
+        assert_eq!(rounded(0.9996, 3), 1.0);
+        assert_eq!(rounded(76_483.4, 0), 76_483.0);
     }
 }

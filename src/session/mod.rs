@@ -221,6 +221,12 @@ where
                 Err(_) => Event::Idle,
             }
         };
+        if matches!(
+            event,
+            Event::Read(_) | Event::WriteDone | Event::Notifications
+        ) {
+            crate::clock::mark_progress(now);
+        }
         let progress = match event {
             Event::Notifications => {
                 input.filled(spare_len, 0);

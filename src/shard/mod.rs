@@ -62,6 +62,57 @@ impl Clock for ShardClock {
     }
 }
 
+/// Reactor ticks, over every shard of the process, after which a connection
+/// made progress on an outside event although none had for the whole tick
+/// before: work the tick found that no wake-up had started. An upper bound
+/// (an event that really arrived in the same instant counts too); the goal
+/// is zero, and a server that loses wake-ups shows it here.
+static STRANDED_TICKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many reactor ticks found stranded work since the process started
+/// (see [`STRANDED_TICKS`]).
+pub fn stranded_ticks() -> u64 {
+    STRANDED_TICKS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The per-shard reactor tick (decision 0002), counting what it finds.
+async fn reactor_tick(shard: usize) {
+    let period = Duration::from_millis(REACTOR_TICK_MS);
+    // One shard (the first to start its tick) reports the process's count
+    // once a second when it moved, at `info`, so a run's log (the loadtest
+    // reads it) holds the latest total.
+    static REPORTER_CLAIMED: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
+    let reports = !REPORTER_CLAIMED.swap(true, std::sync::atomic::Ordering::AcqRel);
+    let report_every = (1_000 / REACTOR_TICK_MS).max(1);
+    let mut ticks: u64 = 0;
+    let mut reported = 0;
+    loop {
+        ticks = ticks.wrapping_add(1);
+        if reports && ticks % report_every == 0 {
+            let total = stranded_ticks();
+            if total != reported {
+                tracing::info!(stranded_ticks = total, "reactor ticks that found work no wake-up had started");
+                reported = total;
+            }
+        }
+        let before = crate::clock::last_progress();
+        let slept_from = std::time::Instant::now();
+        ShardClock.sleep(period).await;
+        let quiet = crate::clock::last_progress() == before;
+        if !quiet {
+            continue;
+        }
+        // Let whatever this wake made runnable run first, then look.
+        futures_lite::future::yield_now().await;
+        let after = crate::clock::last_progress();
+        if after != before && after.is_some_and(|at| at >= slept_from + period) {
+            let total = STRANDED_TICKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            tracing::debug!(shard, total, "the reactor tick found work no wake-up had started");
+        }
+    }
+}
+
 /// What a shard's notification courier needs of the runtime: detached
 /// tasks on the calling shard and its timers.
 #[derive(Debug, Clone, Copy, Default)]
@@ -243,15 +294,9 @@ pub fn serve<H: ConnectionHandler>(
             tracing::debug!(shard, "{label}: accepting");
             // Safety net for a glommio lost wake-up: a timer that fires every
             // few milliseconds makes the reactor look at its rings even when
-            // a completion failed to wake it (decision 0002).
-            glommio::spawn_local(async {
-                loop {
-                    ShardClock
-                        .sleep(Duration::from_millis(REACTOR_TICK_MS))
-                        .await;
-                }
-            })
-            .detach();
+            // a completion failed to wake it (decision 0002). It counts the
+            // times it found such work (`stranded_ticks`).
+            glommio::spawn_local(reactor_tick(shard)).detach();
 
             loop {
                 match listener.accept().await {
