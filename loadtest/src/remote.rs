@@ -85,6 +85,8 @@ pub struct Network {
     /// The same for @bob's server, @bob first.
     bob_hosted: Vec<(String, String)>,
     cold_lookups: usize,
+    /// The two servers' logs, @alice's first.
+    logs: (std::path::PathBuf, std::path::PathBuf),
 }
 
 impl Network {
@@ -152,6 +154,7 @@ impl Network {
             alice_hosted,
             bob_hosted,
             cold_lookups: spec.cold_lookups,
+            logs: (spec.work.join("alice.log"), spec.work.join("bob.log")),
         })
     }
 
@@ -159,6 +162,17 @@ impl Network {
     /// connections).
     pub fn bob_secret(&self) -> &str {
         self.bob_hosted.first().map_or("", |(_, s)| s.as_str())
+    }
+
+    /// How many reactor ticks each server (@alice's, @bob's) logged as
+    /// having found work no wake-up had started (`stranded_ticks=N`, the
+    /// latest total a server logs once a second when it moved; 0 when it
+    /// never did).
+    pub fn stranded_ticks(&self) -> (u64, u64) {
+        (
+            stranded_ticks_in(&self.logs.0),
+            stranded_ticks_in(&self.logs.1),
+        )
     }
 
     /// @alice's CRAM secret (the notify scenarios' senders log in with it).
@@ -317,5 +331,37 @@ pub fn cold_lookups(network: &Network, bob: &Target, value: &str) -> ColdReport 
         peer_connections_opened: opened_before
             .zip(opened_after)
             .map(|(before, after)| after.saturating_sub(before)),
+    }
+}
+
+/// The last `stranded_ticks=N` an atserver wrote to the log at `path`.
+pub fn stranded_ticks_in(path: &Path) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|log| {
+            log.lines()
+                .rev()
+                .find_map(|line| line.split("stranded_ticks=").nth(1))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod stranded_tests {
+    #[test]
+    fn the_last_logged_total_counts() {
+        let dir = std::env::temp_dir().join(format!("stranded-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("s.log");
+        std::fs::write(
+            &log,
+            "x INFO atserver::shard: reactor ticks stranded_ticks=2\ny\nz INFO atserver::shard: reactor ticks stranded_ticks=7\n",
+        )
+        .unwrap();
+        assert_eq!(super::stranded_ticks_in(&log), 7);
+        assert_eq!(super::stranded_ticks_in(&dir.join("missing.log")), 0);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
