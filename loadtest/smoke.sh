@@ -88,6 +88,28 @@ if [[ -f "$out/monitors-idle.json" ]] &&
     fail=1
 fi
 
+# The Redis comparison with both baselines (no persistence, AOF everysec),
+# 1 s each (about 4 s in all). Skipped when Redis is not installed: the
+# smoke installs nothing (the loadtest itself would run loadtest/redis.sh).
+if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; then
+    DURATION=1s run compare-redis --scenario update-llookup --connections 8 --compare-redis --redis-persistence both
+    if [[ -f "$out/compare-redis.json" ]]; then
+        # A CPU ratio at the top and in each baseline, and an AOF written
+        # by the everysec one.
+        cpu_ratios=$(grep -c '"cpu_ratio": [0-9]' "$out/compare-redis.json" || true)
+        aofs=$(grep -c '"aof_bytes_end": [1-9]' "$out/compare-redis.json" || true)
+        if [[ "$cpu_ratios" != 3 || "$aofs" != 1 ]]; then
+            echo "smoke: compare-redis has $cpu_ratios CPU ratios (want 3) and $aofs AOFs (want 1)" >&2
+            cat "$out/compare-redis.json" >&2
+            fail=1
+        else
+            grep '^ratio ours/redis' "$out/compare-redis.txt" | sed 's/^/   /'
+        fi
+    fi
+else
+    echo "== smoke: compare-redis SKIPPED: redis-server or redis-benchmark not on PATH (loadtest/redis.sh installs them)"
+fi
+
 elapsed=$((SECONDS - started))
 echo "smoke: finished in ${elapsed}s"
 if ((elapsed >= 60)); then

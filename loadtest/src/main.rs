@@ -1,7 +1,9 @@
 //! `loadtest`: drives an atserver over real TLS on loopback and reports
 //! throughput, latency percentiles, errors and the server's RSS and CPU;
-//! optionally runs `redis-benchmark` against a TLS redis-server with the
-//! same shape of load and prints the ratio. See `loadtest/README.md`.
+//! optionally runs `redis-benchmark` against TLS redis-servers (without
+//! persistence and/or with an AOF fsynced every second) with the same shape
+//! of load and prints the ratios of throughput and of server CPU per
+//! operation. See `loadtest/README.md`.
 
 mod client;
 mod evloop;
@@ -81,6 +83,29 @@ impl Scenario {
 enum DurabilityArg {
     Fast,
     Durable,
+}
+
+/// `--redis-persistence`: which Redis baselines `--compare-redis` runs.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum RedisPersistenceArg {
+    /// No RDB, no AOF: nothing survives a restart (the default, as before).
+    None,
+    /// `appendonly yes`, `appendfsync everysec`: fsynced once a second, as
+    /// our `--durability fast`.
+    Everysec,
+    /// Both, `none` first, each on a fresh redis-server.
+    Both,
+}
+
+impl RedisPersistenceArg {
+    /// The baselines run, in order.
+    fn baselines(self) -> &'static [redis::Persistence] {
+        match self {
+            RedisPersistenceArg::None => &[redis::Persistence::None],
+            RedisPersistenceArg::Everysec => &[redis::Persistence::Everysec],
+            RedisPersistenceArg::Both => &[redis::Persistence::None, redis::Persistence::Everysec],
+        }
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,9 +213,16 @@ struct Args {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Run redis-benchmark against a TLS redis-server with the same load
-    /// and report the ratio ours/redis.
+    /// and report the ratios ours/redis of throughput and of server CPU per
+    /// operation. Runs `loadtest/redis.sh` first if redis-server or
+    /// redis-benchmark is not on PATH.
     #[arg(long)]
     compare_redis: bool,
+    /// With --compare-redis: the persistence of the redis-server started
+    /// for the baseline (default none); both runs two baselines, none then
+    /// everysec, each on a fresh server. Not with --redis-addr.
+    #[arg(long = "redis-persistence", value_enum)]
+    redis_persistence: Option<RedisPersistenceArg>,
     /// The atserver binary to start (default target/release/atserver, else target/debug/atserver).
     #[arg(long)]
     atserver_bin: Option<PathBuf>,
@@ -409,7 +441,22 @@ impl Args {
         {
             return Err("--compare-redis supports update-llookup, lookup and pkam-storm".into());
         }
+        if self.redis_persistence.is_some() {
+            if !self.compare_redis {
+                return Err("--redis-persistence needs --compare-redis".into());
+            }
+            if self.redis_addr.is_some() {
+                return Err("--redis-persistence sets up the redis-server the loadtest starts: with --redis-addr that server's own configuration applies".into());
+            }
+        }
         Ok(())
+    }
+
+    /// The persistence of each Redis baseline `--compare-redis` starts, in order.
+    fn redis_baselines(&self) -> &'static [redis::Persistence] {
+        self.redis_persistence
+            .unwrap_or(RedisPersistenceArg::None)
+            .baselines()
     }
 }
 
@@ -495,6 +542,11 @@ fn run(args: &Args) -> Result<bool, String> {
             "open-files limit {nofile} is too low for {} connections: run `ulimit -n 65536` first",
             args.connections
         ));
+    }
+    // Before our run, so a machine without Redis fails (or installs it)
+    // before spending the run's duration.
+    if args.compare_redis {
+        redis::ensure_installed(&mut redis::ThisMachine, args.redis_addr.is_none())?;
     }
     let work = match &args.work_dir {
         Some(dir) => {
@@ -1089,8 +1141,246 @@ fn samples(server_pid: Option<u32>) -> (ProcSample, ProcSample) {
     (server, procs::sample(None).unwrap_or_default())
 }
 
-/// Runs redis-benchmark with the same connections, value size and
-/// pipelining for about `--duration`, and builds the comparison document.
+/// How redis-benchmark mirrors our scenario: which tests, with or without
+/// keep-alive, and the pipelining.
+struct RedisPlan {
+    /// `-t`: the tests measured.
+    tests: &'static str,
+    /// The pilot's tests (it also writes the keys GET reads).
+    pilot_tests: &'static str,
+    /// `-k`: 1 keeps connections, 0 opens one per request.
+    keepalive: &'static str,
+    /// `-P`.
+    pipeline: usize,
+}
+
+impl RedisPlan {
+    fn new(args: &Args) -> RedisPlan {
+        let (tests, keepalive) = match args.scenario {
+            Scenario::UpdateLlookup => ("set,get", "1"),
+            Scenario::Lookup => ("get", "1"),
+            _ => ("ping_mbulk", "0"),
+        };
+        RedisPlan {
+            tests,
+            pilot_tests: if args.scenario == Scenario::Lookup {
+                "set,get"
+            } else {
+                tests
+            },
+            keepalive,
+            pipeline: if args.scenario == Scenario::PkamStorm {
+                1
+            } else {
+                args.pipeline
+            },
+        }
+    }
+
+    /// redis-benchmark's arguments after the connection ones: `n` requests
+    /// of each of `tests`.
+    fn bench_args(&self, args: &Args, n: u64, tests: &str) -> Vec<String> {
+        [
+            "-c",
+            &args.connections.to_string(),
+            "-n",
+            &n.to_string(),
+            "-d",
+            &args.value_size.to_string(),
+            "-P",
+            &self.pipeline.to_string(),
+            "-r",
+            &args.keys.to_string(),
+            "-k",
+            self.keepalive,
+            "-t",
+            tests,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+}
+
+/// The redis-server of one baseline.
+#[derive(Clone, Copy)]
+enum RedisServer {
+    /// Started here, with this persistence, in its own folder of the run's
+    /// work folder (data, AOF, log), and stopped after the baseline.
+    Start(redis::Persistence),
+    /// `--redis-addr`: running already, configured by whoever started it.
+    Given(SocketAddr),
+}
+
+/// One Redis baseline: redis-benchmark against one redis-server.
+struct Baseline {
+    /// `none` or `everysec` (the persistence of the server started), or
+    /// `given` (`--redis-addr`).
+    name: &'static str,
+    /// How the server persists, as its arguments.
+    config: String,
+    results: Vec<redis::RedisTest>,
+    /// The measured redis-benchmark command, to rerun it by hand.
+    command: String,
+    /// The redis-server process over the measured run (not the pilot);
+    /// `None` for `--redis-addr` (no pid to sample).
+    server: Option<ProcUse>,
+    elapsed: Duration,
+    /// Bytes of append-only files when the run ended (started servers).
+    aof_bytes: Option<u64>,
+}
+
+impl Baseline {
+    fn rate(&self) -> f64 {
+        redis::combined_rate(&self.results)
+    }
+
+    fn ops(&self) -> u64 {
+        self.results.iter().map(|t| t.requests).sum()
+    }
+
+    /// redis-server's CPU over the run, counting its AOF-rewrite children
+    /// reaped in the window: they do the compaction our server does on its
+    /// own threads, which its figure includes.
+    fn server_cpu_seconds(&self) -> Option<f64> {
+        self.server
+            .map(|s| s.cpu_seconds() + s.reaped_children_cpu_seconds())
+    }
+
+    fn server_cpu_us_per_op(&self) -> Option<f64> {
+        report::cpu_us_per_op(self.server_cpu_seconds(), self.ops())
+    }
+
+    fn latency(&self) -> Latency {
+        redis::worst_latency(&self.results)
+    }
+
+    /// Ours over this baseline: (throughput, server CPU per operation).
+    fn ratios(&self, ours: &RunReport) -> (Option<f64>, Option<f64>) {
+        (
+            report::ratio(Some(ours.ops_per_sec()), Some(self.rate())),
+            report::ratio(ours.server_cpu_us_per_op(), self.server_cpu_us_per_op()),
+        )
+    }
+
+    /// One entry of `redis_baselines`.
+    fn json(&self, ours: &RunReport) -> Value {
+        let (ratio, cpu_ratio) = self.ratios(ours);
+        json!({
+            "persistence": self.name,
+            "redis_config": self.config,
+            "ops_per_sec": self.rate().round(),
+            "ops": self.ops(),
+            "ratio": ratio.map(|r| report::rounded(r, 3)),
+            "server_cpu_us_per_op": self.server_cpu_us_per_op().map(|c| report::rounded(c, 2)),
+            "cpu_ratio": cpu_ratio.map(|r| report::rounded(r, 3)),
+            "aof_rewrite_cpu_seconds": self.server.map(|s| report::rounded(s.reaped_children_cpu_seconds(), 3)),
+            "aof_bytes_end": self.aof_bytes,
+            "latency_us": self.latency().json(),
+            "tests": self.results.iter().map(redis::RedisTest::json).collect::<Vec<_>>(),
+            "command": self.command,
+            "server": self.server.map(|u| u.json(self.elapsed)),
+        })
+    }
+}
+
+/// Runs one baseline: starts its redis-server (unless given), sizes the
+/// request count with a pilot so the run lasts about `--duration`, runs
+/// redis-benchmark with the same connections, value size and pipelining,
+/// and stops the server.
+fn run_baseline(
+    args: &Args,
+    plan: &RedisPlan,
+    certs: &CertFiles,
+    ca: &Path,
+    work: &Path,
+    server: RedisServer,
+) -> Result<Baseline, String> {
+    let (guard, addr, dir, name, config) = match server {
+        RedisServer::Given(addr) => (
+            None,
+            addr,
+            None,
+            "given",
+            format!("the configuration of the server at {addr}"),
+        ),
+        RedisServer::Start(persistence) => {
+            let dir = work.join(format!("redis-{}", persistence.name()));
+            let args = persistence.server_args();
+            let (guard, addr) = procs::start_redis(certs, &dir, args)?;
+            eprintln!(
+                "loadtest: started redis-server (pid {}) on {addr} with {} in {}",
+                guard.pid(),
+                args.join(" "),
+                dir.display()
+            );
+            (
+                Some(guard),
+                addr,
+                Some(dir),
+                persistence.name(),
+                format!("--save \"\" {}", args.join(" ")),
+            )
+        }
+    };
+    let redis_pid = guard.as_ref().map(ChildGuard::pid);
+    let target = redis::RedisTarget { addr, ca };
+    let test_count = plan.tests.split(',').count() as u64;
+    let timeout = args.duration * 3 + Duration::from_secs(60);
+    // redis-benchmark counts requests, it has no duration option.
+    let pilot_n = (args.connections as u64 * 100 * plan.pipeline as u64).clamp(2_000, 200_000);
+    let pilot = redis::run(
+        &target,
+        &plan.bench_args(args, pilot_n, plan.pilot_tests),
+        timeout,
+    )?;
+    let pilot_rate = redis::combined_rate(&pilot);
+    let per_test = match args.requests {
+        Some(r) => (r / test_count).max(1),
+        None => ((pilot_rate * args.duration.as_secs_f64()) as u64 / test_count)
+            .clamp(1_000, 200_000_000),
+    };
+    eprintln!(
+        "loadtest: redis ({name}) redis-benchmark -t {} -n {per_test} (pilot {pilot_rate:.0} ops/s)",
+        plan.tests
+    );
+    let bench_args = plan.bench_args(args, per_test, plan.tests);
+    let before = redis_pid
+        .and_then(|p| procs::sample(Some(p)))
+        .unwrap_or_default();
+    let started = Instant::now();
+    let results = redis::run(&target, &bench_args, timeout)?;
+    let elapsed = started.elapsed();
+    let after = redis_pid
+        .and_then(|p| procs::sample(Some(p)))
+        .unwrap_or_default();
+    let aof_bytes = dir.as_deref().map(redis::aof_bytes);
+    // Stops the server we started (its AOF goes with the work folder).
+    drop(guard);
+    Ok(Baseline {
+        name,
+        config,
+        results,
+        command: format!(
+            "redis-benchmark --tls --cacert {} -h {} -p {} {}",
+            ca.display(),
+            addr.ip(),
+            addr.port(),
+            bench_args.join(" ")
+        ),
+        server: redis_pid.map(|pid| ProcUse {
+            pid: Some(pid),
+            start: before,
+            end: after,
+        }),
+        elapsed,
+        aof_bytes,
+    })
+}
+
+/// Runs every Redis baseline (`--redis-persistence`, or the server of
+/// `--redis-addr`) one after the other and builds the comparison document
+/// and table.
 fn compare_redis(
     args: &Args,
     certs: &CertFiles,
@@ -1098,140 +1388,127 @@ fn compare_redis(
     work: &Path,
     ours: &RunReport,
 ) -> Result<(Value, String), String> {
-    let mut redis_guard = None;
-    let redis_addr = match args.redis_addr {
-        Some(a) => a,
-        None => {
-            let (guard, addr) = procs::start_redis(certs, work)?;
-            eprintln!(
-                "loadtest: started redis-server (pid {}) on {addr}",
-                guard.pid()
-            );
-            redis_guard = Some(guard);
-            addr
+    let plan = RedisPlan::new(args);
+    let servers: Vec<RedisServer> = match args.redis_addr {
+        Some(addr) => vec![RedisServer::Given(addr)],
+        None => args
+            .redis_baselines()
+            .iter()
+            .map(|&p| RedisServer::Start(p))
+            .collect(),
+    };
+    let mut baselines = Vec::new();
+    for server in servers {
+        if procs::interrupted() {
+            break;
         }
-    };
-    let redis_pid = redis_guard.as_ref().map(ChildGuard::pid);
-    let target = redis::RedisTarget {
-        addr: redis_addr,
-        ca,
-    };
-    let c = args.connections.to_string();
-    let (tests, keepalive): (&str, &str) = match args.scenario {
-        Scenario::UpdateLlookup => ("set,get", "1"),
-        Scenario::Lookup => ("get", "1"),
-        _ => ("ping_mbulk", "0"),
-    };
-    let pipeline = if args.scenario == Scenario::PkamStorm {
-        1
-    } else {
-        args.pipeline
-    };
-    let base = |n: u64, t: &str| -> Vec<String> {
-        [
-            "-c",
-            &c,
-            "-n",
-            &n.to_string(),
-            "-d",
-            &args.value_size.to_string(),
-            "-P",
-            &pipeline.to_string(),
-            "-r",
-            &args.keys.to_string(),
-            "-k",
-            keepalive,
-            "-t",
-            t,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
-    let test_count = tests.split(',').count() as u64;
-    let timeout = args.duration * 3 + Duration::from_secs(60);
-    // A short pilot sizes the request count so the run lasts about --duration
-    // (redis-benchmark counts requests, it has no duration option). It also
-    // writes the keys GET reads.
-    let pilot_n = (args.connections as u64 * 100 * pipeline as u64).clamp(2_000, 200_000);
-    let pilot_tests = if args.scenario == Scenario::Lookup {
-        "set,get"
-    } else {
-        tests
-    };
-    let pilot = redis::run(&target, &base(pilot_n, pilot_tests), timeout)?;
-    let pilot_rate = redis::combined_rate(&pilot);
-    let per_test = match args.requests {
-        Some(r) => (r / test_count).max(1),
-        None => ((pilot_rate * args.duration.as_secs_f64()) as u64 / test_count)
-            .clamp(1_000, 200_000_000),
-    };
-    eprintln!("loadtest: redis-benchmark -t {tests} -n {per_test} (pilot {pilot_rate:.0} ops/s)");
-    let before = redis_pid
-        .and_then(|p| procs::sample(Some(p)))
-        .unwrap_or_default();
-    let started = Instant::now();
-    let results = redis::run(&target, &base(per_test, tests), timeout)?;
-    let elapsed = started.elapsed();
-    let after = redis_pid
-        .and_then(|p| procs::sample(Some(p)))
-        .unwrap_or_default();
-    let redis_rate = redis::combined_rate(&results);
-    let redis_latency = redis::worst_latency(&results);
-    let ratio = if redis_rate > 0.0 {
-        ours.ops_per_sec() / redis_rate
-    } else {
-        0.0
-    };
-    let redis_use = redis_pid.map(|pid| ProcUse {
-        pid: Some(pid),
-        start: before,
-        end: after,
-    });
-    let doc = json!({
+        baselines.push(run_baseline(args, &plan, certs, ca, work, server)?);
+    }
+    let doc = comparison_doc(args, &plan, ours, &baselines)?;
+    Ok((doc, comparison_table(args.scenario, ours, &baselines)))
+}
+
+/// The comparison as JSON (documented in `loadtest/README.md`).
+fn comparison_doc(
+    args: &Args,
+    plan: &RedisPlan,
+    ours: &RunReport,
+    baselines: &[Baseline],
+) -> Result<Value, String> {
+    let first = baselines
+        .first()
+        .ok_or("interrupted before any Redis baseline ran")?;
+    let (ratio, cpu_ratio) = first.ratios(ours);
+    // The flat redis_* fields (read by older scripts) describe the first
+    // baseline; redis_baselines has every one.
+    Ok(json!({
         "scenario": ours.scenario,
         "connections": args.connections,
-        "pipeline": pipeline,
+        "pipeline": plan.pipeline,
         "value_size": args.value_size,
         "ours_ops_per_sec": ours.ops_per_sec().round(),
-        "redis_ops_per_sec": redis_rate.round(),
-        "ratio": (ratio * 1000.0).round() / 1000.0,
+        "ours_server_cpu_us_per_op": ours.server_cpu_us_per_op().map(|c| report::rounded(c, 2)),
+        "redis_persistence": first.name,
+        "redis_ops_per_sec": first.rate().round(),
+        "redis_server_cpu_us_per_op": first.server_cpu_us_per_op().map(|c| report::rounded(c, 2)),
+        "ratio": report::rounded(ratio.unwrap_or(0.0), 3),
+        "cpu_ratio": cpu_ratio.map(|r| report::rounded(r, 3)),
         "ours_latency_us": ours.latency.json(),
-        "redis_latency_us": redis_latency.json(),
+        "redis_latency_us": first.latency().json(),
         "redis_latency_note": "worst of the redis-benchmark tests per percentile; p999 is redis-benchmark's first bucket >= 99.9 %",
-        "redis_tests": results.iter().map(redis::RedisTest::json).collect::<Vec<_>>(),
-        "redis_command": format!("redis-benchmark --tls --cacert {} -h {} -p {} {}", ca.display(), redis_addr.ip(), redis_addr.port(), base(per_test, tests).join(" ")),
-        "redis_server": redis_use.map(|u| u.json(elapsed)),
+        "redis_tests": first.results.iter().map(redis::RedisTest::json).collect::<Vec<_>>(),
+        "redis_command": first.command,
+        "redis_server": first.server.map(|u| u.json(first.elapsed)),
+        "redis_baselines": baselines.iter().map(|b| b.json(ours)).collect::<Vec<_>>(),
         "ours": ours.json(),
-    });
+    }))
+}
+
+/// The comparison as printed: one row per server, then each Redis test
+/// and the ratios against each baseline.
+fn comparison_table(scenario: Scenario, ours: &RunReport, baselines: &[Baseline]) -> String {
     let mut table = String::from("\ncomparison (ours / redis)\n");
-    let what = match args.scenario {
+    let what = match scenario {
         Scenario::UpdateLlookup => "update+llookup vs SET+GET",
         Scenario::Lookup => "lookup vs GET",
         _ => "pkam logins/s vs redis -k 0 (new connection per PING)",
     };
     table.push_str(&format!("{what}\n"));
     table.push_str(&format!(
-        "{:<12} {:>12} {:>10} {:>10} {:>10} {:>10}\n",
-        "", "ops/s", "p50 µs", "p99 µs", "p99.9 µs", "max µs"
+        "{:<16} {:>12} {:>10} {:>10} {:>10} {:>10} {:>16}\n",
+        "", "ops/s", "p50 µs", "p99 µs", "p99.9 µs", "max µs", "server CPU µs/op"
     ));
-    for (label, rate, l) in [
-        ("ours", ours.ops_per_sec(), ours.latency),
-        ("redis", redis_rate, redis_latency),
-    ] {
-        table.push_str(&format!(
-            "{label:<12} {rate:>12.0} {:>10.1} {:>10.1} {:>10.1} {:>10.1}\n",
-            l.p50, l.p99, l.p999, l.max
+    let cpu = |c: Option<f64>| c.map_or_else(|| "—".to_string(), |c| format!("{c:.2}"));
+    let mut rows = vec![(
+        "ours".to_string(),
+        ours.ops_per_sec(),
+        ours.latency,
+        ours.server_cpu_us_per_op(),
+    )];
+    for b in baselines {
+        rows.push((
+            format!("redis {}", b.name),
+            b.rate(),
+            b.latency(),
+            b.server_cpu_us_per_op(),
         ));
     }
-    for t in &results {
+    for (label, rate, l, c) in rows {
         table.push_str(&format!(
-            "  redis {:<10} {:>10.0} ops/s ({} requests)\n",
-            t.name, t.rps, t.requests
+            "{label:<16} {rate:>12.0} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>16}\n",
+            l.p50,
+            l.p99,
+            l.p999,
+            l.max,
+            cpu(c)
         ));
     }
-    table.push_str(&format!("ratio ours/redis: {ratio:.3}\n"));
-    Ok((doc, table))
+    for b in baselines {
+        for t in &b.results {
+            table.push_str(&format!(
+                "  redis {:<8} {:<10} {:>10.0} ops/s ({} requests)\n",
+                b.name, t.name, t.rps, t.requests
+            ));
+        }
+        if let Some(bytes) = b.aof_bytes.filter(|&n| n > 0) {
+            table.push_str(&format!(
+                "  redis {:<8} AOF {:.1} MiB at the end\n",
+                b.name,
+                bytes as f64 / (1024.0 * 1024.0)
+            ));
+        }
+    }
+    let shown = |r: Option<f64>| r.map_or_else(|| "—".to_string(), |r| format!("{r:.3}"));
+    for b in baselines {
+        let (ratio, cpu_ratio) = b.ratios(ours);
+        table.push_str(&format!(
+            "ratio ours/redis {}: {} ops/s, {} server CPU per op\n",
+            b.name,
+            shown(ratio),
+            shown(cpu_ratio)
+        ));
+    }
+    table
 }
 
 #[cfg(test)]
@@ -1336,5 +1613,155 @@ mod tests {
             parsed(&["--scenario", "remote-lookup", "--cold-lookups", "0"]).validate(),
             Ok(())
         );
+    }
+
+    #[test]
+    fn redis_persistence_defaults_to_none_and_both_runs_none_then_everysec() {
+        use redis::Persistence;
+        let plain = parsed(&["--compare-redis"]);
+        assert_eq!(plain.validate(), Ok(()));
+        assert_eq!(plain.redis_baselines(), [Persistence::None]);
+        for (flag, expected) in [
+            ("none", &[Persistence::None][..]),
+            ("everysec", &[Persistence::Everysec][..]),
+            ("both", &[Persistence::None, Persistence::Everysec][..]),
+        ] {
+            let args = parsed(&["--compare-redis", "--redis-persistence", flag]);
+            assert_eq!(args.validate(), Ok(()), "{flag}");
+            assert_eq!(args.redis_baselines(), expected, "{flag}");
+        }
+        assert!(
+            Args::try_parse_from([
+                "loadtest",
+                "--compare-redis",
+                "--redis-persistence",
+                "always"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn redis_persistence_needs_compare_redis_and_a_started_server() {
+        for line in [
+            &["--redis-persistence", "both"][..],
+            &[
+                "--compare-redis",
+                "--redis-persistence",
+                "none",
+                "--redis-addr",
+                "127.0.0.1:6379",
+                "--ca",
+                "ca.pem",
+            ][..],
+        ] {
+            assert!(parsed(line).validate().is_err(), "{line:?}");
+        }
+        let given = parsed(&[
+            "--compare-redis",
+            "--redis-addr",
+            "127.0.0.1:6379",
+            "--ca",
+            "ca.pem",
+        ]);
+        assert_eq!(given.validate(), Ok(()));
+    }
+
+    fn used(cpu_seconds: f64, reaped_children_cpu_seconds: f64) -> ProcUse {
+        ProcUse {
+            pid: Some(1),
+            start: ProcSample::default(),
+            end: ProcSample {
+                cpu_seconds,
+                reaped_children_cpu_seconds,
+                ..ProcSample::default()
+            },
+        }
+    }
+
+    /// 100,000 operations in 1 s with 1 s of server CPU: 10 µs per op.
+    fn ours_report() -> RunReport {
+        RunReport {
+            scenario: "update-llookup".into(),
+            connections: 50,
+            pipeline: 1,
+            value_size: 100,
+            elapsed: Duration::from_secs(1),
+            ops: 100_000,
+            errors: 0,
+            reconnects: 0,
+            latency: Latency::default(),
+            server: Some(used(1.0, 0.0)),
+            client: None,
+            error_samples: Vec::new(),
+            extra: Vec::new(),
+        }
+    }
+
+    /// SET and GET, 100,000 requests each at 200,000/s: 200,000 operations.
+    fn baseline(name: &'static str, server: Option<ProcUse>) -> Baseline {
+        let test = |name: &str| redis::RedisTest {
+            name: name.into(),
+            requests: 100_000,
+            rps: 200_000.0,
+            latency: Latency::default(),
+        };
+        Baseline {
+            name,
+            config: String::new(),
+            results: vec![test("SET"), test("GET")],
+            command: String::new(),
+            server,
+            elapsed: Duration::from_secs(1),
+            aof_bytes: None,
+        }
+    }
+
+    #[test]
+    fn the_comparison_reports_server_cpu_per_op_and_its_ratio_for_every_baseline() {
+        let args = parsed(&["--compare-redis", "--redis-persistence", "both"]);
+        let plan = RedisPlan::new(&args);
+        let ours = ours_report();
+        let baselines = [
+            // 1 s over 200,000 operations: 5 µs.
+            baseline("none", Some(used(1.0, 0.0))),
+            // 1.5 s, plus 0.5 s in reaped AOF-rewrite children: 10 µs.
+            baseline("everysec", Some(used(1.5, 0.5))),
+        ];
+        let doc = comparison_doc(&args, &plan, &ours, &baselines).expect("a document");
+        assert_eq!(doc["ours_server_cpu_us_per_op"], json!(10.0));
+        assert_eq!(doc["redis_server_cpu_us_per_op"], json!(5.0));
+        assert_eq!(doc["cpu_ratio"], json!(2.0));
+        assert_eq!(doc["redis_persistence"], json!("none"));
+        // The fields other scripts read are still there.
+        assert_eq!(doc["ours_ops_per_sec"], json!(100_000.0));
+        assert_eq!(doc["redis_ops_per_sec"], json!(200_000.0));
+        assert_eq!(doc["ratio"], json!(0.5));
+        let listed = doc["redis_baselines"].as_array().expect("an array");
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0]["persistence"], json!("none"));
+        assert_eq!(listed[0]["cpu_ratio"], json!(2.0));
+        assert_eq!(listed[1]["persistence"], json!("everysec"));
+        assert_eq!(listed[1]["server_cpu_us_per_op"], json!(10.0));
+        assert_eq!(listed[1]["cpu_ratio"], json!(1.0));
+        assert_eq!(listed[1]["ratio"], json!(0.5));
+        assert_eq!(listed[1]["aof_rewrite_cpu_seconds"], json!(0.5));
+        let table = comparison_table(args.scenario, &ours, &baselines);
+        assert!(
+            table.contains("ratio ours/redis everysec: 0.500 ops/s, 1.000 server CPU per op"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn an_unsampled_server_has_no_cpu_figure_rather_than_zero() {
+        let args = parsed(&["--compare-redis"]);
+        let plan = RedisPlan::new(&args);
+        let doc = comparison_doc(&args, &plan, &ours_report(), &[baseline("given", None)])
+            .expect("a document");
+        assert_eq!(doc["redis_server_cpu_us_per_op"], Value::Null);
+        assert_eq!(doc["cpu_ratio"], Value::Null);
+        assert_eq!(doc["ours_server_cpu_us_per_op"], json!(10.0));
+        assert!(comparison_doc(&args, &plan, &ours_report(), &[]).is_err());
     }
 }

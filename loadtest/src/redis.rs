@@ -123,7 +123,7 @@ pub fn ensure_installed(machine: &mut impl Machine, server: bool) -> Result<(), 
         return Ok(());
     }
     eprintln!(
-        "loadtest: {} not on PATH: running {INSTALLER} to install it (apt-get install redis-server redis-tools)",
+        "loadtest: {} not on PATH: running {INSTALLER} (apt-get install redis-server redis-tools)",
         before.join(" and ")
     );
     machine.run_installer().map_err(|e| {
@@ -410,5 +410,107 @@ Summary:
         };
         let rate = combined_rate(&[t(1000.0), t(3000.0)]);
         assert!((rate - 1500.0).abs() < 1e-6);
+    }
+
+    /// A machine with some tools, whose installer adds others (or fails).
+    struct FakeMachine {
+        tools: Vec<&'static str>,
+        installs: Vec<&'static str>,
+        installer_fails: bool,
+        installer_runs: u32,
+    }
+
+    impl FakeMachine {
+        fn new(tools: &[&'static str], installs: &[&'static str]) -> FakeMachine {
+            FakeMachine {
+                tools: tools.to_vec(),
+                installs: installs.to_vec(),
+                installer_fails: false,
+                installer_runs: 0,
+            }
+        }
+    }
+
+    impl Machine for FakeMachine {
+        fn has(&self, name: &str) -> bool {
+            self.tools.contains(&name)
+        }
+
+        fn run_installer(&mut self) -> Result<(), String> {
+            self.installer_runs += 1;
+            if self.installer_fails {
+                return Err("loadtest/redis.sh failed (exit status: 100)".into());
+            }
+            self.tools.extend(self.installs.iter().copied());
+            Ok(())
+        }
+    }
+
+    const BOTH: [&str; 2] = ["redis-server", "redis-benchmark"];
+
+    #[test]
+    fn installed_tools_run_no_installer() {
+        let mut machine = FakeMachine::new(&BOTH, &[]);
+        assert_eq!(ensure_installed(&mut machine, true), Ok(()));
+        assert_eq!(machine.installer_runs, 0);
+    }
+
+    #[test]
+    fn missing_tools_are_installed_once() {
+        let mut machine = FakeMachine::new(&[], &BOTH);
+        assert_eq!(ensure_installed(&mut machine, true), Ok(()));
+        assert_eq!(machine.installer_runs, 1);
+    }
+
+    #[test]
+    fn a_given_redis_needs_only_the_benchmark() {
+        let mut machine = FakeMachine::new(&["redis-benchmark"], &[]);
+        assert_eq!(ensure_installed(&mut machine, false), Ok(()));
+        assert_eq!(machine.installer_runs, 0);
+        assert!(ensure_installed(&mut machine, true).is_err());
+    }
+
+    #[test]
+    fn a_failed_installer_fails_the_run_naming_what_is_missing() {
+        let mut machine = FakeMachine::new(&["redis-benchmark"], &BOTH);
+        machine.installer_fails = true;
+        let error = ensure_installed(&mut machine, true).expect_err("must fail");
+        assert!(error.contains("needs redis-server:"), "{error}");
+        assert!(error.contains("redis.sh failed"), "{error}");
+        assert_eq!(machine.installer_runs, 1);
+    }
+
+    #[test]
+    fn tools_still_missing_after_the_installer_fail_the_run() {
+        let mut machine = FakeMachine::new(&[], &["redis-server"]);
+        let error = ensure_installed(&mut machine, true).expect_err("must fail");
+        assert!(
+            error.contains(
+                "redis-benchmark: loadtest/redis.sh succeeded but it is still not on PATH"
+            ),
+            "{error}"
+        );
+        assert!(!error.contains("redis-server"), "{error}");
+    }
+
+    #[test]
+    fn everysec_appends_and_fsyncs_once_a_second_and_none_persists_nothing() {
+        assert_eq!(
+            Persistence::Everysec.server_args(),
+            ["--appendonly", "yes", "--appendfsync", "everysec"]
+        );
+        assert_eq!(Persistence::None.server_args(), ["--appendonly", "no"]);
+    }
+
+    #[test]
+    fn aof_bytes_sums_the_append_only_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(aof_bytes(dir.path()), 0);
+        let aof = dir.path().join("appendonlydir");
+        std::fs::create_dir(&aof).expect("mkdir");
+        std::fs::write(aof.join("appendonly.aof.1.base.rdb"), [0u8; 100]).expect("write");
+        std::fs::write(aof.join("appendonly.aof.1.incr.aof"), [0u8; 23]).expect("write");
+        std::fs::write(dir.path().join("redis.log"), [0u8; 1000]).expect("write");
+        assert_eq!(aof_bytes(dir.path()), 123);
     }
 }

@@ -137,6 +137,12 @@ impl ProcUse {
         (self.end.cpu_seconds - self.start.cpu_seconds).max(0.0)
     }
 
+    /// CPU of the children the process reaped during the window (it counts
+    /// only once a child has exited and been waited for).
+    pub fn reaped_children_cpu_seconds(&self) -> f64 {
+        (self.end.reaped_children_cpu_seconds - self.start.reaped_children_cpu_seconds).max(0.0)
+    }
+
     pub fn json(&self, elapsed: Duration) -> Value {
         let cpu = self.cpu_seconds();
         let secs = elapsed.as_secs_f64().max(1e-9);
