@@ -92,7 +92,10 @@ async fn reactor_tick(shard: usize) {
         if reports && ticks % report_every == 0 {
             let total = stranded_ticks();
             if total != reported {
-                tracing::info!(stranded_ticks = total, "reactor ticks that found work no wake-up had started");
+                tracing::info!(
+                    stranded_ticks = total,
+                    "reactor ticks that found work no wake-up had started"
+                );
                 reported = total;
             }
         }
@@ -108,7 +111,11 @@ async fn reactor_tick(shard: usize) {
         let after = crate::clock::last_progress();
         if after != before && after.is_some_and(|at| at >= slept_from + period) {
             let total = STRANDED_TICKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            tracing::debug!(shard, total, "the reactor tick found work no wake-up had started");
+            tracing::debug!(
+                shard,
+                total,
+                "the reactor tick found work no wake-up had started"
+            );
         }
     }
 }
