@@ -160,7 +160,6 @@ pub(super) fn message_type_name(message_type: MessageType) -> &'static str {
 mod tests {
     use super::*;
     use crate::protocol::json::{self, JsonValue};
-    use crate::storage::{DeliveryStrategy, NotificationStatus, NotificationType, Priority};
     use proptest::prelude::*;
 
     /// 2024-10-24 10:00:00.123 UTC.
@@ -168,20 +167,6 @@ mod tests {
 
     fn record() -> NotificationRecord {
         NotificationRecord {
-            id: "n1".into(),
-            from_atsign: "@bob".into(),
-            to_atsign: "@alice".into(),
-            notification_date_time: CREATED,
-            notification: "@alice:phone.wavi@bob".into(),
-            notification_type: NotificationType::Received,
-            op_type: OpType::Update,
-            message_type: MessageType::Key,
-            priority: Priority::Low,
-            notification_status: NotificationStatus::Delivered,
-            retry_count: 1,
-            strategy: DeliveryStrategy::All,
-            notifier: "SYSTEM".into(),
-            depth: 1,
             at_value: Some("QmFzZTY0".into()),
             at_metadata: Some(NotificationMeta {
                 ttr: Some(-1),
@@ -193,7 +178,14 @@ mod tests {
                 ..NotificationMeta::default()
             }),
             ttl: Some(60_000),
-            expires_at: CREATED + 60_000,
+            ..NotificationRecord::received(
+                "n1",
+                "@bob",
+                "@alice",
+                "@alice:phone.wavi@bob".into(),
+                CREATED,
+                CREATED + 60_000,
+            )
         }
     }
 
