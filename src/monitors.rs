@@ -70,15 +70,25 @@ pub struct Filter {
 impl Filter {
     /// Whether a live line of `published` goes to this monitor.
     pub fn admits(&self, published: &Published<'_>) -> bool {
-        let matches = |r: &Arc<regex::Regex>| {
-            r.is_match(published.key)
-                || r.is_match(published.from.strip_prefix('@').unwrap_or(published.from))
-        };
         match published.kind {
-            Kind::Stats => !self.strict || self.regex.as_ref().is_none_or(matches),
+            Kind::Stats => self.takes_stats(published.key, published.from),
             Kind::SelfNotification if !self.self_notifications => false,
-            Kind::Received | Kind::SelfNotification => self.regex.as_ref().is_none_or(matches),
+            Kind::Received | Kind::SelfNotification => self.matches(published.key, published.from),
         }
+    }
+
+    /// Whether the stats line (`key` `statsNotification.@me`, from `from`)
+    /// goes to this monitor: always, unless it is strict and its regex does
+    /// not match.
+    pub fn takes_stats(&self, key: &str, from: &str) -> bool {
+        !self.strict || self.matches(key, from)
+    }
+
+    /// The regex is found in the key, or in the sender without its `@`.
+    fn matches(&self, key: &str, from: &str) -> bool {
+        self.regex
+            .as_ref()
+            .is_none_or(|r| r.is_match(key) || r.is_match(from.strip_prefix('@').unwrap_or(from)))
     }
 }
 

@@ -107,11 +107,6 @@ impl ConnectionState {
         self.monitoring = true;
     }
 
-    /// Whether the connection is in monitor mode.
-    pub fn is_monitoring(&self) -> bool {
-        self.monitoring
-    }
-
     /// Records the client certificate of the TLS session (once, right after
     /// the handshake).
     pub fn set_peer_certificate(&mut self, certificate: Option<CertificateDer<'static>>) {

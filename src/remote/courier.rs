@@ -136,15 +136,6 @@ impl Courier {
             .spawn(Box::pin(async move { courier.run_lane(sender, key).await }));
     }
 
-    /// Notifications waiting in this shard's lanes (for tests and stats).
-    pub fn waiting(&self) -> usize {
-        self.lanes
-            .borrow()
-            .values()
-            .map(|lane| lane.waiting.len())
-            .sum()
-    }
-
     /// The lane's next window: up to [`DELIVERY_WINDOW_MAX`] waiting ids
     /// and how many were taken (superseded ones included, which are not
     /// sent); `None` (and the lane is gone) when it is empty.

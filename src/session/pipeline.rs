@@ -31,7 +31,7 @@ use crate::protocol::command::Command;
 use crate::protocol::frame::Frame;
 use crate::protocol::reply;
 use crate::remote::peers::PeerAccess;
-use crate::storage::{KeyWrite, WriteRequest};
+use crate::storage::{KeyWrite, PendingWrite, StoreError, WriteRequest};
 use crate::verbs::table::Ordering;
 use crate::verbs::{self, FollowUp, Monitoring, Planned, PreparedWrite, Reply, Verdict};
 
@@ -80,6 +80,16 @@ pub enum Progress {
     WriteOut,
     /// Write what is buffered, then close.
     Close,
+}
+
+/// A write the store is taking, and what its in-flight slot holds.
+struct Submitted {
+    /// The key reads wait for while the write is in flight.
+    key: String,
+    companion_key: Option<String>,
+    line_bytes: usize,
+    follow_up: Option<Box<FollowUp>>,
+    reply: WriteReply,
 }
 
 /// One connection's request pipeline.
@@ -215,8 +225,8 @@ impl<C: Clock> Pipeline<C> {
 
     /// Runs a planned line of `line_bytes` by its row's ordering class.
     async fn run(&mut self, planned: Planned<'_>, line_bytes: usize, out: &mut Vec<u8>) -> Flow {
-        if verbs::is_peer_notify(&planned) {
-            return self.receive_notification(planned, line_bytes, out).await;
+        if let Some(prepared) = verbs::prepare_received_notification(&planned, &self.server.rng) {
+            return self.receive_notification(prepared, line_bytes, out).await;
         }
         if let Some(prepared) =
             verbs::prepare_outgoing_notification(&self.server, &planned, &self.server.rng)
@@ -272,42 +282,27 @@ impl<C: Clock> Pipeline<C> {
     /// in order once durable, its cached copy and monitor line following.
     async fn receive_notification(
         &mut self,
-        planned: Planned<'_>,
+        prepared: Result<verbs::Received, AtError>,
         line_bytes: usize,
         out: &mut Vec<u8>,
     ) -> Flow {
-        let received = match verbs::prepare_received_notification(planned, &self.server.rng) {
+        let received = match prepared {
             Ok(verbs::Received::Store(received)) => received,
             // Acknowledged so the sender stops, kept nowhere.
             Ok(verbs::Received::Expired) => return self.queue_data("success", out),
             Err(error) => return self.queue_error(&error, out).await,
         };
-        // Reads of the cached copy it may write wait for it.
-        let key = format!("cached:{}", received.record.notification);
         let store = received.tenant.store.clone();
-        let submitted = self
-            .clock
-            .deadline(
-                Duration::from_millis(STORE_WAIT_MS),
-                store.submit_put_notification(received.record.clone()),
-            )
-            .await;
-        match submitted {
-            Ok(Ok(pending)) => self.inflight.push_write(
-                key,
-                None,
-                line_bytes,
-                pending,
-                Some(Box::new(FollowUp::Received(received))),
-                WriteReply::Text("success".to_string()),
-            ),
-            Ok(Err(error)) => return self.queue_error(&error.into(), out).await,
-            Err(_) => {
-                self.abandon_writes(out);
-                return Flow::Close;
-            }
-        }
-        Flow::Continue
+        let submitted = store.submit_put_notification(received.record.clone());
+        let slot = Submitted {
+            // Reads of the cached copy it may write wait for it.
+            key: received.copy_key(),
+            companion_key: None,
+            line_bytes,
+            follow_up: Some(Box::new(FollowUp::Received(received))),
+            reply: WriteReply::Text("success".to_string()),
+        };
+        self.queue_submitted(submitted, slot, out).await
     }
 
     /// An owner's notification to another atServer: stored without
@@ -324,31 +319,17 @@ impl<C: Clock> Pipeline<C> {
             Ok(verbs::Outgoing::Answered(id)) => return self.queue_data(&id, out),
             Err(error) => return self.queue_error(&error, out).await,
         };
-        let store = outgoing.tenant.store.clone();
         let id = outgoing.record.id.clone();
-        let submitted = self
-            .clock
-            .deadline(
-                Duration::from_millis(STORE_WAIT_MS),
-                store.submit_put_notification(outgoing.record.clone()),
-            )
-            .await;
-        match submitted {
-            Ok(Ok(pending)) => self.inflight.push_write(
-                format!("notification:{id}"),
-                None,
-                line_bytes,
-                pending,
-                Some(Box::new(FollowUp::Sent(outgoing))),
-                WriteReply::Text(id),
-            ),
-            Ok(Err(error)) => return self.queue_error(&error.into(), out).await,
-            Err(_) => {
-                self.abandon_writes(out);
-                return Flow::Close;
-            }
-        }
-        Flow::Continue
+        let store = outgoing.tenant.store.clone();
+        let submitted = store.submit_put_notification(outgoing.record.clone());
+        let slot = Submitted {
+            key: format!("notification:{id}"),
+            companion_key: None,
+            line_bytes,
+            follow_up: Some(Box::new(FollowUp::Sent(outgoing))),
+            reply: WriteReply::Text(id),
+        };
+        self.queue_submitted(submitted, slot, out).await
     }
 
     /// `data:<payload>` in request order: at once, or behind the replies
@@ -475,21 +456,38 @@ impl<C: Clock> Pipeline<C> {
             companion,
             request_bytes: line_bytes,
         };
+        let submitted = tenant.store.submit_request(request);
+        let slot = Submitted {
+            key,
+            companion_key,
+            line_bytes,
+            follow_up,
+            reply: WriteReply::CommitId,
+        };
+        self.queue_submitted(submitted, slot, out).await
+    }
+
+    /// Waits, at most [`STORE_WAIT_MS`], for the store to take a write,
+    /// then queues its reply slot: the one way a write joins the
+    /// connection's in-flight queue.
+    async fn queue_submitted(
+        &mut self,
+        submitted: impl std::future::Future<Output = Result<PendingWrite, StoreError>>,
+        slot: Submitted,
+        out: &mut Vec<u8>,
+    ) -> Flow {
         let submitted = self
             .clock
-            .deadline(
-                Duration::from_millis(STORE_WAIT_MS),
-                tenant.store.submit_request(request),
-            )
+            .deadline(Duration::from_millis(STORE_WAIT_MS), submitted)
             .await;
         match submitted {
             Ok(Ok(pending)) => self.inflight.push_write(
-                key,
-                companion_key,
-                line_bytes,
+                slot.key,
+                slot.companion_key,
+                slot.line_bytes,
                 pending,
-                follow_up,
-                WriteReply::CommitId,
+                slot.follow_up,
+                slot.reply,
             ),
             Ok(Err(error)) => return self.queue_error(&error.into(), out).await,
             Err(_) => {

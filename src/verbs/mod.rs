@@ -124,16 +124,6 @@ pub fn start_monitor(planned: Planned<'_>, now: std::time::Instant) -> Result<Mo
     }
 }
 
-/// Whether `planned` is another atServer delivering a notification: the
-/// session submits those without waiting, as writes
-/// ([`prepare_received_notification`]).
-pub fn is_peer_notify(planned: &Planned<'_>) -> bool {
-    matches!(
-        (&planned.command, &planned.caller),
-        (Command::Notify(_), Caller::Peer(_))
-    )
-}
-
 /// For an owner's `notify` to another atServer: the notification checked
 /// and built, for the session to submit without waiting (see
 /// [`notify::prepare_outgoing`]); `None` for every other line.
@@ -150,16 +140,16 @@ pub fn prepare_outgoing_notification(
     }
 }
 
-/// Checks and builds a notification another atServer delivers (see
-/// [`notify::prepare_received`]).
+/// For a notification another atServer delivers: checked and built, for
+/// the session to submit without waiting, as a write (see
+/// [`notify::prepare_received`]); `None` for every other line.
 pub fn prepare_received_notification(
-    planned: Planned<'_>,
+    planned: &Planned<'_>,
     rng: &ring::rand::SystemRandom,
-) -> Result<Received, AtError> {
-    let row = planned.row;
-    match (planned.command, planned.caller) {
-        (Command::Notify(c), Caller::Peer(peer)) => notify::prepare_received(&peer, c, rng),
-        (command, _) => Err(unserved(row, &command)),
+) -> Option<Result<Received, AtError>> {
+    match (&planned.command, &planned.caller) {
+        (Command::Notify(c), Caller::Peer(peer)) => Some(notify::prepare_received(peer, *c, rng)),
+        _ => None,
     }
 }
 

@@ -151,15 +151,7 @@ impl Monitoring {
     pub fn write_stats(&mut self, out: &mut Vec<u8>, now: Instant, now_ms: i64) {
         self.next_stats = now + Duration::from_millis(STATS_NOTIFICATION_INTERVAL_MS);
         let atsign = &self.tenant.atsign;
-        let key = stats_key(atsign);
-        let published = Published {
-            id: "-1",
-            kind: Kind::Stats,
-            key: &key,
-            from: atsign,
-            line: Arc::from(&[][..]),
-        };
-        if !self.handle.filter().admits(&published) {
+        if !self.handle.filter().takes_stats(&stats_key(atsign), atsign) {
             return;
         }
         // An unreadable commit log shows as "-1" here; stats:3 reports it.

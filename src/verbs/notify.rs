@@ -78,12 +78,13 @@ pub struct ReceivedNotification {
     copy_meta: Option<MetaUpdate>,
 }
 
-/// The record of a notification `me` receives, from its sender's record.
+/// The record of a notification `me` receives at `received_at` (from
+/// `me`'s clock, [`Tenant::notification_time`]), from its sender's record.
 fn received(
     me: &Arc<Tenant>,
     cmd: &Notify<'_>,
     mut record: NotificationRecord,
-    now: i64,
+    received_at: i64,
 ) -> Result<ReceivedNotification, AtError> {
     let copy_meta = match record.message_type {
         MessageType::Key => Some(MetaUpdate::from_fragment(&cmd.meta)?),
@@ -91,13 +92,19 @@ fn received(
     };
     record.notification_type = NotificationType::Received;
     record.notification_status = NotificationStatus::Delivered;
-    // The recipient's own clock, strictly increasing per atSign.
-    record.notification_date_time = me.notification_time(now);
+    record.notification_date_time = received_at;
     Ok(ReceivedNotification {
         tenant: me.clone(),
         record,
         copy_meta,
     })
+}
+
+impl ReceivedNotification {
+    /// The cached copy this notification may write or delete.
+    pub fn copy_key(&self) -> String {
+        remote_cache::cached_key(&self.record.notification)
+    }
 }
 
 /// What a received notification does once stored for the first time: the
@@ -163,14 +170,21 @@ pub(super) async fn sent_to(
     cmd: &Notify<'_>,
     rng: &ring::rand::SystemRandom,
 ) -> Result<String, AtError> {
+    if goes_out(server, me, recipient) {
+        return match outgoing(me, recipient.to_string(), cmd, rng)? {
+            Outgoing::Answered(id) => Ok(id),
+            Outgoing::Queue(outgoing) => {
+                if me.store.put_notification(outgoing.record.clone()).await? == Stored::New {
+                    outgoing.hand_to_courier();
+                }
+                Ok(outgoing.record.id.clone())
+            }
+        };
+    }
     check_sending_fields(cmd)?;
     let now = me.notification_time(super::now_ms());
     let Some(mut record) = build(cmd, &me.atsign, recipient, &me.atsign, now, rng)? else {
-        // Already expired: the id is answered, nothing is kept (changes §6.4).
-        return match cmd.id {
-            Some(id) => Ok(id.to_string()),
-            None => uuid(rng),
-        };
+        return answered_id(cmd, rng);
     };
     let id = record.id.clone();
     if recipient == me.atsign {
@@ -184,22 +198,26 @@ pub(super) async fn sent_to(
     if let Some(local) = server.tenant(recipient) {
         // Hosted here too: no TLS to ourselves. The recipient's side is
         // what a delivery from another server would make of it.
-        ingest_record(local, cmd, record.clone(), now).await?;
+        ingest_record(local, cmd, record.clone()).await?;
         record.notification_status = NotificationStatus::Delivered;
         me.store.put_notification(record).await?;
-        return Ok(id);
-    }
-    check_delivery_quota(me)?;
-    let outgoing = OutgoingNotification {
-        tenant: me.clone(),
-        latest: crate::remote::courier::latest_of(&record),
-        record,
-        recipient: recipient.to_string(),
-    };
-    if me.store.put_notification(outgoing.record.clone()).await? == Stored::New {
-        outgoing.hand_to_courier();
     }
     Ok(id)
+}
+
+/// Whether a notification from `me` to `recipient` leaves this process:
+/// neither to itself nor to another atSign hosted here.
+fn goes_out(server: &ServerContext, me: &Tenant, recipient: &str) -> bool {
+    recipient != me.atsign && server.tenant(recipient).is_none()
+}
+
+/// The id answered for a notification that had expired before it was
+/// made: the client's, or a fresh one; nothing is kept (changes §6.4).
+fn answered_id(cmd: &Notify<'_>, rng: &ring::rand::SystemRandom) -> Result<String, AtError> {
+    match cmd.id {
+        Some(id) => Ok(id.to_string()),
+        None => uuid(rng),
+    }
 }
 
 /// An owner's `notify` to another atServer, checked and built, ready to
@@ -219,10 +237,7 @@ pub fn prepare_outgoing(
     };
     let me = owner.tenant();
     let recipient = recipient_of(cmd).ok()?;
-    if recipient == me.atsign || server.tenant(&recipient).is_some() {
-        return None;
-    }
-    Some(outgoing(me, recipient, cmd, rng))
+    goes_out(server, me, &recipient).then(|| outgoing(me, recipient, cmd, rng))
 }
 
 fn outgoing(
@@ -234,11 +249,7 @@ fn outgoing(
     check_sending_fields(cmd)?;
     let now = me.notification_time(super::now_ms());
     let Some(record) = build(cmd, &me.atsign, &recipient, &me.atsign, now, rng)? else {
-        // Already expired: the id is answered, nothing is kept (changes §6.4).
-        return Ok(Outgoing::Answered(match cmd.id {
-            Some(id) => id.to_string(),
-            None => uuid(rng)?,
-        }));
+        return answered_id(cmd, rng).map(Outgoing::Answered);
     };
     check_delivery_quota(me)?;
     Ok(Outgoing::Queue(Box::new(OutgoingNotification {
@@ -338,9 +349,10 @@ async fn ingest_record(
     me: &Arc<Tenant>,
     cmd: &Notify<'_>,
     record: NotificationRecord,
-    now: i64,
 ) -> Result<(), AtError> {
-    let received = received(me, cmd, record, now)?;
+    // The recipient's own clock, strictly increasing per atSign.
+    let received_at = me.notification_time(super::now_ms());
+    let received = received(me, cmd, record, received_at)?;
     if me.store.put_notification(received.record.clone()).await? == Stored::New {
         apply_received(&received).await?;
     }
