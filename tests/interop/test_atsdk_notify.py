@@ -80,10 +80,10 @@ def _stop(net):
         pytest.fail("; ".join(died) + "\n" + net.logs(), pytrace=False)
 
 
-@pytest.fixture(scope="module")
-def two_servers(tmp_path_factory):
-    """@alice and @bob each on their own `atserver serve`, one directory, both onboarded."""
-    net = _start(tmp_path_factory, "notify-s2s", one_process=False)
+@contextlib.contextmanager
+def _onboarded(tmp_path_factory, name: str, one_process: bool):
+    """A network for @alice and @bob, both onboarded, used as the current one."""
+    net = _start(tmp_path_factory, name, one_process=one_process)
     try:
         with using_network(net):
             for a in ("@alice", "@bob"):
@@ -91,20 +91,21 @@ def two_servers(tmp_path_factory):
             yield net
     finally:
         _stop(net)
+
+
+@pytest.fixture(scope="module")
+def two_servers(tmp_path_factory):
+    """@alice and @bob each on their own `atserver serve`, one directory, both onboarded."""
+    with _onboarded(tmp_path_factory, "notify-s2s", one_process=False) as net:
+        yield net
 
 
 @pytest.fixture
 def one_server(tmp_path_factory):
     """One `atserver serve` hosting both @alice and @bob (function scope, so that its
     using_network nests inside the module's and restores it afterwards)."""
-    net = _start(tmp_path_factory, "notify-one", one_process=True)
-    try:
-        with using_network(net):
-            for a in ("@alice", "@bob"):
-                onboard(net.servers[a], a)
-            yield net
-    finally:
-        _stop(net)
+    with _onboarded(tmp_path_factory, "notify-one", one_process=True) as net:
+        yield net
 
 
 def client(net, atsign: AtSign, q: queue.Queue | None = None) -> AtClient:
