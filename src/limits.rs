@@ -689,6 +689,13 @@ pub const DELIVERY_RETRY_BASE_MS: u64 = 500;
 /// notification expires.
 pub const DELIVERY_RETRY_MAX_MS: u64 = 60_000;
 
+/// Recipients one `notify:multi` or `notify:all` may name, repeats
+/// included (AT0022 beyond, before any is notified). Each distinct one is
+/// a stored notification and a delivery: without a bound one request line
+/// of `@a,@b,…` could ask for millions. A thousand is far beyond any group
+/// a client sends to at once.
+pub const NOTIFY_RECIPIENTS_MAX: usize = 1_000;
+
 /// Longest lifetime of an ephemeral (`eph`) notification: two minutes, as
 /// the reference clamps it (changes §6.1).
 pub const NOTIFICATION_EPHEMERAL_LIFETIME_MS: i64 = 120_000;

@@ -261,3 +261,21 @@ fn an_explicit_expiry_is_kept_and_one_in_the_past_is_answered_but_dropped() {
     assert_eq!(reply, "data:away-1\n@alice@");
     assert_eq!(alice.send("notify:status:away-1"), "data:queued\n@alice@");
 }
+
+#[test]
+fn a_notification_to_too_many_recipients_is_refused_before_any_is_sent() {
+    let mut alice = owner("@alice");
+    let names: Vec<String> = (0..=atserver::limits::NOTIFY_RECIPIENTS_MAX)
+        .map(|i| format!("@many{i}"))
+        .collect();
+    let reply = alice.send(&format!(
+        "notify:multi:{}:msg.many@alice:v",
+        names.join(",")
+    ));
+    assert_eq!(
+        reply,
+        "error:AT0022-Illegal arguments : a notification names at most 1000 recipients\n@alice@"
+    );
+    // The connection goes on.
+    assert_eq!(alice.send("noop:0"), "data:ok\n@alice@");
+}

@@ -6,7 +6,8 @@ use super::Reply;
 use super::notify;
 use crate::connection::Owner;
 use crate::context::ServerContext;
-use crate::error::AtError;
+use crate::error::{AtCode, AtError};
+use crate::limits::NOTIFY_RECIPIENTS_MAX;
 use crate::protocol::atsign::normalize_atsign;
 use crate::protocol::command::{MessageType, Notify, NotifyMulti, NotifyOp};
 use crate::protocol::json::ObjectWriter;
@@ -40,12 +41,20 @@ pub async fn apply(
 }
 
 /// The normalised recipients in the order first named, each once
-/// (`@bob,@BOB` notifies once).
+/// (`@bob,@BOB` notifies once). More than [`NOTIFY_RECIPIENTS_MAX`] names
+/// (repeats included) is AT0022, before any is notified: one request line
+/// could otherwise name millions.
 pub(super) fn distinct_recipients<'a>(
     names: impl Iterator<Item = &'a str>,
 ) -> Result<Vec<String>, AtError> {
     let mut recipients: Vec<String> = Vec::new();
-    for name in names {
+    for (seen, name) in names.enumerate() {
+        if seen >= NOTIFY_RECIPIENTS_MAX {
+            return Err(AtError::new(
+                AtCode::IllegalArguments,
+                format!("a notification names at most {NOTIFY_RECIPIENTS_MAX} recipients"),
+            ));
+        }
         let atsign = normalize_atsign(name).map_err(AtError::from)?;
         if !recipients.contains(&atsign) {
             recipients.push(atsign);
@@ -78,5 +87,21 @@ mod tests {
             &mut payload,
         );
         assert_eq!(payload, r#"{"@bob":"1","@sitaram":"2"}"#);
+    }
+
+    #[test]
+    fn a_recipient_list_is_bounded_repeats_included() {
+        let most: Vec<String> = (0..NOTIFY_RECIPIENTS_MAX)
+            .map(|i| format!("@r{i}"))
+            .collect();
+        assert_eq!(
+            distinct_recipients(most.iter().map(String::as_str))
+                .unwrap()
+                .len(),
+            NOTIFY_RECIPIENTS_MAX
+        );
+        let too_many = std::iter::repeat_n("@bob", NOTIFY_RECIPIENTS_MAX + 1);
+        let refused = distinct_recipients(too_many).unwrap_err();
+        assert_eq!(refused.code, AtCode::IllegalArguments);
     }
 }
