@@ -39,6 +39,12 @@ pub struct Tenant {
     /// Its notifications waiting for delivery to other atServers, on every
     /// shard (bounded by `NOTIFICATIONS_QUEUED_PER_ATSIGN_MAX`).
     pub queued_deliveries: AtomicUsize,
+    /// Wrong passcodes presented to its `enroll:request`, which slow the
+    /// next ones down.
+    pub passcodes: crate::auth::otp::PasscodeThrottle,
+    /// The states its enrollments' connections depend on (see
+    /// [`crate::auth::enrollment::EnrollmentStates`]).
+    pub enrollments: crate::auth::enrollment::EnrollmentStates,
 }
 
 impl std::fmt::Debug for Tenant {
@@ -83,6 +89,8 @@ impl Tenant {
             monitors: Arc::default(),
             last_notification_ms: AtomicI64::new(0),
             queued_deliveries: AtomicUsize::new(0),
+            passcodes: crate::auth::otp::PasscodeThrottle::default(),
+            enrollments: crate::auth::enrollment::EnrollmentStates::default(),
         }
     }
 }

@@ -34,12 +34,13 @@ pub enum AtCode {
     ApkamRevoked,
     ApkamExpired,
     CannotRevokeSelf,
+    IllegalState,
     AuthFailed,
 }
 
 impl AtCode {
     /// Every code, in table order.
-    pub const ALL: [AtCode; 25] = [
+    pub const ALL: [AtCode; 26] = [
         AtCode::ServerException,
         AtCode::DataStore,
         AtCode::InvalidSyntax,
@@ -64,6 +65,7 @@ impl AtCode {
         AtCode::ApkamRevoked,
         AtCode::ApkamExpired,
         AtCode::CannotRevokeSelf,
+        AtCode::IllegalState,
         AtCode::AuthFailed,
     ];
 
@@ -99,6 +101,7 @@ impl AtCode {
             AtCode::ApkamRevoked => "AT0027",
             AtCode::ApkamExpired => "AT0028",
             AtCode::CannotRevokeSelf => "AT0031",
+            AtCode::IllegalState => "AT0032",
             AtCode::AuthFailed => "AT0401",
         }
     }
@@ -131,6 +134,7 @@ impl AtCode {
             AtCode::ApkamRevoked => "Apkam Access Revoked",
             AtCode::ApkamExpired => "Too Many Requests",
             AtCode::CannotRevokeSelf => "Cannot revoke self enrollment",
+            AtCode::IllegalState => "Illegal state",
             AtCode::AuthFailed => "Client authentication failed",
         }
     }

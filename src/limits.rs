@@ -44,6 +44,38 @@ pub const TIME_TO_REFRESH_SECS_MAX: i64 = TIME_TO_LIVE_MS_MAX / 1_000;
 /// `noop:<ms>` refuses longer delays (AT0022), as the reference does.
 pub const NOOP_DELAY_MS_MAX: u64 = 5_000;
 
+/// Entries of one `sync:from` page: the reference's default
+/// `sync.pageLimit`; a client's larger `limit:` is cut to it (clients loop
+/// until a page comes back empty, so any page size works for them).
+pub const SYNC_PAGE_ENTRIES_MAX: usize = 100;
+
+/// Bytes of the JSON entries of one `sync:from` page before it ends early
+/// (the reference's `sync.bufferSize`); the first entry is always served.
+pub const SYNC_PAGE_BYTES_MAX: usize = 5_242_880;
+
+/// Commands in one `batch` request. The Dart client sends its uncommitted
+/// entries in batches of a few; bounding them bounds the work of one line.
+pub const BATCH_COMMANDS_MAX: usize = 1_000;
+
+/// How long a pending enrollment request waits for approval before it
+/// expires (the reference's `enrollment.expiryInHours`, 48 h).
+pub const ENROLLMENT_PENDING_TTL_MS: i64 = 48 * 3_600_000;
+
+/// Bytes of one `enroll:` command's JSON parameters (the reference caps a
+/// whole enrollment record at 500 KB since 3.16.1: key packages in
+/// `metadata` and `apsk` are the large parts).
+pub const ENROLLMENT_RECORD_BYTES_MAX: usize = 500 * 1024;
+
+/// Enrollment requests of one atSign that may be pending at once: a
+/// device asks once and waits; more than this is a flood of requests (each
+/// needing a passcode, or the owner's own connection), which must not fill
+/// the store or the approver's list.
+pub const ENROLLMENTS_PENDING_MAX: usize = 32;
+
+/// `enroll:request`s one connection may send per hour (the reference's
+/// `enrollment.maxRequestsPerTimeFrame` of 5 in `timeFrameInHours` 1).
+pub const ENROLL_REQUESTS_PER_HOUR_MAX: u32 = 5;
+
 /// Distinct ids one `stats` request may ask for: more than the reference
 /// defines (16), so every real request fits; repeated ids are answered once.
 pub const STATS_IDS_MAX: usize = 32;
@@ -721,3 +753,67 @@ const _: () = assert!(MONITOR_REPLAY_PAGE_LEN <= NOTIFICATION_PAGE_LEN_MAX);
 const _: () = assert!(MONITOR_REPLAY_PAGE_LEN < MONITOR_QUEUE_LINES_MAX);
 const _: () = assert!(DELIVERY_RETRY_BASE_MS < DELIVERY_RETRY_MAX_MS);
 const _: () = assert!(DELIVERY_WINDOW_MAX <= INFLIGHT_REPLIES_MAX);
+
+// ---------------------------------------------------------------------------
+// Passcodes: `otp:get`, `otp:put` and the passcode an unauthenticated
+// `enroll:request` presents (auth.md §4.2, §5).
+
+/// How long an OTP from `otp:get` lives when the client names no ttl: the
+/// reference's 5 minutes, time to read it off one device and type it on
+/// another.
+pub const OTP_TTL_MS_DEFAULT: u64 = 5 * 60 * 1_000;
+
+/// Longest ttl `otp:get:ttl:<ms>` may ask for (AT0022 beyond; also for 0,
+/// which the reference reads as "never expires"). Every live OTP is one more
+/// code a guesser can hit: at most [`PASSCODE_CHECKS_PER_ATSIGN_MAX`] checks
+/// per [`PASSCODE_DELAY_MAX_MS`] give about 524 guesses in an hour at one of
+/// 1.3 billion codes (odds below 1 in 2 million). A passcode meant to last
+/// longer is what the SPP (`otp:put`) is for.
+pub const OTP_TTL_MS_MAX: u64 = 60 * 60 * 1_000;
+
+/// Longest passcode (OTP or SPP), in characters. The reference only asks
+/// for `\w{6,}`; 64 word characters is more than anyone types, and keeps
+/// `private:<passcode>.__otp@<atSign>` within [`KEY_CHARS_MAX`] for the
+/// longest atSign. `otp:put` refuses a longer SPP (AT0022); an
+/// `enroll:request` with a longer one is an invalid passcode, never looked
+/// up.
+pub const PASSCODE_CHARS_MAX: usize = 64;
+
+/// The delay before the first invalid passcode of an atSign's series is
+/// answered; the next ones wait the Fibonacci series from it (1 s, 2 s,
+/// 3 s, 5 s, …), as the reference does.
+pub const PASSCODE_DELAY_BASE_MS: u64 = 1_000;
+
+/// The longest delay before an invalid passcode is answered: the
+/// reference's cap, the ninth term of the series (55 s).
+pub const PASSCODE_DELAY_MAX_MS: u64 = 55_000;
+
+/// A valid passcode arriving this long or more after the last invalid one
+/// of its atSign starts the delay series afresh; sooner, the series goes
+/// on (the reference's `enrollment.delayIntervalThreshold`). A guesser who
+/// also holds a valid passcode cannot reset the series between guesses.
+pub const PASSCODE_SERIES_RESET_MS: u64 = 55_000;
+
+/// Passcode checks of one atSign that may be under way or waiting out their
+/// delay at once; beyond it `enroll:request` gets the invalid-otp error at
+/// once, its passcode not checked. The delay alone only slows each
+/// connection: an attacker holding the 10,000 unauthenticated connections a
+/// process admits would test 180 guesses a second against one atSign. A
+/// slot stays taken until its delay has passed, even if its connection
+/// closes, so this caps the guesses at 8 per 55 s (about 12,600 a day)
+/// however many connections send them, and bounds the tasks asleep per
+/// atSign. While an attack fills the slots, that atSign's own passcode
+/// enrollments are refused too (the client retries later); other atSigns
+/// and everything else are unaffected. 8 leaves room for a few devices
+/// enrolling at once and a typo.
+pub const PASSCODE_CHECKS_PER_ATSIGN_MAX: usize = 8;
+
+const _: () = assert!(OTP_TTL_MS_DEFAULT <= OTP_TTL_MS_MAX);
+const _: () = assert!(OTP_TTL_MS_MAX as i64 <= TIME_TO_LIVE_MS_MAX);
+const _: () = assert!(PASSCODE_DELAY_BASE_MS <= PASSCODE_DELAY_MAX_MS);
+const _: () = assert!(PASSCODE_CHECKS_PER_ATSIGN_MAX >= 1);
+// The longest passcode's key, `private:<passcode>.__otp@<atSign>`, is a key
+// the store takes.
+const _: () = assert!(
+    "private:".len() + PASSCODE_CHARS_MAX + ".__otp@".len() + ATSIGN_CHARS_MAX <= KEY_CHARS_MAX
+);

@@ -58,6 +58,9 @@ pub struct Published<'a> {
 /// What a monitor asked for.
 #[derive(Debug, Clone)]
 pub struct Filter {
+    /// Which keys the connection may see (an APKAM enrollment's
+    /// namespaces); `None`: every key.
+    pub grant: Option<Arc<dyn KeyGrant>>,
     /// `None` matches everything.
     /// Shared by every monitor of the atSign that sent the same text (one
     /// compiled program and one pool of match caches, not one per monitor).
@@ -67,13 +70,26 @@ pub struct Filter {
     pub strict: bool,
 }
 
+/// Whether a connection may see notifications about a key (implemented
+/// by the enrollment's namespaces, in `auth`, above this layer).
+pub trait KeyGrant: Send + Sync + std::fmt::Debug {
+    fn sees(&self, key: &str) -> bool;
+}
+
 impl Filter {
+    /// Whether the connection may see a notification about `key`.
+    pub fn sees(&self, key: &str) -> bool {
+        self.grant.as_ref().is_none_or(|grant| grant.sees(key))
+    }
+
     /// Whether a live line of `published` goes to this monitor.
     pub fn admits(&self, published: &Published<'_>) -> bool {
         match published.kind {
             Kind::Stats => self.takes_stats(published.key, published.from),
             Kind::SelfNotification if !self.self_notifications => false,
-            Kind::Received | Kind::SelfNotification => self.matches(published.key, published.from),
+            Kind::Received | Kind::SelfNotification => {
+                self.sees(published.key) && self.matches(published.key, published.from)
+            }
         }
     }
 
@@ -377,6 +393,7 @@ mod tests {
 
     fn filter(regex: Option<&str>) -> Filter {
         Filter {
+            grant: None,
             regex: regex.map(|r| Arc::new(regex::Regex::new(r).unwrap())),
             self_notifications: false,
             strict: false,

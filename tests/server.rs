@@ -382,7 +382,7 @@ fn stats_reports_the_last_commit_id_with_the_reference_spacing() {
     );
     assert_eq!(
         c.send(r"stats:15:\.app@"),
-        "data: [{\"id\":\"15\",\"name\":\"LatestCommitEntryOfEachKey\",\"value\":\"{\\\"a.app@stats\\\":[2,\\\"+\\\"]}\"}]\n@stats@"
+        "data: [{\"id\":\"15\",\"name\":\"LatestCommitEntryOfEachKey\",\"value\":\"{\\\"a.app@stats\\\":[2,\\\"*\\\"]}\"}]\n@stats@"
     );
     let logins = c.send("stats:8,10");
     assert!(

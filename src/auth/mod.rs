@@ -1,9 +1,13 @@
-//! Owner authentication: `from:` challenges, `cram`, `pkam`; and the
-//! server's own signing key pair, which proves its atSigns to other
-//! atServers (`pol`).
+//! Owner authentication: `from:` challenges, `cram`, `pkam` (with
+//! `mldsa`, its ML-DSA-65 verifier); and the server's own signing key pair,
+//! which proves its atSigns to other atServers (`pol`).
 
 pub mod challenge;
 pub mod cram;
+pub mod enrollment;
+pub mod mldsa;
+pub mod namespaces;
+pub mod otp;
 pub mod pkam;
 pub mod signing;
 pub mod throttle;

@@ -1,27 +1,44 @@
 //! PKAM: proof of an owner's private key by a signature over the challenge.
 //!
 //! Allow-listed algorithms only: RSA (2048–8192 bits) PKCS#1 v1.5 with
-//! SHA-256 or SHA-512, and ECDSA P-256 with SHA-256. Everything else, and
-//! every malformed key or signature, is one failure: the caller answers
+//! SHA-256 or SHA-512, ECDSA P-256 with SHA-256, and ML-DSA-65 (FIPS 204,
+//! empty context; [`super::mldsa`]). Everything else, and every malformed
+//! key or signature, is one failure: the caller answers
 //! `AT0401 pkam authentication failed` and the connection stays usable.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ring::signature;
 
+use super::mldsa::{self, MlDsaFailure};
 use crate::protocol::command::{HashingAlgo, SigningAlgo};
 
 /// Why a pkam attempt failed (logged; the client sees one generic error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PkamFailure {
-    UnsupportedAlgorithm,
     MalformedPublicKey,
     MalformedSignature,
     BadSignature,
 }
 
-/// Verifies `signature_b64` over `challenge` with the stored `public_key`
-/// (base64 DER SubjectPublicKeyInfo for RSA; hex EC point for ECDSA).
+impl From<MlDsaFailure> for PkamFailure {
+    fn from(failure: MlDsaFailure) -> Self {
+        match failure {
+            MlDsaFailure::MalformedPublicKey => PkamFailure::MalformedPublicKey,
+            MlDsaFailure::MalformedSignature => PkamFailure::MalformedSignature,
+            MlDsaFailure::BadSignature => PkamFailure::BadSignature,
+        }
+    }
+}
+
+/// Verifies `signature_b64` over `challenge` with the stored `public_key`:
+/// base64 DER SubjectPublicKeyInfo for RSA, a hex EC point for ECDSA,
+/// base64 of the raw 1,952-byte key for ML-DSA-65.
+///
+/// The caller decides the algorithm: for legacy pkam it is the wire's
+/// `signingAlgo`, for an APKAM enrollment it will be the one its record
+/// names (changes §5.1). Absent means `rsa2048`; `hashing` matters only for
+/// RSA (absent means SHA-256) and is ignored for ECDSA and ML-DSA-65.
 pub fn verify(
     signing: Option<SigningAlgo>,
     hashing: Option<HashingAlgo>,
@@ -29,42 +46,64 @@ pub fn verify(
     challenge: &str,
     signature_b64: &str,
 ) -> Result<(), PkamFailure> {
+    match signing.unwrap_or(SigningAlgo::Rsa2048) {
+        SigningAlgo::Rsa2048 => verify_rsa(
+            hashing.unwrap_or(HashingAlgo::Sha256),
+            public_key,
+            challenge,
+            signature_b64,
+        ),
+        SigningAlgo::EccSecp256r1 => verify_ecdsa_p256(public_key, challenge, signature_b64),
+        SigningAlgo::MlDsa65 => {
+            mldsa::verify(public_key, signature_b64, challenge.as_bytes()).map_err(Into::into)
+        }
+    }
+}
+
+fn verify_rsa(
+    hashing: HashingAlgo,
+    public_key: &str,
+    challenge: &str,
+    signature_b64: &str,
+) -> Result<(), PkamFailure> {
     let signature_bytes = STANDARD
         .decode(signature_b64.trim())
         .map_err(|_| PkamFailure::MalformedSignature)?;
-    match signing.unwrap_or(SigningAlgo::Rsa2048) {
-        SigningAlgo::Rsa2048 => {
-            let algorithm: &dyn signature::VerificationAlgorithm =
-                match hashing.unwrap_or(HashingAlgo::Sha256) {
-                    HashingAlgo::Sha256 => &signature::RSA_PKCS1_2048_8192_SHA256,
-                    HashingAlgo::Sha512 => &signature::RSA_PKCS1_2048_8192_SHA512,
-                };
-            let spki = STANDARD
-                .decode(public_key.trim())
-                .map_err(|_| PkamFailure::MalformedPublicKey)?;
-            let rsa_key = rsa_public_key_from_spki(&spki).ok_or(PkamFailure::MalformedPublicKey)?;
-            signature::UnparsedPublicKey::new(algorithm, rsa_key)
-                .verify(challenge.as_bytes(), &signature_bytes)
-                .map_err(|_| PkamFailure::BadSignature)
-        }
-        SigningAlgo::EccSecp256r1 => {
-            let point = decode_hex(public_key.trim()).ok_or(PkamFailure::MalformedPublicKey)?;
-            if point.len() != 65 || point.first() != Some(&4) {
-                return Err(PkamFailure::MalformedPublicKey);
-            }
-            // The base64 payload is ASCII hex of r‖s (double encoded).
-            let text = std::str::from_utf8(&signature_bytes)
-                .map_err(|_| PkamFailure::MalformedSignature)?;
-            let fixed = decode_hex(text.trim()).ok_or(PkamFailure::MalformedSignature)?;
-            if fixed.len() != 64 {
-                return Err(PkamFailure::MalformedSignature);
-            }
-            signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
-                .verify(challenge.as_bytes(), &fixed)
-                .map_err(|_| PkamFailure::BadSignature)
-        }
-        SigningAlgo::MlDsa65 => Err(PkamFailure::UnsupportedAlgorithm),
+    let algorithm: &dyn signature::VerificationAlgorithm = match hashing {
+        HashingAlgo::Sha256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+        HashingAlgo::Sha512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+    };
+    let spki = STANDARD
+        .decode(public_key.trim())
+        .map_err(|_| PkamFailure::MalformedPublicKey)?;
+    let rsa_key = rsa_public_key_from_spki(&spki).ok_or(PkamFailure::MalformedPublicKey)?;
+    signature::UnparsedPublicKey::new(algorithm, rsa_key)
+        .verify(challenge.as_bytes(), &signature_bytes)
+        .map_err(|_| PkamFailure::BadSignature)
+}
+
+fn verify_ecdsa_p256(
+    public_key: &str,
+    challenge: &str,
+    signature_b64: &str,
+) -> Result<(), PkamFailure> {
+    let signature_bytes = STANDARD
+        .decode(signature_b64.trim())
+        .map_err(|_| PkamFailure::MalformedSignature)?;
+    let point = decode_hex(public_key.trim()).ok_or(PkamFailure::MalformedPublicKey)?;
+    if point.len() != 65 || point.first() != Some(&4) {
+        return Err(PkamFailure::MalformedPublicKey);
     }
+    // The base64 payload is ASCII hex of r‖s (double encoded).
+    let text =
+        std::str::from_utf8(&signature_bytes).map_err(|_| PkamFailure::MalformedSignature)?;
+    let fixed = decode_hex(text.trim()).ok_or(PkamFailure::MalformedSignature)?;
+    if fixed.len() != 64 {
+        return Err(PkamFailure::MalformedSignature);
+    }
+    signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+        .verify(challenge.as_bytes(), &fixed)
+        .map_err(|_| PkamFailure::BadSignature)
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
@@ -200,6 +239,7 @@ mod tests {
             verify(None, None, "AAAA", CHALLENGE, "AAAA"),
             Err(PkamFailure::MalformedPublicKey)
         );
+        // An RSA key where an ML-DSA-65 one belongs is refused by its length.
         assert_eq!(
             verify(
                 Some(SigningAlgo::MlDsa65),
@@ -208,7 +248,7 @@ mod tests {
                 CHALLENGE,
                 "AAAA"
             ),
-            Err(PkamFailure::UnsupportedAlgorithm)
+            Err(PkamFailure::MalformedPublicKey)
         );
         assert_eq!(
             verify(
@@ -219,6 +259,36 @@ mod tests {
                 "AAAA"
             ),
             Err(PkamFailure::MalformedPublicKey)
+        );
+    }
+
+    #[test]
+    fn mldsa65_signatures_verify_whatever_the_hashing_algo() {
+        use ml_dsa::{KeyExport, Keypair, MlDsa65, Signer, SigningKey};
+        let signer = SigningKey::<MlDsa65>::from_seed(&[7u8; 32].into());
+        let key = STANDARD.encode(signer.verifying_key().to_bytes());
+        let sig = signer.try_sign(CHALLENGE.as_bytes()).expect("sign");
+        let sig = STANDARD.encode(sig.encode());
+        let mldsa = Some(SigningAlgo::MlDsa65);
+        for hashing in [None, Some(HashingAlgo::Sha256), Some(HashingAlgo::Sha512)] {
+            assert_eq!(verify(mldsa, hashing, &key, CHALLENGE, &sig), Ok(()));
+        }
+        assert_eq!(
+            verify(mldsa, None, &key, "_other@alice:n", &sig),
+            Err(PkamFailure::BadSignature)
+        );
+        // The same key and signature under another algorithm are refused.
+        for other in [None, Some(SigningAlgo::EccSecp256r1)] {
+            assert_eq!(
+                verify(other, None, &key, CHALLENGE, &sig),
+                Err(PkamFailure::MalformedPublicKey)
+            );
+        }
+        // An RSA signature is not an ML-DSA one.
+        let rsa_sig = rsa_sign(&signature::RSA_PKCS1_SHA256, CHALLENGE);
+        assert_eq!(
+            verify(mldsa, None, &key, CHALLENGE, &rsa_sig),
+            Err(PkamFailure::MalformedSignature)
         );
     }
 

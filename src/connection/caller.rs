@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+pub use crate::auth::enrollment::Enrolled;
 use crate::context::Tenant;
 
 /// How an owner proved itself.
@@ -16,6 +17,9 @@ pub enum AuthMethod {
     Cram,
     /// `pkam:` with the legacy key in `privatekey:at_pkam_publickey`.
     Pkam,
+    /// `pkam:…:enrollmentId:<id>:` with an approved APKAM enrollment's key:
+    /// limited to the enrollment's namespaces.
+    Apkam,
 }
 
 /// The kind of a caller, for the verb table's access classes.
@@ -67,6 +71,7 @@ impl Anonymous {
 pub struct Owner {
     pub(super) tenant: Arc<Tenant>,
     pub(super) method: AuthMethod,
+    pub(super) enrollment: Option<Arc<Enrolled>>,
 }
 
 impl Owner {
@@ -81,6 +86,12 @@ impl Owner {
 
     pub fn method(&self) -> AuthMethod {
         self.method
+    }
+
+    /// The APKAM enrollment this connection logged in with: `None` for cram
+    /// and legacy pkam, which are unrestricted.
+    pub fn enrollment(&self) -> Option<&Arc<Enrolled>> {
+        self.enrollment.as_ref()
     }
 
     /// The tenant, giving up the proof (for a write that carries the tenant

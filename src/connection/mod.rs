@@ -9,5 +9,5 @@
 mod caller;
 mod state;
 
-pub use caller::{Anonymous, AuthMethod, Caller, CallerKind, Owner, Peer};
+pub use caller::{Anonymous, AuthMethod, Caller, CallerKind, Enrolled, Owner, Peer};
 pub use state::{ConnectionState, PolChallenge};

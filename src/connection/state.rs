@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::CertificateDer;
 
-use super::caller::{Anonymous, AuthMethod, Caller, Owner, Peer};
+use super::caller::{Anonymous, AuthMethod, Caller, Enrolled, Owner, Peer};
 use crate::auth::challenge::Challenge;
 use crate::context::Tenant;
 use crate::error::{AtCode, AtError};
-use crate::limits::{AUTH_FAILURES_MAX, UNAUTH_COMMANDS_PER_SEC_MAX};
+use crate::limits::{AUTH_FAILURES_MAX, ENROLL_REQUESTS_PER_HOUR_MAX, UNAUTH_COMMANDS_PER_SEC_MAX};
 use crate::protocol::reply::{self, ErrorStyle, Prompt};
 
 /// What the other end has proven.
@@ -74,6 +74,11 @@ pub struct ConnectionState {
     peer_certificate: Option<CertificateDer<'static>>,
     /// Set by `monitor`: replies from then on carry no prompt.
     monitoring: bool,
+    /// The APKAM enrollment the owner logged in with (`AuthMethod::Apkam`).
+    enrollment: Option<Arc<Enrolled>>,
+    /// Start of the current hour of `enroll:request`s, and those counted.
+    enroll_window_start: Instant,
+    enroll_window_count: u32,
 }
 
 impl ConnectionState {
@@ -98,6 +103,9 @@ impl ConnectionState {
             rate_window_count: 0,
             peer_certificate: None,
             monitoring: false,
+            enrollment: None,
+            enroll_window_start: now,
+            enroll_window_count: 0,
         }
     }
 
@@ -138,6 +146,7 @@ impl ConnectionState {
             (Proven::Owner(method), Some(tenant)) => Caller::Owner(Owner {
                 tenant: tenant.clone(),
                 method: *method,
+                enrollment: self.enrollment.clone(),
             }),
             (Proven::Peer(atsign), Some(tenant)) => Caller::Peer(Peer {
                 tenant: tenant.clone(),
@@ -206,6 +215,7 @@ impl ConnectionState {
             .is_some_and(|t| t.atsign == tenant.atsign);
         if !same {
             self.proven = Proven::Nothing;
+            self.enrollment = None;
         }
         let challenge = Challenge::new(&self.session_id, &tenant.atsign, nonce, now);
         self.tenant = Some(tenant);
@@ -232,7 +242,25 @@ impl ConnectionState {
     /// The owner of the current atSign proved itself.
     pub fn authenticate_owner(&mut self, method: AuthMethod) {
         debug_assert!(self.tenant.is_some(), "an owner is proven for a tenant");
+        debug_assert!(
+            method != AuthMethod::Apkam,
+            "an enrollment is proven with its grant"
+        );
         self.proven = Proven::Owner(method);
+        self.enrollment = None;
+    }
+
+    /// The owner proved the key of an approved APKAM enrollment: the
+    /// connection is limited to `enrolled`'s namespaces.
+    pub fn authenticate_enrolled(&mut self, enrolled: Arc<Enrolled>) {
+        debug_assert!(self.tenant.is_some(), "an owner is proven for a tenant");
+        self.proven = Proven::Owner(AuthMethod::Apkam);
+        self.enrollment = Some(enrolled);
+    }
+
+    /// The enrollment the connection logged in with, if any.
+    pub fn enrollment(&self) -> Option<&Arc<Enrolled>> {
+        self.enrollment.as_ref()
     }
 
     /// `from:@other` by another atServer: issues a single-use challenge
@@ -266,6 +294,7 @@ impl ConnectionState {
     /// does not know ends the old authentication, as in the reference).
     pub fn forget_authentication(&mut self) {
         self.proven = Proven::Nothing;
+        self.enrollment = None;
     }
 
     /// A failed `cram`/`pkam`: drops the authentication and counts the
@@ -274,12 +303,24 @@ impl ConnectionState {
     pub fn fail_authentication(&mut self, message: &str) -> AtError {
         self.auth_failures = self.auth_failures.saturating_add(1);
         self.proven = Proven::Nothing;
+        self.enrollment = None;
         let error = AtError::new(AtCode::AuthFailed, message);
         if self.auth_failures >= AUTH_FAILURES_MAX {
             error.closing()
         } else {
             error
         }
+    }
+
+    /// Counts one `enroll:request` against [`ENROLL_REQUESTS_PER_HOUR_MAX`];
+    /// false once the connection has sent that many in the current hour.
+    pub fn admit_enroll_request(&mut self, now: Instant) -> bool {
+        if now.saturating_duration_since(self.enroll_window_start) >= Duration::from_secs(3_600) {
+            self.enroll_window_start = now;
+            self.enroll_window_count = 0;
+        }
+        self.enroll_window_count = self.enroll_window_count.saturating_add(1);
+        self.enroll_window_count <= ENROLL_REQUESTS_PER_HOUR_MAX
     }
 
     /// Counts one command against the unauthenticated rate limit; false when

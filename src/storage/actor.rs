@@ -36,6 +36,7 @@ use fjall::{Database, OwnedWriteBatch, PersistMode};
 
 use super::activity::Activity;
 use super::backpressure::{ChargedBytes, Parking, TenantQueue, TenantQueues};
+use super::commit_log::{self, CommitLog};
 use super::completion::{self, Completer};
 use super::error::{Operation, RecordAt, StoreError, WithSources, WriteError};
 use super::failpoints::{Failpoints, Site};
@@ -83,18 +84,20 @@ pub(super) enum ActorMessage {
 pub type MutateFn = Box<dyn FnOnce(Option<StoredRecord>) -> Result<Mutation, AtError> + Send>;
 
 /// One key's part of a write: the actor runs `mutate` on the key's current
-/// record; `commit` asks for a commit-log entry (and thus a commit id).
+/// record; `commit` says what it does to the commit log (an appended entry
+/// is what issues a commit id).
 pub struct KeyWrite {
     pub key: String,
-    pub commit: bool,
+    pub commit: CommitLog,
     pub mutate: MutateFn,
 }
 
 impl KeyWrite {
-    pub fn new(key: String, commit: bool, mutate: MutateFn) -> KeyWrite {
+    /// `commit`: a [`CommitLog`], or `true`/`false` for append/skip.
+    pub fn new(key: String, commit: impl Into<CommitLog>, mutate: MutateFn) -> KeyWrite {
         KeyWrite {
             key,
-            commit,
+            commit: commit.into(),
             mutate,
         }
     }
@@ -133,7 +136,10 @@ struct WriteOp {
 struct Planned {
     key: String,
     full_key: Vec<u8>,
-    commit: bool,
+    commit: CommitLog,
+    /// The id of the key's commit entry as the keyspaces hold it, read
+    /// only when the write touches the log.
+    stored_commit: Option<u64>,
     /// Whether a record existed before the write.
     existed: bool,
     old_expiry: Option<i64>,
@@ -158,7 +164,7 @@ impl Planned {
     }
 
     fn needs_commit_id(&self) -> bool {
-        self.commit && self.change.is_some()
+        self.commit == CommitLog::Append && self.change.is_some()
     }
 }
 
@@ -284,6 +290,8 @@ struct Actor {
 struct Pending {
     batch: OwnedWriteBatch,
     commits_touched: HashMap<String, Option<u64>>,
+    /// The commit-log entries this batch adds and supersedes.
+    commit_log: commit_log::Staged,
     /// The notification records this batch wrote, for its later requests.
     notifications: notifications::Staged,
 }
@@ -421,6 +429,7 @@ impl Actor {
         Pending {
             batch: self.db.batch().durability(Some(self.persist_mode())),
             commits_touched: HashMap::new(),
+            commit_log: commit_log::Staged::default(),
             notifications: notifications::Staged::new(),
         }
     }
@@ -533,6 +542,8 @@ impl Actor {
     /// failure, the caller discards what the batch staged in `recent`.
     fn commit(&mut self, mut pending: Pending) -> Result<(), StoreError> {
         let commits = std::mem::take(&mut pending.commits_touched);
+        let entry_ids =
+            std::mem::take(&mut pending.commit_log).write_into(&mut pending.batch, &self.keyspaces);
         for (atsign, last) in &commits {
             if let Some(id) = last {
                 // Pairs with the check in `next_commit_id`: a batch only
@@ -569,6 +580,9 @@ impl Actor {
             "a last commit id to remember differs from meta after the commit"
         );
         self.last_commit.extend(commits);
+        for (full_key, id) in entry_ids {
+            self.recent.remember_commit_id(full_key, id);
+        }
         self.recent.trim();
         Ok(())
     }
@@ -588,6 +602,15 @@ impl Actor {
             Some(bytes) => StoredRecord::decode(&bytes)
                 .map(Some)
                 .map_err(|e| super::unreadable_logged(RecordAt::key(atsign, key), e)),
+        }
+    }
+
+    /// The id of `full_key`'s commit entry as the keyspaces hold it (the
+    /// batch being built is [`commit_log::Staged`]'s to account for).
+    fn stored_commit_id(&self, full_key: &[u8]) -> Result<Option<u64>, StoreError> {
+        match self.recent.commit_id(full_key) {
+            Some(known) => Ok(known),
+            None => commit_log::indexed_id(&self.keyspaces, full_key),
         }
     }
 
@@ -689,6 +712,10 @@ impl Actor {
         };
         let existed = previous.is_some();
         let old_expiry = previous.as_ref().and_then(|r| r.meta.expires_at);
+        let stored_commit = match commit {
+            CommitLog::Skip => None,
+            CommitLog::Append | CommitLog::Forget => self.stored_commit_id(&full_key)?,
+        };
         let change = match mutate(previous).map_err(WriteError::Refused)? {
             Mutation::Unchanged => None,
             Mutation::Put(record, op) => Some(Change {
@@ -704,6 +731,7 @@ impl Actor {
             key,
             full_key,
             commit,
+            stored_commit,
             existed,
             old_expiry,
             change,
@@ -755,10 +783,17 @@ impl Actor {
         let Planned {
             key,
             full_key,
+            commit,
+            stored_commit,
             old_expiry,
             change,
             ..
         } = planned;
+        if commit == CommitLog::Forget {
+            pending
+                .commit_log
+                .forget(atsign, full_key.clone(), stored_commit);
+        }
         let Some(Change { op, record }) = change else {
             return;
         };
@@ -785,19 +820,17 @@ impl Actor {
             }
             None => pending.batch.remove(&self.keyspaces.keys, full_key.clone()),
         }
-        self.recent.remember(full_key, record);
         if let Some(id) = commit_id {
             let entry = CommitEntry {
                 key,
                 op,
                 op_time_ms: op_time,
             };
-            pending.batch.insert(
-                &self.keyspaces.commits,
-                layout::commit_key(atsign, id),
-                entry.encode(),
-            );
+            pending
+                .commit_log
+                .append(atsign, full_key.clone(), stored_commit, id, &entry);
         }
+        self.recent.remember(full_key, record);
     }
 
     /// Deletes records whose expiry has passed, through the normal write path

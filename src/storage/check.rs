@@ -15,6 +15,13 @@
 //!   validates and deserialises;
 //! - `expiry`: the index key parses into time, atSign and key name;
 //! - `meta`: a last-commit value is an 8-byte id;
+//! - `commit_index`: the key splits into atSign and key name, the value is
+//!   an 8-byte id, and the commit entry of that id exists and is that
+//!   key's; and every commit entry is its key's indexed one (an entry the
+//!   index does not name is a superseded entry that was never removed:
+//!   a sync would send the key twice). A store last opened by a build
+//!   without the index lacks it, which is no damage: the next start
+//!   builds it, so its absence is not checked;
 //! - `notifications`: the key splits into atSign and a valid id; the record
 //!   validates, deserialises, carries that id, and both of its index
 //!   entries exist (a record missing from the index would never be listed
@@ -101,6 +108,7 @@ pub struct CheckSummary {
     pub commits: u64,
     pub expiry_entries: u64,
     pub meta_entries: u64,
+    pub commit_index_entries: u64,
     pub notifications: u64,
     /// Entries of both notification indexes.
     pub notification_index_entries: u64,
@@ -114,6 +122,7 @@ impl CheckSummary {
         self.commits += other.commits;
         self.expiry_entries += other.expiry_entries;
         self.meta_entries += other.meta_entries;
+        self.commit_index_entries += other.commit_index_entries;
         self.notifications += other.notifications;
         self.notification_index_entries += other.notification_index_entries;
         self.corrupt += other.corrupt;
@@ -125,11 +134,13 @@ impl fmt::Display for CheckSummary {
         write!(
             f,
             "{} records, {} commit entries, {} expiry index entries, {} meta entries, \
-             {} notifications, {} notification index entries: {} corrupt",
+             {} commit index entries, {} notifications, {} notification index entries: \
+             {} corrupt",
             self.records,
             self.commits,
             self.expiry_entries,
             self.meta_entries,
+            self.commit_index_entries,
             self.notifications,
             self.notification_index_entries,
             self.corrupt
@@ -173,6 +184,14 @@ pub fn check_shard(
             .keyspace(name, options)
             .map_err(StoreError::engine(Operation::OpenKeyspace(name)))?;
         check_keyspace(name, &keyspace, &mut summary, &mut found)?;
+    }
+    if db.keyspace_exists(layout::COMMIT_INDEX) && db.keyspace_exists(layout::COMMITS) {
+        let open = |name: &'static str| {
+            db.keyspace(name, options)
+                .map_err(StoreError::engine(Operation::OpenKeyspace(name)))
+        };
+        let (index, commits) = (open(layout::COMMIT_INDEX)?, open(layout::COMMITS)?);
+        check_commit_index(&index, &commits, &mut summary, &mut found)?;
     }
     let notification_keyspace = |name: &'static str| -> Result<Option<Keyspace>, StoreError> {
         if !db.keyspace_exists(name) {
@@ -409,6 +428,85 @@ fn check_keyspace(
     Ok(())
 }
 
+/// Checks `commit_index` against `commits`, both ways.
+fn check_commit_index(
+    index: &Keyspace,
+    commits: &Keyspace,
+    summary: &mut CheckSummary,
+    found: &mut impl FnMut(&mut CheckSummary, Finding),
+) -> Result<(), StoreError> {
+    let mut report = |summary: &mut CheckSummary, keyspace, problem: Problem| {
+        if let Some((atsign, entry, problem)) = problem {
+            let finding = Finding {
+                keyspace,
+                atsign,
+                entry,
+                problem,
+            };
+            found(summary, finding);
+        }
+    };
+    for item in index.iter() {
+        let (key, value) = item
+            .into_inner()
+            .map_err(StoreError::engine(Operation::Scan(layout::COMMIT_INDEX)))?;
+        summary.commit_index_entries += 1;
+        let problem = check_index_entry(commits, &key, &value)?;
+        report(summary, layout::COMMIT_INDEX, problem);
+    }
+    for item in commits.iter() {
+        let (key, value) = item
+            .into_inner()
+            .map_err(StoreError::engine(Operation::Scan(layout::COMMITS)))?;
+        let Some((atsign, id)) = layout::parse_commit_key(&key) else {
+            continue;
+        };
+        let Ok(entry) = CommitEntry::decode(&value) else {
+            continue;
+        };
+        let indexed = index
+            .get(layout::record_key(atsign, &entry.key))
+            .map_err(StoreError::engine(Operation::Read(layout::COMMIT_INDEX)))?
+            .and_then(|bytes| layout::decode_u64(&bytes));
+        if indexed != Some(id) {
+            let problem = match indexed {
+                Some(newer) => format!("superseded by commit {newer} but still stored"),
+                None => "its key has no index entry".to_string(),
+            };
+            report(
+                summary,
+                layout::COMMITS,
+                Some((atsign.into(), Entry::Commit(id), problem)),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn check_index_entry(commits: &Keyspace, key: &[u8], value: &[u8]) -> Result<Problem, StoreError> {
+    let Some((atsign, name)) = layout::parse_record_key(key) else {
+        return Ok(raw(key, "the key is not atSign and UTF-8 key name"));
+    };
+    let at = |problem: String| Some((atsign.to_string(), Entry::Key(name.to_string()), problem));
+    let Some(id) = layout::decode_u64(value).filter(|_| value.len() == 8) else {
+        return Ok(at(format!(
+            "the value has {} bytes, not an 8-byte id",
+            value.len()
+        )));
+    };
+    let stored = commits
+        .get(layout::commit_key(atsign, id))
+        .map_err(StoreError::engine(Operation::Read(layout::COMMITS)))?;
+    Ok(match stored.map(|bytes| CommitEntry::decode(&bytes)) {
+        None => at(format!("names commit {id}, which does not exist")),
+        Some(Ok(entry)) if entry.key != name => {
+            at(format!("names commit {id}, which is {:?}'s", entry.key))
+        }
+        // A corrupt entry is the commits check's finding.
+        Some(_) => None,
+    })
+}
+
 type Problem = Option<(String, Entry, String)>;
 
 /// Splits `atsign \0 rest` (the layout of `keys` and `commits`).
@@ -465,6 +563,9 @@ fn check_expiry(key: &[u8]) -> Problem {
 }
 
 fn check_meta(key: &[u8], value: &[u8]) -> Problem {
+    if key == layout::COMMIT_INDEX_BUILT_KEY {
+        return None;
+    }
     let atsign = key.strip_prefix(layout::LAST_COMMIT_PREFIX)?;
     if value.len() == 8 {
         return None;
@@ -514,7 +615,9 @@ mod tests {
         assert_eq!(findings, []);
         assert_eq!(summary.records, 2);
         assert_eq!(summary.commits, 2);
-        assert_eq!(summary.meta_entries, 1);
+        assert_eq!(summary.commit_index_entries, 2);
+        // The last commit id and the index's marker.
+        assert_eq!(summary.meta_entries, 2);
         assert_eq!(summary.corrupt, 0);
     }
 

@@ -278,7 +278,7 @@ fn commit_log_readers_skip_a_corrupt_entry_and_name_its_id() {
     let alice = store.tenant("@alice");
     put(&alice, "phone@alice", "1").expect("write");
     put(&alice, "email@alice", "2").expect("write");
-    put(&alice, "phone@alice", "3").expect("write");
+    put(&alice, "address@alice", "3").expect("write");
     store
         .inner
         .keyspaces

@@ -1,10 +1,14 @@
 //! Names of the keyspaces and the byte layout of their keys.
 //!
 //! - `keys`:    `atsign \0 canonical-key` -> record
-//! - `commits`: `atsign \0 commit-id (u64 BE)` -> commit entry
+//! - `commits`: `atsign \0 commit-id (u64 BE)` -> commit entry; only the
+//!   latest entry of each key is kept (`commit_log.rs`)
+//! - `commit_index`: `atsign \0 canonical-key` -> the id of that key's one
+//!   commit entry (u64 BE), so a write finds the entry it supersedes
 //! - `expiry`:  `expires-at-ms (i64 BE, sign-flipped) atsign \0 key` -> empty:
 //!   a time-ordered index so purging never scans the whole store
-//! - `meta`:    `lastcommit \0 atsign` -> last issued commit id (u64 BE)
+//! - `meta`:    `lastcommit \0 atsign` -> last issued commit id (u64 BE);
+//!   `commit_index_built` -> empty, once `commit_index` covers `commits`
 //! - `notifications`: `atsign \0 id` -> notification record
 //! - `notification_times`: `atsign \0 created-ms (i64 BE, sign-flipped) id`
 //!   -> empty: each atSign's notifications in creation order (ties by id),
@@ -18,6 +22,7 @@
 
 pub const KEYS: &str = "keys";
 pub const COMMITS: &str = "commits";
+pub const COMMIT_INDEX: &str = "commit_index";
 pub const EXPIRY: &str = "expiry";
 pub const META: &str = "meta";
 pub const NOTIFICATIONS: &str = "notifications";
@@ -49,6 +54,10 @@ pub fn tenant_key_bytes(atsign: &str) -> usize {
 
 /// What every last-commit key of `meta` starts with.
 pub const LAST_COMMIT_PREFIX: &[u8] = b"lastcommit\0";
+
+/// The `meta` key present once `commit_index` has been built for every
+/// entry of `commits` (stores written before it existed get it at open).
+pub const COMMIT_INDEX_BUILT_KEY: &[u8] = b"commit_index_built";
 
 pub fn tenant_prefix(atsign: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(atsign.len() + 1);
@@ -88,6 +97,25 @@ pub fn commit_key(atsign: &str, id: u64) -> Vec<u8> {
     let mut out = tenant_prefix(atsign);
     out.extend_from_slice(&id.to_be_bytes());
     out
+}
+
+/// Splits a commit key back into (atsign, id).
+pub fn parse_commit_key(bytes: &[u8]) -> Option<(&str, u64)> {
+    let split = bytes.len().checked_sub(NUMBER_BYTES + 1)?;
+    if bytes.get(split) != Some(&SEPARATOR) {
+        return None;
+    }
+    let atsign = std::str::from_utf8(bytes.get(..split)?).ok()?;
+    let id = decode_u64(bytes.get(split + 1..)?)?;
+    Some((atsign, id))
+}
+
+/// Splits a record (or commit index) key back into (atsign, key).
+pub fn parse_record_key(bytes: &[u8]) -> Option<(&str, &str)> {
+    let split = bytes.iter().position(|&b| b == SEPARATOR)?;
+    let atsign = std::str::from_utf8(bytes.get(..split)?).ok()?;
+    let key = std::str::from_utf8(bytes.get(split + 1..)?).ok()?;
+    Some((atsign, key))
 }
 
 pub fn last_commit_key(atsign: &str) -> Vec<u8> {

@@ -38,6 +38,7 @@ mod activity;
 pub mod actor;
 mod backpressure;
 pub mod check;
+mod commit_log;
 pub mod completion;
 pub mod error;
 pub mod failpoints;
@@ -58,6 +59,7 @@ use crate::health::FatalSink;
 use activity::Activity;
 pub use actor::{KeyWrite, Mutation, WriteOutcome};
 use backpressure::{Charge, ChargedBytes, Parking, TenantQueue, TenantQueues, Ticket};
+pub use commit_log::CommitLog;
 pub use error::{Operation, RecordAt, StoreError, WriteError};
 use failpoints::Failpoints;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
@@ -94,6 +96,7 @@ pub enum Durability {
 pub(crate) struct Keyspaces {
     pub keys: Keyspace,
     pub commits: Keyspace,
+    pub commit_index: Keyspace,
     pub expiry: Keyspace,
     pub meta: Keyspace,
     pub notifications: Keyspace,
@@ -103,10 +106,11 @@ pub(crate) struct Keyspaces {
 
 impl Keyspaces {
     /// Every keyspace, for what applies to all of them (flushes, sizes).
-    pub(crate) fn all(&self) -> [&Keyspace; 7] {
+    pub(crate) fn all(&self) -> [&Keyspace; 8] {
         [
             &self.keys,
             &self.commits,
+            &self.commit_index,
             &self.expiry,
             &self.meta,
             &self.notifications,
@@ -208,12 +212,14 @@ impl Store {
         let keyspaces = Keyspaces {
             keys: open(layout::KEYS)?,
             commits: open(layout::COMMITS)?,
+            commit_index: open(layout::COMMIT_INDEX)?,
             expiry: open(layout::EXPIRY)?,
             meta: open(layout::META)?,
             notifications: open(layout::NOTIFICATIONS)?,
             notification_times: open(layout::NOTIFICATION_TIMES)?,
             notification_expiry: open(layout::NOTIFICATION_EXPIRY)?,
         };
+        commit_log::build_index_once(&db, &keyspaces, durability)?;
         let poison = Arc::new(Poison::new(format!("store {}", dir.display()), fatal));
         let parking = Arc::new(Parking::default());
         let activity = Arc::new(Activity::new());
@@ -589,11 +595,13 @@ impl TenantStore {
     }
 
     /// This atSign's commit log from id `from` on, oldest first (reversible),
-    /// each entry decoded and paired with its id. An entry that cannot be
-    /// decoded is skipped, logged at `error` with its id and counted
-    /// ([`Store::corrupt_entries_skipped`]): a client syncing the log gets
-    /// every other entry instead of an error at the same place each time.
-    fn commit_log(
+    /// each entry decoded and paired with its id: one entry per key, the
+    /// latest (older ones are removed as they are superseded). An entry that
+    /// cannot be decoded is skipped, logged at `error` with its id and
+    /// counted ([`Store::corrupt_entries_skipped`]): a client syncing the
+    /// log gets every other entry instead of an error at the same place
+    /// each time.
+    pub fn commit_log(
         &self,
         from: u64,
     ) -> Result<
@@ -629,6 +637,16 @@ impl TenantStore {
             }))
     }
 
+    /// The id of the newest entry the commit log holds (which may be below
+    /// [`TenantStore::last_commit_id`] once that entry was superseded or
+    /// forgotten).
+    pub fn newest_commit_entry_id(&self) -> Result<Option<u64>, StoreError> {
+        match self.commit_log(0)?.next_back() {
+            Some(item) => item.map(|(id, _)| Some(id)),
+            None => Ok(None),
+        }
+    }
+
     /// Commit-log entries with id ≥ `from`, oldest first, at most `limit`
     /// (corrupt entries skipped, see `commit_log`).
     pub fn commits_from(
@@ -654,32 +672,18 @@ impl TenantStore {
         Ok(None)
     }
 
-    /// The newest commit entry of every key whose name satisfies `pred`, in
-    /// order of each key's first appearance in the log (`stats:15`),
-    /// corrupt entries skipped.
+    /// The commit entry of every key whose name satisfies `pred`
+    /// (`stats:15`), in id order; the log holds only each key's latest.
+    /// Corrupt entries skipped.
     pub fn latest_commit_per_key(
         &self,
         mut pred: impl FnMut(&str) -> bool,
     ) -> Result<Vec<(String, u64, CommitOp)>, StoreError> {
-        let mut latest: Vec<(String, u64, CommitOp)> = Vec::new();
-        let mut position: std::collections::HashMap<String, usize> =
-            std::collections::HashMap::new();
+        let mut latest = Vec::new();
         for item in self.commit_log(0)? {
             let (id, entry) = item?;
-            if !pred(&entry.key) {
-                continue;
-            }
-            match position.get(&entry.key) {
-                Some(&at) => {
-                    if let Some(slot) = latest.get_mut(at) {
-                        slot.1 = id;
-                        slot.2 = entry.op;
-                    }
-                }
-                None => {
-                    position.insert(entry.key.clone(), latest.len());
-                    latest.push((entry.key, id, entry.op));
-                }
+            if pred(&entry.key) {
+                latest.push((entry.key, id, entry.op));
             }
         }
         Ok(latest)
@@ -837,6 +841,15 @@ impl TenantStore {
     #[cfg(test)]
     pub(crate) fn queued(&self) -> (usize, usize) {
         self.queue.queued()
+    }
+
+    /// Puts `bytes` at commit `id` of this atSign behind the actor's back
+    /// (a damaged entry, for readers' tests).
+    #[cfg(test)]
+    pub(crate) fn plant_commit_entry(&self, id: u64, bytes: &[u8]) {
+        let key = layout::commit_key(&self.atsign, id);
+        let planted = self.keyspaces().commits.insert(key, bytes);
+        assert!(planted.is_ok(), "a raw insert");
     }
 }
 

@@ -21,9 +21,14 @@ pub use crate::limits::RECENT_BYTES_MAX;
 const ENTRY_OVERHEAD_BYTES: usize = 160;
 
 /// Full record key → its current record (`None`: known to be absent).
+///
+/// Beside it, the id of each written key's commit entry (`None`: known to
+/// have none), which every logged write needs to supersede the old entry.
+/// Unlike records, these are only remembered once their batch committed.
 #[derive(Default)]
 pub struct Recent {
     entries: HashMap<Vec<u8>, Option<StoredRecord>>,
+    commit_ids: HashMap<Vec<u8>, Option<u64>>,
     bytes: usize,
 }
 
@@ -51,9 +56,24 @@ impl Recent {
         }
     }
 
+    /// The remembered id of `key`'s commit entry: `None` when not
+    /// remembered, `Some(None)` when remembered as having none.
+    pub fn commit_id(&self, key: &[u8]) -> Option<Option<u64>> {
+        self.commit_ids.get(key).copied()
+    }
+
+    /// Remembers the id of `key`'s commit entry after its batch committed.
+    pub fn remember_commit_id(&mut self, key: Vec<u8>, id: Option<u64>) {
+        let added = key.len() + ENTRY_OVERHEAD_BYTES;
+        if self.commit_ids.insert(key, id).is_none() {
+            self.bytes = self.bytes.saturating_add(added);
+        }
+    }
+
     /// Forgets everything (a failed batch, or the byte bound reached).
     pub fn clear(&mut self) {
         self.entries = HashMap::new();
+        self.commit_ids = HashMap::new();
         self.bytes = 0;
     }
 

@@ -244,7 +244,12 @@ mod companions {
         assert_eq!(value(&alice, "secret@alice"), None);
         assert_eq!(value(&alice, "tombstone@alice").as_deref(), Some("true"));
         let log = alice.commits_from(0, 10).expect("log");
-        assert_eq!(log.len(), 2, "the companion asked for no commit entry");
+        let logged: Vec<(u64, &str)> = log.iter().map(|(id, e)| (*id, e.key.as_str())).collect();
+        assert_eq!(
+            logged,
+            [(1, "secret@alice")],
+            "the delete superseded the put; the companion asked for no entry"
+        );
     }
 
     #[test]
@@ -314,7 +319,12 @@ mod companions {
             .into_iter()
             .map(|(id, _)| id)
             .collect();
-        assert_eq!(ids, [0, 1], "both got gap-free ids");
+        assert_eq!(ids, [1], "the log keeps the key's latest entry only");
+        assert_eq!(
+            put(&alice, "next@alice", "n", true).commit_id,
+            Some(2),
+            "both got gap-free ids"
+        );
     }
 
     #[test]
@@ -367,7 +377,8 @@ mod companions {
 
 mod model {
     //! The store against a `BTreeMap` model: random puts, deletes and
-    //! reopens must leave the same contents and a gap-free commit log.
+    //! reopens must leave the same contents, gap-free commit ids, and a
+    //! commit log holding exactly the latest entry of every key.
 
     use std::collections::BTreeMap;
 
@@ -416,6 +427,8 @@ mod model {
             let dir = tempfile::tempdir().expect("tempdir");
             let mut store = Store::open(dir.path(), Durability::Fast, FatalSink::log_only()).expect("open");
             let mut model: BTreeMap<String, String> = BTreeMap::new();
+            // Each key's latest commit id: what the log must hold.
+            let mut latest: BTreeMap<String, u64> = BTreeMap::new();
             let mut commits = 0u64;
             for op in ops {
                 match op {
@@ -426,6 +439,7 @@ mod model {
                         }))
                         .expect("put");
                         prop_assert_eq!(outcome.commit_id, Some(commits));
+                        latest.insert(key(k), commits);
                         commits += 1;
                         model.insert(key(k), v);
                     }
@@ -433,6 +447,7 @@ mod model {
                         let outcome = block_on(store.tenant("@alice").write(key(k), true, |_| Ok(Mutation::Delete)))
                             .expect("delete");
                         prop_assert_eq!(outcome.commit_id, Some(commits));
+                        latest.insert(key(k), commits);
                         commits += 1;
                         model.remove(&key(k));
                     }
@@ -445,6 +460,7 @@ mod model {
                         for (pending, (k, v)) in pending.into_iter().zip(appends) {
                             let outcome = block_on(pending.outcome()).expect("append");
                             prop_assert_eq!(outcome.commit_id, Some(commits));
+                            latest.insert(key(k), commits);
                             commits += 1;
                             model.entry(key(k)).or_default().push_str(&v);
                         }
@@ -461,9 +477,169 @@ mod model {
                 }
                 let expected_last = commits.checked_sub(1);
                 prop_assert_eq!(tenant.last_commit_id().expect("last"), expected_last);
-                let ids: Vec<u64> = tenant.commits_from(0, 1_000).expect("log").into_iter().map(|(id, _)| id).collect();
-                prop_assert_eq!(ids, (0..commits).collect::<Vec<_>>());
+                let log: Vec<(u64, String)> = tenant.commits_from(0, 1_000).expect("log").into_iter().map(|(id, e)| (id, e.key)).collect();
+                let mut expected: Vec<(u64, String)> = latest.iter().map(|(k, id)| (*id, k.clone())).collect();
+                expected.sort();
+                prop_assert_eq!(log, expected);
             }
         }
+    }
+}
+
+mod concurrent_commits {
+    //! Many writers on one atSign at once (as connections on several
+    //! shards are): the ids they get are strictly increasing per writer
+    //! and gap-free together, and the log ends holding each key's latest
+    //! entry, which is its highest id.
+
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+        #[test]
+        fn concurrent_writers_get_gap_free_ids_and_the_log_keeps_each_keys_latest(
+            plans in proptest::collection::vec(
+                proptest::collection::vec((0u8..6, any::<bool>()), 1..40),
+                2..6,
+            )
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = Arc::new(
+                Store::open(dir.path(), Durability::Fast, FatalSink::log_only()).expect("open"),
+            );
+            let writers: Vec<_> = plans
+                .iter()
+                .cloned()
+                .map(|plan| {
+                    let store = store.clone();
+                    std::thread::spawn(move || {
+                        let tenant = store.tenant("@many");
+                        plan.into_iter()
+                            .map(|(k, delete)| {
+                                let key = format!("k{k}.race@many");
+                                let outcome = if delete {
+                                    block_on(tenant.write(key.clone(), true, |_| Ok(Mutation::Delete)))
+                                } else {
+                                    let rec = record("v", 1);
+                                    block_on(tenant.write(key.clone(), true, move |_| {
+                                        Ok(Mutation::Put(Box::new(rec), CommitOp::UpdateAll))
+                                    }))
+                                };
+                                (key, outcome.expect("written").commit_id.expect("an id"))
+                            })
+                            .collect::<Vec<(String, u64)>>()
+                    })
+                })
+                .collect();
+            let results: Vec<Vec<(String, u64)>> =
+                writers.into_iter().map(|w| w.join().expect("writer")).collect();
+            let mut latest: BTreeMap<String, u64> = BTreeMap::new();
+            let mut all = Vec::new();
+            for writes in &results {
+                prop_assert!(writes.windows(2).all(|w| w[0].1 < w[1].1), "per writer increasing");
+                for (key, id) in writes {
+                    all.push(*id);
+                    let slot = latest.entry(key.clone()).or_insert(*id);
+                    *slot = (*slot).max(*id);
+                }
+            }
+            all.sort_unstable();
+            prop_assert_eq!(&all, &(0..all.len() as u64).collect::<Vec<_>>());
+            let tenant = store.tenant("@many");
+            let log: Vec<(u64, String)> = tenant
+                .commits_from(0, 10_000)
+                .expect("log")
+                .into_iter()
+                .map(|(id, entry)| (id, entry.key))
+                .collect();
+            let mut expected: Vec<(u64, String)> =
+                latest.into_iter().map(|(key, id)| (id, key)).collect();
+            expected.sort();
+            prop_assert_eq!(log, expected);
+        }
+    }
+}
+
+mod commit_index_build {
+    //! A store written before the commit index existed holds every entry
+    //! ever made; opening it builds the index once and removes the
+    //! superseded entries.
+
+    use super::*;
+
+    fn entry(key: &str, op: CommitOp) -> Vec<u8> {
+        CommitEntry {
+            key: key.to_string(),
+            op,
+            op_time_ms: 1,
+        }
+        .encode()
+    }
+
+    #[test]
+    fn an_older_store_keeps_only_each_keys_latest_entry_after_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            // The layout an older build left: three entries of one key, one
+            // of another, a last commit id, and no index.
+            let db = fjall::Database::builder(dir.path())
+                .open()
+                .expect("raw open");
+            let open = |name: &str| {
+                db.keyspace(name, fjall::KeyspaceCreateOptions::default)
+                    .expect("keyspace")
+            };
+            let (commits, meta) = (open(layout::COMMITS), open(layout::META));
+            let rows = [
+                (0, entry("k@old", CommitOp::UpdateAll)),
+                (1, entry("j@old", CommitOp::UpdateAll)),
+                (2, entry("k@old", CommitOp::UpdateMeta)),
+                (3, entry("k@old", CommitOp::Delete)),
+            ];
+            for (id, bytes) in rows {
+                commits
+                    .insert(layout::commit_key("@old", id), bytes)
+                    .expect("insert");
+            }
+            meta.insert(layout::last_commit_key("@old"), 3u64.to_be_bytes())
+                .expect("insert");
+            db.persist(fjall::PersistMode::SyncAll).expect("persist");
+        }
+        let store =
+            Store::open(dir.path(), Durability::Durable, FatalSink::log_only()).expect("open");
+        let old = store.tenant("@old");
+        let log: Vec<(u64, String, CommitOp)> = old
+            .commits_from(0, 10)
+            .expect("log")
+            .into_iter()
+            .map(|(id, e)| (id, e.key, e.op))
+            .collect();
+        assert_eq!(
+            log,
+            [
+                (1, "j@old".to_string(), CommitOp::UpdateAll),
+                (3, "k@old".to_string(), CommitOp::Delete),
+            ]
+        );
+        // The index now supersedes as a new store's does.
+        assert_eq!(put(&old, "k@old", "again", true).commit_id, Some(4));
+        let ids: Vec<u64> = old
+            .commits_from(0, 10)
+            .expect("log")
+            .iter()
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(ids, [1, 4]);
+        drop(old);
+        assert!(store.close().is_ok());
+        let mut findings = Vec::new();
+        check::check_shard(dir.path(), |f| findings.push(f.to_string())).expect("check");
+        assert_eq!(findings, Vec::<String>::new());
     }
 }

@@ -31,7 +31,7 @@ pub fn prepare(owner: Owner, cmd: Delete<'_>) -> Result<PreparedWrite, AtError> 
             format!("Cannot delete protected key: '{name_with_owner}'"),
         ));
     }
-    let commit = atkey::is_committed(&key) && !cmd.no_commit;
+    let commit = super::write::commit_log_of(&key, cmd.no_commit);
     let force = cmd.force;
     let shown = key.clone();
     let is_secret = key == super::cram::SECRET_KEY;

@@ -16,8 +16,26 @@ use crate::storage::{OpType, StoredRecord};
 /// and answered, and an auto-notification that cannot be queued (the
 /// recipient's backlog is full, the store refuses) must not undo it.
 pub async fn run(server: &ServerContext, follow_up: &FollowUp, rng: &ring::rand::SystemRandom) {
+    if let FollowUp::Write(write) = follow_up {
+        let op = match write.op {
+            WriteOp::Delete => OpType::Delete,
+            WriteOp::Update | WriteOp::UpdateMeta => OpType::Update,
+        };
+        super::monitor::publish_stats(&write.tenant, op);
+    }
+    run_without_stats(server, follow_up, rng).await;
+}
+
+/// [`run`] without the stats notification to the atSign's monitors: what
+/// follows a write inside a `batch` (the reference sends stats only for
+/// top-level commands).
+pub async fn run_without_stats(
+    server: &ServerContext,
+    follow_up: &FollowUp,
+    rng: &ring::rand::SystemRandom,
+) {
     match follow_up {
-        FollowUp::Write(write) => after_write(server, write, rng).await,
+        FollowUp::Write(write) => notify_recipient(server, write, rng).await,
         FollowUp::Sent(outgoing) => outgoing.hand_to_courier(),
         FollowUp::Received(received) => {
             if let Err(error) = notify::apply_received(received).await {
@@ -27,17 +45,14 @@ pub async fn run(server: &ServerContext, follow_up: &FollowUp, rng: &ring::rand:
     }
 }
 
-async fn after_write(
+/// The auto-notification of an owner's write of a key shared with another
+/// atSign, carrying the new value and metadata (or the delete).
+async fn notify_recipient(
     server: &ServerContext,
     follow_up: &WriteFollowUp,
     rng: &ring::rand::SystemRandom,
 ) {
     let tenant = &follow_up.tenant;
-    let op = match follow_up.op {
-        WriteOp::Delete => OpType::Delete,
-        WriteOp::Update | WriteOp::UpdateMeta => OpType::Update,
-    };
-    super::monitor::publish_stats(tenant, op);
     let Some(recipient) = &follow_up.recipient else {
         return;
     };

@@ -13,7 +13,11 @@
 //! 4. **access**: the verb's row admits the caller's kind, else AT0401 —
 //!    before the syntax is checked; then the row's namespace rule for an
 //!    enrolled caller (APKAM).
-//! 5. **parse**: the verb's grammar, else AT0003 with its usage text.
+//! 5. **parse**: the verb's grammar, else AT0003 with its usage text; then
+//!    the **authorization table** (`authorization.rs`): a connection of an
+//!    APKAM enrollment that left `approved` is closed with its colon-form
+//!    code, and one that is approved may touch only what its namespaces
+//!    grant (AT0009).
 //! 6. **implemented**: a verb this server does not serve yet ⇒ AT0011.
 //!
 //! What passes is a [`Planned`] command with the typed [`Caller`] that
@@ -103,6 +107,10 @@ pub fn admit<'a>(
         Ok(command) => command,
         Err(error) => return Verdict::Refuse(error.into()),
     };
+    // 5b. authorization: an APKAM enrollment's namespaces (and its state)
+    if let Err(error) = super::authorization::authorize(row, &command, &caller) {
+        return Verdict::Refuse(error);
+    }
     // 6. implemented
     if !row.implemented {
         return Verdict::Refuse(not_supported_yet(row));
@@ -228,13 +236,10 @@ mod tests {
 
     #[test]
     fn verbs_not_served_yet_are_at0011_after_access_and_syntax() {
-        let error = refusal(&mut owner(), "sync:from:0").expect("not served");
+        let error = refusal(&mut owner(), "config:block:add:@bob").expect("not served");
         assert_eq!(error.code, AtCode::InternalServerException);
-        assert_eq!(
-            error.message,
-            "sync:from is not supported by this server yet"
-        );
-        let error = refusal(&mut anonymous(), "sync:from:0").expect("owner only");
+        assert_eq!(error.message, "config is not supported by this server yet");
+        let error = refusal(&mut anonymous(), "config:block:add:@bob").expect("owner only");
         assert_eq!(error.code, AtCode::AuthFailed);
     }
 

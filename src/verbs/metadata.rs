@@ -233,44 +233,49 @@ pub fn refresh_at(ttr: Option<i64>, now_ms: i64) -> Option<i64> {
     }
 }
 
-/// Writes the `llookup:meta` JSON (reference key order, nulls omitted,
-/// native JSON types, Dart date strings).
-pub fn write_meta_json(out: &mut String, meta: &StoredMeta) {
-    let mut obj = ObjectWriter::new(out);
+/// One metadata value as a rendering receives it.
+enum MetaValue<'a> {
+    Str(&'a str),
+    Int(i64),
+    Bool(bool),
+    /// A JSON object (`pubKeyHash`).
+    Object(&'a str),
+}
+
+/// Visits every non-null metadata field in the reference's key order
+/// (keys-and-metadata.md §7.1), dates as Dart date strings.
+fn visit_meta(meta: &StoredMeta, mut field: impl FnMut(&str, MetaValue<'_>)) {
     let date = |ms: i64| format_dart_utc(ms);
     if let Some(v) = &meta.created_by {
-        obj.field_str("createdBy", v);
+        field("createdBy", MetaValue::Str(v));
     }
     if let Some(v) = &meta.updated_by {
-        obj.field_str("updatedBy", v);
+        field("updatedBy", MetaValue::Str(v));
     }
-    obj.field_str("createdAt", &date(meta.created_at));
-    obj.field_str("updatedAt", &date(meta.updated_at));
-    if let Some(v) = meta.available_at {
-        obj.field_str("availableAt", &date(v));
+    field("createdAt", MetaValue::Str(&date(meta.created_at)));
+    field("updatedAt", MetaValue::Str(&date(meta.updated_at)));
+    let dates = [
+        ("availableAt", meta.available_at),
+        ("expiresAt", meta.expires_at),
+        ("refreshAt", meta.refresh_at),
+    ];
+    for (name, value) in dates {
+        if let Some(v) = value {
+            field(name, MetaValue::Str(&date(v)));
+        }
     }
-    if let Some(v) = meta.expires_at {
-        obj.field_str("expiresAt", &date(v));
-    }
-    if let Some(v) = meta.refresh_at {
-        obj.field_str("refreshAt", &date(v));
-    }
-    obj.field_str("status", "active");
-    obj.field_i64("version", i64::from(meta.version));
-    if let Some(v) = meta.ttl {
-        obj.field_i64("ttl", v);
-    }
-    if let Some(v) = meta.ttb {
-        obj.field_i64("ttb", v);
-    }
-    if let Some(v) = meta.ttr {
-        obj.field_i64("ttr", v);
+    field("status", MetaValue::Str("active"));
+    field("version", MetaValue::Int(i64::from(meta.version)));
+    for (name, value) in [("ttl", meta.ttl), ("ttb", meta.ttb), ("ttr", meta.ttr)] {
+        if let Some(v) = value {
+            field(name, MetaValue::Int(v));
+        }
     }
     if let Some(v) = meta.ccd {
-        obj.field_bool("ccd", v);
+        field("ccd", MetaValue::Bool(v));
     }
-    obj.field_bool("isBinary", meta.is_binary);
-    obj.field_bool("isEncrypted", meta.is_encrypted);
+    field("isBinary", MetaValue::Bool(meta.is_binary));
+    field("isEncrypted", MetaValue::Bool(meta.is_encrypted));
     let strings = [
         ("dataSignature", &meta.data_signature),
         ("sharedKeyEnc", &meta.shared_key_enc),
@@ -278,7 +283,7 @@ pub fn write_meta_json(out: &mut String, meta: &StoredMeta) {
     ];
     for (name, value) in strings {
         if let Some(v) = value {
-            obj.field_str(name, v);
+            field(name, MetaValue::Str(v));
         }
     }
     if let Some(hash) = &meta.pub_key_hash {
@@ -289,7 +294,7 @@ pub fn write_meta_json(out: &mut String, meta: &StoredMeta) {
             hash_obj.field_str("hashingAlgo", algo);
         }
         hash_obj.finish();
-        obj.field_raw("pubKeyHash", &inner);
+        field("pubKeyHash", MetaValue::Object(&inner));
     }
     let strings = [
         ("encoding", &meta.encoding),
@@ -301,15 +306,45 @@ pub fn write_meta_json(out: &mut String, meta: &StoredMeta) {
     ];
     for (name, value) in strings {
         if let Some(v) = value {
-            obj.field_str(name, v);
+            field(name, MetaValue::Str(v));
         }
     }
     if meta.immutable {
-        obj.field_bool("immutable", true);
+        field("immutable", MetaValue::Bool(true));
     }
     if let Some(v) = &meta.app_metadata {
-        obj.field_str("appMetadata", v);
+        field("appMetadata", MetaValue::Str(v));
     }
+}
+
+/// Writes the `llookup:meta` JSON (reference key order, nulls omitted,
+/// native JSON types, Dart date strings).
+pub fn write_meta_json(out: &mut String, meta: &StoredMeta) {
+    let mut obj = ObjectWriter::new(out);
+    visit_meta(meta, |name, value| {
+        match value {
+            MetaValue::Str(v) => obj.field_str(name, v),
+            MetaValue::Int(v) => obj.field_i64(name, v),
+            MetaValue::Bool(v) => obj.field_bool(name, v),
+            MetaValue::Object(v) => obj.field_raw(name, v),
+        };
+    });
+    obj.finish();
+}
+
+/// Writes the metadata of a `sync:from` entry (sync.md §3): the same
+/// fields and order as [`write_meta_json`], every value a JSON string
+/// (`"version":"0"`, `"isEncrypted":"true"`; `pubKeyHash` is its JSON
+/// object's text).
+pub fn write_meta_json_as_strings(out: &mut String, meta: &StoredMeta) {
+    let mut obj = ObjectWriter::new(out);
+    visit_meta(meta, |name, value| {
+        match value {
+            MetaValue::Str(v) | MetaValue::Object(v) => obj.field_str(name, v),
+            MetaValue::Int(v) => obj.field_str(name, &v.to_string()),
+            MetaValue::Bool(v) => obj.field_str(name, if v { "true" } else { "false" }),
+        };
+    });
     obj.finish();
 }
 

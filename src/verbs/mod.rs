@@ -9,13 +9,17 @@
 //! [`ConnectionState`] and never touch a
 //! socket.
 
+mod authorization;
+mod batch;
 mod checks;
 mod cram;
 mod delete;
+mod enroll;
 mod follow_up;
 mod from;
 pub mod gate;
 mod info;
+mod keys;
 mod llookup;
 mod lookup;
 pub mod metadata;
@@ -29,6 +33,7 @@ mod notify_list;
 mod notify_multi;
 mod notify_remove;
 mod notify_status;
+mod otp;
 mod pattern;
 mod pkam;
 mod plookup;
@@ -37,6 +42,7 @@ mod remote_cache;
 mod remote_lookup;
 mod scan;
 mod stats;
+mod sync_from;
 pub mod table;
 #[cfg(test)]
 mod testing;
@@ -85,7 +91,7 @@ pub async fn run<C: Clock>(
         (Command::From(c), _) => from::apply(server, state, peers, c, payload).await,
         (Command::Cram(c), _) => cram::apply(server, state, clock, c, payload).await,
         (Command::Pkam(c), _) => pkam::apply(server, state, clock, c, payload).await,
-        (Command::Info(c), _) => info::apply(server, c, payload),
+        (Command::Info(c), caller) => info::apply(server, &caller, c, payload),
         (Command::Pol, _) => pol::apply(state, peers).await,
         (Command::Notify(c), Caller::Owner(owner)) => {
             notify::send(server, &owner, c, &server.rng, payload).await
@@ -103,6 +109,7 @@ pub async fn run<C: Clock>(
             notify_remove::apply(&owner, c, payload).await
         }
         (Command::Noop(c), _) => noop::apply(clock, c, payload).await,
+        (Command::Otp(c), Caller::Owner(owner)) => otp::apply(server, &owner, c, payload).await,
         (Command::To(c), _) => to::apply(server, state, c, payload),
         (Command::Lookup(c), caller) => lookup::apply(server, peers, &caller, c, payload).await,
         (Command::Scan(c), caller) => scan::apply(server, peers, &caller, c, payload).await,
@@ -110,6 +117,13 @@ pub async fn run<C: Clock>(
             plookup::apply(server, peers, &owner, c, payload).await
         }
         (Command::Stats(c), Caller::Owner(owner)) => stats::apply(server, &owner, c, payload),
+        (Command::SyncFrom(c), Caller::Owner(owner)) => sync_from::apply(&owner, c, payload),
+        (Command::Enroll(c), _) => enroll::apply(server, state, clock, c, payload).await,
+        (Command::Keys(c), Caller::Owner(owner)) => keys::apply(&owner, c, payload).await,
+        // Boxed: a batch runs its commands through this function.
+        (Command::Batch(c), Caller::Owner(_)) => {
+            Box::pin(batch::apply(server, state, clock, peers, c, payload)).await
+        }
         (command, _) => Err(unserved(row, &command)),
     }
 }

@@ -56,6 +56,9 @@ pub fn start(owner: &Owner, cmd: Monitor<'_>, now: Instant) -> Result<Monitoring
         _ => None,
     };
     let filter = Filter {
+        grant: owner
+            .enrollment()
+            .map(|enrolled| enrolled.clone() as Arc<dyn crate::monitors::KeyGrant>),
         regex,
         self_notifications: cmd.self_notifications,
         strict: cmd.strict,
@@ -170,6 +173,7 @@ fn replays(filter: &Filter, record: &NotificationRecord, now_ms: i64) -> bool {
         NotificationType::Sent => false,
     };
     kind_wanted
+        && filter.sees(&record.notification)
         && !record.is_expired(now_ms)
         && filter
             .regex

@@ -43,7 +43,10 @@ pub async fn apply(
         None => None,
     };
     let (tenant, audience) = match caller {
-        Caller::Owner(owner) => (owner.tenant(), Audience::Owner),
+        Caller::Owner(owner) => match owner.enrollment() {
+            None => (owner.tenant(), Audience::Owner),
+            Some(enrolled) => (owner.tenant(), Audience::Enrolled(enrolled)),
+        },
         Caller::Peer(peer) => (peer.tenant(), Audience::Peer(peer.atsign())),
         Caller::Anonymous(_) => {
             payload.push_str("null");
@@ -97,6 +100,9 @@ fn window(from: Option<&str>, to: Option<&str>, now: i64) -> Result<Option<(i64,
 enum Audience<'a> {
     /// The owner: what its atSign received.
     Owner,
+    /// An APKAM connection of the owner: what its atSign received about
+    /// keys the enrollment may read.
+    Enrolled(&'a crate::connection::Enrolled),
     /// The atServer of this atSign: what was sent to it.
     Peer(&'a str),
 }
@@ -118,6 +124,13 @@ impl Filter<'_> {
                 record.notification_type,
                 NotificationType::Received | NotificationType::SelfNotification
             ),
+            Audience::Enrolled(enrolled) => {
+                use crate::monitors::KeyGrant;
+                matches!(
+                    record.notification_type,
+                    NotificationType::Received | NotificationType::SelfNotification
+                ) && enrolled.sees(&record.notification)
+            }
             Audience::Peer(peer) => sent_to_peer(record, self.tenant, peer),
         };
         let in_window = self

@@ -151,7 +151,7 @@ pub(super) async fn keep(store: &TenantStore, remote_key: &str, record: StoredRe
         .submit(
             key,
             true,
-            Box::new(move |_| Ok(Mutation::Put(Box::new(record), CommitOp::Update))),
+            Box::new(move |_| Ok(Mutation::Put(Box::new(record), CommitOp::UpdateAll))),
         )
         .await;
     if let Err(error) = submitted {
@@ -294,7 +294,7 @@ pub(super) async fn apply_notification(
             };
             store
                 .write(copy_name, true, move |_| {
-                    Ok(Mutation::Put(Box::new(record), CommitOp::Update))
+                    Ok(Mutation::Put(Box::new(record), CommitOp::UpdateAll))
                 })
                 .await?;
         }

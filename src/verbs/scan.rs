@@ -70,8 +70,11 @@ pub async fn apply(
     match caller {
         Caller::Owner(me) => {
             let show_hidden = cmd.show_hidden.unwrap_or(false);
-            let shown =
-                |key: &str| (owner_sees(key, show_hidden) && matches(key)).then(|| key.to_string());
+            let enrolled = me.enrollment();
+            let shown = |key: &str| {
+                let granted = enrolled.is_none_or(|e| enrollment_sees(&e.namespaces, key));
+                (granted && owner_sees(key, show_hidden) && matches(key)).then(|| key.to_string())
+            };
             let view = View {
                 prefix: "",
                 shown: &shown,
@@ -242,6 +245,21 @@ impl<'p> Listing<'p> {
             }
         }
     }
+}
+
+/// What an APKAM connection lists besides what the owner sees (verbs.md
+/// §11): everything with `*`; otherwise `public:` keys and keys of a
+/// namespace it holds, never `__manage` ones, never keys without one.
+fn enrollment_sees(namespaces: &crate::auth::namespaces::Namespaces, key: &str) -> bool {
+    use crate::auth::namespaces::{ALL, MANAGE};
+    let namespace = crate::protocol::atkey::namespace(key).map(str::to_ascii_lowercase);
+    if namespace.as_deref() == Some(MANAGE) {
+        return false;
+    }
+    if namespaces.exactly(ALL).is_some() || key.starts_with("public:") {
+        return true;
+    }
+    namespace.is_some_and(|ns| namespaces.access_to(&format!("x.{ns}@x")).is_some())
 }
 
 fn owner_sees(key: &str, show_hidden: bool) -> bool {

@@ -50,9 +50,15 @@ pub fn apply(
                 "activeOutboundConnections"
             }
             3 => {
-                let last = match &regex {
-                    Some(r) => tenant.store.latest_commit_where(|key| r.is_match(key))?,
-                    None => tenant.store.last_commit_id()?,
+                // With a regex: the newest entry a sync with that regex
+                // would send (always-synced keys included); without, the
+                // last id issued, which never goes down.
+                let restricted = cmd.regex.is_some() || owner.enrollment().is_some();
+                let last = if restricted {
+                    let filter = super::sync_from::SyncFilter::new(cmd.regex)?.for_owner(owner);
+                    tenant.store.latest_commit_where(|key| filter.syncs(key))?
+                } else {
+                    tenant.store.last_commit_id()?
                 };
                 json::write_str(&mut value, &last_commit_text(last));
                 "lastCommitID"

@@ -22,7 +22,7 @@ pub fn prepare(owner: Owner, cmd: Update<'_>) -> Result<PreparedWrite, AtError> 
     check_key_length(&key)?;
     let meta = MetaUpdate::from_fragment(&cmd.meta)?;
     let value = cmd.value.to_string();
-    let commit = atkey::is_committed(&key) && !cmd.no_commit;
+    let commit = super::write::commit_log_of(&key, cmd.no_commit);
     let writer = tenant.atsign.clone();
     let shown = key.clone();
     let mutate: MutateFn = Box::new(move |old| {
@@ -35,7 +35,7 @@ pub fn prepare(owner: Owner, cmd: Update<'_>) -> Result<PreparedWrite, AtError> 
                 value: Some(value),
                 meta,
             }),
-            CommitOp::Update,
+            CommitOp::UpdateAll,
         ))
     });
     Ok(PreparedWrite::new(tenant, key, commit, mutate).followed_by(WriteOp::Update))

@@ -8,7 +8,6 @@ use super::update::{check_writable_type, live_or_unborn, refuse_immutable};
 use super::write::{PreparedWrite, WriteOp};
 use crate::connection::Owner;
 use crate::error::{AtCode, AtError};
-use crate::protocol::atkey;
 use crate::protocol::command::UpdateMeta;
 use crate::storage::actor::MutateFn;
 use crate::storage::{CommitOp, Mutation, StoredRecord};
@@ -26,7 +25,7 @@ pub fn prepare(owner: Owner, cmd: UpdateMeta<'_>) -> Result<PreparedWrite, AtErr
     check_writable_type(&key, &tenant.atsign)?;
     check_key_length(&key)?;
     let meta = MetaUpdate::from_fragment(&cmd.meta)?;
-    let commit = atkey::is_committed(&key) && !cmd.no_commit;
+    let commit = super::write::commit_log_of(&key, cmd.no_commit);
     let writer = tenant.atsign.clone();
     let shown = key.clone();
     let mutate: MutateFn = Box::new(move |old| {

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use crate::context::Tenant;
-use crate::storage::KeyWrite;
+use crate::protocol::atkey;
 use crate::storage::actor::MutateFn;
+use crate::storage::{CommitLog, KeyWrite};
 
 /// A write that passed every check; the actor runs `mutate` on the current
 /// record. `companion` is a second key's write the actor applies in the
@@ -15,7 +16,7 @@ use crate::storage::actor::MutateFn;
 pub struct PreparedWrite {
     pub tenant: Arc<Tenant>,
     pub key: String,
-    pub commit: bool,
+    pub commit: CommitLog,
     pub mutate: MutateFn,
     pub companion: Option<KeyWrite>,
     /// What the write leads to once it is durable, if anything.
@@ -23,7 +24,12 @@ pub struct PreparedWrite {
 }
 
 impl PreparedWrite {
-    pub fn new(tenant: Arc<Tenant>, key: String, commit: bool, mutate: MutateFn) -> PreparedWrite {
+    pub fn new(
+        tenant: Arc<Tenant>,
+        key: String,
+        commit: CommitLog,
+        mutate: MutateFn,
+    ) -> PreparedWrite {
         PreparedWrite {
             tenant,
             key,
@@ -39,6 +45,20 @@ impl PreparedWrite {
     pub fn followed_by(mut self, op: WriteOp) -> PreparedWrite {
         self.follow_up = FollowUp::of(&self.tenant, &self.key, op);
         self
+    }
+}
+
+/// How an owner's write of `key` treats the commit log: `:nc`
+/// (`no_commit`) removes the key's entry and logs nothing; keys the
+/// reference never logs (`private:`, `local:`, hidden public keys) leave
+/// the log alone; every other write is logged.
+pub fn commit_log_of(key: &str, no_commit: bool) -> CommitLog {
+    if no_commit {
+        CommitLog::Forget
+    } else if atkey::is_committed(key) {
+        CommitLog::Append
+    } else {
+        CommitLog::Skip
     }
 }
 

@@ -50,6 +50,11 @@ pub fn start(atsigns: &[(&str, &str)]) -> TestServer {
 }
 
 pub fn start_with_limits(atsigns: &[(&str, &str)], limits: SessionLimits) -> TestServer {
+    start_sharded(atsigns, limits, 1)
+}
+
+/// [`start_with_limits`] on `shards` shards (connections spread over them).
+pub fn start_sharded(atsigns: &[(&str, &str)], limits: SessionLimits, shards: usize) -> TestServer {
     let dir = tempfile::tempdir().expect("tempdir");
     let certs = atserver::devcerts::ensure(&dir.path().join("certs")).expect("certs");
     let (tx, rx) = std::sync::mpsc::channel();
@@ -65,7 +70,7 @@ pub fn start_with_limits(atsigns: &[(&str, &str)], limits: SessionLimits) -> Tes
             ca: Some(certs.ca.clone()),
         },
         data_dir: dir.path().join("data"),
-        shards: 1,
+        shards,
         durability: Durability::Fast,
         limits,
         scheduling: atserver::shard::Scheduling::Batch,
