@@ -8,6 +8,8 @@
 
 use std::sync::OnceLock;
 
+mod common;
+
 use atserver::app::ScratchServer;
 use atserver::limits::{OTP_TTL_MS_MAX, PASSCODE_CHARS_MAX};
 use atserver::session::Transcript;
@@ -24,15 +26,7 @@ fn server() -> &'static ScratchServer {
 }
 
 fn owner(atsign: &str) -> Transcript {
-    let mut t = Transcript::new(server().server.clone()).expect("transcript");
-    let reply = t.send(&format!("from:{atsign}"));
-    let challenge = reply
-        .strip_prefix("data:")
-        .and_then(|r| r.strip_suffix("\n@"))
-        .expect("a challenge");
-    let cram = atserver::client::auth::cram_line(SECRET, challenge);
-    assert_eq!(t.send(&cram), format!("data:success\n{atsign}@"));
-    t
+    common::transcript_owner(server(), atsign, SECRET)
 }
 
 /// The payload of a `data:` reply on `atsign`'s authenticated connection.

@@ -60,15 +60,20 @@ pub fn verify(
     }
 }
 
+/// The standard-base64 signature of the wire, decoded.
+fn decode_signature(signature_b64: &str) -> Result<Vec<u8>, PkamFailure> {
+    STANDARD
+        .decode(signature_b64.trim())
+        .map_err(|_| PkamFailure::MalformedSignature)
+}
+
 fn verify_rsa(
     hashing: HashingAlgo,
     public_key: &str,
     challenge: &str,
     signature_b64: &str,
 ) -> Result<(), PkamFailure> {
-    let signature_bytes = STANDARD
-        .decode(signature_b64.trim())
-        .map_err(|_| PkamFailure::MalformedSignature)?;
+    let signature_bytes = decode_signature(signature_b64)?;
     let algorithm: &dyn signature::VerificationAlgorithm = match hashing {
         HashingAlgo::Sha256 => &signature::RSA_PKCS1_2048_8192_SHA256,
         HashingAlgo::Sha512 => &signature::RSA_PKCS1_2048_8192_SHA512,
@@ -87,9 +92,7 @@ fn verify_ecdsa_p256(
     challenge: &str,
     signature_b64: &str,
 ) -> Result<(), PkamFailure> {
-    let signature_bytes = STANDARD
-        .decode(signature_b64.trim())
-        .map_err(|_| PkamFailure::MalformedSignature)?;
+    let signature_bytes = decode_signature(signature_b64)?;
     let point = decode_hex(public_key.trim()).ok_or(PkamFailure::MalformedPublicKey)?;
     if point.len() != 65 || point.first() != Some(&4) {
         return Err(PkamFailure::MalformedPublicKey);

@@ -33,7 +33,7 @@ use crate::limits::{
 };
 use crate::protocol::command::{Enroll, EnrollOp};
 use crate::protocol::json::{self, JsonValue, ObjectWriter};
-use crate::storage::{CommitOp, Mutation, NotificationRecord, NotificationType, StoredRecord};
+use crate::storage::{Mutation, NotificationRecord, NotificationType};
 
 pub async fn apply<C: Clock>(
     server: &ServerContext,
@@ -459,7 +459,7 @@ async fn store_keys(
         }
         obj.finish();
         let key = enrollment_key_name(id, name, &tenant.atsign);
-        put_plain(tenant, key, json).await?;
+        super::write::put_uncommitted(tenant, key, json).await?;
     }
     Ok(())
 }
@@ -467,19 +467,6 @@ async fn store_keys(
 /// `<id>.<name>.__manage@<atsign>`.
 pub fn enrollment_key_name(id: &str, name: &str, atsign: &str) -> String {
     format!("{id}.{name}.{}{atsign}", namespaces::MANAGE)
-}
-
-/// An uncommitted write of `value` at `key`.
-async fn put_plain(tenant: &Tenant, key: String, value: String) -> Result<(), AtError> {
-    let writer = tenant.atsign.clone();
-    tenant
-        .store
-        .write(key, false, move |_| {
-            let record = StoredRecord::written_by(Some(value), &writer, super::now_ms());
-            Ok(Mutation::Put(Box::new(record), CommitOp::Update))
-        })
-        .await?;
-    Ok(())
 }
 
 /// At approval: the informational APKAM key record and, when the request
@@ -493,7 +480,7 @@ async fn publish_approval(tenant: &Tenant, record: &Enrollment) -> Result<(), At
         "public:{}.{}.pkam.__pkams.__public_keys{}",
         record.app_name, record.device_name, tenant.atsign
     );
-    put_plain(tenant, key, value).await?;
+    super::write::put_uncommitted(tenant, key, value).await?;
     if let Some(apsk) = &record.apsk {
         let text = match apsk {
             JsonValue::String(legacy) => legacy.clone(),
@@ -504,7 +491,7 @@ async fn publish_approval(tenant: &Tenant, record: &Enrollment) -> Result<(), At
             }
         };
         let key = format!("public:_apsk.{}.a.__e{}", record.id, tenant.atsign);
-        put_plain(tenant, key, text).await?;
+        super::write::put_uncommitted(tenant, key, text).await?;
     }
     Ok(())
 }
@@ -889,12 +876,7 @@ fn write_summary(
         Some(at) => obj.field_str("expiresAt", &crate::protocol::time::format_iso_utc(at)),
         None => obj.field_raw("expiresAt", "null"),
     };
-    let mut metadata = String::from("null");
-    if let Some(value) = &record.metadata {
-        metadata.clear();
-        value.write(&mut metadata);
-    }
-    obj.field_raw("metadata", &metadata);
+    obj.field_raw("metadata", &metadata_json(record));
     if listing {
         match &record.approved_by {
             Some(by) => obj.field_str("parentEnrollmentId", by),
@@ -902,6 +884,17 @@ fn write_summary(
         };
     }
     obj.finish();
+}
+
+/// The record's `metadata` as JSON, `null` when unset (3.16.5 always
+/// shows the member).
+fn metadata_json(record: &Enrollment) -> String {
+    let mut out = String::new();
+    match &record.metadata {
+        Some(value) => value.write(&mut out),
+        None => out.push_str("null"),
+    }
+    out
 }
 
 /// `update`: the connection's own approved enrollment may change its key
@@ -1015,31 +1008,17 @@ fn list_namespace(
     namespace: Option<&str>,
     payload: &mut String,
 ) -> Result<Reply, AtError> {
-    let ns = namespace_asked(owner, namespace)?;
-    let now = super::now_ms();
+    let holders = holders_of(owner, namespace, State::Approved)?;
     payload.push('[');
-    let mut first = true;
-    for record in enrollment::all(&owner.tenant().store)? {
-        if record.state_at(now) != State::Approved {
-            continue;
-        }
-        let Some(access) = holds(&record.namespaces, &ns) else {
-            continue;
-        };
-        if !first {
+    for (i, (record, access)) in holders.iter().enumerate() {
+        if i > 0 {
             payload.push(',');
         }
-        first = false;
         let mut obj = ObjectWriter::new(payload);
         obj.field_str("enrollmentId", &record.id);
         obj.field_str("access", access.as_str());
         obj.field_str("apkamPubKey", &record.apkam_public_key);
-        let mut metadata = String::from("null");
-        if let Some(value) = &record.metadata {
-            metadata.clear();
-            value.write(&mut metadata);
-        }
-        obj.field_raw("metadata", &metadata);
+        obj.field_raw("metadata", &metadata_json(record));
         obj.finish();
     }
     payload.push(']');
@@ -1052,12 +1031,9 @@ fn info_namespace(
     namespace: Option<&str>,
     payload: &mut String,
 ) -> Result<Reply, AtError> {
-    let ns = namespace_asked(owner, namespace)?;
-    let now = super::now_ms();
-    let last = enrollment::all(&owner.tenant().store)?
+    let last = holders_of(owner, namespace, State::Revoked)?
         .into_iter()
-        .filter(|r| r.state_at(now) == State::Revoked && holds(&r.namespaces, &ns).is_some())
-        .filter_map(|r| r.revoked_at)
+        .filter_map(|(record, _)| record.revoked_at)
         .max();
     let mut obj = ObjectWriter::new(payload);
     match last {
@@ -1066,6 +1042,22 @@ fn info_namespace(
     };
     obj.finish();
     Ok(Reply::Data)
+}
+
+/// The enrollments in `state` holding the namespace `listns`/`infons`
+/// asks about, with their access to it.
+fn holders_of(
+    owner: &Owner,
+    namespace: Option<&str>,
+    state: State,
+) -> Result<Vec<(Enrollment, Access)>, AtError> {
+    let ns = namespace_asked(owner, namespace)?;
+    let now = super::now_ms();
+    Ok(enrollment::all(&owner.tenant().store)?
+        .into_iter()
+        .filter(|record| record.state_at(now) == state)
+        .filter_map(|record| holds(&record.namespaces, &ns).map(|access| (record, access)))
+        .collect())
 }
 
 /// The namespace of `listns`/`infons`, which only a connection whose own

@@ -16,7 +16,7 @@ use crate::connection::Owner;
 use crate::error::{AtCode, AtError};
 use crate::protocol::command::{KeyVisibility, Keys, KeysOp};
 use crate::protocol::json::{self, JsonValue, ObjectWriter};
-use crate::storage::{CommitOp, Mutation, StoredRecord};
+use crate::storage::Mutation;
 
 /// The namespace every enrollment may keep keys in.
 const GLOBAL: &str = "__global";
@@ -111,14 +111,7 @@ async fn put(
         None => obj.field_raw("encryptionKeyName", "null"),
     };
     obj.finish();
-    let writer = tenant.atsign.clone();
-    tenant
-        .store
-        .write(key, false, move |_| {
-            let record = StoredRecord::written_by(Some(stored), &writer, super::now_ms());
-            Ok(Mutation::Put(Box::new(record), CommitOp::Update))
-        })
-        .await?;
+    super::write::put_uncommitted(tenant, key, stored).await?;
     payload.push_str("-1");
     Ok(Reply::Data)
 }

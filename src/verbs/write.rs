@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use crate::context::Tenant;
+use crate::error::AtError;
 use crate::protocol::atkey;
 use crate::storage::actor::MutateFn;
-use crate::storage::{CommitLog, KeyWrite};
+use crate::storage::{CommitLog, CommitOp, KeyWrite, Mutation, StoredRecord};
 
 /// A write that passed every check; the actor runs `mutate` on the current
 /// record. `companion` is a second key's write the actor applies in the
@@ -46,6 +47,22 @@ impl PreparedWrite {
         self.follow_up = FollowUp::of(&self.tenant, &self.key, op);
         self
     }
+}
+
+/// Writes `value` at `key` of `tenant` as the owner, uncommitted (the
+/// server's own bookkeeping: enrollment keys, keys-verb keys), and waits
+/// until it is durable.
+pub async fn put_uncommitted(tenant: &Tenant, key: String, value: String) -> Result<(), AtError> {
+    let writer = tenant.atsign.clone();
+    tenant
+        .store
+        .write(key, false, move |_| {
+            let now = crate::storage::actor::now_ms();
+            let record = StoredRecord::written_by(Some(value), &writer, now);
+            Ok(Mutation::Put(Box::new(record), CommitOp::Update))
+        })
+        .await?;
+    Ok(())
 }
 
 /// How an owner's write of `key` treats the commit log: `:nc`

@@ -94,6 +94,24 @@ pub fn start_sharded(atsigns: &[(&str, &str)], limits: SessionLimits, shards: us
     }
 }
 
+/// A transcript connection (the in-process driver, no socket) on which
+/// the owner of `atsign` has logged in with its CRAM `secret`.
+pub fn transcript_owner(
+    server: &atserver::app::ScratchServer,
+    atsign: &str,
+    secret: &str,
+) -> atserver::session::Transcript {
+    let mut t = atserver::session::Transcript::new(server.server.clone()).expect("transcript");
+    let reply = t.send(&format!("from:{atsign}"));
+    let challenge = reply
+        .strip_prefix("data:")
+        .and_then(|r| r.strip_suffix("\n@"))
+        .expect("a challenge");
+    let cram = atserver::client::auth::cram_line(secret, challenge);
+    assert_eq!(t.send(&cram), format!("data:success\n{atsign}@"));
+    t
+}
+
 /// The library's blocking client, panicking with a clear message on any
 /// failure, as tests want.
 pub struct Client {
