@@ -19,7 +19,7 @@ use hdrhistogram::Histogram;
 
 use crate::client::IO_TIMEOUT;
 use crate::report::{Shared, new_histogram, record_op};
-use crate::scenario::{Ctx, Gate, Mix, Rng, build_request, open_owner};
+use crate::scenario::{Ctx, Gate, Mix, Rng, build_request, open_owner, open_owner_as};
 
 /// Longest wait in `epoll_wait`, so a stop is noticed promptly when nothing moves.
 const POLL_TICK_MS: i32 = 10;
@@ -55,10 +55,12 @@ struct LoopConn {
     registered: bool,
     /// Whether the epoll registration asks for writability too.
     wants_out: bool,
+    /// The atSign whose keys this connection's requests name (its owner's).
+    atsign: String,
 }
 
 impl LoopConn {
-    fn new(parts: Parts, awaiting_greeting: bool) -> Result<LoopConn, ClientError> {
+    fn new(parts: Parts, awaiting_greeting: bool, atsign: &str) -> Result<LoopConn, ClientError> {
         let Parts {
             tcp,
             tls,
@@ -82,6 +84,7 @@ impl LoopConn {
             last_progress: Instant::now(),
             registered: false,
             wants_out: false,
+            atsign: atsign.to_string(),
         })
     }
 
@@ -111,17 +114,18 @@ impl LoopConn {
             framer: ReplyFramer::new(),
             pending: Vec::new(),
         };
-        LoopConn::new(parts, true)
+        LoopConn::new(parts, true, &target.atsign)
     }
 
-    /// A pkam-authenticated connection (opened blocking, then handed over).
-    fn open_owner(ctx: &Ctx) -> Result<LoopConn, ClientError> {
-        LoopConn::new(open_owner(ctx)?.into_parts(), false)
+    /// A connection of `atsign`'s owner, pkam-authenticated (opened
+    /// blocking, then handed over).
+    fn open_owner(ctx: &Ctx, atsign: &str) -> Result<LoopConn, ClientError> {
+        LoopConn::new(open_owner_as(ctx, atsign)?.into_parts(), false, atsign)
     }
 
-    fn open(ctx: &Ctx, mix: Mix) -> Result<LoopConn, ClientError> {
+    fn open(ctx: &Ctx, mix: Mix, atsign: &str) -> Result<LoopConn, ClientError> {
         match mix {
-            Mix::UpdateLlookup | Mix::RemoteLookup => LoopConn::open_owner(ctx),
+            Mix::UpdateLlookup | Mix::RemoteLookup => LoopConn::open_owner(ctx, atsign),
             Mix::Lookup => LoopConn::open_anonymous(ctx),
         }
     }
@@ -132,7 +136,7 @@ impl LoopConn {
         out.clear();
         let mut fresh = 0;
         while self.inflight.len() + fresh < ctx.pipeline && self.sent < cap && ctx.shared.claim() {
-            build_request(ctx, mix, rng, out);
+            build_request(ctx, mix, &self.atsign, rng, out);
             fresh += 1;
             self.sent += 1;
         }
@@ -330,6 +334,31 @@ impl Epoll {
         Ok(())
     }
 
+    /// Takes a connection that stays open out of the set (a parked one of
+    /// a rotating slot), so its slot's events are its successor's.
+    fn untrack(&self, conn: &mut LoopConn) -> std::io::Result<()> {
+        if !conn.registered {
+            return Ok(());
+        }
+        let mut event = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: both descriptors are open; `event` is ignored by
+        // EPOLL_CTL_DEL but must be a valid pointer on old kernels.
+        let done = unsafe {
+            libc::epoll_ctl(
+                self.fd.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                conn.tcp.as_raw_fd(),
+                &mut event,
+            )
+        };
+        if done != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        conn.registered = false;
+        conn.wants_out = false;
+        Ok(())
+    }
+
     /// Waits up to [`POLL_TICK_MS`]; returns how many events were filled in.
     fn wait(&self, events: &mut [libc::epoll_event]) -> std::io::Result<usize> {
         let capacity = i32::try_from(events.len()).unwrap_or(i32::MAX);
@@ -355,9 +384,37 @@ impl Epoll {
 }
 
 /// A connection slot: its connection (if open) and reconnect bookkeeping.
+/// A rotating slot (`many-atsigns`) also holds parked connections, each
+/// of another atSign's owner: the active one sends `turn` requests, then,
+/// once their replies are in, goes to the back of the queue and the next
+/// one takes over, so the slot keeps one connection's pipeline in flight
+/// while its requests go to every atSign of its group in turn.
 struct Slot {
     conn: Option<LoopConn>,
     failures: u32,
+    /// The owner of the active connection: a reconnect logs in as it.
+    atsign: String,
+    /// The slot's other connections, open and authenticated, out of the
+    /// epoll set, in the order they take over.
+    parked: VecDeque<LoopConn>,
+    /// Requests per turn (`u64::MAX`: the slot never rotates).
+    turn: u64,
+    /// The active connection's `sent` at which its turn ends.
+    turn_end: u64,
+}
+
+impl Slot {
+    /// A slot of one connection that never rotates.
+    fn single(conn: Option<LoopConn>, atsign: &str) -> Slot {
+        Slot {
+            failures: u32::from(conn.is_none()),
+            conn,
+            atsign: atsign.to_string(),
+            parked: VecDeque::new(),
+            turn: u64::MAX,
+            turn_end: u64::MAX,
+        }
+    }
 }
 
 /// Runs the connections `ids` of an `update-llookup`, `lookup` or
@@ -365,13 +422,13 @@ struct Slot {
 /// replies are in (or lost).
 pub fn request_loop(ctx: &Ctx, mix: Mix, ids: Range<usize>, ready: &Gate) {
     let shared = &ctx.shared;
-    let mut hist = new_histogram();
     let mut rng = Rng::new(ids.start as u64 + 1);
-    let mut slots: Vec<Slot> = if mix == Mix::RemoteLookup {
+    let atsign = ctx.target.atsign.as_str();
+    let slots: Vec<Slot> = if mix == Mix::RemoteLookup {
         warmed_remote_slots(ctx, ids, &mut rng)
     } else {
         ids.map(|_| {
-            let conn = match LoopConn::open(ctx, mix) {
+            let conn = match LoopConn::open(ctx, mix, atsign) {
                 Ok(c) => {
                     shared.connections.fetch_add(1, Ordering::Relaxed);
                     Some(c)
@@ -381,11 +438,83 @@ pub fn request_loop(ctx: &Ctx, mix: Mix, ids: Range<usize>, ready: &Gate) {
                     None
                 }
             };
-            let failures = u32::from(conn.is_none());
-            Slot { conn, failures }
+            Slot::single(conn, atsign)
         })
         .collect()
     };
+    drive(ctx, mix, slots, rng, ready);
+}
+
+/// `many-atsigns`: one rotating slot per group, its connections opened
+/// (pkam, as each listed atSign's owner, in order) before the gate. Each
+/// slot sends `turn` update/llookup requests on one connection, keeping
+/// `--pipeline` in flight, waits for their replies and hands over to its
+/// next connection. `first_id` seeds the key choice.
+pub fn rotating_loop(ctx: &Ctx, groups: &[Vec<String>], turn: u64, first_id: usize, ready: &Gate) {
+    let shared = &ctx.shared;
+    let mix = Mix::UpdateLlookup;
+    let rng = Rng::new(first_id as u64 + 1);
+    let slots = groups
+        .iter()
+        .map(|group| {
+            let mut open: VecDeque<LoopConn> = VecDeque::with_capacity(group.len());
+            for atsign in group {
+                if shared.stopped() {
+                    break;
+                }
+                match LoopConn::open(ctx, mix, atsign) {
+                    Ok(c) => {
+                        shared.connections.fetch_add(1, Ordering::Relaxed);
+                        open.push_back(c);
+                    }
+                    Err(e) => shared.error(format!("connect as {atsign}: {e}")),
+                }
+            }
+            let conn = open.pop_front();
+            let first = conn.as_ref().map_or_else(
+                || group.first().map_or("", String::as_str),
+                |c| c.atsign.as_str(),
+            );
+            let mut slot = Slot::single(None, first);
+            slot.failures = u32::from(conn.is_none());
+            slot.conn = conn;
+            slot.parked = open;
+            if !slot.parked.is_empty() {
+                slot.turn = turn.max(1);
+                slot.turn_end = slot.turn;
+            }
+            slot
+        })
+        .collect();
+    drive(ctx, mix, slots, rng, ready);
+}
+
+/// Hands a rotating slot over to its next connection once the active one
+/// has sent its turn and has nothing in flight (nor unsent).
+fn rotate(epoll: &Epoll, slot: &mut Slot) -> std::io::Result<()> {
+    let done = slot
+        .conn
+        .as_ref()
+        .is_some_and(|c| c.sent >= slot.turn_end && c.inflight.is_empty() && !c.tls.wants_write());
+    if !done || slot.parked.is_empty() {
+        return Ok(());
+    }
+    let (Some(mut conn), Some(next)) = (slot.conn.take(), slot.parked.pop_front()) else {
+        return Ok(());
+    };
+    let parked = epoll.untrack(&mut conn);
+    slot.parked.push_back(conn);
+    slot.atsign.clone_from(&next.atsign);
+    slot.turn_end = next.sent.saturating_add(slot.turn);
+    slot.conn = Some(next);
+    parked
+}
+
+/// The event loop proper: keeps every slot's pipeline full until the run
+/// stops and the replies are in (or lost), then closes the connections.
+fn drive(ctx: &Ctx, mix: Mix, mut slots: Vec<Slot>, mut rng: Rng, ready: &Gate) {
+    let shared = &ctx.shared;
+    let mut hist = new_histogram();
     ready.arrive_and_wait(shared);
     let cap = match mix {
         Mix::Lookup => ctx.lookups_per_connection,
@@ -406,6 +535,9 @@ pub fn request_loop(ctx: &Ctx, mix: Mix, ids: Range<usize>, ready: &Gate) {
     loop {
         let stopping = shared.stopped();
         for (i, slot) in slots.iter_mut().enumerate() {
+            if !stopping && let Err(e) = rotate(&epoll, slot) {
+                fail_slot(shared, slot, format_args!("epoll: {e}"));
+            }
             service_slot(ctx, mix, cap, stopping, slot, &mut rng, &mut out);
             if let Some(conn) = slot.conn.as_mut()
                 && let Err(e) = epoll.track(i, conn)
@@ -474,6 +606,9 @@ pub fn request_loop(ctx: &Ctx, mix: Mix, ids: Range<usize>, ready: &Gate) {
         if let Some(c) = slot.conn {
             c.close();
         }
+        for c in slot.parked {
+            c.close();
+        }
     }
     shared.merge(&hist);
 }
@@ -510,7 +645,7 @@ fn warmed_remote_slots(ctx: &Ctx, ids: Range<usize>, rng: &mut Rng) -> Vec<Slot>
                 continue;
             };
             line.clear();
-            build_request(ctx, Mix::RemoteLookup, rng, &mut line);
+            build_request(ctx, Mix::RemoteLookup, "", rng, &mut line);
             if let Err(e) = client.write_raw(&line) {
                 shared.error(format!("warm-up: {e}"));
                 *slot = None;
@@ -533,18 +668,18 @@ fn warmed_remote_slots(ctx: &Ctx, ids: Range<usize>, rng: &mut Rng) -> Vec<Slot>
             }
         }
     }
+    let atsign = ctx.target.atsign.as_str();
     clients
         .into_iter()
         .map(|client| {
-            let conn = client.and_then(|c| match LoopConn::new(c.into_parts(), false) {
+            let conn = client.and_then(|c| match LoopConn::new(c.into_parts(), false, atsign) {
                 Ok(conn) => Some(conn),
                 Err(e) => {
                     shared.error(format!("connect: {e}"));
                     None
                 }
             });
-            let failures = u32::from(conn.is_none());
-            Slot { conn, failures }
+            Slot::single(conn, atsign)
         })
         .collect()
 }
@@ -571,12 +706,13 @@ fn service_slot(
     }
     let retry = slot.failures > 0 && slot.failures < RECONNECT_ATTEMPTS_MAX;
     if !stopping && slot.conn.is_none() && (recycle || retry) {
-        match LoopConn::open(ctx, mix) {
+        match LoopConn::open(ctx, mix, &slot.atsign) {
             Ok(c) => {
                 shared.reconnects.fetch_add(1, Ordering::Relaxed);
                 if recycle {
                     slot.failures = 0;
                 }
+                slot.turn_end = c.sent.saturating_add(slot.turn);
                 slot.conn = Some(c);
             }
             Err(e) => {
@@ -589,7 +725,8 @@ fn service_slot(
         return;
     };
     if !stopping {
-        conn.fill(ctx, mix, cap, rng, out);
+        // A rotating slot's connection sends no more than its turn.
+        conn.fill(ctx, mix, cap.min(slot.turn_end), rng, out);
     }
     if let Err(e) = conn.write_out() {
         fail_slot(shared, slot, e);

@@ -7,6 +7,7 @@
 
 mod client;
 mod evloop;
+mod many;
 mod notify;
 mod procs;
 mod redis;
@@ -54,6 +55,9 @@ enum Scenario {
     /// N idle monitor connections: server RSS per monitor, and one
     /// notification reaching them all.
     MonitorsIdle,
+    /// update-llookup on a server hosting `--atsigns` atSigns against the
+    /// same load on one hosting one, for each of `--shard-counts`.
+    ManyAtsigns,
 }
 
 impl Scenario {
@@ -67,6 +71,7 @@ impl Scenario {
             Scenario::Notify => "notify",
             Scenario::NotifyThroughput => "notify-throughput",
             Scenario::MonitorsIdle => "monitors-idle",
+            Scenario::ManyAtsigns => "many-atsigns",
         }
     }
 
@@ -199,8 +204,12 @@ struct Args {
     /// Value size in bytes for update (and preloaded values).
     #[arg(long, default_value_t = 100)]
     value_size: usize,
-    /// Distinct keys written and read.
-    #[arg(long, default_value_t = 1000)]
+    /// Distinct keys written and read. Default 1000; many-atsigns: 10 per
+    /// atSign (`--atsigns` × 10), in each of its runs.
+    #[arg(long = "keys")]
+    keys_flag: Option<usize>,
+    /// `--keys` or the scenario's default (see `resolve_defaults`).
+    #[arg(skip)]
     keys: usize,
     /// Percentage of update requests in update-llookup (the rest are llookup).
     #[arg(long, default_value_t = 50)]
@@ -302,12 +311,22 @@ struct Args {
     /// keys `n<i>.bench@alice` must match it.
     #[arg(long, default_value = notify::BENCH_KEYS_REGEX)]
     monitor_regex: String,
+    /// many-atsigns: atSigns hosted by the server of the many-atSign runs
+    /// (connections spread over them).
+    #[arg(long, default_value_t = many::ATSIGNS_DEFAULT)]
+    atsigns: usize,
+    /// many-atsigns: the executor shard counts measured, each with one
+    /// atSign and with `--atsigns` (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    shard_counts: Vec<usize>,
     /// Exit 0 even when the run had errors or no throughput (a notification
     /// lost or duplicated still fails the run).
     #[arg(long)]
     allow_errors: bool,
 }
 
+/// Keys of every scenario but many-atsigns unless `--keys`.
+const KEYS_DEFAULT: usize = 1000;
 /// Connections of every scenario but remote-lookup and the notification
 /// ones unless `--connections`.
 const CONNECTIONS_DEFAULT: usize = 50;
@@ -339,6 +358,12 @@ impl Args {
             Scenario::Notify | Scenario::NotifyThroughput => NOTIFY_CONNECTIONS_DEFAULT,
             Scenario::MonitorsIdle => MONITORS_IDLE_DEFAULT,
             _ => CONNECTIONS_DEFAULT,
+        });
+        self.keys = self.keys_flag.unwrap_or(match self.scenario {
+            // One key per atSign would make every request of a
+            // connection's pipeline name the same key (see many.rs).
+            Scenario::ManyAtsigns => self.atsigns.saturating_mul(many::KEYS_PER_ATSIGN_DEFAULT),
+            _ => KEYS_DEFAULT,
         });
         self.pipeline = self.pipeline_flag.unwrap_or(match self.scenario {
             Scenario::NotifyThroughput => NOTIFY_PIPELINE_DEFAULT,
@@ -422,6 +447,36 @@ impl Args {
                 return Err(format!(
                     "--undelivered-max must be 1..={UNDELIVERED_MAX_MAX}"
                 ));
+            }
+        }
+        if self.scenario == Scenario::ManyAtsigns {
+            if self.atsigns < 2 || self.atsigns > many::ATSIGNS_MAX {
+                return Err(format!("--atsigns must be 2..={}", many::ATSIGNS_MAX));
+            }
+            if self.shard_counts.is_empty()
+                || self
+                    .shard_counts
+                    .iter()
+                    .any(|&n| n == 0 || n > many::SHARD_COUNT_MAX)
+            {
+                return Err(format!(
+                    "--shard-counts must list 1..={} shards",
+                    many::SHARD_COUNT_MAX
+                ));
+            }
+            let mut counts = self.shard_counts.clone();
+            counts.sort_unstable();
+            counts.dedup();
+            if counts.len() != self.shard_counts.len() {
+                return Err("--shard-counts lists a count twice".into());
+            }
+            if self.shards.is_some() {
+                return Err(
+                    "many-atsigns runs each of --shard-counts: --shards is not supported".into(),
+                );
+            }
+            if self.addr.is_some() {
+                return Err("many-atsigns starts its own servers: --addr is not supported".into());
             }
         }
         if self.requests == Some(0) {
@@ -577,6 +632,9 @@ fn run(args: &Args) -> Result<bool, String> {
     if args.scenario.is_notifications() {
         return run_notifications(args, &certs, &ca, work.path(), durability);
     }
+    if args.scenario == Scenario::ManyAtsigns {
+        return run_many(args, &certs, &ca, work.path(), durability, &atsign);
+    }
 
     // Our server: started here unless --addr; remote-lookup starts a
     // directory and two servers and measures @bob's.
@@ -623,6 +681,7 @@ fn run(args: &Args) -> Result<bool, String> {
             let spec = procs::AtServerSpec {
                 bin: &bin,
                 hosted: &hosted,
+                secret_file: None,
                 certs: &certs,
                 data_dir: work.path().join("atserver-data"),
                 log: work.path().join("atserver.log"),
@@ -799,6 +858,67 @@ fn run_notifications(
         ));
     }
     Ok(report.errors == 0 && report.ops > 0)
+}
+
+/// many-atsigns: four runs (one atSign and `--atsigns`, for each of
+/// `--shard-counts`) on servers it starts; see `many.rs`.
+fn run_many(
+    args: &Args,
+    certs: &CertFiles,
+    ca: &Path,
+    work: &Path,
+    durability: &str,
+    one_atsign: &str,
+) -> Result<bool, String> {
+    let bin = match &args.atserver_bin {
+        Some(b) => b.clone(),
+        None => default_atserver_bin()?,
+    };
+    let spec = many::ManySpec {
+        bin: &bin,
+        certs,
+        tls: tls_config(ca, args.tls_resume)?,
+        server_name: rustls::pki_types::ServerName::try_from(args.server_name.clone())
+            .map_err(|e| format!("bad --server-name: {e}"))?,
+        work,
+        durability,
+        extra_args: &args.server_args,
+        shard_counts: &args.shard_counts,
+        atsigns: args.atsigns,
+        one_atsign: one_atsign.to_string(),
+        connections: args.connections,
+        pipeline: args.pipeline,
+        client_threads: args.client_threads,
+        duration: args.duration,
+        requests: args.requests,
+        value: "v".repeat(args.value_size),
+        keys: args.keys,
+        update_percent: args.update_percent,
+    };
+    let nofile = procs::raise_nofile();
+    if (nofile as usize) < spec.connections_open() + 64 {
+        return Err(format!(
+            "open-files limit {nofile} is too low for {} connections: run `ulimit -n 65536` first",
+            spec.connections_open()
+        ));
+    }
+    let key = match args.pkam_algo {
+        PkamAlgo::Rsa => client::rsa_fixture_key(),
+        PkamAlgo::Ecdsa => PkamKey::generate_ecdsa(),
+    }
+    .map_err(|e| format!("pkam key: {e}"))?;
+    let outcome = many::run(&spec, key)?;
+    println!("{}", outcome.table);
+    if let Some(path) = &args.json {
+        let text =
+            serde_json::to_string_pretty(&outcome.document).map_err(|e| format!("JSON: {e}"))?;
+        std::fs::write(path, text + "\n")
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    if procs::interrupted() {
+        return Err("interrupted".into());
+    }
+    Ok(outcome.clean)
 }
 
 /// Onboards with cram and stores the pkam public key.
@@ -1026,9 +1146,12 @@ fn run_scenario(
                     ends: Some((server2, client1)),
                 });
             }
-            Scenario::Notify | Scenario::NotifyThroughput | Scenario::MonitorsIdle => {
+            Scenario::Notify
+            | Scenario::NotifyThroughput
+            | Scenario::MonitorsIdle
+            | Scenario::ManyAtsigns => {
                 return Err(format!(
-                    "{} runs in run_notifications",
+                    "{} runs on its own servers (run_notifications, run_many)",
                     args.scenario.name()
                 ));
             }
@@ -1613,6 +1736,46 @@ mod tests {
             parsed(&["--scenario", "remote-lookup", "--cold-lookups", "0"]).validate(),
             Ok(())
         );
+    }
+
+    #[test]
+    fn many_atsigns_defaults_to_1000_atsigns_on_one_and_two_shards() {
+        let args = parsed(&["--scenario", "many-atsigns"]);
+        assert_eq!(args.validate(), Ok(()));
+        assert_eq!(
+            (args.atsigns, args.shard_counts.as_slice(), args.connections),
+            (many::ATSIGNS_DEFAULT, &[1, 2][..], CONNECTIONS_DEFAULT)
+        );
+        assert_eq!(args.keys, 10_000);
+        assert_eq!(
+            parsed(&["--scenario", "many-atsigns", "--atsigns", "20"]).keys,
+            200
+        );
+        assert_eq!(
+            parsed(&["--scenario", "many-atsigns", "--keys", "5"]).keys,
+            5
+        );
+        assert_eq!(parsed(&[]).keys, KEYS_DEFAULT);
+        let counts = parsed(&["--scenario", "many-atsigns", "--shard-counts", "1,2,4"]);
+        assert_eq!(counts.shard_counts, [1, 2, 4]);
+        assert_eq!(counts.validate(), Ok(()));
+        for line in [
+            &["--scenario", "many-atsigns", "--atsigns", "1"][..],
+            &["--scenario", "many-atsigns", "--shard-counts", "1,1"][..],
+            &["--scenario", "many-atsigns", "--shard-counts", "0"][..],
+            &["--scenario", "many-atsigns", "--shards", "2"][..],
+            &["--scenario", "many-atsigns", "--compare-redis"][..],
+            &[
+                "--scenario",
+                "many-atsigns",
+                "--addr",
+                "127.0.0.1:6464",
+                "--ca",
+                "ca.pem",
+            ][..],
+        ] {
+            assert!(parsed(line).validate().is_err(), "{line:?}");
+        }
     }
 
     #[test]

@@ -1066,6 +1066,7 @@ pub fn run_monitors_idle(spec: &NotifySpec<'_>) -> Result<Outcome, String> {
     let (mut server, addr) = procs::start_atserver(&AtServerSpec {
         bin: spec.bin,
         hosted: &hosted,
+        secret_file: None,
         certs: spec.certs,
         data_dir: spec.work.join("atserver-data"),
         log: spec.work.join("atserver.log"),

@@ -71,6 +71,35 @@ impl ChildGuard {
         self.child.id()
     }
 
+    /// Stops the process with SIGTERM (the server flushes its stores and
+    /// exits) and waits up to `timeout` for it; kills it after that. Fails
+    /// when it had exited before being asked, or exited with an error.
+    pub fn stop(mut self, timeout: Duration) -> Result<(), String> {
+        self.check_alive()?;
+        let Ok(pid) = libc::pid_t::try_from(self.pid()) else {
+            return Err(format!("{}: pid out of range", self.name));
+        };
+        // SAFETY: kill(2) takes no pointers; `pid` is our own unreaped
+        // child, so it cannot have been reused by another process.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(()),
+                Ok(Some(status)) => return Err(format!("{} stopped with {status}", self.name)),
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => return Err(format!("cannot wait for {}: {e}", self.name)),
+            }
+        }
+        Err(format!(
+            "{} did not stop within {} s of SIGTERM; killed",
+            self.name,
+            timeout.as_secs()
+        ))
+    }
+
     /// Fails when the process has already exited.
     pub fn check_alive(&mut self) -> Result<(), String> {
         match self.child.try_wait() {
@@ -205,6 +234,10 @@ pub struct AtServerSpec<'a> {
     pub bin: &'a Path,
     /// The atSigns to host with their CRAM secrets (at least one).
     pub hosted: &'a [(String, String)],
+    /// Write the secrets to this file (mode 0600) and pass it as
+    /// `--cram-secret-file` instead of a `-s` per atSign on the command
+    /// line (`many-atsigns`: a thousand of them, and `ps` shows them).
+    pub secret_file: Option<&'a Path>,
     pub certs: &'a CertFiles,
     pub data_dir: PathBuf,
     pub log: PathBuf,
@@ -247,8 +280,19 @@ pub fn spawn_atserver(spec: &AtServerSpec<'_>) -> Result<Starting, String> {
     }
     let mut cmd = Command::new(spec.bin);
     cmd.arg("serve");
-    for (atsign, secret) in spec.hosted {
-        cmd.args(["-a", atsign, "-s", secret]);
+    match spec.secret_file {
+        Some(path) => {
+            write_secret_file(path, spec.hosted)?;
+            for (atsign, _) in spec.hosted {
+                cmd.args(["-a", atsign]);
+            }
+            cmd.arg("--cram-secret-file").arg(path);
+        }
+        None => {
+            for (atsign, secret) in spec.hosted {
+                cmd.args(["-a", atsign, "-s", secret]);
+            }
+        }
     }
     cmd.args(["-p", "0", "--host", "127.0.0.1"])
         .arg("--tls-cert")
@@ -265,6 +309,25 @@ pub fn spawn_atserver(spec: &AtServerSpec<'_>) -> Result<Starting, String> {
     let timeout =
         START_TIMEOUT + START_PER_ATSIGN * u32::try_from(spec.hosted.len()).unwrap_or(u32::MAX);
     spawn_logged(cmd, "atserver", "atServer ready", &spec.log, timeout)
+}
+
+/// Writes `@atsign secret` lines, readable by the owner only (the server
+/// warns about a file others can read).
+fn write_secret_file(path: &Path, hosted: &[(String, String)]) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut text = String::new();
+    for (atsign, secret) in hosted {
+        text.push_str(&format!("{atsign} {secret}\n"));
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// Starts `atserver directory` listening on `listen` (loopback) with the

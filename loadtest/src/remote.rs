@@ -115,6 +115,7 @@ impl Network {
             procs::spawn_atserver(&AtServerSpec {
                 bin: spec.bin,
                 hosted,
+                secret_file: None,
                 certs: spec.certs,
                 data_dir: spec.work.join(format!("{name}-data")),
                 log: spec.work.join(format!("{name}.log")),

@@ -100,14 +100,20 @@ impl Rng {
 }
 
 /// The self key the update-llookup scenario writes and reads.
-fn self_key(i: u64, atsign: &str) -> String {
+pub fn self_key(i: u64, atsign: &str) -> String {
     format!("lt{i}.bench{atsign}")
 }
 
 /// Opens an owner connection authenticated by pkam.
 pub fn open_owner(ctx: &Ctx) -> Result<Client, ClientError> {
+    open_owner_as(ctx, &ctx.target.atsign)
+}
+
+/// Opens a connection of `atsign`'s owner, authenticated by pkam with the
+/// run's key (`many-atsigns` installs it for every atSign it hosts).
+pub fn open_owner_as(ctx: &Ctx, atsign: &str) -> Result<Client, ClientError> {
     let mut conn = ctx.target.connect()?;
-    conn.pkam(&ctx.target.atsign, &ctx.key)?;
+    conn.pkam(atsign, &ctx.key)?;
     Ok(conn)
 }
 
@@ -146,9 +152,9 @@ pub fn preload(ctx: &Ctx, mix: Mix) -> Result<(), String> {
     Ok(())
 }
 
-/// Appends one request line of the scenario's mix to `out`.
-pub fn build_request(ctx: &Ctx, mix: Mix, rng: &mut Rng, out: &mut Vec<u8>) {
-    let atsign = &ctx.target.atsign;
+/// Appends one request line of the scenario's mix to `out`; the
+/// update-llookup keys are `atsign`'s (the connection's owner).
+pub fn build_request(ctx: &Ctx, mix: Mix, atsign: &str, rng: &mut Rng, out: &mut Vec<u8>) {
     let i = rng.below(ctx.keys as u64);
     // Writing into a Vec<u8> cannot fail.
     let _ = match mix {
