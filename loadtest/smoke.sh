@@ -55,6 +55,14 @@ run() {
 
 run update-llookup-p1 --scenario update-llookup --connections 16 --pipeline 1
 run update-llookup-p16 --scenario update-llookup --connections 16 --pipeline 16
+# The server started here reports what its reactor ticks found (decision 0010).
+for counter in stranded_ticks woken_late_ticks late_ticks; do
+    if [[ -f "$out/update-llookup-p1.json" ]] &&
+        ! grep -q "\"$counter\": [0-9]" "$out/update-llookup-p1.json"; then
+        echo "smoke: update-llookup-p1 reports no $counter" >&2
+        fail=1
+    fi
+done
 run lookup --scenario lookup --connections 16 --client-threads 2
 run pkam-storm --scenario pkam-storm --connections 4
 run idle --scenario idle --connections 200 --idle-threads 4

@@ -384,10 +384,17 @@ pub const MEMLOCK_BYTES_MIN: u64 = 512 * 1024;
 /// keeps the 8 MiB default memlock limit enough for several shards.
 pub const IO_MEMORY_BYTES: usize = 512 * 1024;
 
-/// Period of the per-shard tick that bounds a lost reactor wake-up to this
-/// long (docs/decisions/0002-glommio-preempt-timer.md): 100 wake-ups a
-/// second cost nothing measurable, a lost one cost a client its timeout.
+/// Period of the per-shard tick, the counted safety net that bounds a
+/// stranded task to this long (decisions 0002 and 0010): 100 wake-ups a
+/// second cost nothing measurable, a stranded task cost a client its timeout.
 pub const REACTOR_TICK_MS: u64 = 10;
+
+/// glommio's preempt timer on every shard: far longer than any time a busy
+/// box keeps a shard thread off its core. glommio 0.9 parks with a task
+/// queued when this timeout expires while the thread is descheduled
+/// (decision 0010); nothing in the server calls `yield_if_needed`, so a
+/// long timer costs nothing.
+pub const PREEMPT_TIMER_MS: u64 = 10_000;
 
 /// How long a shard waits before accepting again after `accept` failed
 /// (EMFILE and friends), instead of spinning.
@@ -500,10 +507,12 @@ pub const LAYOUT_KEY_BYTES_MAX: usize =
 /// (64 MiB is fjall's minimum; its default of 512 MiB took seconds to replay).
 pub const JOURNAL_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
-/// Memtable size per keyspace before it is sealed and flushed. fjall's
-/// default (64 MiB per keyspace) let a write burst grow the server by
-/// ~170 MiB; 16 MiB keeps memory flat with little effect on write cost.
-pub const MEMTABLE_BYTES_MAX: u64 = 16 * 1024 * 1024;
+/// Memtable size per keyspace before it is sealed and flushed. Small
+/// memtables flush fast, so fjall's 100 ms write stall (four sealed
+/// memtables queued) is not reached in a write burst: 2 MiB halved the
+/// write tail against 16 MiB at equal throughput, and keeps memory flat
+/// (fjall's 64 MiB default grew the server by ~170 MiB; decision 0011).
+pub const MEMTABLE_BYTES_MAX: u64 = 2 * 1024 * 1024;
 
 /// Approximate bytes of records the write actor remembers (it is their
 /// only writer, so the last one it wrote is current); the memory is dropped

@@ -43,7 +43,7 @@ use serde_json::{Map, Value, json};
 use crate::client::Target;
 use crate::evloop;
 use crate::procs::{self, AtServerSpec, CertFiles};
-use crate::report::{self, Latency, ProcUse, RunReport, Shared};
+use crate::report::{self, ProcUse, RunReport, RunShape, Shared};
 use crate::scenario::{Ctx, Gate, self_key};
 
 /// `--atsigns` unless given: the goal.
@@ -513,39 +513,28 @@ fn window(
         return Err("the run did not start".into());
     };
     let (server_end, client_end) = crate::samples(Some(server_pid));
-    let latency = shared
-        .latency
-        .lock()
-        .ok()
-        .and_then(|h| h.as_ref().map(Latency::from_histogram))
-        .unwrap_or_default();
-    Ok(RunReport {
+    let shape = RunShape {
         scenario: "many-atsigns".into(),
         connections: spec.connections,
         pipeline: spec.pipeline,
         value_size: spec.value.len(),
-        elapsed: ended.duration_since(started),
-        ops: shared.ops.load(Ordering::Relaxed),
-        errors: shared.errors.load(Ordering::Relaxed),
-        reconnects: shared.reconnects.load(Ordering::Relaxed),
-        latency,
-        server: Some(ProcUse {
-            pid: Some(server_pid),
-            start: server0,
-            end: server_end,
-        }),
-        client: Some(ProcUse {
-            pid: None,
-            start: client0,
-            end: client_end,
-        }),
-        error_samples: shared
-            .error_samples
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or_default(),
-        extra: Vec::new(),
-    })
+    };
+    let server = ProcUse {
+        pid: Some(server_pid),
+        start: server0,
+        end: server_end,
+    };
+    let client = ProcUse {
+        pid: None,
+        start: client0,
+        end: client_end,
+    };
+    Ok(shared.report(
+        shape,
+        ended.duration_since(started),
+        Some(server),
+        Some(client),
+    ))
 }
 
 /// The run of `shards` shards with one atSign (`many == false`) or N.
@@ -705,6 +694,7 @@ fn table(spec: &ManySpec<'_>, rows: &[(usize, usize, RunReport)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::Latency;
 
     fn names(n: usize) -> Vec<String> {
         (0..n).map(tenant).collect()

@@ -176,6 +176,11 @@ impl Network {
         )
     }
 
+    /// The log of @bob's server (the measured one in remote-lookup).
+    pub fn bob_log(&self) -> &Path {
+        &self.logs.1
+    }
+
     /// @alice's CRAM secret (the notify scenarios' senders log in with it).
     pub fn alice_secret(&self) -> &str {
         self.alice_hosted.first().map_or("", |(_, s)| s.as_str())
@@ -337,14 +342,33 @@ pub fn cold_lookups(network: &Network, bob: &Target, value: &str) -> ColdReport 
 
 /// The last `stranded_ticks=N` an atserver wrote to the log at `path`.
 pub fn stranded_ticks_in(path: &Path) -> u64 {
+    logged_total_in(path, "stranded_ticks")
+}
+
+/// The last `woken_late_ticks=N` (reactor ticks that found work woken in
+/// time but kept off its core past the tick) an atserver wrote to the log
+/// at `path`.
+pub fn woken_late_ticks_in(path: &Path) -> u64 {
+    logged_total_in(path, "woken_late_ticks")
+}
+
+/// The last `late_ticks=N` (reactor ticks that fired late: the shard
+/// thread was kept off its core) an atserver wrote to the log at `path`.
+pub fn late_ticks_in(path: &Path) -> u64 {
+    logged_total_in(path, "late_ticks")
+}
+
+/// The last `name=N` in the log at `path`; 0 when there is none.
+fn logged_total_in(path: &Path, name: &str) -> u64 {
+    let field = format!("{name}=");
     std::fs::read_to_string(path)
         .ok()
         .and_then(|log| {
-            log.lines()
-                .rev()
-                .find_map(|line| line.split("stranded_ticks=").nth(1))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|n| n.parse().ok())
+            log.lines().rev().find_map(|line| {
+                line.split_whitespace()
+                    .find_map(|word| word.strip_prefix(field.as_str()))
+                    .and_then(|n| n.parse().ok())
+            })
         })
         .unwrap_or(0)
 }
@@ -358,10 +382,12 @@ mod stranded_tests {
         let log = dir.join("s.log");
         std::fs::write(
             &log,
-            "x INFO atserver::shard: reactor ticks stranded_ticks=2\ny\nz INFO atserver::shard: reactor ticks stranded_ticks=7\n",
+            "x INFO atserver::shard: reactor ticks stranded_ticks=2 woken_late_ticks=3 late_ticks=4\ny\nz INFO atserver::shard: reactor ticks stranded_ticks=7 woken_late_ticks=8 late_ticks=9\n",
         )
         .unwrap();
         assert_eq!(super::stranded_ticks_in(&log), 7);
+        assert_eq!(super::late_ticks_in(&log), 9);
+        assert_eq!(super::woken_late_ticks_in(&log), 8);
         assert_eq!(super::stranded_ticks_in(&dir.join("missing.log")), 0);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -81,6 +81,43 @@ impl Shared {
         }
     }
 
+    /// The report of a run measured over `elapsed` with these counters:
+    /// latency from the merged histogram, the error samples kept, and the
+    /// server's and client's use of the machine over the window.
+    pub fn report(
+        &self,
+        shape: RunShape,
+        elapsed: Duration,
+        server: Option<ProcUse>,
+        client: Option<ProcUse>,
+    ) -> RunReport {
+        let latency = self
+            .latency
+            .lock()
+            .ok()
+            .and_then(|h| h.as_ref().map(Latency::from_histogram))
+            .unwrap_or_default();
+        RunReport {
+            scenario: shape.scenario,
+            connections: shape.connections,
+            pipeline: shape.pipeline,
+            value_size: shape.value_size,
+            elapsed,
+            ops: self.ops.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+            latency,
+            server,
+            client,
+            error_samples: self
+                .error_samples
+                .lock()
+                .map(|s| s.clone())
+                .unwrap_or_default(),
+            extra: Vec::new(),
+        }
+    }
+
     pub fn merge(&self, hist: &Histogram<u64>) {
         if let Ok(mut merged) = self.latency.lock() {
             match merged.as_mut() {
@@ -179,6 +216,15 @@ pub fn rounded(value: f64, decimals: i32) -> f64 {
 }
 
 /// The outcome of one scenario run.
+/// What a run was asked to do, as its report names it.
+#[derive(Debug, Clone)]
+pub struct RunShape {
+    pub scenario: String,
+    pub connections: usize,
+    pub pipeline: usize,
+    pub value_size: usize,
+}
+
 pub struct RunReport {
     pub scenario: String,
     pub connections: usize,

@@ -7,6 +7,9 @@
 //! connections leave through [`ShardDialer`].
 
 mod dial;
+mod tick;
+
+pub use tick::{late_ticks, stranded_ticks, woken_late_ticks};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,7 +22,7 @@ use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 
 use crate::clock::Clock;
 use crate::health::FatalSink;
-use crate::limits::{ACCEPT_RETRY_MS, IO_MEMORY_BYTES, MEMLOCK_BYTES_MIN, REACTOR_TICK_MS};
+use crate::limits::{ACCEPT_RETRY_MS, IO_MEMORY_BYTES, MEMLOCK_BYTES_MIN, PREEMPT_TIMER_MS};
 
 /// How the kernel schedules the shard threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,64 +62,6 @@ impl Clock for ShardClock {
 
     fn sleep(&self, duration: Duration) -> Self::Sleep {
         ShardSleep(glommio::timer::Timer::new(duration))
-    }
-}
-
-/// Reactor ticks, over every shard of the process, after which a connection
-/// made progress on an outside event although none had for the whole tick
-/// before: work the tick found that no wake-up had started. An upper bound
-/// (an event that really arrived in the same instant counts too); the goal
-/// is zero, and a server that loses wake-ups shows it here.
-static STRANDED_TICKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// How many reactor ticks found stranded work since the process started
-/// (see [`STRANDED_TICKS`]).
-pub fn stranded_ticks() -> u64 {
-    STRANDED_TICKS.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// The per-shard reactor tick (decision 0002), counting what it finds.
-async fn reactor_tick(shard: usize) {
-    let period = Duration::from_millis(REACTOR_TICK_MS);
-    // One shard (the first to start its tick) reports the process's count
-    // once a second when it moved, at `info`, so a run's log (the loadtest
-    // reads it) holds the latest total.
-    static REPORTER_CLAIMED: std::sync::atomic::AtomicBool =
-        std::sync::atomic::AtomicBool::new(false);
-    let reports = !REPORTER_CLAIMED.swap(true, std::sync::atomic::Ordering::AcqRel);
-    let report_every = (1_000 / REACTOR_TICK_MS).max(1);
-    let mut ticks: u64 = 0;
-    let mut reported = 0;
-    loop {
-        ticks = ticks.wrapping_add(1);
-        if reports && ticks % report_every == 0 {
-            let total = stranded_ticks();
-            if total != reported {
-                tracing::info!(
-                    stranded_ticks = total,
-                    "reactor ticks that found work no wake-up had started"
-                );
-                reported = total;
-            }
-        }
-        let before = crate::clock::last_progress();
-        let slept_from = std::time::Instant::now();
-        ShardClock.sleep(period).await;
-        let quiet = crate::clock::last_progress() == before;
-        if !quiet {
-            continue;
-        }
-        // Let whatever this wake made runnable run first, then look.
-        futures_lite::future::yield_now().await;
-        let after = crate::clock::last_progress();
-        if after != before && after.is_some_and(|at| at >= slept_from + period) {
-            let total = STRANDED_TICKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            tracing::debug!(
-                shard,
-                total,
-                "the reactor tick found work no wake-up had started"
-            );
-        }
     }
 }
 
@@ -267,13 +212,14 @@ pub fn serve<H: ConnectionHandler>(
         PoolPlacement::Unbound(shards)
     };
     let label = name.to_string();
-    // The preempt timer stays at glommio's default: a 2 ms timer made shards
-    // miss socket wake-ups and stall until the client timed out (reproduced in
-    // about 1 run in 10; docs/decisions/0002-glommio-preempt-timer.md). No
-    // task here loops on `yield_if_needed`, so a short timer bought nothing.
+    // A preempt timeout that expires while the shard thread is off its core
+    // makes glommio 0.9 park with the woken task still queued (decision
+    // 0010, reproduced with short timers): the timer is set far longer than
+    // any descheduling. No task here loops on `yield_if_needed`.
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name(name)
         .io_memory(IO_MEMORY_BYTES)
+        .preempt_timer(Duration::from_millis(PREEMPT_TIMER_MS))
         .on_all_shards(move || async move {
             apply_scheduling(scheduling);
             let shard = glommio::executor().id();
@@ -299,11 +245,11 @@ pub fn serve<H: ConnectionHandler>(
                 glommio::spawn_local(background).detach();
             }
             tracing::debug!(shard, "{label}: accepting");
-            // Safety net for a glommio lost wake-up: a timer that fires every
-            // few milliseconds makes the reactor look at its rings even when
-            // a completion failed to wake it (decision 0002). It counts the
-            // times it found such work (`stranded_ticks`).
-            glommio::spawn_local(reactor_tick(shard)).detach();
+            // Safety net for a task glommio left queued while it parked: a
+            // timer that fires every few milliseconds makes the reactor look
+            // again (decisions 0002, 0010). It counts the times it found such
+            // work (`stranded_ticks`; the goal is zero).
+            glommio::spawn_local(tick::reactor_tick(shard)).detach();
 
             loop {
                 match listener.accept().await {

@@ -542,6 +542,20 @@ fn load_live(tenant: &Tenant, id: &str) -> Result<Enrollment, AtError> {
         .ok_or_else(|| State::Expired.refusal(id))
 }
 
+/// The enrollment a change names, once the caller may make it: its id from
+/// the params, the live record (AT0028 colon form when missing or expired),
+/// and the manager check.
+fn target_of<'p>(
+    owner: &Owner,
+    params: &'p Params,
+    op: EnrollOp,
+) -> Result<(&'p str, Enrollment), AtError> {
+    let id = params.enrollment_id(op)?;
+    let target = load_live(owner.tenant(), id)?;
+    check_manager(owner, &target, op)?;
+    Ok((id, target))
+}
+
 /// Moves `id` from one of `from` to `to` on the actor, refusing with the
 /// reference's wording when its state is another.
 async fn transition(
@@ -596,9 +610,7 @@ fn wrong_state(op: EnrollOp, id: &str, state: State) -> AtError {
 async fn approve(owner: &Owner, params: &Params, payload: &mut String) -> Result<Reply, AtError> {
     let op = EnrollOp::Approve;
     let tenant = owner.tenant();
-    let id = params.enrollment_id(op)?;
-    let target = load_live(tenant, id)?;
-    check_manager(owner, &target, op)?;
+    let (id, target) = target_of(owner, params, op)?;
     if target.state != State::Pending {
         return Err(wrong_state(op, id, target.state));
     }
@@ -627,9 +639,7 @@ async fn approve(owner: &Owner, params: &Params, payload: &mut String) -> Result
 async fn deny(owner: &Owner, params: &Params, payload: &mut String) -> Result<Reply, AtError> {
     let op = EnrollOp::Deny;
     let tenant = owner.tenant();
-    let id = params.enrollment_id(op)?;
-    let target = load_live(tenant, id)?;
-    check_manager(owner, &target, op)?;
+    let (id, _) = target_of(owner, params, op)?;
     let from = &[
         State::Pending,
         State::Approved,
@@ -649,9 +659,7 @@ async fn revoke(
 ) -> Result<Reply, AtError> {
     let op = EnrollOp::Revoke;
     let tenant = owner.tenant();
-    let id = params.enrollment_id(op)?;
-    let target = load_live(tenant, id)?;
-    check_manager(owner, &target, op)?;
+    let (id, _) = target_of(owner, params, op)?;
     let own = owner.enrollment().is_some_and(|e| e.id == id);
     if own && !force {
         return Err(AtError::new(
@@ -736,9 +744,7 @@ async fn revoke_approved_by(tenant: &Tenant, root: &str, now: i64) -> Result<Vec
 async fn unrevoke(owner: &Owner, params: &Params, payload: &mut String) -> Result<Reply, AtError> {
     let op = EnrollOp::Unrevoke;
     let tenant = owner.tenant();
-    let id = params.enrollment_id(op)?;
-    let target = load_live(tenant, id)?;
-    check_manager(owner, &target, op)?;
+    let (id, target) = target_of(owner, params, op)?;
     if let Some(approver) = &target.approved_by {
         let now = super::now_ms();
         let approver_state =
@@ -761,9 +767,7 @@ async fn unrevoke(owner: &Owner, params: &Params, payload: &mut String) -> Resul
 async fn delete(owner: &Owner, params: &Params, payload: &mut String) -> Result<Reply, AtError> {
     let op = EnrollOp::Delete;
     let tenant = owner.tenant();
-    let id = params.enrollment_id(op)?;
-    let target = load_live(tenant, id)?;
-    check_manager(owner, &target, op)?;
+    let (id, target) = target_of(owner, params, op)?;
     if target.namespaces.is_empty() && owner.enrollment().is_some() {
         return Err(wrong_state(op, id, target.state));
     }
