@@ -14,7 +14,7 @@ use std::task::Poll;
 use atserver::health::FatalSink;
 use atserver::storage::record::with_archived;
 use atserver::storage::{
-    CommitOp, Durability, Mutation, Store, StoredMeta, StoredRecord, TenantStore,
+    CommitEntry, CommitOp, Durability, Mutation, Store, StoredMeta, StoredRecord, TenantStore,
 };
 use criterion::{BatchSize, Criterion, Throughput, black_box, criterion_group, criterion_main};
 
@@ -157,6 +157,20 @@ fn records(c: &mut Criterion) {
     });
     group.bench_function("decode_full", |b| {
         b.iter(|| black_box(StoredRecord::decode(black_box(&bytes)).expect("decode")))
+    });
+    // Every write encodes its record and, when logged, its commit entry, on
+    // the storage actor's thread.
+    let stored = record(100);
+    group.bench_function("encode_record_100b", |b| {
+        b.iter(|| black_box(black_box(&stored).encode()))
+    });
+    let entry = CommitEntry {
+        key: "k123.bench@bench".into(),
+        op: CommitOp::Update,
+        op_time_ms: 1_764_633_600_000,
+    };
+    group.bench_function("encode_commit_entry", |b| {
+        b.iter(|| black_box(black_box(&entry).encode()))
     });
     group.finish();
 }
