@@ -1229,16 +1229,8 @@ fn run_scenario(
         pipeline: if pipelined { args.pipeline } else { 1 },
         value_size: args.value_size,
     };
-    let server = server_pid.map(|pid| ProcUse {
-        pid: Some(pid),
-        start: server0,
-        end: server_end,
-    });
-    let client = ProcUse {
-        pid: None,
-        start: client0,
-        end: client_end,
-    };
+    let server = server_pid.map(|pid| ProcUse::between(Some(pid), server0, server_end));
+    let client = ProcUse::between(None, client0, client_end);
     let mut report = shared.report(shape, ended.duration_since(started), server, Some(client));
     report.extra = extra;
     Ok(report)

@@ -519,16 +519,8 @@ fn window(
         pipeline: spec.pipeline,
         value_size: spec.value.len(),
     };
-    let server = ProcUse {
-        pid: Some(server_pid),
-        start: server0,
-        end: server_end,
-    };
-    let client = ProcUse {
-        pid: None,
-        start: client0,
-        end: client_end,
-    };
+    let server = ProcUse::between(Some(server_pid), server0, server_end);
+    let client = ProcUse::between(None, client0, client_end);
     Ok(shared.report(
         shape,
         ended.duration_since(started),

@@ -170,6 +170,12 @@ pub struct ProcUse {
 }
 
 impl ProcUse {
+    /// A process's use of the machine between two samples (`pid` `None`:
+    /// this process, the client).
+    pub fn between(pid: Option<u32>, start: ProcSample, end: ProcSample) -> ProcUse {
+        ProcUse { pid, start, end }
+    }
+
     pub fn cpu_seconds(&self) -> f64 {
         (self.end.cpu_seconds - self.start.cpu_seconds).max(0.0)
     }
