@@ -35,6 +35,15 @@ pub trait Clock: Clone + 'static {
         Instant::now()
     }
 
+    /// Gives the thread's other tasks a turn *and* lets the runtime look
+    /// for new I/O before this task runs again. A plain `yield_now` does
+    /// only the first: a task that always has input (its socket reads never
+    /// wait) would keep the run queue full, and the runtime polls its rings
+    /// only when the queue empties or its preempt timer expires.
+    fn yield_to_io(&self) -> impl Future<Output = ()> {
+        futures_lite::future::yield_now()
+    }
+
     /// Runs `future` but gives up after `limit`.
     fn deadline<F: Future>(
         &self,

@@ -146,6 +146,12 @@ pub const INFLIGHT_WRITE_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// latency low and costs the stream nothing measurable.
 pub const STREAMING_TURN_MS: u64 = 2;
 
+/// How long a connection that used up its streaming turn waits for the
+/// shard's reactor to poll its rings (a timer not yet due when first polled,
+/// so the task is parked until the reactor runs). 10 µs per 2 ms turn costs
+/// a stream 0.5 % at most.
+pub const IO_YIELD_US: u64 = 10;
+
 /// Deadline for one write of replies to reach the socket; a client that does
 /// not read for this long is disconnected instead of pinning memory.
 pub const WRITE_MS: u64 = 30_000;
@@ -507,12 +513,20 @@ pub const LAYOUT_KEY_BYTES_MAX: usize =
 /// (64 MiB is fjall's minimum; its default of 512 MiB took seconds to replay).
 pub const JOURNAL_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
-/// Memtable size per keyspace before it is sealed and flushed. Small
-/// memtables flush fast, so fjall's 100 ms write stall (four sealed
-/// memtables queued) is not reached in a write burst: 2 MiB halved the
-/// write tail against 16 MiB at equal throughput, and keeps memory flat
-/// (fjall's 64 MiB default grew the server by ~170 MiB; decision 0011).
+/// Memtable size of each keyspace of small entries (commit log, commit
+/// index, expiry and notification indexes, meta) before it is sealed and
+/// flushed. Small memtables flush fast and keep every keyspace's memtable
+/// far inside the journal cap, so fjall neither stalls the write actor for
+/// 100 ms nor rotates all keyspaces at once in a write burst: 2 MiB halved
+/// the write tail against 16 MiB at equal throughput (decision 0011).
 pub const MEMTABLE_BYTES_MAX: u64 = 2 * 1024 * 1024;
+
+/// Memtable size of the keyspaces that hold values (records and stored
+/// notifications). Values up to 10 MB would seal a 2 MiB memtable every
+/// write or two and pile tables up in level 0; 16 MiB keeps a flood of
+/// large values flushing at the rate it did (decision 0011). fjall's 64 MiB
+/// default grew the server by ~170 MiB.
+pub const VALUE_MEMTABLE_BYTES_MAX: u64 = 16 * 1024 * 1024;
 
 /// Approximate bytes of records the write actor remembers (it is their
 /// only writer, so the last one it wrote is current); the memory is dropped
@@ -523,7 +537,9 @@ pub const RECENT_BYTES_MAX: usize = 16 * 1024 * 1024;
 const _: () = assert!(LAYOUT_KEY_BYTES_MAX <= FJALL_KEY_BYTES_MAX);
 const _: () = assert!(BATCH_OPS_MAX <= WRITE_QUEUE_LEN_MAX);
 // A memtable is sealed by its own size before the journal cap forces it.
-const _: () = assert!(MEMTABLE_BYTES_MAX <= JOURNAL_BYTES_MAX);
+// Every keyspace's memtable together (two of values, six of small entries)
+// stays inside the journal cap, so only their own size seals them.
+const _: () = assert!(2 * VALUE_MEMTABLE_BYTES_MAX + 6 * MEMTABLE_BYTES_MAX <= JOURNAL_BYTES_MAX);
 
 /// In `--durability fast`, the write actor makes the journal durable
 /// (fsync) at least this often while anything was written since the last

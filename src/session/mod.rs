@@ -324,8 +324,9 @@ where
             // wait: without this, one client streaming megabytes would
             // starve every other connection of its shard. A
             // request-response client waits every time, so it never pays
-            // for the extra turn.
-            futures_lite::future::yield_now().await;
+            // for the extra turn. The turn goes through the reactor, so
+            // connections whose input arrived meanwhile run before this one.
+            clock.yield_to_io().await;
             busy_since = None;
         }
     }

@@ -36,13 +36,13 @@
 use std::fmt;
 use std::path::Path;
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use fjall::{Database, Keyspace};
 
 use super::error::{Operation, StoreError};
 use super::layout;
 use super::notifications::{self, NotificationRecord};
 use super::record::{CommitEntry, StoredRecord};
-use super::{JOURNAL_BYTES_MAX, MEMTABLE_BYTES_MAX};
+use super::{JOURNAL_BYTES_MAX, keyspace_options};
 
 /// Which entry of a keyspace failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,7 +166,6 @@ pub fn check_shard(
         summary.corrupt += 1;
         on_corrupt(&finding);
     };
-    let options = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES_MAX);
     for name in [layout::KEYS, layout::COMMITS, layout::EXPIRY, layout::META] {
         if !db.keyspace_exists(name) {
             found(
@@ -181,13 +180,13 @@ pub fn check_shard(
             continue;
         }
         let keyspace = db
-            .keyspace(name, options)
+            .keyspace(name, || keyspace_options(name))
             .map_err(StoreError::engine(Operation::OpenKeyspace(name)))?;
         check_keyspace(name, &keyspace, &mut summary, &mut found)?;
     }
     if db.keyspace_exists(layout::COMMIT_INDEX) && db.keyspace_exists(layout::COMMITS) {
         let open = |name: &'static str| {
-            db.keyspace(name, options)
+            db.keyspace(name, || keyspace_options(name))
                 .map_err(StoreError::engine(Operation::OpenKeyspace(name)))
         };
         let (index, commits) = (open(layout::COMMIT_INDEX)?, open(layout::COMMITS)?);
@@ -197,7 +196,7 @@ pub fn check_shard(
         if !db.keyspace_exists(name) {
             return Ok(None);
         }
-        db.keyspace(name, options)
+        db.keyspace(name, || keyspace_options(name))
             .map(Some)
             .map_err(StoreError::engine(Operation::OpenKeyspace(name)))
     };
@@ -734,8 +733,9 @@ mod tests {
             layout::NOTIFICATION_TIMES,
             layout::NOTIFICATION_EXPIRY,
         ] {
-            let options = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES_MAX);
-            let keyspace = db.keyspace(name, options).expect("keyspace");
+            let keyspace = db
+                .keyspace(name, || keyspace_options(name))
+                .expect("keyspace");
             db.delete_keyspace(keyspace).expect("delete keyspace");
         }
         drop(db);

@@ -71,7 +71,18 @@ pub use notifications::{
 use poison::Poison;
 pub use record::{ArchivedStoredRecord, CommitEntry, CommitOp, StoredMeta, StoredRecord};
 
-pub use crate::limits::{JOURNAL_BYTES_MAX, MEMTABLE_BYTES_MAX};
+pub use crate::limits::{JOURNAL_BYTES_MAX, MEMTABLE_BYTES_MAX, VALUE_MEMTABLE_BYTES_MAX};
+
+/// How a keyspace is opened: the keyspaces that hold values get larger
+/// memtables than those of small entries (decision 0011).
+pub(crate) fn keyspace_options(name: &str) -> KeyspaceCreateOptions {
+    let memtable = if name == layout::KEYS || name == layout::NOTIFICATIONS {
+        VALUE_MEMTABLE_BYTES_MAX
+    } else {
+        MEMTABLE_BYTES_MAX
+    };
+    KeyspaceCreateOptions::default().max_memtable_size(memtable)
+}
 
 /// When an acknowledged write is safe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,9 +215,8 @@ impl Store {
             .max_journaling_size(JOURNAL_BYTES_MAX)
             .open()
             .map_err(StoreError::engine(Operation::OpenDatabase))?;
-        let options = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES_MAX);
         let open = |name: &'static str| {
-            db.keyspace(name, options)
+            db.keyspace(name, || keyspace_options(name))
                 .map_err(StoreError::engine(Operation::OpenKeyspace(name)))
         };
         let keyspaces = Keyspaces {
