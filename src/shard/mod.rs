@@ -403,6 +403,44 @@ mod tests {
         executor.join().expect("executor ran")
     }
 
+    /// A task that is always runnable and yields through `yield_to_io`
+    /// lets the reactor run: a timer of another task fires while it is
+    /// still busy. (With `yield_now`, glommio runs such a task until the
+    /// queue empties or the 10 s preempt timer expires; a streaming client
+    /// would hold its shard that long.)
+    #[test]
+    fn yielding_to_io_lets_the_reactor_fire_timers_while_a_task_stays_busy() {
+        use std::cell::Cell;
+        use std::rc::Rc;
+        const TURNS: u64 = 20_000;
+        let _ = ensure_memlock();
+        let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(IO_MEMORY_BYTES)
+            .preempt_timer(Duration::from_millis(PREEMPT_TIMER_MS))
+            .spawn(|| async {
+                let turns = Rc::new(Cell::new(0u64));
+                let busy = {
+                    let turns = turns.clone();
+                    glommio::spawn_local(async move {
+                        for _ in 0..TURNS {
+                            turns.set(turns.get() + 1);
+                            ShardClock.yield_to_io().await;
+                        }
+                    })
+                };
+                ShardClock.sleep(Duration::from_millis(1)).await;
+                let at_timer = turns.get();
+                busy.await;
+                at_timer
+            })
+            .expect("executor");
+        let turns_when_the_timer_fired = executor.join().expect("executor ran");
+        assert!(
+            turns_when_the_timer_fired < TURNS,
+            "the timer fired only after the busy task's {TURNS} turns"
+        );
+    }
+
     #[test]
     fn a_client_certificate_reaches_the_session_and_an_untrusted_one_is_refused() {
         use crate::session::io;
