@@ -786,16 +786,7 @@ fn run(args: &Args) -> Result<bool, String> {
     };
     if let Some(log) = measured_log {
         std::thread::sleep(Duration::from_millis(1_100));
-        ours.extra.push((
-            "stranded_ticks".into(),
-            json!(remote::stranded_ticks_in(&log)),
-        ));
-        ours.extra.push((
-            "woken_late_ticks".into(),
-            json!(remote::woken_late_ticks_in(&log)),
-        ));
-        ours.extra
-            .push(("late_ticks".into(), json!(remote::late_ticks_in(&log))));
+        ours.extra.extend(remote::TickTotals::in_log(&log).extras());
     }
     println!("{}", ours.table());
     let clean = ours.errors == 0 && ours.ops > 0 && !procs::interrupted();

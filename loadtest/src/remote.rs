@@ -342,35 +342,55 @@ pub fn cold_lookups(network: &Network, bob: &Target, value: &str) -> ColdReport 
 
 /// The last `stranded_ticks=N` an atserver wrote to the log at `path`.
 pub fn stranded_ticks_in(path: &Path) -> u64 {
-    logged_total_in(path, "stranded_ticks")
+    TickTotals::in_log(path).stranded
 }
 
-/// The last `woken_late_ticks=N` (reactor ticks that found work woken in
-/// time but kept off its core past the tick) an atserver wrote to the log
-/// at `path`.
-pub fn woken_late_ticks_in(path: &Path) -> u64 {
-    logged_total_in(path, "woken_late_ticks")
+/// What an atserver's reactor ticks found over its life, as the last line
+/// it logged says (0 when it never logged one): work only the tick got
+/// going (`stranded_ticks`), work woken in time but kept off its core past
+/// the tick (`woken_late_ticks`), ticks that fired late (`late_ticks`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TickTotals {
+    pub stranded: u64,
+    pub woken_late: u64,
+    pub late: u64,
 }
 
-/// The last `late_ticks=N` (reactor ticks that fired late: the shard
-/// thread was kept off its core) an atserver wrote to the log at `path`.
-pub fn late_ticks_in(path: &Path) -> u64 {
-    logged_total_in(path, "late_ticks")
-}
+impl TickTotals {
+    /// Reads the log at `path` once, from its end.
+    pub fn in_log(path: &Path) -> TickTotals {
+        let Ok(log) = std::fs::read_to_string(path) else {
+            return TickTotals::default();
+        };
+        let last = |name: &str| {
+            let field = format!("{name}=");
+            log.lines()
+                .rev()
+                .find_map(|line| {
+                    line.split_whitespace()
+                        .find_map(|word| word.strip_prefix(field.as_str()))
+                        .and_then(|n| n.parse().ok())
+                })
+                .unwrap_or(0)
+        };
+        TickTotals {
+            stranded: last("stranded_ticks"),
+            woken_late: last("woken_late_ticks"),
+            late: last("late_ticks"),
+        }
+    }
 
-/// The last `name=N` in the log at `path`; 0 when there is none.
-fn logged_total_in(path: &Path, name: &str) -> u64 {
-    let field = format!("{name}=");
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|log| {
-            log.lines().rev().find_map(|line| {
-                line.split_whitespace()
-                    .find_map(|word| word.strip_prefix(field.as_str()))
-                    .and_then(|n| n.parse().ok())
-            })
-        })
-        .unwrap_or(0)
+    /// The report's figures, under the names the server logs them by.
+    pub fn extras(&self) -> Vec<(String, serde_json::Value)> {
+        vec![
+            ("stranded_ticks".into(), serde_json::json!(self.stranded)),
+            (
+                "woken_late_ticks".into(),
+                serde_json::json!(self.woken_late),
+            ),
+            ("late_ticks".into(), serde_json::json!(self.late)),
+        ]
+    }
 }
 
 #[cfg(test)]
@@ -386,8 +406,14 @@ mod stranded_tests {
         )
         .unwrap();
         assert_eq!(super::stranded_ticks_in(&log), 7);
-        assert_eq!(super::late_ticks_in(&log), 9);
-        assert_eq!(super::woken_late_ticks_in(&log), 8);
+        assert_eq!(
+            super::TickTotals::in_log(&log),
+            super::TickTotals {
+                stranded: 7,
+                woken_late: 8,
+                late: 9
+            }
+        );
         assert_eq!(super::stranded_ticks_in(&dir.join("missing.log")), 0);
         let _ = std::fs::remove_dir_all(&dir);
     }

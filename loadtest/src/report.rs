@@ -221,7 +221,6 @@ pub fn rounded(value: f64, decimals: i32) -> f64 {
     (value * scale).round() / scale
 }
 
-/// The outcome of one scenario run.
 /// What a run was asked to do, as its report names it.
 #[derive(Debug, Clone)]
 pub struct RunShape {
@@ -231,6 +230,7 @@ pub struct RunShape {
     pub value_size: usize,
 }
 
+/// The outcome of one scenario run.
 pub struct RunReport {
     pub scenario: String,
     pub connections: usize,

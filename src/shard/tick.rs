@@ -171,11 +171,15 @@ pub(super) async fn reactor_tick(shard: usize) {
         let slept_from = Instant::now();
         ShardClock.sleep(period).await;
         let woke = Instant::now();
-        let runqueue_wait = match (waited_before, runqueue.total()) {
-            (Some(earlier), Some(now)) => Some(now.saturating_sub(earlier)),
+        let at_wake = crate::clock::last_progress();
+        // Only a quiet period needs the wait (the classification looks at
+        // it for nothing else): a busy shard skips the second read.
+        let runqueue_wait = match waited_before {
+            Some(earlier) if at_wake == before => {
+                runqueue.total().map(|now| now.saturating_sub(earlier))
+            }
             _ => None,
         };
-        let at_wake = crate::clock::last_progress();
         if at_wake == before {
             // Let whatever this wake made runnable run first, then look.
             futures_lite::future::yield_now().await;
