@@ -145,7 +145,7 @@ fn storage(c: &mut Criterion) {
 }
 
 fn records(c: &mut Criterion) {
-    let bytes = record(100).encode();
+    let bytes = record(100).encode(Some(7));
     let mut group = c.benchmark_group("record");
     group.bench_function("with_archived_zero_copy", |b| {
         b.iter(|| {
@@ -162,7 +162,7 @@ fn records(c: &mut Criterion) {
     // the storage actor's thread.
     let stored = record(100);
     group.bench_function("encode_record_100b", |b| {
-        b.iter(|| black_box(black_box(&stored).encode()))
+        b.iter(|| black_box(black_box(&stored).encode(Some(7))))
     });
     let entry = CommitEntry {
         key: "k123.bench@bench".into(),

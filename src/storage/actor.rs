@@ -36,7 +36,7 @@ use fjall::{Database, OwnedWriteBatch, PersistMode};
 
 use super::activity::Activity;
 use super::backpressure::{ChargedBytes, Parking, TenantQueue, TenantQueues};
-use super::commit_log::{self, CommitLog};
+use super::commit_log::{self, CommitLog, LogChange, StoredCommit};
 use super::completion::{self, Completer};
 use super::error::{Operation, RecordAt, StoreError, WithSources, WriteError};
 use super::failpoints::{Failpoints, Site};
@@ -44,7 +44,7 @@ use super::layout;
 use super::notifications::{self, NotificationWrite};
 use super::poison::{ActorLife, Poison};
 use super::recent::Recent;
-use super::record::{CommitEntry, CommitOp, StoredRecord};
+use super::record::{self, CommitEntry, CommitOp, RecordCommit, StoredRecord};
 use super::{Durability, Keyspaces};
 use crate::error::AtError;
 use crate::limits::FAST_SYNC_INTERVAL_MS;
@@ -137,9 +137,9 @@ struct Planned {
     key: String,
     full_key: Vec<u8>,
     commit: CommitLog,
-    /// The id of the key's commit entry as the keyspaces hold it, read
-    /// only when the write touches the log.
-    stored_commit: Option<u64>,
+    /// The key's commit entry as the keyspaces hold it (unless the batch
+    /// already changed the key: then the batch knows it).
+    stored_commit: StoredCommit,
     /// Whether a record existed before the write.
     existed: bool,
     old_expiry: Option<i64>,
@@ -580,37 +580,80 @@ impl Actor {
             "a last commit id to remember differs from meta after the commit"
         );
         self.last_commit.extend(commits);
-        for (full_key, id) in entry_ids {
-            self.recent.remember_commit_id(full_key, id);
+        for (full_key, stored) in entry_ids {
+            self.recent.remember_commit(full_key, stored);
         }
         self.recent.trim();
         Ok(())
     }
 
+    /// The current record of `full_key`, and, when it was read from the
+    /// keyspace, what it says of its commit entry.
     fn current(
         &self,
         full_key: &[u8],
         atsign: &str,
         key: &str,
-    ) -> Result<Option<StoredRecord>, StoreError> {
+    ) -> Result<(Option<StoredRecord>, Option<RecordCommit>), StoreError> {
         if let Some(known) = self.recent.get(full_key) {
-            return Ok(known.clone());
+            return Ok((known.clone(), None));
         }
         let found = self.keyspaces.keys.get(full_key);
         match found.map_err(StoreError::engine(Operation::Read(layout::KEYS)))? {
-            None => Ok(None),
-            Some(bytes) => StoredRecord::decode(&bytes)
-                .map(Some)
+            None => Ok((None, Some(RecordCommit::Known(None)))),
+            Some(bytes) => StoredRecord::decode_with_commit(&bytes)
+                .map(|(record, commit)| (Some(record), Some(commit)))
                 .map_err(|e| super::unreadable_logged(RecordAt::key(atsign, key), e)),
         }
     }
 
-    /// The id of `full_key`'s commit entry as the keyspaces hold it (the
-    /// batch being built is [`commit_log::Staged`]'s to account for).
-    fn stored_commit_id(&self, full_key: &[u8]) -> Result<Option<u64>, StoreError> {
-        match self.recent.commit_id(full_key) {
-            Some(known) => Ok(known),
-            None => commit_log::indexed_id(&self.keyspaces, full_key),
+    /// `full_key`'s commit entry as the keyspaces hold it, where `read` is
+    /// what its record, read from the keyspace, said of it (`Known(None)`
+    /// for no record). The batch being built is [`commit_log::Staged`]'s
+    /// to account for: a key it already changed needs no look-up.
+    fn stored_commit(
+        &self,
+        staged: &commit_log::Staged,
+        full_key: &[u8],
+        atsign: &str,
+        key: &str,
+        read: Option<RecordCommit>,
+    ) -> Result<StoredCommit, StoreError> {
+        if staged.has(full_key) {
+            return Ok(StoredCommit::default());
+        }
+        if let Some(known) = self.recent.commit(full_key) {
+            return Ok(known);
+        }
+        let read = match read {
+            Some(read) => read,
+            // The record came from elsewhere (a companion write): read
+            // what the stored one says.
+            None => self.stored_record_commit(full_key, atsign, key)?,
+        };
+        match read {
+            RecordCommit::Known(Some(id)) => Ok(StoredCommit::in_record(Some(id))),
+            // No record, or one that names no entry (a version-1 record
+            // names none): the index names the key's entry, if it has one.
+            RecordCommit::Known(None) | RecordCommit::Unrecorded => {
+                commit_log::indexed_id(&self.keyspaces, full_key).map(StoredCommit::from_index)
+            }
+        }
+    }
+
+    /// What the stored record of `full_key` says of its commit entry
+    /// (`Known(None)` without a record).
+    fn stored_record_commit(
+        &self,
+        full_key: &[u8],
+        atsign: &str,
+        key: &str,
+    ) -> Result<RecordCommit, StoreError> {
+        let found = self.keyspaces.keys.get(full_key);
+        match found.map_err(StoreError::engine(Operation::Read(layout::KEYS)))? {
+            None => Ok(RecordCommit::Known(None)),
+            Some(bytes) => record::commit_of(&bytes)
+                .map_err(|e| super::unreadable_logged(RecordAt::key(atsign, key), e)),
         }
     }
 
@@ -672,9 +715,11 @@ impl Actor {
         write: KeyWrite,
         companion: Option<KeyWrite>,
     ) -> Outcome {
-        let first = self.plan(atsign, write, None)?;
+        let first = self.plan(&pending.commit_log, atsign, write, None)?;
         let second = match companion {
-            Some(companion) => Some(self.plan(atsign, companion, Some(&first))?),
+            Some(companion) => {
+                Some(self.plan(&pending.commit_log, atsign, companion, Some(&first))?)
+            }
             None => None,
         };
         let (first_id, second_id) =
@@ -695,6 +740,7 @@ impl Actor {
     /// Stages nothing.
     fn plan(
         &self,
+        staged: &commit_log::Staged,
         atsign: &str,
         write: KeyWrite,
         earlier: Option<&Planned>,
@@ -706,18 +752,24 @@ impl Actor {
         } = write;
         super::check_write_key(atsign, &key)?;
         let full_key = layout::record_key(atsign, &key);
-        let previous = match earlier.and_then(|e| e.record_after(&full_key)) {
-            Some(left) => left,
+        let (previous, read) = match earlier.and_then(|e| e.record_after(&full_key)) {
+            Some(left) => (left, None),
             None => self.current(&full_key, atsign, &key)?,
         };
         let existed = previous.is_some();
         let old_expiry = previous.as_ref().and_then(|r| r.meta.expires_at);
-        let stored_commit = match commit {
-            CommitLog::Skip => None,
-            CommitLog::Append | CommitLog::Forget => self.stored_commit_id(&full_key)?,
+        let stored_commit = self.stored_commit(staged, &full_key, atsign, &key, read)?;
+        // `:nc` of a record it leaves unchanged still rewrites the record:
+        // the id it carries names the entry being removed.
+        let kept = match commit {
+            CommitLog::Forget => previous.clone(),
+            CommitLog::Append | CommitLog::Skip => None,
         };
         let change = match mutate(previous).map_err(WriteError::Refused)? {
-            Mutation::Unchanged => None,
+            Mutation::Unchanged => kept.map(|record| Change {
+                op: CommitOp::Update,
+                record: Some(record),
+            }),
             Mutation::Put(record, op) => Some(Change {
                 op,
                 record: Some(*record),
@@ -771,8 +823,9 @@ impl Actor {
         issued
     }
 
-    /// Stages what `planned` makes of its key: the record, its expiry index
-    /// entries and its commit entry (with `commit_id`). Cannot fail.
+    /// Stages what `planned` makes of its key: its commit-log change (an
+    /// entry with `commit_id`), the record carrying the id of the key's
+    /// entry, and its expiry index entries. Cannot fail.
     fn stage(
         &mut self,
         pending: &mut Pending,
@@ -789,12 +842,17 @@ impl Actor {
             change,
             ..
         } = planned;
-        if commit == CommitLog::Forget {
-            pending
-                .commit_log
-                .forget(atsign, full_key.clone(), stored_commit);
-        }
         let Some(Change { op, record }) = change else {
+            if commit == CommitLog::Forget {
+                // Only a key without a record gets here (see `plan`).
+                pending.commit_log.change(
+                    atsign,
+                    &full_key,
+                    stored_commit,
+                    LogChange::Forget,
+                    false,
+                );
+            }
             return;
         };
         let new_expiry = record.as_ref().and_then(|r| r.meta.expires_at);
@@ -812,23 +870,31 @@ impl Actor {
             );
         }
         let op_time = record.as_ref().map_or_else(now_ms, |r| r.meta.updated_at);
-        match &record {
-            Some(record) => {
-                pending
-                    .batch
-                    .insert(&self.keyspaces.keys, full_key.clone(), record.encode())
+        let live = record.is_some();
+        let entry;
+        let log_change = match (commit, commit_id) {
+            (CommitLog::Append, Some(id)) => {
+                entry = CommitEntry {
+                    key,
+                    op,
+                    op_time_ms: op_time,
+                };
+                LogChange::Append { id, entry: &entry }
             }
-            None => pending.batch.remove(&self.keyspaces.keys, full_key.clone()),
-        }
-        if let Some(id) = commit_id {
-            let entry = CommitEntry {
-                key,
-                op,
-                op_time_ms: op_time,
-            };
+            (CommitLog::Forget, _) => LogChange::Forget,
+            (CommitLog::Append | CommitLog::Skip, _) => LogChange::Keep,
+        };
+        let entry_id =
             pending
                 .commit_log
-                .append(atsign, full_key.clone(), stored_commit, id, &entry);
+                .change(atsign, &full_key, stored_commit, log_change, live);
+        match &record {
+            Some(record) => pending.batch.insert(
+                &self.keyspaces.keys,
+                full_key.clone(),
+                record.encode(entry_id),
+            ),
+            None => pending.batch.remove(&self.keyspaces.keys, full_key.clone()),
         }
         self.recent.remember(full_key, record);
     }
@@ -902,7 +968,7 @@ impl Actor {
             };
             let full_key = layout::record_key(atsign, key);
             let still_due = match self.current(&full_key, atsign, key) {
-                Ok(Some(record)) => record.meta.expires_at == Some(at),
+                Ok((Some(record), _)) => record.meta.expires_at == Some(at),
                 _ => false,
             };
             if !still_due {

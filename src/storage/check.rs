@@ -16,11 +16,13 @@
 //! - `expiry`: the index key parses into time, atSign and key name;
 //! - `meta`: a last-commit value is an 8-byte id;
 //! - `commit_index`: the key splits into atSign and key name, the value is
-//!   an 8-byte id, and the commit entry of that id exists and is that
-//!   key's; and every commit entry is its key's indexed one (an entry the
-//!   index does not name is a superseded entry that was never removed:
-//!   a sync would send the key twice). A store last opened by a build
-//!   without the index lacks it, which is no damage: the next start
+//!   an 8-byte id, the commit entry of that id exists and is that key's,
+//!   and the key has no record that names its entry itself (version 2);
+//!   a version-2 record's commit id names an existing entry of its key;
+//!   and every commit entry is the one its key's record or index entry
+//!   names (an entry nothing names is a superseded entry that was never
+//!   removed: a sync would send the key twice). A store last opened by a
+//!   build without the index lacks it, which is no damage: the next start
 //!   builds it, so its absence is not checked;
 //! - `notifications`: the key splits into atSign and a valid id; the record
 //!   validates, deserialises, carries that id, and both of its index
@@ -41,7 +43,7 @@ use fjall::{Database, Keyspace};
 use super::error::{Operation, StoreError};
 use super::layout;
 use super::notifications::{self, NotificationRecord};
-use super::record::{CommitEntry, StoredRecord};
+use super::record::{self, CommitEntry, RecordCommit, StoredRecord};
 use super::{JOURNAL_BYTES_MAX, keyspace_options};
 
 /// Which entry of a keyspace failed.
@@ -184,13 +186,18 @@ pub fn check_shard(
             .map_err(StoreError::engine(Operation::OpenKeyspace(name)))?;
         check_keyspace(name, &keyspace, &mut summary, &mut found)?;
     }
-    if db.keyspace_exists(layout::COMMIT_INDEX) && db.keyspace_exists(layout::COMMITS) {
+    let cross_checked = [layout::COMMIT_INDEX, layout::COMMITS, layout::KEYS];
+    if cross_checked.iter().all(|name| db.keyspace_exists(name)) {
         let open = |name: &'static str| {
             db.keyspace(name, || keyspace_options(name))
                 .map_err(StoreError::engine(Operation::OpenKeyspace(name)))
         };
-        let (index, commits) = (open(layout::COMMIT_INDEX)?, open(layout::COMMITS)?);
-        check_commit_index(&index, &commits, &mut summary, &mut found)?;
+        let log = CommitKeyspaces {
+            index: open(layout::COMMIT_INDEX)?,
+            commits: open(layout::COMMITS)?,
+            keys: open(layout::KEYS)?,
+        };
+        check_commit_index(&log, &mut summary, &mut found)?;
     }
     let notification_keyspace = |name: &'static str| -> Result<Option<Keyspace>, StoreError> {
         if !db.keyspace_exists(name) {
@@ -427,10 +434,74 @@ fn check_keyspace(
     Ok(())
 }
 
-/// Checks `commit_index` against `commits`, both ways.
+/// The keyspaces that together say which entry is each key's.
+struct CommitKeyspaces {
+    index: Keyspace,
+    commits: Keyspace,
+    keys: Keyspace,
+}
+
+impl CommitKeyspaces {
+    /// What the record of `full_key` says of its entry: `None` without a
+    /// record, or with one that does not say (version 1, or unreadable:
+    /// the records check names that).
+    fn record_names(&self, full_key: &[u8]) -> Result<Option<Option<u64>>, StoreError> {
+        let found = self
+            .keys
+            .get(full_key)
+            .map_err(StoreError::engine(Operation::Read(layout::KEYS)))?;
+        Ok(match found.map(|bytes| validated_commit(&bytes)) {
+            Some(Ok(RecordCommit::Known(id))) => Some(id),
+            _ => None,
+        })
+    }
+
+    /// The id of `full_key`'s entry as its record or else the index names it.
+    fn named_id(&self, full_key: &[u8]) -> Result<Option<u64>, StoreError> {
+        if let Some(named) = self.record_names(full_key)? {
+            return Ok(named);
+        }
+        Ok(self
+            .index
+            .get(full_key)
+            .map_err(StoreError::engine(Operation::Read(layout::COMMIT_INDEX)))?
+            .and_then(|bytes| layout::decode_u64(&bytes)))
+    }
+
+    /// What is wrong with naming `atsign`'s commit `id` as `name`'s entry.
+    fn names_wrongly(
+        &self,
+        atsign: &str,
+        name: &str,
+        id: u64,
+    ) -> Result<Option<String>, StoreError> {
+        let stored = self
+            .commits
+            .get(layout::commit_key(atsign, id))
+            .map_err(StoreError::engine(Operation::Read(layout::COMMITS)))?;
+        Ok(match stored.map(|bytes| CommitEntry::decode(&bytes)) {
+            None => Some(format!("names commit {id}, which does not exist")),
+            Some(Ok(entry)) if entry.key != name => {
+                Some(format!("names commit {id}, which is {:?}'s", entry.key))
+            }
+            // A corrupt entry is the commits check's finding.
+            Some(_) => None,
+        })
+    }
+}
+
+/// What a record that validates says of its commit entry (an unreadable
+/// one is the records check's finding, and says nothing).
+fn validated_commit(bytes: &[u8]) -> Result<RecordCommit, record::RecordError> {
+    record::with_archived(bytes, |_| ())?;
+    record::commit_of(bytes)
+}
+
+/// Checks records, `commit_index` and `commits` against each other: what
+/// names an entry names an existing one of its key, and every entry is
+/// named by its key.
 fn check_commit_index(
-    index: &Keyspace,
-    commits: &Keyspace,
+    log: &CommitKeyspaces,
     summary: &mut CheckSummary,
     found: &mut impl FnMut(&mut CheckSummary, Finding),
 ) -> Result<(), StoreError> {
@@ -445,15 +516,31 @@ fn check_commit_index(
             found(summary, finding);
         }
     };
-    for item in index.iter() {
+    for item in log.keys.iter() {
+        let (key, value) = item
+            .into_inner()
+            .map_err(StoreError::engine(Operation::Scan(layout::KEYS)))?;
+        let Ok(RecordCommit::Known(Some(id))) = validated_commit(&value) else {
+            continue;
+        };
+        // A key that does not parse is the records check's finding.
+        let Some((atsign, name)) = layout::parse_record_key(&key) else {
+            continue;
+        };
+        let problem = log
+            .names_wrongly(atsign, name, id)?
+            .map(|problem| (atsign.to_string(), Entry::Key(name.to_string()), problem));
+        report(summary, layout::KEYS, problem);
+    }
+    for item in log.index.iter() {
         let (key, value) = item
             .into_inner()
             .map_err(StoreError::engine(Operation::Scan(layout::COMMIT_INDEX)))?;
         summary.commit_index_entries += 1;
-        let problem = check_index_entry(commits, &key, &value)?;
+        let problem = check_index_entry(log, &key, &value)?;
         report(summary, layout::COMMIT_INDEX, problem);
     }
-    for item in commits.iter() {
+    for item in log.commits.iter() {
         let (key, value) = item
             .into_inner()
             .map_err(StoreError::engine(Operation::Scan(layout::COMMITS)))?;
@@ -463,14 +550,11 @@ fn check_commit_index(
         let Ok(entry) = CommitEntry::decode(&value) else {
             continue;
         };
-        let indexed = index
-            .get(layout::record_key(atsign, &entry.key))
-            .map_err(StoreError::engine(Operation::Read(layout::COMMIT_INDEX)))?
-            .and_then(|bytes| layout::decode_u64(&bytes));
-        if indexed != Some(id) {
-            let problem = match indexed {
+        let named = log.named_id(&layout::record_key(atsign, &entry.key))?;
+        if named != Some(id) {
+            let problem = match named {
                 Some(newer) => format!("superseded by commit {newer} but still stored"),
-                None => "its key has no index entry".to_string(),
+                None => "neither its key's record nor the index names it".to_string(),
             };
             report(
                 summary,
@@ -482,7 +566,11 @@ fn check_commit_index(
     Ok(())
 }
 
-fn check_index_entry(commits: &Keyspace, key: &[u8], value: &[u8]) -> Result<Problem, StoreError> {
+fn check_index_entry(
+    log: &CommitKeyspaces,
+    key: &[u8],
+    value: &[u8],
+) -> Result<Problem, StoreError> {
     let Some((atsign, name)) = layout::parse_record_key(key) else {
         return Ok(raw(key, "the key is not atSign and UTF-8 key name"));
     };
@@ -493,17 +581,12 @@ fn check_index_entry(commits: &Keyspace, key: &[u8], value: &[u8]) -> Result<Pro
             value.len()
         )));
     };
-    let stored = commits
-        .get(layout::commit_key(atsign, id))
-        .map_err(StoreError::engine(Operation::Read(layout::COMMITS)))?;
-    Ok(match stored.map(|bytes| CommitEntry::decode(&bytes)) {
-        None => at(format!("names commit {id}, which does not exist")),
-        Some(Ok(entry)) if entry.key != name => {
-            at(format!("names commit {id}, which is {:?}'s", entry.key))
-        }
-        // A corrupt entry is the commits check's finding.
-        Some(_) => None,
-    })
+    if log.record_names(key)?.is_some() {
+        return Ok(at(format!(
+            "names commit {id}, but the key's record names its entry itself"
+        )));
+    }
+    Ok(log.names_wrongly(atsign, name, id)?.and_then(at))
 }
 
 type Problem = Option<(String, Entry, String)>;
@@ -614,7 +697,8 @@ mod tests {
         assert_eq!(findings, []);
         assert_eq!(summary.records, 2);
         assert_eq!(summary.commits, 2);
-        assert_eq!(summary.commit_index_entries, 2);
+        // Both records name their entries themselves.
+        assert_eq!(summary.commit_index_entries, 0);
         // The last commit id and the index's marker.
         assert_eq!(summary.meta_entries, 2);
         assert_eq!(summary.corrupt, 0);
@@ -661,6 +745,68 @@ mod tests {
             findings[0].to_string(),
             format!("keys @alice key \"bad@alice\": {}", findings[0].problem)
         );
+    }
+
+    #[test]
+    fn records_index_and_log_that_disagree_are_named() {
+        let (dir, store) = good_store();
+        let keyspaces = &store.inner.keyspaces;
+        let record = StoredRecord::written_by(Some("v".into()), "@alice", 1);
+        // a@alice's record names commit 0 itself: an index entry is stale.
+        keyspaces
+            .commit_index
+            .insert(layout::record_key("@alice", "a@alice"), 0u64.to_be_bytes())
+            .expect("raw insert");
+        // b@alice's record names a commit that does not exist, which
+        // leaves its real entry (1) named by nothing.
+        keyspaces
+            .keys
+            .insert(
+                layout::record_key("@alice", "b@alice"),
+                record.encode(Some(7)),
+            )
+            .expect("raw insert");
+        // c@alice's record names a@alice's entry.
+        keyspaces
+            .keys
+            .insert(
+                layout::record_key("@alice", "c@alice"),
+                record.encode(Some(0)),
+            )
+            .expect("raw insert");
+        assert!(store.close().is_ok());
+        let (summary, findings) = check(dir.path());
+        let named: Vec<(&str, Entry, &str)> = findings
+            .iter()
+            .map(|f| (f.keyspace, f.entry.clone(), f.problem.as_str()))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                (
+                    "keys",
+                    Entry::Key("b@alice".into()),
+                    "names commit 7, which does not exist"
+                ),
+                (
+                    "keys",
+                    Entry::Key("c@alice".into()),
+                    "names commit 0, which is \"a@alice\"'s"
+                ),
+                (
+                    "commit_index",
+                    Entry::Key("a@alice".into()),
+                    "names commit 0, but the key's record names its entry itself"
+                ),
+                (
+                    "commits",
+                    Entry::Commit(1),
+                    "superseded by commit 7 but still stored"
+                ),
+            ],
+            "{findings:#?}"
+        );
+        assert_eq!(summary.corrupt, 4);
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //!
 //! A client syncing from -1 must receive every key's current state once, so
 //! (as the reference does) adding an entry removes the key's previous one.
-//! `commit_index` maps each key to the id of its one entry, which is how a
-//! write finds the entry it supersedes without scanning the log. A batch
-//! collects its commit-log changes here ([`Staged`]) and writes them into
-//! its `WriteBatch` only at commit, so a key written twice in one batch
-//! never has its first entry reach the keyspaces at all, and no key is
-//! inserted and removed in the same batch.
+//! A write finds the entry it supersedes without scanning the log: a live
+//! key's record carries the id of its entry (record version 2), and
+//! `commit_index` names the entry of every key that has one but no such
+//! record: deleted keys (their entry is the delete) and records written
+//! before records carried the id. A batch collects its commit-log changes
+//! here ([`Staged`]) and writes them into its `WriteBatch` only at commit,
+//! so a key written twice in one batch never has its first entry reach the
+//! keyspaces at all, and no key is inserted and removed in the same batch.
 //!
 //! Stores written before `commit_index` existed hold every entry ever
 //! made; [`build_index_once`] builds the index at open and removes the
@@ -45,94 +47,149 @@ impl From<bool> for CommitLog {
     }
 }
 
+/// A key's commit entry as the keyspaces hold it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoredCommit {
+    /// The id of the key's one entry, if it has one.
+    pub id: Option<u64>,
+    /// Whether `commit_index` names it (rather than the key's record).
+    pub indexed: bool,
+}
+
+impl StoredCommit {
+    /// What `commit_index` says of a key: it names `id`, or nothing.
+    pub fn from_index(id: Option<u64>) -> StoredCommit {
+        StoredCommit {
+            id,
+            indexed: id.is_some(),
+        }
+    }
+
+    /// What a key's record says: its entry is `id` (or it has none).
+    pub fn in_record(id: Option<u64>) -> StoredCommit {
+        StoredCommit { id, indexed: false }
+    }
+}
+
+/// What one write does to its key's entry.
+pub(super) enum LogChange<'a> {
+    /// A new entry `id` supersedes the key's entry.
+    Append { id: u64, entry: &'a CommitEntry },
+    /// The key keeps no entry (`:nc`).
+    Forget,
+    /// The key's entry stays as it is (the log is skipped).
+    Keep,
+}
+
 /// What a batch does to one key's entry.
-enum Latest {
-    /// The key's new entry: its commit key and encoded entry.
-    Entry {
-        id: u64,
-        commit_key: Vec<u8>,
-        encoded: Vec<u8>,
-    },
-    /// The key has no entry any more (`:nc`).
-    Forgotten,
+struct KeyLog {
+    /// The key's entry as the keyspaces held it before the batch.
+    before: StoredCommit,
+    /// Its commit key, when it has one: removed if superseded.
+    before_commit_key: Option<Vec<u8>>,
+    /// The id of the key's entry after the batch's changes so far.
+    id: Option<u64>,
+    /// The batch's new entry, commit key and encoding, if the key's latest
+    /// change appended one that is still its entry.
+    entry: Option<(Vec<u8>, Vec<u8>)>,
+    /// Whether the key has a record after the batch's changes so far.
+    live: bool,
 }
 
 /// A batch's commit-log changes, keyed by full record key.
 #[derive(Default)]
 pub(super) struct Staged {
-    latest: HashMap<Vec<u8>, Latest>,
-    /// Commit keys of stored entries that this batch supersedes.
-    superseded: Vec<Vec<u8>>,
+    keys: HashMap<Vec<u8>, KeyLog>,
 }
 
 impl Staged {
-    /// `full_key`'s new entry `id`. `stored` is the id of its entry as the
-    /// keyspaces hold it (before this batch), which the first change of the
-    /// key in the batch removes.
-    pub fn append(
+    /// Whether the batch already changed `full_key` (whose state before
+    /// the batch it then knows).
+    pub fn has(&self, full_key: &[u8]) -> bool {
+        self.keys.contains_key(full_key)
+    }
+
+    /// Records one write of `full_key`, which leaves the key with a record
+    /// (`live`) or without. `before` is the key's entry as the keyspaces
+    /// hold it before this batch; only the key's first change in the batch
+    /// uses it. Returns the id of the key's entry after the write: what
+    /// its record carries.
+    pub fn change(
         &mut self,
         atsign: &str,
-        full_key: Vec<u8>,
-        stored: Option<u64>,
-        id: u64,
-        entry: &CommitEntry,
-    ) {
-        let latest = Latest::Entry {
-            id,
-            commit_key: layout::commit_key(atsign, id),
-            encoded: entry.encode(),
+        full_key: &[u8],
+        before: StoredCommit,
+        change: LogChange<'_>,
+        live: bool,
+    ) -> Option<u64> {
+        let log = match self.keys.get_mut(full_key) {
+            Some(log) => log,
+            None => self.keys.entry(full_key.to_vec()).or_insert(KeyLog {
+                before,
+                before_commit_key: before.id.map(|id| layout::commit_key(atsign, id)),
+                id: before.id,
+                entry: None,
+                live,
+            }),
         };
-        self.replace(atsign, full_key, stored, latest);
-    }
-
-    /// `full_key` keeps no entry (`:nc`); `stored` as for [`Staged::append`].
-    pub fn forget(&mut self, atsign: &str, full_key: Vec<u8>, stored: Option<u64>) {
-        self.replace(atsign, full_key, stored, Latest::Forgotten);
-    }
-
-    fn replace(&mut self, atsign: &str, full_key: Vec<u8>, stored: Option<u64>, latest: Latest) {
-        // An earlier change of this key in the batch already superseded the
-        // stored entry; the earlier change itself never reaches the store.
-        if self.latest.insert(full_key, latest).is_none()
-            && let Some(previous) = stored
-        {
-            self.superseded.push(layout::commit_key(atsign, previous));
+        match change {
+            LogChange::Append { id, entry } => {
+                log.id = Some(id);
+                log.entry = Some((layout::commit_key(atsign, id), entry.encode()));
+            }
+            LogChange::Forget => {
+                log.id = None;
+                log.entry = None;
+            }
+            LogChange::Keep => {}
         }
+        log.live = live;
+        log.id
     }
 
     /// Writes the changes into `batch`, and returns each touched key with
-    /// the id it now has, for the actor to remember once the batch commits.
+    /// its entry as the keyspaces will hold it, for the actor to remember
+    /// once the batch commits.
     pub fn write_into(
         self,
         batch: &mut OwnedWriteBatch,
         keyspaces: &Keyspaces,
-    ) -> Vec<(Vec<u8>, Option<u64>)> {
-        for commit_key in self.superseded {
-            batch.remove(&keyspaces.commits, commit_key);
-        }
-        let mut ids = Vec::with_capacity(self.latest.len());
-        for (full_key, latest) in self.latest {
-            match latest {
-                Latest::Entry {
-                    id,
-                    commit_key,
-                    encoded,
-                } => {
-                    batch.insert(&keyspaces.commits, commit_key, encoded);
-                    batch.insert(
+    ) -> Vec<(Vec<u8>, StoredCommit)> {
+        let mut after = Vec::with_capacity(self.keys.len());
+        for (full_key, log) in self.keys {
+            if let Some(commit_key) = log.before_commit_key
+                && log.id != log.before.id
+            {
+                batch.remove(&keyspaces.commits, commit_key);
+            }
+            if let Some((commit_key, encoded)) = log.entry {
+                batch.insert(&keyspaces.commits, commit_key, encoded);
+            }
+            // A record names its key's entry itself; the index names the
+            // entry of a key without one.
+            let wanted = if log.live { None } else { log.id };
+            let had = if log.before.indexed {
+                log.before.id
+            } else {
+                None
+            };
+            if wanted != had {
+                match wanted {
+                    Some(id) => batch.insert(
                         &keyspaces.commit_index,
                         full_key.clone(),
                         id.to_be_bytes().to_vec(),
-                    );
-                    ids.push((full_key, Some(id)));
-                }
-                Latest::Forgotten => {
-                    batch.remove(&keyspaces.commit_index, full_key.clone());
-                    ids.push((full_key, None));
+                    ),
+                    None => batch.remove(&keyspaces.commit_index, full_key.clone()),
                 }
             }
+            let stored = StoredCommit {
+                id: log.id,
+                indexed: wanted.is_some(),
+            };
+            after.push((full_key, stored));
         }
-        ids
+        after
     }
 }
 

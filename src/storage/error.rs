@@ -210,8 +210,7 @@ impl fmt::Display for StoreError {
             StoreError::CorruptRecord { at, .. } => write!(f, "{at} is corrupt"),
             StoreError::UnknownFormatVersion { at, found } => write!(
                 f,
-                "{at} has format version {found}, this build reads version {}",
-                super::record::RECORD_FORMAT_VERSION
+                "{at} has format version {found}, which this build does not read"
             ),
             StoreError::KeyTooLong {
                 atsign,

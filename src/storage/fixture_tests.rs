@@ -6,7 +6,9 @@
 //!
 //! Regenerating the fixtures (only when the format changes on purpose, and
 //! then together with a bump of `RECORD_FORMAT_VERSION`, keeping the old
-//! files as `*-v<old>.bin` for the reader of the old version):
+//! files as `*-v<old>.bin` for the reader of the old version; the
+//! `record-v1-*` files are such old files, which builds before records
+//! carried their commit id wrote, and nothing rewrites them):
 //!
 //! ```text
 //! cargo test --lib storage::fixture_tests::regenerate -- --ignored
@@ -26,8 +28,9 @@ use super::notifications::{
     NotificationType, OpType, Priority,
 };
 use super::record::{
-    ArchivedCommitEntry, ArchivedStoredMeta, ArchivedStoredRecord, CommitEntry, CommitOp,
-    RECORD_FORMAT_VERSION, RecordError, StoredMeta, StoredRecord,
+    ArchivedCommitEntry, ArchivedStoredMeta, ArchivedStoredRecord, COMMIT_FORMAT_VERSION,
+    CommitEntry, CommitOp, RECORD_FORMAT_V1, RECORD_FORMAT_VERSION, RecordCommit, RecordError,
+    StoredMeta, StoredRecord,
 };
 
 /// Where the fixtures live, relative to the crate.
@@ -137,16 +140,26 @@ macro_rules! fixture {
     };
 }
 
-const RECORD_FULL: &[u8] = fixture!("record-v1-full.bin");
-const RECORD_MINIMAL: &[u8] = fixture!("record-v1-minimal.bin");
-const COMMIT: &[u8] = fixture!("commit-v1.bin");
-/// `record-v1-full.bin` with the bytes of two bools flipped to invalid values.
-pub(super) const RECORD_FULL_FLIPPED: &[u8] = fixture!("record-v1-full.flipped.bin");
-/// The first half of `record-v1-full.bin`'s archive, then its version byte
+/// The commit id the full record carries (the minimal one carries none).
+const FULL_RECORD_COMMIT: u64 = 5;
+
+const RECORD_FULL: &[u8] = fixture!("record-v2-full.bin");
+const RECORD_MINIMAL: &[u8] = fixture!("record-v2-minimal.bin");
+/// `record-v2-full.bin` with the bytes of two bools flipped to invalid values.
+pub(super) const RECORD_FULL_FLIPPED: &[u8] = fixture!("record-v2-full.flipped.bin");
+/// The first half of `record-v2-full.bin`'s bytes, then its version byte
 /// (a torn write that still ends in a plausible version).
-const RECORD_FULL_TRUNCATED: &[u8] = fixture!("record-v1-full.truncated.bin");
-/// `record-v1-full.bin` with version byte 2.
-const RECORD_FULL_VERSION_2: &[u8] = fixture!("record-v1-full.version-2.bin");
+const RECORD_FULL_TRUNCATED: &[u8] = fixture!("record-v2-full.truncated.bin");
+/// `record-v2-full.bin` with version byte 3.
+const RECORD_FULL_VERSION_3: &[u8] = fixture!("record-v2-full.version-3.bin");
+/// Version 1, as builds before records carried their commit id wrote it.
+const RECORD_FULL_V1: &[u8] = fixture!("record-v1-full.bin");
+const RECORD_MINIMAL_V1: &[u8] = fixture!("record-v1-minimal.bin");
+/// `record-v1-full.bin` with the bytes of two bools flipped.
+const RECORD_FULL_V1_FLIPPED: &[u8] = fixture!("record-v1-full.flipped.bin");
+/// The first half of `record-v1-full.bin`'s archive, then its version byte.
+const RECORD_FULL_V1_TRUNCATED: &[u8] = fixture!("record-v1-full.truncated.bin");
+const COMMIT: &[u8] = fixture!("commit-v1.bin");
 /// `commit-v1.bin` with the operation's tag flipped to an invalid value.
 const COMMIT_FLIPPED: &[u8] = fixture!("commit-v1.flipped.bin");
 /// The first half of `commit-v1.bin`'s archive, then its version byte.
@@ -164,26 +177,39 @@ const NOTIFICATION_FULL_TRUNCATED: &[u8] = fixture!("notification-v1-full.trunca
 const NOTIFICATION_FULL_VERSION_2: &[u8] = fixture!("notification-v1-full.version-2.bin");
 
 /// Flips every bit of the byte at `at` (counted from the archive's end,
-/// where rkyv puts the root object), if there is one.
-fn flip_from_root(bytes: &mut [u8], root_size: usize, field_offset: usize) {
-    let archive_len = bytes.len().saturating_sub(1);
+/// where rkyv puts the root object), if there is one. The archive is
+/// followed by `trailer` bytes, its version byte included.
+fn flip_from_root(bytes: &mut [u8], trailer: usize, root_size: usize, field_offset: usize) {
+    let archive_len = bytes.len().saturating_sub(trailer);
     let at = archive_len.saturating_sub(root_size) + field_offset;
     if let Some(byte) = bytes.get_mut(at) {
         *byte ^= 0xff;
     }
 }
 
+/// Bytes after a record's archive: version 2's commit id and version byte,
+/// or version 1's version byte alone.
+fn record_trailer(good: &[u8]) -> usize {
+    match good.last() {
+        Some(&RECORD_FORMAT_V1) => 1,
+        _ => 9,
+    }
+}
+
 fn flipped_record(good: &[u8]) -> Vec<u8> {
     let mut bytes = good.to_vec();
+    let trailer = record_trailer(good);
     let root = size_of::<ArchivedStoredRecord>();
     let meta = offset_of!(ArchivedStoredRecord, meta);
     flip_from_root(
         &mut bytes,
+        trailer,
         root,
         meta + offset_of!(ArchivedStoredMeta, is_binary),
     );
     flip_from_root(
         &mut bytes,
+        trailer,
         root,
         meta + offset_of!(ArchivedStoredMeta, immutable),
     );
@@ -202,7 +228,7 @@ fn flipped_notification(good: &[u8]) -> Vec<u8> {
         offset_of!(ArchivedNotificationMeta, is_encrypted),
         offset_of!(ArchivedNotificationMeta, is_binary),
     ] {
-        flip_from_root(&mut bytes, root, meta + inner + field);
+        flip_from_root(&mut bytes, 1, root, meta + inner + field);
     }
     bytes
 }
@@ -217,14 +243,17 @@ fn notification_error(bytes: &[u8]) -> StoreError {
 fn flipped_commit(good: &[u8]) -> Vec<u8> {
     let mut bytes = good.to_vec();
     let root = size_of::<ArchivedCommitEntry>();
-    flip_from_root(&mut bytes, root, offset_of!(ArchivedCommitEntry, op));
+    flip_from_root(&mut bytes, 1, root, offset_of!(ArchivedCommitEntry, op));
     bytes
 }
 
+/// The first half of `good`'s bytes before its version byte, then that byte.
 fn truncated(good: &[u8]) -> Vec<u8> {
-    let archive_len = good.len().saturating_sub(1);
-    let mut bytes = good.get(..archive_len / 2).unwrap_or_default().to_vec();
-    bytes.push(RECORD_FORMAT_VERSION);
+    let Some((&version, rest)) = good.split_last() else {
+        return Vec::new();
+    };
+    let mut bytes = rest.get(..rest.len() / 2).unwrap_or_default().to_vec();
+    bytes.push(version);
     bytes
 }
 
@@ -257,10 +286,15 @@ fn commit_error(bytes: &[u8]) -> StoreError {
 
 #[test]
 fn the_fixtures_are_of_the_current_format_version() {
-    assert_eq!(RECORD_FORMAT_VERSION, 1, "a new version needs new fixtures");
-    for good in [RECORD_FULL, RECORD_MINIMAL, COMMIT] {
+    assert_eq!(RECORD_FORMAT_VERSION, 2, "a new version needs new fixtures");
+    for good in [RECORD_FULL, RECORD_MINIMAL] {
         assert_eq!(good.last(), Some(&RECORD_FORMAT_VERSION));
     }
+    for old in [RECORD_FULL_V1, RECORD_MINIMAL_V1] {
+        assert_eq!(old.last(), Some(&RECORD_FORMAT_V1));
+    }
+    assert_eq!(COMMIT_FORMAT_VERSION, 1, "a new version needs new fixtures");
+    assert_eq!(COMMIT.last(), Some(&COMMIT_FORMAT_VERSION));
     assert_eq!(
         NOTIFICATION_FORMAT_VERSION, 1,
         "a new notification version needs new fixtures"
@@ -312,25 +346,45 @@ fn damaged_notifications_are_refused_as_corrupt_or_of_another_version() {
 
 #[test]
 fn good_fixtures_decode_to_exactly_the_expected_values() {
-    assert_eq!(StoredRecord::decode(RECORD_FULL), Ok(full_record()));
-    assert_eq!(StoredRecord::decode(RECORD_MINIMAL), Ok(minimal_record()));
-    assert_eq!(CommitEntry::decode(COMMIT), Ok(commit_entry()));
-    let zero_copy = super::record::with_archived(RECORD_FULL, |archived| {
+    let full_commit = RecordCommit::Known(Some(FULL_RECORD_COMMIT));
+    let cases = [
+        (RECORD_FULL, full_record(), full_commit),
+        (RECORD_MINIMAL, minimal_record(), RecordCommit::Known(None)),
+        (RECORD_FULL_V1, full_record(), RecordCommit::Unrecorded),
         (
-            archived.value_str().map(str::to_string),
-            archived.is_active(1_700_000_001_000),
-        )
-    });
-    assert_eq!(
-        zero_copy,
-        Ok((Some("+1 555 0100 \u{260e}".to_string()), true))
-    );
+            RECORD_MINIMAL_V1,
+            minimal_record(),
+            RecordCommit::Unrecorded,
+        ),
+    ];
+    for (bytes, record, commit) in cases {
+        assert_eq!(
+            StoredRecord::decode_with_commit(bytes),
+            Ok((record, commit))
+        );
+        assert_eq!(super::record::commit_of(bytes), Ok(commit));
+    }
+    assert_eq!(CommitEntry::decode(COMMIT), Ok(commit_entry()));
+    for bytes in [RECORD_FULL, RECORD_FULL_V1] {
+        let zero_copy = super::record::with_archived(bytes, |archived| {
+            (
+                archived.value_str().map(str::to_string),
+                archived.is_active(1_700_000_001_000),
+            )
+        });
+        assert_eq!(
+            zero_copy,
+            Ok((Some("+1 555 0100 \u{260e}".to_string()), true))
+        );
+    }
 }
 
 #[test]
 fn todays_encoder_still_writes_the_fixture_bytes() {
-    assert_eq!(full_record().encode(), RECORD_FULL);
-    assert_eq!(minimal_record().encode(), RECORD_MINIMAL);
+    assert_eq!(full_record().encode(Some(FULL_RECORD_COMMIT)), RECORD_FULL);
+    assert_eq!(minimal_record().encode(None), RECORD_MINIMAL);
+    assert_eq!(full_record().encode_v1(), RECORD_FULL_V1);
+    assert_eq!(minimal_record().encode_v1(), RECORD_MINIMAL_V1);
     assert_eq!(commit_entry().encode(), COMMIT);
 }
 
@@ -339,6 +393,8 @@ fn damaged_records_are_refused_as_corrupt_or_of_another_version() {
     for (name, bytes) in [
         ("flipped", RECORD_FULL_FLIPPED),
         ("truncated", RECORD_FULL_TRUNCATED),
+        ("v1 flipped", RECORD_FULL_V1_FLIPPED),
+        ("v1 truncated", RECORD_FULL_V1_TRUNCATED),
     ] {
         let error = record_error(bytes);
         assert!(
@@ -350,8 +406,8 @@ fn damaged_records_are_refused_as_corrupt_or_of_another_version() {
         );
     }
     assert!(matches!(
-        record_error(RECORD_FULL_VERSION_2),
-        StoreError::UnknownFormatVersion { found: 2, .. }
+        record_error(RECORD_FULL_VERSION_3),
+        StoreError::UnknownFormatVersion { found: 3, .. }
     ));
     assert!(matches!(
         record_error(&[]),
@@ -387,7 +443,9 @@ fn damaged_commit_entries_are_refused_as_corrupt_or_of_another_version() {
 fn the_damaged_fixtures_are_the_good_ones_damaged_as_described() {
     assert_eq!(flipped_record(RECORD_FULL), RECORD_FULL_FLIPPED);
     assert_eq!(truncated(RECORD_FULL), RECORD_FULL_TRUNCATED);
-    assert_eq!(with_version(RECORD_FULL, 2), RECORD_FULL_VERSION_2);
+    assert_eq!(with_version(RECORD_FULL, 3), RECORD_FULL_VERSION_3);
+    assert_eq!(flipped_record(RECORD_FULL_V1), RECORD_FULL_V1_FLIPPED);
+    assert_eq!(truncated(RECORD_FULL_V1), RECORD_FULL_V1_TRUNCATED);
     assert_eq!(flipped_commit(COMMIT), COMMIT_FLIPPED);
     assert_eq!(truncated(COMMIT), COMMIT_TRUNCATED);
     assert_eq!(with_version(COMMIT, 2), COMMIT_VERSION_2);
@@ -399,7 +457,7 @@ fn the_damaged_fixtures_are_the_good_ones_damaged_as_described() {
 fn regenerate() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE_DIR);
     std::fs::create_dir_all(&dir).expect("fixture folder");
-    let record = full_record().encode();
+    let record = full_record().encode(Some(FULL_RECORD_COMMIT));
     let commit = commit_entry().encode();
     let notification = full_notification().encode();
     let files = [
@@ -416,12 +474,12 @@ fn regenerate() {
             "notification-v1-full.version-2.bin",
             with_version(&notification, 2),
         ),
-        ("record-v1-full.bin", record.clone()),
-        ("record-v1-minimal.bin", minimal_record().encode()),
+        ("record-v2-full.bin", record.clone()),
+        ("record-v2-minimal.bin", minimal_record().encode(None)),
         ("commit-v1.bin", commit.clone()),
-        ("record-v1-full.flipped.bin", flipped_record(&record)),
-        ("record-v1-full.truncated.bin", truncated(&record)),
-        ("record-v1-full.version-2.bin", with_version(&record, 2)),
+        ("record-v2-full.flipped.bin", flipped_record(&record)),
+        ("record-v2-full.truncated.bin", truncated(&record)),
+        ("record-v2-full.version-3.bin", with_version(&record, 3)),
         ("commit-v1.flipped.bin", flipped_commit(&commit)),
         ("commit-v1.truncated.bin", truncated(&commit)),
         ("commit-v1.version-2.bin", with_version(&commit, 2)),

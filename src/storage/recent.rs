@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 
+use super::commit_log::StoredCommit;
 use super::record::StoredRecord;
 
 pub use crate::limits::RECENT_BYTES_MAX;
@@ -22,13 +23,13 @@ const ENTRY_OVERHEAD_BYTES: usize = 160;
 
 /// Full record key → its current record (`None`: known to be absent).
 ///
-/// Beside it, the id of each written key's commit entry (`None`: known to
-/// have none), which every logged write needs to supersede the old entry.
-/// Unlike records, these are only remembered once their batch committed.
+/// Beside it, each written key's commit entry and where it is named, which
+/// every write needs to supersede the old entry or carry it on. Unlike
+/// records, these are only remembered once their batch committed.
 #[derive(Default)]
 pub struct Recent {
     entries: HashMap<Vec<u8>, Option<StoredRecord>>,
-    commit_ids: HashMap<Vec<u8>, Option<u64>>,
+    commit_ids: HashMap<Vec<u8>, StoredCommit>,
     bytes: usize,
 }
 
@@ -56,14 +57,13 @@ impl Recent {
         }
     }
 
-    /// The remembered id of `key`'s commit entry: `None` when not
-    /// remembered, `Some(None)` when remembered as having none.
-    pub fn commit_id(&self, key: &[u8]) -> Option<Option<u64>> {
+    /// The remembered commit entry of `key`, if remembered.
+    pub fn commit(&self, key: &[u8]) -> Option<StoredCommit> {
         self.commit_ids.get(key).copied()
     }
 
-    /// Remembers the id of `key`'s commit entry after its batch committed.
-    pub fn remember_commit_id(&mut self, key: Vec<u8>, id: Option<u64>) {
+    /// Remembers `key`'s commit entry after its batch committed.
+    pub fn remember_commit(&mut self, key: Vec<u8>, id: StoredCommit) {
         let added = key.len() + ENTRY_OVERHEAD_BYTES;
         if self.commit_ids.insert(key, id).is_none() {
             self.bytes = self.bytes.saturating_add(added);

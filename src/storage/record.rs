@@ -1,14 +1,43 @@
-//! The on-disk record: a value and its metadata, as an rkyv archive followed
-//! by one format-version byte.
+//! The on-disk record: a value and its metadata as an rkyv archive, then
+//! the id of its key's commit entry, then one format-version byte.
 //!
-//! The version byte sits at the *end* so the archive keeps the alignment of
-//! the buffer fjall hands back; rkyv places its root at the end of the archive
-//! anyway, so nothing is lost by reading `bytes[..len - 1]`.
+//! Trailing fields keep the archive at the start of the buffer fjall hands
+//! back, with that buffer's alignment; rkyv places its root at the end of
+//! the archive, so a reader slices the archive off the front.
+//!
+//! Versions this build reads:
+//! - 1: `archive ‖ 0x01`. The key's commit entry, if any, is named by
+//!   `commit_index` (records written before they carried it).
+//! - 2: `archive ‖ commit id (u64, big-endian; all ones: no entry) ‖ 0x02`.
+//!   What this build writes: a live key's write then needs no index entry.
 
 use rkyv::{Archive, Deserialize, Serialize, rancor};
 
-/// Bumped whenever `StoredRecord`'s layout changes; readers refuse others.
-pub const RECORD_FORMAT_VERSION: u8 = 1;
+/// The record version this build writes; readers also accept
+/// [`RECORD_FORMAT_V1`] and refuse others.
+pub const RECORD_FORMAT_VERSION: u8 = 2;
+
+/// Records written before they carried their commit id.
+pub const RECORD_FORMAT_V1: u8 = 1;
+
+/// The version of commit-log entries; bumped on its own.
+pub const COMMIT_FORMAT_VERSION: u8 = 1;
+
+/// Bytes of a version-2 record after its archive (commit id and version).
+const V2_TRAILER_BYTES: usize = 9;
+
+/// A version-2 commit id meaning "no entry" (ids count up from 0 and are
+/// gap-free, so they never reach it).
+const NO_COMMIT: u64 = u64::MAX;
+
+/// What a record says about its key's commit entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordCommit {
+    /// A version-1 record says nothing: `commit_index` knows.
+    Unrecorded,
+    /// The id of the key's one entry, or `None` when it has none.
+    Known(Option<u64>),
+}
 
 /// Metadata kept with every record. Times are epoch milliseconds (UTC).
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
@@ -57,7 +86,7 @@ pub struct StoredRecord {
 pub enum RecordError {
     /// No bytes at all, not even the format-version byte.
     Empty,
-    /// The trailing format-version byte is not [`RECORD_FORMAT_VERSION`].
+    /// The trailing format-version byte is not one this build reads.
     UnknownVersion(u8),
     /// The archive failed validation (bytecheck) or deserialisation; the
     /// text is rkyv's account of what failed.
@@ -77,20 +106,34 @@ impl std::fmt::Display for RecordError {
 impl std::error::Error for RecordError {}
 
 impl StoredRecord {
-    /// Serialises the record with its trailing format-version byte.
-    pub fn encode(&self) -> Vec<u8> {
+    /// Serialises the record (version 2) carrying `commit`, the id of its
+    /// key's commit entry (`None`: the key has none).
+    pub fn encode(&self, commit: Option<u64>) -> Vec<u8> {
         // Serialising plain owned data into a Vec cannot fail; an error here
         // would be an rkyv bug, so it is reported as an empty record rather
         // than a panic on a request path.
         match rkyv::to_bytes::<rancor::Error>(self) {
             Ok(aligned) => {
-                let mut bytes = Vec::with_capacity(aligned.len() + 1);
+                let mut bytes = Vec::with_capacity(aligned.len() + V2_TRAILER_BYTES);
                 bytes.extend_from_slice(&aligned);
+                bytes.extend_from_slice(&commit.unwrap_or(NO_COMMIT).to_be_bytes());
                 bytes.push(RECORD_FORMAT_VERSION);
                 bytes
             }
             Err(_) => Vec::new(),
         }
+    }
+
+    /// A version-1 record, as builds before version 2 wrote it (tests of
+    /// stores such builds left).
+    #[cfg(test)]
+    pub fn encode_v1(&self) -> Vec<u8> {
+        let mut bytes = match rkyv::to_bytes::<rancor::Error>(self) {
+            Ok(aligned) => aligned.to_vec(),
+            Err(_) => Vec::new(),
+        };
+        bytes.push(RECORD_FORMAT_V1);
+        bytes
     }
 
     /// A fresh record written by `writer` at `now_ms`, with no other metadata
@@ -110,10 +153,18 @@ impl StoredRecord {
 
     /// Validates (bytecheck) and deserialises a record read from disk.
     pub fn decode(bytes: &[u8]) -> Result<StoredRecord, RecordError> {
-        with_archived(bytes, |archived| {
+        Self::decode_with_commit(bytes).map(|(record, _)| record)
+    }
+
+    /// [`StoredRecord::decode`], and what the record says of its commit
+    /// entry.
+    pub fn decode_with_commit(bytes: &[u8]) -> Result<(StoredRecord, RecordCommit), RecordError> {
+        let (_, commit) = split(bytes)?;
+        let record = with_archived(bytes, |archived| {
             rkyv::deserialize::<StoredRecord, rancor::Error>(archived)
                 .map_err(|e| RecordError::Corrupt(e.to_string()))
-        })?
+        })??;
+        Ok((record, commit))
     }
 
     /// Whether the record can be seen at `now_ms`: born (`availableAt`) and not
@@ -142,18 +193,49 @@ impl ArchivedStoredRecord {
     }
 }
 
-/// Runs `f` on the validated archive inside `bytes` (archive + version byte).
-/// Copies into an aligned buffer only when the slice is misaligned.
+/// Splits a stored record into its archive and what it says of its commit
+/// entry, by its version byte. Validates nothing of the archive.
+fn split(bytes: &[u8]) -> Result<(&[u8], RecordCommit), RecordError> {
+    let Some((&version, rest)) = bytes.split_last() else {
+        return Err(RecordError::Empty);
+    };
+    match version {
+        RECORD_FORMAT_VERSION => {
+            let split_at = rest
+                .len()
+                .checked_sub(V2_TRAILER_BYTES - 1)
+                .ok_or_else(|| {
+                    RecordError::Corrupt("too short to hold its commit id".to_string())
+                })?;
+            let (archive, id) = rest.split_at(split_at);
+            let id = u64::from_be_bytes(id.try_into().map_err(|_| {
+                RecordError::Corrupt("too short to hold its commit id".to_string())
+            })?);
+            Ok((
+                archive,
+                RecordCommit::Known((id != NO_COMMIT).then_some(id)),
+            ))
+        }
+        RECORD_FORMAT_V1 => Ok((rest, RecordCommit::Unrecorded)),
+        other => Err(RecordError::UnknownVersion(other)),
+    }
+}
+
+/// What a stored record says of its key's commit entry, without
+/// validating its archive (the write actor's look-up of the entry a write
+/// supersedes).
+pub fn commit_of(bytes: &[u8]) -> Result<RecordCommit, RecordError> {
+    split(bytes).map(|(_, commit)| commit)
+}
+
+/// Runs `f` on the validated archive inside `bytes` (a stored record of a
+/// version this build reads). Copies into an aligned buffer only when the
+/// slice is misaligned.
 pub fn with_archived<R>(
     bytes: &[u8],
     f: impl FnOnce(&ArchivedStoredRecord) -> R,
 ) -> Result<R, RecordError> {
-    let Some((&version, archive)) = bytes.split_last() else {
-        return Err(RecordError::Empty);
-    };
-    if version != RECORD_FORMAT_VERSION {
-        return Err(RecordError::UnknownVersion(version));
-    }
+    let (archive, _) = split(bytes)?;
     match rkyv::access::<ArchivedStoredRecord, rancor::Error>(archive) {
         Ok(archived) => Ok(f(archived)),
         Err(_) => {
@@ -203,7 +285,7 @@ impl CommitEntry {
         match rkyv::to_bytes::<rancor::Error>(self) {
             Ok(aligned) => {
                 let mut bytes = aligned.to_vec();
-                bytes.push(RECORD_FORMAT_VERSION);
+                bytes.push(COMMIT_FORMAT_VERSION);
                 bytes
             }
             Err(_) => Vec::new(),
@@ -214,7 +296,7 @@ impl CommitEntry {
         let Some((&version, archive)) = bytes.split_last() else {
             return Err(RecordError::Empty);
         };
-        if version != RECORD_FORMAT_VERSION {
+        if version != COMMIT_FORMAT_VERSION {
             return Err(RecordError::UnknownVersion(version));
         }
         let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(archive.len());
@@ -247,12 +329,53 @@ mod tests {
     #[test]
     fn a_record_survives_encode_and_decode() {
         let record = sample();
-        assert_eq!(StoredRecord::decode(&record.encode()), Ok(record));
+        assert_eq!(StoredRecord::decode(&record.encode(Some(3))), Ok(record));
+    }
+
+    #[test]
+    fn a_record_carries_its_commit_id_or_none() {
+        for commit in [Some(0), Some(41), Some(u64::MAX - 1), None] {
+            let encoded = sample().encode(commit);
+            assert_eq!(commit_of(&encoded), Ok(RecordCommit::Known(commit)));
+            assert_eq!(
+                StoredRecord::decode_with_commit(&encoded),
+                Ok((sample(), RecordCommit::Known(commit)))
+            );
+        }
+    }
+
+    #[test]
+    fn a_version_1_record_is_read_and_says_nothing_of_its_commit() {
+        let v1 = sample().encode_v1();
+        assert_eq!(v1.last(), Some(&RECORD_FORMAT_V1));
+        assert_eq!(commit_of(&v1), Ok(RecordCommit::Unrecorded));
+        assert_eq!(
+            StoredRecord::decode_with_commit(&v1),
+            Ok((sample(), RecordCommit::Unrecorded))
+        );
+        let read = with_archived(&v1, |archived| archived.value_str().map(str::to_string));
+        assert_eq!(read, Ok(Some("hello world".to_string())));
+    }
+
+    #[test]
+    fn a_version_2_record_too_short_for_its_commit_id_is_corrupt() {
+        for len in 0..V2_TRAILER_BYTES - 1 {
+            let mut bytes = vec![0u8; len];
+            bytes.push(RECORD_FORMAT_VERSION);
+            assert!(
+                matches!(commit_of(&bytes), Err(RecordError::Corrupt(_))),
+                "{len} bytes"
+            );
+            assert!(matches!(
+                StoredRecord::decode(&bytes),
+                Err(RecordError::Corrupt(_))
+            ));
+        }
     }
 
     #[test]
     fn a_misaligned_buffer_is_still_read() {
-        let encoded = sample().encode();
+        let encoded = sample().encode(None);
         let mut shifted = vec![0u8];
         shifted.extend_from_slice(&encoded);
         assert_eq!(StoredRecord::decode(&shifted[1..]), Ok(sample()));
@@ -260,7 +383,7 @@ mod tests {
 
     #[test]
     fn unknown_versions_and_garbage_are_refused() {
-        let mut encoded = sample().encode();
+        let mut encoded = sample().encode(Some(1));
         if let Some(last) = encoded.last_mut() {
             *last = 99;
         }
@@ -270,7 +393,7 @@ mod tests {
         );
         assert_eq!(StoredRecord::decode(&[]), Err(RecordError::Empty));
         assert!(matches!(
-            StoredRecord::decode(&[1, 2, 3, RECORD_FORMAT_VERSION]),
+            StoredRecord::decode(&[1, 2, 3, COMMIT_FORMAT_VERSION]),
             Err(RecordError::Corrupt(_))
         ));
     }

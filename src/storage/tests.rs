@@ -390,6 +390,12 @@ mod model {
     enum Op {
         Put(u8, String),
         Delete(u8),
+        /// A put or delete that leaves the log alone (`private:` keys): the
+        /// key keeps the entry it had.
+        Unlogged(u8, Option<String>),
+        /// `:nc`: the key keeps no entry; a put, or a write that leaves the
+        /// record as it is.
+        Forget(u8, Option<String>),
         /// Read-modify-writes submitted together (one actor batch, mostly):
         /// each appends to what the previous write of its key left.
         Appends(Vec<(u8, String)>),
@@ -400,6 +406,8 @@ mod model {
         prop_oneof![
             6 => (0u8..8, "[a-z]{0,12}").prop_map(|(k, v)| Op::Put(k, v)),
             3 => (0u8..8).prop_map(Op::Delete),
+            2 => (0u8..8, proptest::option::of("[a-z]{0,4}")).prop_map(|(k, v)| Op::Unlogged(k, v)),
+            2 => (0u8..8, proptest::option::of("[a-z]{0,4}")).prop_map(|(k, v)| Op::Forget(k, v)),
             3 => proptest::collection::vec((0u8..8, "[a-z]{1,4}"), 1..12).prop_map(Op::Appends),
             1 => Just(Op::Reopen),
         ]
@@ -451,6 +459,39 @@ mod model {
                         commits += 1;
                         model.remove(&key(k));
                     }
+                    Op::Unlogged(k, value) => {
+                        let outcome = match value.clone() {
+                            Some(v) => {
+                                let rec = record(&v, 1);
+                                block_on(store.tenant("@alice").write(key(k), false, move |_| {
+                                    Ok(Mutation::Put(Box::new(rec), CommitOp::Update))
+                                }))
+                            }
+                            None => block_on(store.tenant("@alice").write(key(k), false, |_| Ok(Mutation::Delete))),
+                        }
+                        .expect("unlogged write");
+                        prop_assert_eq!(outcome.commit_id, None);
+                        match value {
+                            Some(v) => model.insert(key(k), v),
+                            None => model.remove(&key(k)),
+                        };
+                    }
+                    Op::Forget(k, value) => {
+                        let put = value.clone();
+                        let mutate: actor::MutateFn = Box::new(move |_| match put {
+                            Some(v) => Ok(Mutation::Put(Box::new(record(&v, 1)), CommitOp::Update)),
+                            None => Ok(Mutation::Unchanged),
+                        });
+                        let write = actor::KeyWrite::new(key(k), CommitLog::Forget, mutate);
+                        let pending = block_on(store.tenant("@alice").submit_request(WriteRequest::new(write)))
+                            .expect("submit");
+                        let outcome = block_on(pending.outcome()).expect("forget");
+                        prop_assert_eq!(outcome.commit_id, None);
+                        latest.remove(&key(k));
+                        if let Some(v) = value {
+                            model.insert(key(k), v);
+                        }
+                    }
                     Op::Appends(appends) => {
                         let tenant = store.tenant("@alice");
                         let pending: Vec<_> = appends
@@ -482,6 +523,11 @@ mod model {
                 expected.sort();
                 prop_assert_eq!(log, expected);
             }
+            // Records, index and log name each other as `check-store` wants.
+            prop_assert!(store.close().is_ok());
+            let mut findings = Vec::new();
+            check::check_shard(dir.path(), |f| findings.push(f.to_string())).expect("check");
+            prop_assert_eq!(findings, Vec::<String>::new());
         }
     }
 }
@@ -636,6 +682,102 @@ mod commit_index_build {
             .map(|(id, _)| *id)
             .collect();
         assert_eq!(ids, [1, 4]);
+        drop(old);
+        assert!(store.close().is_ok());
+        let mut findings = Vec::new();
+        check::check_shard(dir.path(), |f| findings.push(f.to_string())).expect("check");
+        assert_eq!(findings, Vec::<String>::new());
+    }
+    #[test]
+    fn version_1_records_named_by_the_index_move_their_id_into_the_record_when_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            // What a build before records carried their commit id left:
+            // version-1 records, each key's entry named by the index.
+            let db = fjall::Database::builder(dir.path())
+                .open()
+                .expect("raw open");
+            let open = |name: &str| {
+                db.keyspace(name, fjall::KeyspaceCreateOptions::default)
+                    .expect("keyspace")
+            };
+            let (keys, commits) = (open(layout::KEYS), open(layout::COMMITS));
+            let (index, meta) = (open(layout::COMMIT_INDEX), open(layout::META));
+            for (id, name) in [(0u64, "a@old"), (1, "b@old"), (2, "c@old")] {
+                let full_key = layout::record_key("@old", name);
+                keys.insert(&full_key, record("v1", 1).encode_v1())
+                    .expect("insert");
+                commits
+                    .insert(
+                        layout::commit_key("@old", id),
+                        entry(name, CommitOp::Update),
+                    )
+                    .expect("insert");
+                index.insert(&full_key, id.to_be_bytes()).expect("insert");
+            }
+            meta.insert(layout::last_commit_key("@old"), 2u64.to_be_bytes())
+                .expect("insert");
+            meta.insert(layout::COMMIT_INDEX_BUILT_KEY, b"")
+                .expect("insert");
+            db.persist(fjall::PersistMode::SyncAll).expect("persist");
+        }
+        let store =
+            Store::open(dir.path(), Durability::Durable, FatalSink::log_only()).expect("open");
+        let old = store.tenant("@old");
+        assert_eq!(
+            old.get("a@old")
+                .expect("get")
+                .and_then(|r| r.value)
+                .as_deref(),
+            Some("v1")
+        );
+        // A logged write, an unlogged one and a delete, one per key.
+        assert_eq!(put(&old, "a@old", "v2", true).commit_id, Some(3));
+        assert_eq!(put(&old, "b@old", "v2", false).commit_id, None);
+        let deleted = block_on(old.write("c@old".into(), true, |_| Ok(Mutation::Delete)));
+        assert_eq!(deleted.expect("delete").commit_id, Some(4));
+        let log: Vec<(u64, String)> = old
+            .commits_from(0, 10)
+            .expect("log")
+            .into_iter()
+            .map(|(id, e)| (id, e.key))
+            .collect();
+        assert_eq!(
+            log,
+            [
+                (1, "b@old".to_string()),
+                (3, "a@old".to_string()),
+                (4, "c@old".to_string())
+            ]
+        );
+        let keyspaces = &store.inner.keyspaces;
+        let indexed = |name: &str| {
+            commit_log::indexed_id(keyspaces, &layout::record_key("@old", name)).expect("index")
+        };
+        // Written records name their entries; the deleted key's is indexed.
+        assert_eq!(
+            (indexed("a@old"), indexed("b@old"), indexed("c@old")),
+            (None, None, Some(4))
+        );
+        let record_commit = |name: &str| {
+            let bytes = keyspaces
+                .keys
+                .get(layout::record_key("@old", name))
+                .expect("read");
+            bytes.map(|bytes| record::commit_of(&bytes).expect("commit"))
+        };
+        assert_eq!(
+            record_commit("a@old"),
+            Some(record::RecordCommit::Known(Some(3)))
+        );
+        assert_eq!(
+            record_commit("b@old"),
+            Some(record::RecordCommit::Known(Some(1)))
+        );
+        // Written again after the delete, the key's entry moves back into
+        // its record.
+        assert_eq!(put(&old, "c@old", "again", true).commit_id, Some(5));
+        assert_eq!(indexed("c@old"), None);
         drop(old);
         assert!(store.close().is_ok());
         let mut findings = Vec::new();
